@@ -1,0 +1,87 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Binding is one row of the location service: an AOR bound to a Contact
+// (RFC 3261 §10.3), refined by RFC 5626 instance/reg-id, RFC 3327 Path and
+// RFC 5627 GRUU state. A Binding is a plain value: stores copy it in and out.
+type Binding struct {
+	// AOR is the canonical address-of-record (see CanonicalAOR).
+	AOR string `json:"aor"`
+	// Contact is the Contact URI exactly as the UA sent it (no header params).
+	Contact string `json:"contact"`
+	// Key identifies the binding within its AOR: the RFC 5626 identity
+	// "outbound:<instance>:<reg-id>" when outbound applies, otherwise the
+	// Contact URI in the normalised form used for §19.1.4 comparison.
+	Key string `json:"key"`
+	// Instance is the +sip.instance value without quotes ("<urn:uuid:...>"), or "".
+	Instance string `json:"instance,omitempty"`
+	// RegID is the RFC 5626 reg-id; 0 when outbound does not apply.
+	RegID int64 `json:"reg_id,omitempty"`
+	// Q is the q-value in thousandths (0..1000); -1 means the UA gave none.
+	Q int `json:"q"`
+	// Expires is the absolute time at which the binding stops being valid.
+	Expires time.Time `json:"expires"`
+	// CallID and CSeq of the REGISTER that last wrote this binding
+	// (RFC 3261 §10.3 step 7 ordering).
+	CallID string `json:"call_id"`
+	CSeq   uint32 `json:"cseq"`
+	// Path is the RFC 3327 Path vector, top first, as header values.
+	Path []string `json:"path,omitempty"`
+	// Source is where the REGISTER came from: transport and remote address
+	// as seen by the registrar ("udp 192.0.2.1:5060").
+	Source string `json:"source,omitempty"`
+	// UserAgent is the REGISTER's User-Agent header, for operators.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Registered is when this binding was first created (evict_oldest uses it).
+	Registered time.Time `json:"registered"`
+	// Updated is when this binding was last written.
+	Updated time.Time `json:"updated"`
+}
+
+// Live reports whether the binding is still valid at now.
+func (b Binding) Live(now time.Time) bool { return b.Expires.After(now) }
+
+// UpdateFunc computes the new binding set of one AOR from its current live
+// bindings. It must be a pure function of its argument: a store may call it
+// more than once (optimistic concurrency) and only the last result counts.
+// Returning an error aborts the update; nothing is written and Update
+// returns that error unchanged (so errors.Is works on policy errors).
+type UpdateFunc func(current []Binding) ([]Binding, error)
+
+// ErrUnavailable wraps every error caused by the backing store being
+// unreachable, slow or broken (as opposed to an UpdateFunc's own error).
+// The registrar answers it with 503 + Retry-After.
+var ErrUnavailable = errors.New("binding store unavailable")
+
+// Store is the location service's storage. It is the contract that
+// registrar/memstore and registrar/redisstore implement and that
+// registrar/storetest checks.
+//
+//   - All methods are safe for concurrent use by many goroutines and, for
+//     shared backends, by many processes.
+//   - Get returns the live bindings of aor (Expires after the store's clock),
+//     in no particular order; an unknown AOR yields an empty slice and no
+//     error. Expired bindings are never returned.
+//   - Update is atomic per AOR: it reads the current live bindings, calls fn
+//     and stores exactly fn's result (bindings with Expires not after now
+//     are dropped), with no lost update under concurrency. It returns the
+//     stored live set. If fn fails, nothing changes and fn's error is
+//     returned. Bindings must all carry AOR == aor and distinct Keys.
+//   - Count returns the number of live bindings in the whole store, for
+//     metrics; it must not scan the key space.
+//   - Every method honours ctx: a cancelled or expired context makes it
+//     return promptly with an error wrapping both ctx.Err() and, for I/O
+//     stores, ErrUnavailable. Backend failures wrap ErrUnavailable.
+//   - Ping reports whether the backend is reachable (for /readyz).
+type Store interface {
+	Get(ctx context.Context, aor string) ([]Binding, error)
+	Update(ctx context.Context, aor string, fn UpdateFunc) ([]Binding, error)
+	Count(ctx context.Context) (int64, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
