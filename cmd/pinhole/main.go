@@ -1,0 +1,196 @@
+// Command pinhole runs Pinhole's roles (registrar today; the edge role is on
+// the roadmap) from one YAML configuration file.
+//
+//	pinhole -config FILE          run the roles whose sections are present
+//	pinhole check-config FILE     validate FILE and print every error with its line
+//	pinhole version               print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/ops"
+	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/memstore"
+	"github.com/pinhole-sip/pinhole/registrar/redisstore"
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise the module
+// build info is used.
+var version = ""
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "pinhole", versionString())
+			return 0
+		case "check-config":
+			if len(args) != 2 {
+				fmt.Fprintln(stderr, "usage: pinhole check-config FILE")
+				return 2
+			}
+			if _, err := loadConfig(args[1]); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			fmt.Fprintln(stdout, args[1]+": ok")
+			return 0
+		case "hash-password":
+			return hashPassword(args[1:], stdin, stdout, stderr)
+		}
+	}
+	fs := flag.NewFlagSet("pinhole", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: pinhole -config FILE | check-config FILE | hash-password -realm R -user U | version")
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	logger := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, logger); err != nil {
+		logger.Error("pinhole stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func newStore(c registrar.StoreConfig) (registrar.Store, error) {
+	switch c.Backend {
+	case "redis":
+		s, err := redisstore.New(c.Config, nil)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: %w", err)
+		}
+		return s, nil
+	default:
+		return memstore.New(nil), nil
+	}
+}
+
+// serve wires the configured roles, runs them until ctx is cancelled
+// (SIGTERM), then drains: /readyz turns not-ready, new transactions get
+// 503, in-flight ones get up to ops.drain_timeout to finish.
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	// sipgo refuses UDP messages above 1300 bytes instead of switching to
+	// TCP (RFC 3261 §18.1.1); a registrar's 200 OK listing many bindings
+	// with Path vectors can exceed that, so allow large datagrams.
+	sip.UDPMTUSize = 65000
+
+	o := ops.New(logger)
+	if err := o.Listen(cfg.Ops.Listen); err != nil {
+		return err
+	}
+	go func() {
+		if err := o.Serve(); err != nil {
+			logger.Error("ops server", "error", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = o.Shutdown(sctx)
+	}()
+
+	rc := cfg.Registrar
+	store, err := newStore(rc.Store)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if ms, ok := store.(*memstore.Store); ok {
+		go ms.Start(ctx)
+	}
+	reg, err := registrar.New(*rc, store, registrar.Options{Logger: logger, Registry: o.Registry})
+	if err != nil {
+		return err
+	}
+	srv, err := registrar.NewServer(reg, logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(rc.Listen); err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	o.AddCheck("registrar_store", reg.Ready)
+	o.AddCheck("registrar_listeners", func(context.Context) error {
+		select {
+		case err := <-served:
+			served <- err
+			return fmt.Errorf("SIP listeners stopped: %v", err)
+		default:
+			return nil
+		}
+	})
+	addrs := make([]string, 0, len(srv.Addrs()))
+	for _, a := range srv.Addrs() {
+		addrs = append(addrs, a.Network()+"/"+a.String())
+	}
+	logger.Info("pinhole started", "version", versionString(), "registrar", addrs, "ops", o.Addr().String(),
+		"store", rc.Store.Backend, "domains", rc.Domains)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-served:
+		if runErr == nil {
+			runErr = errors.New("SIP listeners stopped")
+		}
+	}
+	logger.Info("shutting down: draining", "timeout", cfg.Ops.DrainTimeout.String())
+	o.SetDraining()
+	if !srv.Drain(cfg.Ops.DrainTimeout) {
+		logger.Warn("drain timeout reached with transactions in flight")
+	}
+	_ = srv.Close()
+	logger.Info("pinhole stopped")
+	return runErr
+}

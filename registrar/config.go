@@ -1,0 +1,217 @@
+package registrar
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
+)
+
+// Config is the `registrar:` section of the YAML configuration.
+type Config struct {
+	Listen            []ListenConfig `yaml:"listen"`
+	Domains           []string       `yaml:"domains"`
+	Store             StoreConfig    `yaml:"store"`
+	Expires           ExpiresConfig  `yaml:"expires"`
+	MaxContacts       int            `yaml:"max_contacts"`        // per AOR; default 10
+	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
+	PathMode          string         `yaml:"path_mode"`           // lazy (default) | strict
+	ServiceRoute      []string       `yaml:"service_route"`
+	GRUU              bool           `yaml:"gruu"`
+	TrustedEdges      []string       `yaml:"trusted_edges"` // CIDRs whose Path is accepted
+	TrustedPeers      []string       `yaml:"trusted_peers"` // CIDRs that may send non-REGISTER requests
+	PBX               []PBXTarget    `yaml:"pbx"`
+	// RetryAfter bounds the randomized Retry-After of a 503 when the store
+	// is unavailable. Default 5s..30s.
+	RetryAfterMin time.Duration `yaml:"retry_after_min"`
+	RetryAfterMax time.Duration `yaml:"retry_after_max"`
+	// StoreTimeout bounds one store operation per REGISTER. Default 1s.
+	StoreTimeout time.Duration `yaml:"store_timeout"`
+}
+
+// ListenConfig is one SIP listener.
+type ListenConfig struct {
+	Transport string `yaml:"transport"` // udp | tcp
+	Address   string `yaml:"address"`   // host:port
+}
+
+// StoreConfig selects the binding store.
+type StoreConfig struct {
+	Backend            string `yaml:"backend"` // memory (default) | redis
+	redisconfig.Config `yaml:",inline"`
+}
+
+// ExpiresConfig is the RFC 3261 §10.3 expiry policy.
+type ExpiresConfig struct {
+	Default     time.Duration `yaml:"default"`      // used when the UA asks for nothing; default 3600s
+	Min         time.Duration `yaml:"min"`          // 423 below this; default 60s; at most 3600s
+	Max         time.Duration `yaml:"max"`          // longer requests are shortened; default 7200s
+	MinOutbound time.Duration `yaml:"min_outbound"` // floor for RFC 5626 outbound bindings; default = min
+	Jitter      float64       `yaml:"jitter"`       // fraction 0..0.5 by which grants are randomly shortened; 0 = none
+}
+
+// PBXTarget is a PBX the registrar forwards UA-originated requests to.
+type PBXTarget struct {
+	URI      string `yaml:"uri"`
+	Priority int    `yaml:"priority"`
+	Weight   int    `yaml:"weight"`
+}
+
+// SetDefaults fills in every unset field with its documented default.
+func (c *Config) SetDefaults() {
+	if c.Store.Backend == "" {
+		c.Store.Backend = "memory"
+	}
+	if c.Expires.Default == 0 {
+		c.Expires.Default = 3600 * time.Second
+	}
+	if c.Expires.Min == 0 {
+		c.Expires.Min = 60 * time.Second
+	}
+	if c.Expires.Max == 0 {
+		c.Expires.Max = 7200 * time.Second
+	}
+	if c.Expires.MinOutbound == 0 {
+		c.Expires.MinOutbound = c.Expires.Min
+	}
+	if c.MaxContacts == 0 {
+		c.MaxContacts = 10
+	}
+	if c.MaxContactsPolicy == "" {
+		c.MaxContactsPolicy = "reject"
+	}
+	if c.PathMode == "" {
+		c.PathMode = "lazy"
+	}
+	if c.RetryAfterMin == 0 {
+		c.RetryAfterMin = 5 * time.Second
+	}
+	if c.RetryAfterMax == 0 {
+		c.RetryAfterMax = 30 * time.Second
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = time.Second
+	}
+}
+
+// Validate reports every problem in the (defaulted) configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Listen) == 0 {
+		bad("registrar.listen: at least one listener is required")
+	}
+	for i, l := range c.Listen {
+		switch strings.ToLower(l.Transport) {
+		case "udp", "tcp":
+		default:
+			bad("registrar.listen[%d].transport: %q is not udp or tcp", i, l.Transport)
+		}
+		if _, err := netip.ParseAddrPort(l.Address); err != nil {
+			bad("registrar.listen[%d].address: %q is not ip:port: %v", i, l.Address, err)
+		}
+	}
+	if len(c.Domains) == 0 {
+		bad("registrar.domains: at least one served domain is required")
+	}
+	for i, d := range c.Domains {
+		if d == "" || strings.ContainsAny(d, " @;:/<>") && !isIPv6Literal(d) {
+			bad("registrar.domains[%d]: %q is not a host name or IP literal", i, d)
+		}
+	}
+	switch c.Store.Backend {
+	case "memory":
+	case "redis":
+		if err := c.Store.Config.Validate(); err != nil {
+			bad("registrar.store: %w", err)
+		}
+	default:
+		bad("registrar.store.backend: %q is not memory or redis", c.Store.Backend)
+	}
+	e := c.Expires
+	if e.Min <= 0 || e.Min > time.Hour {
+		bad("registrar.expires.min: %s must be in (0, 3600s] (RFC 3261 §10.3: a 423 is only allowed below one hour)", e.Min)
+	}
+	if e.MinOutbound <= 0 || e.MinOutbound > time.Hour {
+		bad("registrar.expires.min_outbound: %s must be in (0, 3600s]", e.MinOutbound)
+	}
+	if e.Max < e.Min || e.Max < e.MinOutbound {
+		bad("registrar.expires.max: %s is below min (%s) or min_outbound (%s)", e.Max, e.Min, e.MinOutbound)
+	}
+	if e.Default < e.Min || e.Default > e.Max {
+		bad("registrar.expires.default: %s is outside [min %s, max %s]", e.Default, e.Min, e.Max)
+	}
+	for _, d := range []time.Duration{e.Default, e.Min, e.Max, e.MinOutbound} {
+		if d%time.Second != 0 {
+			bad("registrar.expires: %s is not a whole number of seconds", d)
+		}
+	}
+	if e.Jitter < 0 || e.Jitter > 0.5 {
+		bad("registrar.expires.jitter: %v must be in [0, 0.5]", e.Jitter)
+	}
+	if c.MaxContacts < 1 {
+		bad("registrar.max_contacts: %d must be at least 1", c.MaxContacts)
+	}
+	switch c.MaxContactsPolicy {
+	case "reject", "evict_oldest":
+	default:
+		bad("registrar.max_contacts_policy: %q is not reject or evict_oldest", c.MaxContactsPolicy)
+	}
+	switch c.PathMode {
+	case "lazy", "strict":
+	default:
+		bad("registrar.path_mode: %q is not lazy or strict", c.PathMode)
+	}
+	for i, r := range c.ServiceRoute {
+		var u sip.Uri
+		if err := parseSIPURI(strings.Trim(r, "<>"), &u); err != nil {
+			bad("registrar.service_route[%d]: %v", i, err)
+		}
+	}
+	if _, err := ParsePrefixes(c.TrustedEdges); err != nil {
+		bad("registrar.trusted_edges: %w", err)
+	}
+	if _, err := ParsePrefixes(c.TrustedPeers); err != nil {
+		bad("registrar.trusted_peers: %w", err)
+	}
+	for i, p := range c.PBX {
+		var u sip.Uri
+		if err := parseSIPURI(p.URI, &u); err != nil {
+			bad("registrar.pbx[%d].uri: %v", i, err)
+		}
+	}
+	if c.RetryAfterMin < time.Second || c.RetryAfterMax < c.RetryAfterMin {
+		bad("registrar.retry_after_min/max: need 1s <= min <= max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
+	}
+	if c.StoreTimeout <= 0 {
+		bad("registrar.store_timeout: must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+func isIPv6Literal(s string) bool {
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return err == nil && a.Is6()
+}
+
+// ParsePrefixes parses a list of CIDRs or bare IP addresses.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

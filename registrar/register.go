@@ -1,0 +1,728 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Source is where a request reached the registrar from.
+type Source struct {
+	Transport string         // UDP, TCP, ...
+	Addr      netip.AddrPort // packet source / connection peer
+}
+
+func (s Source) String() string { return strings.ToLower(s.Transport) + " " + s.Addr.String() }
+
+// maxExpires is the largest expiry value RFC 3261 §20.19 allows; larger
+// values are treated as this.
+const maxExpires = math.MaxUint32
+
+// Option tags this registrar implements (RFC 3261 §8.2.2.3, §10.3 step 2).
+var supportedTags = map[string]bool{"path": true, "outbound": true}
+
+// Sentinel policy errors returned from the store update function.
+var (
+	errOutOfOrder  = errors.New("CSeq not higher than the binding's for the same Call-ID")
+	errTooMany     = errors.New("too many contacts for this AOR")
+	errRetransmit  = errors.New("retransmission")
+	errBadRequest  = errors.New("bad request")
+)
+
+// rejection is one typed reason to refuse a REGISTER: the metric label,
+// the log attribute and the SIP answer in one place.
+type rejection struct {
+	code   int
+	reason string // metric label and log attr, e.g. interval_too_brief
+	phrase string // SIP reason phrase
+	detail string // for the log line only
+	hdrs   []sip.Header
+}
+
+func reject(code int, reason, phrase, detail string, hdrs ...sip.Header) *rejection {
+	return &rejection{code: code, reason: reason, phrase: phrase, detail: detail, hdrs: hdrs}
+}
+
+// contactReq is one Contact of a REGISTER after policy evaluation.
+type contactReq struct {
+	spec     contactSpec
+	key      string // binding identity (outbound/instance) or "" for URI matching
+	instance string
+	regID    int64
+	q        int
+	granted  time.Duration // 0 = remove
+	outbound bool
+}
+
+// HandleRegister processes one REGISTER per RFC 3261 §10.3 (R3261-§10.3 in
+// DESIGN.md) and returns the final response. It never panics on input and
+// never returns a 2xx for a change that was not stored.
+func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src Source) *sip.Response {
+	res, rej := r.register(ctx, req, src)
+	if rej != nil {
+		return r.answerReject(req, src, rej)
+	}
+	return res
+}
+
+func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {
+	res := sip.NewResponseFromRequest(req, rej.code, rej.phrase, nil)
+	for _, h := range rej.hdrs {
+		res.AppendHeader(h)
+	}
+	lvl := slog.LevelInfo
+	if rej.code >= 500 {
+		lvl = slog.LevelWarn
+	}
+	r.log.Log(context.Background(), lvl, "REGISTER rejected",
+		"status", rej.code, "reason", rej.reason, "detail", rej.detail,
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+	r.metrics.register.WithLabelValues(strconv.Itoa(rej.code), rej.reason).Inc()
+	return res
+}
+
+func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) (*sip.Response, *rejection) {
+	now := r.now()
+
+	// Mandatory headers (RFC 3261 §8.1.1). sipgo already rejects a
+	// request without Via or CSeq.
+	to, from, callID, cseq := req.To(), req.From(), req.CallID(), req.CSeq()
+	if to == nil || from == nil || callID == nil || cseq == nil || string(*callID) == "" {
+		return nil, reject(400, "missing_header", "Missing Mandatory Header", "To, From, Call-ID or CSeq missing")
+	}
+	if cseq.MethodName != sip.REGISTER {
+		return nil, reject(400, "cseq_method", "CSeq Method Mismatch", string(cseq.MethodName))
+	}
+
+	// §10.3 step 1: the Request-URI names a domain we serve; we never forward.
+	if s := strings.ToLower(req.Recipient.Scheme); s != "sip" && s != "sips" {
+		return nil, reject(416, "unsupported_uri_scheme", "Unsupported URI Scheme", req.Recipient.Scheme)
+	}
+	if !r.servesHost(req.Recipient.Host) {
+		return nil, reject(404, "domain_not_served", "Domain Not Served", req.Recipient.Host)
+	}
+
+	// §10.3 step 2: Require.
+	if unsup := unsupportedTags(headerValues(req, "require")); len(unsup) > 0 {
+		return nil, reject(420, "bad_extension", "Bad Extension", strings.Join(unsup, ","),
+			sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
+	}
+	supported := optionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
+
+	// §10.3 step 5: the AOR from To, canonicalised, in a served domain.
+	if s := strings.ToLower(to.Address.Scheme); s != "sip" && s != "sips" {
+		return nil, reject(404, "aor_not_sip", "Not Found", "To is not a SIP URI")
+	}
+	if !r.servesHost(to.Address.Host) {
+		return nil, reject(404, "aor_domain_not_served", "Not Found", to.Address.Host)
+	}
+	aor := CanonicalAOR(&to.Address)
+
+	// Steps 3 and 4 (authentication and authorisation) hook in here.
+	authInfo, rej := r.authorize(ctx, req, src, aor)
+	if rej != nil {
+		return nil, rej
+	}
+
+	// Path (RFC 3327): only from trusted edges.
+	paths := headerValues(req, "path")
+	if len(paths) > 0 {
+		if !r.trustedEdge(src.Addr.Addr()) {
+			return nil, reject(403, "path_untrusted", "Path Not Allowed", src.Addr.String())
+		}
+		if !supported["path"] && r.cfg.PathMode == "strict" {
+			return nil, reject(420, "path_unsupported", "Bad Extension", "Path without Supported: path (path_mode strict)",
+				sip.NewHeader("Unsupported", "path"))
+		}
+	}
+	pathVec, err := splitList(paths)
+	if err != nil {
+		return nil, reject(400, "bad_path", "Bad Path", err.Error())
+	}
+
+	// Expires header (§20.19).
+	var hdrExpires *uint64
+	if vals := headerValues(req, "expires"); len(vals) > 0 {
+		if len(vals) > 1 {
+			return nil, reject(400, "bad_expires", "Bad Expires", "more than one Expires header")
+		}
+		v, ok := parseDelta(vals[0])
+		if !ok {
+			return nil, reject(400, "bad_expires", "Bad Expires", vals[0])
+		}
+		hdrExpires = &v
+	}
+
+	contacts, err := parseContacts(headerValues(req, "contact"))
+	if err != nil {
+		return nil, reject(400, "bad_contact", "Bad Contact", err.Error())
+	}
+
+	in := updateInput{
+		now: now, aor: aor, callID: string(*callID), cseq: cseq.SeqNo,
+		path: pathVec, source: src.String(), userAgent: headerValue(req, "user-agent"),
+	}
+
+	// Step 6: wildcard.
+	wildcard := false
+	for _, c := range contacts {
+		if c.Wildcard {
+			wildcard = true
+		}
+	}
+	if wildcard {
+		if len(contacts) != 1 {
+			return nil, reject(400, "wildcard_misuse", "Bad Contact", "'*' with other Contacts")
+		}
+		if hdrExpires == nil || *hdrExpires != 0 {
+			return nil, reject(400, "wildcard_misuse", "Bad Contact", "'*' requires Expires: 0")
+		}
+		in.wildcard = true
+	}
+
+	outboundApplies := false
+	if !wildcard && len(contacts) > 0 {
+		reqs, obApplied, rej := r.evaluateContacts(req, contacts, hdrExpires, supported, pathVec)
+		if rej != nil {
+			return nil, rej
+		}
+		in.contacts = reqs
+		outboundApplies = obApplied
+	}
+
+	// Step 7 and 8: one atomic update (or a plain read for a fetch).
+	var bindings []Binding
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	start := time.Now()
+	op := "update"
+	if len(contacts) == 0 {
+		op = "get"
+		bindings, err = r.store.Get(sctx, aor)
+	} else {
+		bindings, err = r.store.Update(sctx, aor, func(cur []Binding) ([]Binding, error) {
+			return r.apply(in, cur)
+		})
+	}
+	r.metrics.storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+	case errors.Is(err, errRetransmit):
+		// A retransmitted REGISTER (same Call-ID and CSeq) that reached us
+		// outside its transaction: answer with the current state.
+		bindings, err = r.store.Get(sctx, aor)
+		if err != nil {
+			return nil, r.unavailable(err)
+		}
+	case errors.Is(err, errOutOfOrder):
+		return nil, reject(400, "out_of_order", "Out of Order CSeq", err.Error())
+	case errors.Is(err, errTooMany):
+		return nil, reject(403, "too_many_contacts", "Too Many Contacts", fmt.Sprintf("max_contacts %d", r.cfg.MaxContacts))
+	default:
+		return nil, r.unavailable(err)
+	}
+
+	reason := "registered"
+	switch {
+	case len(contacts) == 0:
+		reason = "fetched"
+	case in.wildcard:
+		reason = "unregistered"
+	}
+	r.metrics.register.WithLabelValues("200", reason).Inc()
+	r.log.Debug("REGISTER accepted", "aor", aor, "reason", reason, "bindings", len(bindings),
+		"call_id", in.callID, "raddr", src.Addr.String(), "transport", src.Transport)
+	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, authInfo), nil
+}
+
+func (r *Registrar) unavailable(err error) *rejection {
+	lo, hi := int(r.cfg.RetryAfterMin/time.Second), int(r.cfg.RetryAfterMax/time.Second)
+	ra := lo + r.randN(hi-lo+1)
+	return reject(503, "store_unavailable", "Service Unavailable", err.Error(),
+		sip.NewHeader("Retry-After", strconv.Itoa(ra)))
+}
+
+// evaluateContacts applies the per-Contact rules that do not depend on the
+// stored state: expiry precedence and 423 (§10.3 step 7), q-values, and
+// RFC 5626 §6 outbound rules.
+func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, hdrExpires *uint64,
+	supported map[string]bool, pathVec []string) ([]contactReq, bool, *rejection) {
+
+	out := make([]contactReq, 0, len(contacts))
+	nonZero, withRegID := 0, false
+	var minNeeded time.Duration
+	outboundApplies := false
+	for _, c := range contacts {
+		cr := contactReq{spec: c, q: -1}
+		// Expiry precedence: Contact expires > Expires header > default.
+		var requested uint64
+		if v, ok := c.get("expires"); ok {
+			d, ok := parseDelta(v)
+			if !ok {
+				return nil, false, reject(400, "bad_expires", "Bad Expires", "Contact expires="+v)
+			}
+			requested = d
+		} else if hdrExpires != nil {
+			requested = *hdrExpires
+		} else {
+			requested = uint64(r.cfg.Expires.Default / time.Second)
+		}
+		if v, ok := c.get("q"); ok {
+			q, ok := parseQ(v)
+			if !ok {
+				return nil, false, reject(400, "bad_q", "Bad Contact", "q="+v)
+			}
+			cr.q = q
+		}
+		if v, ok := c.get("+sip.instance"); ok {
+			if v == "" || len(v) > 256 {
+				return nil, false, reject(400, "bad_instance", "Bad Contact", "+sip.instance")
+			}
+			cr.instance = v
+		}
+		if v, ok := c.get("reg-id"); ok {
+			id, err := strconv.ParseInt(v, 10, 64)
+			// RFC 5626 §4.2 / ABNF: reg-id = 1*DIGIT, 1 .. 2^31-1.
+			if err != nil || id < 1 || id > math.MaxInt32 {
+				return nil, false, reject(400, "bad_reg_id", "Bad Contact", "reg-id="+v)
+			}
+			cr.regID = id
+		}
+		if c.URI.UriParams.Has("gr") {
+			// RFC 5627 §5.1: a GRUU must not be registered as a Contact.
+			return nil, false, reject(403, "gruu_as_contact", "Contact Is A GRUU", c.URIText)
+		}
+		// RFC 5626 §6: reg-id without Supported: outbound or without
+		// +sip.instance is ignored (plain binding).
+		if cr.regID != 0 && supported["outbound"] && cr.instance != "" {
+			cr.outbound = true
+			withRegID = true
+		} else {
+			cr.regID = 0
+		}
+		switch {
+		case cr.outbound:
+			cr.key = "ob:" + cr.instance + ":" + strconv.FormatInt(cr.regID, 10)
+		case cr.instance != "":
+			// RFC 5626 §6 / RFC 5627: with an instance-id and no reg-id, the
+			// instance identifies the binding, not the Contact URI.
+			cr.key = "inst:" + cr.instance
+		}
+		if requested > 0 {
+			nonZero++
+			floor := r.cfg.Expires.Min
+			if cr.outbound {
+				floor = r.cfg.Expires.MinOutbound
+			}
+			// §10.3 step 7 / §21.4.17: 423 only when below min and below 1h.
+			if requested < uint64(floor/time.Second) && requested < 3600 {
+				if floor > minNeeded {
+					minNeeded = floor
+				}
+			}
+			cr.granted = r.grant(requested, floor)
+		}
+		out = append(out, cr)
+	}
+	if withRegID {
+		// RFC 5626 §6: several Contacts with non-zero expiry and a reg-id → 400.
+		if nonZero > 1 {
+			return nil, false, reject(400, "multiple_contacts_reg_id", "Multiple Contacts With reg-id", "")
+		}
+		// RFC 5626 §6: the first hop must support outbound: the bottom-most
+		// Path must carry ;ob, or we are the first hop (one Via, no Path).
+		if len(pathVec) > 0 {
+			if !pathHasOB(pathVec[len(pathVec)-1]) {
+				return nil, false, reject(439, "first_hop_no_outbound", "First Hop Lacks Outbound Support", "")
+			}
+		} else if len(req.GetHeaders("via")) > 1 {
+			return nil, false, reject(439, "first_hop_no_outbound", "First Hop Lacks Outbound Support", "no Path, several Vias")
+		}
+		outboundApplies = true
+	}
+	if minNeeded > 0 {
+		return nil, false, reject(423, "interval_too_brief", "Interval Too Brief", "",
+			sip.NewHeader("Min-Expires", strconv.Itoa(int(minNeeded/time.Second))))
+	}
+	// Within one request, the last Contact for one identity wins.
+	return out, outboundApplies, nil
+}
+
+// grant computes the granted expiry for a requested one: clamp to max
+// (shorten, never lengthen), then jitter that only shortens and never goes
+// below floor.
+func (r *Registrar) grant(requested uint64, floor time.Duration) time.Duration {
+	if requested > maxExpires {
+		requested = maxExpires
+	}
+	g := time.Duration(requested) * time.Second
+	if g > r.cfg.Expires.Max {
+		g = r.cfg.Expires.Max
+	}
+	if j := r.cfg.Expires.Jitter; j > 0 && g > floor {
+		cut := time.Duration(r.randFloat() * j * float64(g))
+		cut = cut.Truncate(time.Second)
+		if g-cut < floor {
+			cut = g - floor
+		}
+		g -= cut
+	}
+	return g
+}
+
+type updateInput struct {
+	now       time.Time
+	aor       string
+	callID    string
+	cseq      uint32
+	wildcard  bool
+	contacts  []contactReq
+	path      []string
+	source    string
+	userAgent string
+}
+
+// apply is the pure RFC 3261 §10.3 steps 6-8 merge of one REGISTER into the
+// AOR's current bindings. It is called by Store.Update, possibly more than
+// once.
+func (r *Registrar) apply(in updateInput, cur []Binding) ([]Binding, error) {
+	// ordered returns errOutOfOrder / errRetransmit for a binding written by
+	// the same Call-ID with a CSeq that is not higher (§10.3 step 6/7).
+	ordered := func(b Binding) error {
+		if b.CallID != in.callID || in.cseq > b.CSeq {
+			return nil
+		}
+		if in.cseq == b.CSeq {
+			return errRetransmit
+		}
+		return errOutOfOrder
+	}
+	if in.wildcard {
+		for _, b := range cur {
+			if err := ordered(b); err != nil {
+				if errors.Is(err, errRetransmit) {
+					continue
+				}
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+
+	next := make([]Binding, len(cur))
+	copy(next, cur)
+	index := func(key string) int {
+		for i := range next {
+			if next[i].Key == key {
+				return i
+			}
+		}
+		return -1
+	}
+	touched := make(map[string]bool, len(in.contacts))
+	retransmits := 0
+	for _, c := range in.contacts {
+		i := -1
+		key := c.key
+		if key != "" {
+			i = index(key)
+		} else {
+			for j := range next {
+				if strings.HasPrefix(next[j].Key, "ob:") || strings.HasPrefix(next[j].Key, "inst:") {
+					continue
+				}
+				var u sip.Uri
+				if parseSIPURI(next[j].Contact, &u) == nil && URIEqual(&u, &c.spec.URI) {
+					i = j
+					break
+				}
+			}
+			if i >= 0 {
+				key = next[i].Key
+			} else {
+				key = contactKey(&c.spec.URI)
+				i = index(key)
+			}
+		}
+		if i >= 0 {
+			if err := ordered(next[i]); err != nil {
+				if errors.Is(err, errRetransmit) {
+					retransmits++
+					continue
+				}
+				return nil, err
+			}
+		}
+		if c.granted == 0 {
+			if i >= 0 {
+				next = append(next[:i], next[i+1:]...)
+			}
+			continue
+		}
+		b := Binding{
+			AOR: in.aor, Contact: c.spec.URIText, Key: key, Instance: c.instance, RegID: c.regID,
+			Q: c.q, Expires: in.now.Add(c.granted), CallID: in.callID, CSeq: in.cseq,
+			Path: in.path, Source: in.source, UserAgent: in.userAgent,
+			Registered: in.now, Updated: in.now,
+		}
+		if i >= 0 {
+			b.Registered = next[i].Registered
+			next[i] = b
+		} else {
+			next = append(next, b)
+		}
+		touched[key] = true
+	}
+	if retransmits == len(in.contacts) && retransmits > 0 {
+		return nil, errRetransmit
+	}
+	if len(next) > r.cfg.MaxContacts {
+		if r.cfg.MaxContactsPolicy != "evict_oldest" {
+			return nil, errTooMany
+		}
+		sort.SliceStable(next, func(a, b int) bool { return next[a].Registered.Before(next[b].Registered) })
+		for i := 0; len(next) > r.cfg.MaxContacts && i < len(next); {
+			if touched[next[i].Key] {
+				i++
+				continue
+			}
+			next = append(next[:i], next[i+1:]...)
+		}
+		if len(next) > r.cfg.MaxContacts {
+			return nil, errTooMany
+		}
+	}
+	return next, nil
+}
+
+// okResponse builds the 200 OK: every current binding with its remaining
+// expires (§10.3 step 8), Date, and the extension headers.
+func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported map[string]bool,
+	pathVec []string, outbound bool, authInfo string) *sip.Response {
+
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	sort.SliceStable(bindings, func(a, b int) bool {
+		if bindings[a].Q != bindings[b].Q {
+			return bindings[a].Q > bindings[b].Q
+		}
+		return bindings[a].Key < bindings[b].Key
+	})
+	for _, b := range bindings {
+		res.AppendHeader(sip.NewHeader("Contact", contactValue(b, now)))
+	}
+	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
+	if supported["path"] && len(pathVec) > 0 {
+		// RFC 3327 §5.3: echo the Path vector only to a UA that supports it.
+		for _, p := range pathVec {
+			res.AppendHeader(sip.NewHeader("Path", p))
+		}
+	}
+	if outbound {
+		// RFC 5626 §6: Require: outbound only when outbound was applied.
+		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+	}
+	if len(bindings) > 0 {
+		// RFC 3608 §6: Service-Route in every 2xx while bindings remain.
+		for _, sr := range r.cfg.ServiceRoute {
+			res.AppendHeader(sip.NewHeader("Service-Route", angle(sr)))
+		}
+	}
+	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
+	if authInfo != "" {
+		res.AppendHeader(sip.NewHeader("Authentication-Info", authInfo))
+	}
+	return res
+}
+
+const http1123 = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func contactValue(b Binding, now time.Time) string {
+	rem := b.Expires.Sub(now)
+	secs := int64((rem + time.Second - 1) / time.Second)
+	if secs < 0 {
+		secs = 0
+	}
+	var sb strings.Builder
+	sb.WriteByte('<')
+	sb.WriteString(b.Contact)
+	sb.WriteString(">;expires=")
+	sb.WriteString(strconv.FormatInt(secs, 10))
+	if b.Q >= 0 {
+		sb.WriteString(";q=")
+		sb.WriteString(formatQ(b.Q))
+	}
+	if b.Instance != "" {
+		sb.WriteString(";+sip.instance=")
+		sb.WriteString(quoteParam(b.Instance))
+	}
+	if b.RegID != 0 {
+		sb.WriteString(";reg-id=")
+		sb.WriteString(strconv.FormatInt(b.RegID, 10))
+	}
+	return sb.String()
+}
+
+func angle(s string) string {
+	if strings.HasPrefix(s, "<") {
+		return s
+	}
+	return "<" + s + ">"
+}
+
+// parseDelta parses delta-seconds (RFC 3261 §25.1: 1*DIGIT), saturating.
+func parseDelta(s string) (uint64, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 20 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return maxExpires, true
+	}
+	return v, true
+}
+
+// parseQ parses a q-value (RFC 3261 §20.10: "0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]) into thousandths.
+func parseQ(s string) (int, bool) {
+	intPart, frac, _ := strings.Cut(s, ".")
+	if (intPart != "0" && intPart != "1") || len(frac) > 3 {
+		return 0, false
+	}
+	v := 0
+	if intPart == "1" {
+		v = 1000
+	}
+	mul := 100
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' {
+			return 0, false
+		}
+		v += int(frac[i]-'0') * mul
+		mul /= 10
+	}
+	if v > 1000 {
+		return 0, false
+	}
+	return v, true
+}
+
+func formatQ(q int) string {
+	if q >= 1000 {
+		return "1"
+	}
+	s := strconv.FormatFloat(float64(q)/1000, 'f', 3, 64)
+	return strings.TrimRight(strings.TrimRight(s, "0"), ".")
+}
+
+// headerValues returns the raw values of every header with this name
+// (compact forms handled by sipgo), split neither on commas nor otherwise.
+func headerValues(req *sip.Request, name string) []string {
+	hs := req.GetHeaders(name)
+	out := make([]string, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.Value())
+	}
+	return out
+}
+
+func headerValue(req *sip.Request, name string) string {
+	if h := req.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// optionTags parses Supported/Require values into a set of lower-case tags.
+func optionTags(vals []string) map[string]bool {
+	m := map[string]bool{}
+	for _, v := range vals {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
+				m[t] = true
+			}
+		}
+	}
+	return m
+}
+
+func unsupportedTags(require []string) []string {
+	var out []string
+	for t := range optionTags(require) {
+		if !supportedTags[t] {
+			out = append(out, t)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// splitList splits comma-joined name-addr header values (Path) into
+// individual values, validating each.
+func splitList(vals []string) ([]string, error) {
+	var out []string
+	for _, v := range vals {
+		parts, err := splitTopLevel(v, ',')
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			p = strings.TrimSpace(p)
+			c, err := parseContact(p)
+			if err != nil || c.Wildcard {
+				return nil, fmt.Errorf("path entry %q: %w", p, errBadRequest)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// pathHasOB reports whether a Path value's URI carries the ob parameter (RFC 5626 §5.1).
+func pathHasOB(p string) bool {
+	c, err := parseContact(p)
+	return err == nil && c.URI.UriParams.Has("ob")
+}
+
+func (r *Registrar) servesHost(h string) bool {
+	h = strings.ToLower(strings.Trim(h, "[]"))
+	return r.domains[h]
+}
+
+func (r *Registrar) trustedEdge(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range r.trustedEdges {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Registrar) randFloat() float64 {
+	if r.rand != nil {
+		return r.rand()
+	}
+	return rand.Float64()
+}
+
+func (r *Registrar) randN(n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(r.randFloat() * float64(n))
+}

@@ -1,0 +1,81 @@
+// Package registrar is Pinhole's registrar and location service: REGISTER
+// policy per RFC 3261 §10.3 with the RFC 5626 §6 and RFC 3327 refinements,
+// on top of a Store (memory or Redis).
+//
+// Request flow: sipgo parses and runs the transaction; Server hands every
+// REGISTER to Registrar.HandleRegister, which is socket-free (tests and the
+// fuzz target call it directly) and returns exactly one final response.
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Registrar holds REGISTER policy. It is safe for concurrent use.
+type Registrar struct {
+	cfg          Config
+	store        Store
+	domains      map[string]bool
+	trustedEdges []netip.Prefix
+	log          *slog.Logger
+	now          func() time.Time
+	rand         func() float64
+	metrics      *metrics
+}
+
+// Options are the registrar's injected dependencies; zero values get
+// sensible defaults (slog.Default, time.Now, math/rand, a private registry).
+type Options struct {
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Rand     func() float64 // uniform in [0,1); for jitter and Retry-After
+	Registry prometheus.Registerer
+}
+
+// New builds a Registrar. cfg must have passed SetDefaults and Validate.
+func New(cfg Config, store Store, opt Options) (*Registrar, error) {
+	if store == nil {
+		return nil, fmt.Errorf("registrar: nil store")
+	}
+	edges, err := ParsePrefixes(cfg.TrustedEdges)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: trusted_edges: %w", err)
+	}
+	r := &Registrar{
+		cfg: cfg, store: store, trustedEdges: edges,
+		log: opt.Logger, now: opt.Now, rand: opt.Rand,
+		domains: map[string]bool{},
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for _, d := range cfg.Domains {
+		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true
+	}
+	reg := opt.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	r.metrics, err = newMetrics(reg, store)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Ready reports whether the store is reachable (for /readyz).
+func (r *Registrar) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	return r.store.Ping(ctx)
+}

@@ -1,0 +1,209 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// NewParser returns the SIP parser the registrar uses: sipgo's, minus its
+// Contact parser (see contact.go for why Contact is parsed here).
+func NewParser() *sip.Parser {
+	m := make(map[string]sip.HeaderParser)
+	for k, v := range sip.DefaultHeadersParser() {
+		if k == "contact" || k == "m" {
+			continue
+		}
+		m[k] = v
+	}
+	return sip.NewParser(sip.WithHeadersParsers(m))
+}
+
+// Server binds the Registrar to SIP listeners.
+type Server struct {
+	reg      *Registrar
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	log      *slog.Logger
+	inflight sync.WaitGroup
+	draining atomic.Bool
+	mu       sync.Mutex
+	closers  []net.Listener
+	pconns   []net.PacketConn
+	addrs    []net.Addr
+}
+
+// NewServer creates the SIP side of the registrar. Call Listen, then Serve.
+func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()))
+	if err != nil {
+		return nil, fmt.Errorf("registrar: new user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("registrar: new server: %w", err)
+	}
+	s := &Server{reg: reg, ua: ua, srv: srv, log: logger}
+	srv.OnRegister(s.handle(s.onRegister))
+	srv.OnOptions(s.handle(s.onOptions))
+	srv.OnNoRoute(s.handle(s.onOther))
+	return s, nil
+}
+
+// handle wraps a handler: it tracks in-flight transactions for draining,
+// refuses new work while draining, and recovers from a panic so that one
+// bad request can never take the process down.
+func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.IsAck() {
+			return
+		}
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("panic in SIP handler", "method", string(req.Method), "panic", fmt.Sprint(p))
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+			}
+		}()
+		if s.draining.Load() {
+			res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+			_ = tx.Respond(res)
+			return
+		}
+		h(req, tx)
+	}
+}
+
+func sourceOf(req *sip.Request) Source {
+	ap, _ := netip.ParseAddrPort(req.Source())
+	return Source{Transport: req.Transport(), Addr: ap}
+}
+
+func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := s.reg.HandleRegister(ctx, req, sourceOf(req))
+	if err := tx.Respond(res); err != nil {
+		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
+	}
+}
+
+// onOptions answers OPTIONS addressed to the registrar itself with 200
+// (RFC 3261 §11.2); PBX probes and health checks rely on it.
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if req.Recipient.User != "" && s.reg.servesHost(req.Recipient.Host) {
+		s.onOther(req, tx)
+		return
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "REGISTER, OPTIONS"))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
+	_ = tx.Respond(res)
+}
+
+// onOther answers methods the registrar does not route yet.
+func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "REGISTER, OPTIONS"))
+	_ = tx.Respond(res)
+}
+
+// Listen binds every configured listener now, so that bind errors are
+// reported at start-up and ":0" ports are known before serving.
+func (s *Server) Listen(cfg []ListenConfig) error {
+	for _, l := range cfg {
+		switch strings.ToLower(l.Transport) {
+		case "udp":
+			pc, err := net.ListenPacket("udp", l.Address)
+			if err != nil {
+				return fmt.Errorf("registrar listen udp %s: %w", l.Address, err)
+			}
+			s.pconns = append(s.pconns, pc)
+			s.addrs = append(s.addrs, pc.LocalAddr())
+		case "tcp":
+			ln, err := net.Listen("tcp", l.Address)
+			if err != nil {
+				return fmt.Errorf("registrar listen tcp %s: %w", l.Address, err)
+			}
+			s.closers = append(s.closers, ln)
+			s.addrs = append(s.addrs, ln.Addr())
+		default:
+			return fmt.Errorf("registrar listen: transport %q not supported", l.Transport)
+		}
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses (UDP then TCP as configured).
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// Serve runs all listeners until Close. It returns when all have stopped.
+func (s *Server) Serve() error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.pconns)+len(s.closers))
+	for _, pc := range s.pconns {
+		wg.Add(1)
+		go func(pc net.PacketConn) {
+			defer wg.Done()
+			errs <- s.srv.ServeUDP(pc)
+		}(pc)
+	}
+	for _, ln := range s.closers {
+		wg.Add(1)
+		go func(ln net.Listener) {
+			defer wg.Done()
+			errs <- s.srv.ServeTCP(ln)
+		}(ln)
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// Drain stops taking new transactions (they get 503) and waits up to
+// timeout for in-flight ones to finish.
+func (s *Server) Drain(timeout time.Duration) bool {
+	s.draining.Store(true)
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Close stops listening and releases the SIP stack.
+func (s *Server) Close() error {
+	for _, ln := range s.closers {
+		_ = ln.Close()
+	}
+	for _, pc := range s.pconns {
+		_ = pc.Close()
+	}
+	_ = s.srv.Close()
+	return s.ua.Close()
+}
