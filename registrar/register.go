@@ -33,10 +33,10 @@ var supportedTags = map[string]bool{"path": true, "outbound": true}
 
 // Sentinel policy errors returned from the store update function.
 var (
-	errOutOfOrder  = errors.New("CSeq not higher than the binding's for the same Call-ID")
-	errTooMany     = errors.New("too many contacts for this AOR")
-	errRetransmit  = errors.New("retransmission")
-	errBadRequest  = errors.New("bad request")
+	errOutOfOrder = errors.New("CSeq not higher than the binding's for the same Call-ID")
+	errTooMany    = errors.New("too many contacts for this AOR")
+	errRetransmit = errors.New("retransmission")
+	errBadRequest = errors.New("bad request")
 )
 
 // rejection is one typed reason to refuse a REGISTER: the metric label,

@@ -100,25 +100,29 @@ func parseConfig(name string, b []byte) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true) // unknown keys are errors
+	var msgs []string
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty configuration", name)
 		}
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			lines := make([]string, len(te.Errors))
-			for i, e := range te.Errors {
-				lines[i] = name + ": " + strings.TrimPrefix(e, "yaml: ")
-			}
-			return nil, errors.New(strings.Join(lines, "\n"))
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		// Type errors leave the rest decoded: report them together with
+		// the validation errors, so one run shows every problem.
+		for _, e := range te.Errors {
+			msgs = append(msgs, name+": "+strings.TrimPrefix(e, "yaml: "))
+		}
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		var root yaml.Node
 		_ = yaml.Unmarshal(b, &root)
-		return nil, withLines(name, &root, err)
+		msgs = append(msgs, withLines(name, &root, err).Error())
+	}
+	if len(msgs) > 0 {
+		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	return &cfg, nil
 }

@@ -1,0 +1,375 @@
+package main_test
+
+// End-to-end tests: the real pinhole binary, driven by sipp and by a raw
+// UDP client, against the memory store and a real redis-server.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/redistest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// pinholeBinary builds cmd/pinhole once per test run.
+func pinholeBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pinhole-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "pinhole")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	// A port free for both UDP and TCP on loopback.
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	sip    int
+	ops    int
+	logs   *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startPinhole writes a config (storeYAML is the registrar.store value)
+// and starts the binary; it waits for /readyz.
+func startPinhole(t *testing.T, storeYAML string, extra string) *proc {
+	t.Helper()
+	bin := pinholeBinary(t)
+	p := &proc{sip: freePort(t), ops: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
+log: {level: debug, format: text}
+registrar:
+  listen:
+    - {transport: udp, address: 127.0.0.1:%d}
+    - {transport: tcp, address: 127.0.0.1:%d}
+  domains: [127.0.0.1]
+  store: %s
+  expires: {default: 3600s, min: 60s, max: 7200s, jitter: 0}
+  store_timeout: 500ms
+  retry_after_min: 5s
+  retry_after_max: 9s
+  service_route: [sip:127.0.0.1:%d;lr]
+%s`, p.ops, p.sip, p.sip, storeYAML, p.sip, extra)
+	path := filepath.Join(t.TempDir(), "pinhole.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, "-config", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("pinhole logs:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := p.get("/readyz"); code == 200 {
+			return p
+		}
+		select {
+		case err := <-p.exited:
+			t.Fatalf("pinhole exited early: %v\n%s", err, p.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("pinhole not ready in 15s\n%s", p.logs.String())
+	return nil
+}
+
+func (p *proc) get(path string) (int, string) {
+	c := http.Client{Timeout: 3 * time.Second}
+	res, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", p.ops, path))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func needSipp(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("sipp not found and CI is set: install sip-tester (see .ci/run)")
+		}
+		t.Skip("sipp not installed")
+	}
+	return path
+}
+
+func runSipp(t *testing.T, scenario string, target int, transport string, extra ...string) {
+	t.Helper()
+	sipp := needSipp(t)
+	dir := t.TempDir()
+	scen, err := filepath.Abs(filepath.Join("testdata", scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-sf", scen, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
+		"-t", transport, "-timeout", "20s", "-timeout_error", "-trace_err", "-nostdin",
+		fmt.Sprintf("127.0.0.1:%d", target)}, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		logs, _ := filepath.Glob(filepath.Join(dir, "*errors.log"))
+		var errs string
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			errs += string(b)
+		}
+		t.Fatalf("sipp %s over %s failed: %v\n%s\nerrors:\n%s", scenario, transport, err, lastLines(string(out), 30), errs)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestE2E_RFC3261_10_3_SippLifecycle: 423, register, refresh, fetch,
+// wildcard removal and fetch, over UDP and TCP, memory and Redis stores.
+func TestE2E_RFC3261_10_3_SippLifecycle(t *testing.T) {
+	stores := map[string]func(t *testing.T) string{
+		"memory": func(*testing.T) string { return "{backend: memory}" },
+		"redis": func(t *testing.T) string {
+			r := redistest.Start(t)
+			return "{backend: redis, url: " + r.URL() + "}"
+		},
+	}
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			p := startPinhole(t, mk(t), "")
+			for _, tr := range []string{"u1", "t1"} {
+				runSipp(t, "register.xml", p.sip, tr)
+			}
+			_, metrics := p.get("/metrics")
+			for _, want := range []string{
+				`pinhole_registrar_register_total{code="423",reason="interval_too_brief"} 2`,
+				`pinhole_registrar_register_total{code="200",reason="unregistered"} 2`,
+				`pinhole_registrar_bindings 0`,
+			} {
+				if !strings.Contains(metrics, want) {
+					t.Errorf("metrics lack %q", want)
+				}
+			}
+		})
+	}
+}
+
+// udpRegister sends one REGISTER from a fresh socket and returns the
+// status code and the raw response.
+func udpRegister(t *testing.T, port int, callID string, cseq int, contact string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	la := c.LocalAddr().String()
+	msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + strconv.Itoa(cseq) + ";rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:bob@127.0.0.1>\r\nFrom: <sip:bob@127.0.0.1>;tag=x\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
+		"Contact: " + contact + "\r\nContent-Length: 0\r\n\r\n"
+	buf := make([]byte, 65535)
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			continue
+		}
+		res := string(buf[:n])
+		if strings.HasPrefix(res, "SIP/2.0 100") {
+			n, err = c.Read(buf)
+			if err != nil {
+				continue
+			}
+			res = string(buf[:n])
+		}
+		f := strings.Fields(res)
+		if len(f) < 2 {
+			t.Fatalf("bad response %q", res)
+		}
+		code, _ := strconv.Atoi(f[1])
+		return code, res
+	}
+	return 0, ""
+}
+
+// TestE2E_StoreOutage503AndRecovery stops the real redis-server under the
+// running binary: REGISTER gets 503 with a Retry-After in the configured
+// range and /readyz turns not-ready; after a restart both recover by
+// themselves.
+func TestE2E_StoreOutage503AndRecovery(t *testing.T) {
+	r := redistest.Start(t)
+	p := startPinhole(t, "{backend: redis, url: "+r.URL()+"}", "")
+	if code, res := udpRegister(t, p.sip, "o1", 1, "<sip:bob@192.0.2.1>"); code != 200 {
+		t.Fatalf("before outage: %d\n%s", code, res)
+	}
+	r.Stop()
+	code, res := udpRegister(t, p.sip, "o1", 2, "<sip:bob@192.0.2.1>")
+	if code != 503 {
+		t.Fatalf("during outage: %d, want 503\n%s", code, res)
+	}
+	ra := 0
+	for _, line := range strings.Split(res, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "Retry-After: "); ok {
+			ra, _ = strconv.Atoi(v)
+		}
+	}
+	if ra < 5 || ra > 9 {
+		t.Fatalf("Retry-After %d not in [5,9]\n%s", ra, res)
+	}
+	if c, body := p.get("/readyz"); c != 503 || !strings.Contains(body, "registrar_store") {
+		t.Fatalf("/readyz during outage: %d %s", c, body)
+	}
+	r.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, _ := p.get("/readyz"); c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover after Redis came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, res := udpRegister(t, p.sip, "o1", 3, "<sip:bob@192.0.2.1>"); code != 200 {
+		t.Fatalf("after recovery: %d\n%s", code, res)
+	}
+	_, metrics := p.get("/metrics")
+	if !strings.Contains(metrics, `pinhole_registrar_register_total{code="503",reason="store_unavailable"} 1`) {
+		t.Error("503 not counted in metrics")
+	}
+}
+
+// TestE2E_SIGTERMDrains: on SIGTERM /readyz turns not-ready and the
+// process exits 0 within the drain time.
+func TestE2E_SIGTERMDrains(t *testing.T) {
+	p := startPinhole(t, "{backend: memory}", "")
+	if code, _ := udpRegister(t, p.sip, "d1", 1, "<sip:bob@192.0.2.1>"); code != 200 {
+		t.Fatal("register failed")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("did not exit within drain timeout + margin")
+	}
+	if !strings.Contains(p.logs.String(), "draining") {
+		t.Fatal("no drain logged")
+	}
+}
+
+func TestCheckConfigReportsLines(t *testing.T) {
+	bin := pinholeBinary(t)
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(path, []byte(`ops: {listen: 127.0.0.1:9060}
+registrar:
+  listen: [{transport: udp, address: 127.0.0.1:5070}]
+  domains: [example.com]
+  expires:
+    min: 7200s
+    max: 60s
+  bogus_key: 1
+`), 0o600)
+	out, err := exec.Command(bin, "check-config", path).CombinedOutput()
+	if err == nil {
+		t.Fatalf("check-config accepted a bad file:\n%s", out)
+	}
+	if !strings.Contains(string(out), ":8: field bogus_key not found") && !strings.Contains(string(out), "line 8: field bogus_key not found") {
+		t.Fatalf("unknown key not reported with its line:\n%s", out)
+	}
+	good, _ := filepath.Abs("../../deploy/config/quickstart.yaml")
+	if out, err := exec.Command(bin, "check-config", good).CombinedOutput(); err != nil {
+		t.Fatalf("quickstart.yaml rejected: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,65 @@
+package auth
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// hashes maps an algorithm name to its hex-encoded hash function H
+// (RFC 7616 §3.3). -sess variants are not supported (RFC 8760 does not
+// require them and no UA we serve uses them).
+var hashes = map[string]func(string) string{
+	MD5: func(s string) string {
+		h := md5.Sum([]byte(s))
+		return hex.EncodeToString(h[:])
+	},
+	SHA256: func(s string) string {
+		h := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(h[:])
+	},
+}
+
+// hexLen is the length of a hex digest per algorithm.
+var hexLen = map[string]int{MD5: 32, SHA256: 64}
+
+// HashPassword returns the HA1 = H(username ":" realm ":" password) of
+// RFC 7616 §3.4.2 for every supported algorithm, keyed by algorithm name,
+// as lowercase hex. It backs `pinhole hash-password`.
+func HashPassword(realm, user, password string) map[string]string {
+	out := make(map[string]string, len(hashes))
+	for alg, h := range hashes {
+		out[alg] = h(user + ":" + realm + ":" + password)
+	}
+	return out
+}
+
+// digestParams are the inputs of a response computation besides HA1.
+type digestParams struct {
+	alg, method, uri, nonce, nc, cnonce, qop string
+	body                                     []byte
+}
+
+// response computes the request-digest of RFC 7616 §3.4.1:
+//
+//	H(HA1 ":" nonce ":" nc ":" cnonce ":" qop ":" H(A2))
+//	A2 = method ":" uri                       (qop=auth)
+//	A2 = method ":" uri ":" H(entity-body)    (qop=auth-int)
+func response(ha1 string, p digestParams) string {
+	h := hashes[p.alg]
+	a2 := p.method + ":" + p.uri
+	if p.qop == "auth-int" {
+		a2 += ":" + h(string(p.body))
+	}
+	return h(ha1 + ":" + p.nonce + ":" + p.nc + ":" + p.cnonce + ":" + p.qop + ":" + h(a2))
+}
+
+// rspauth computes the Authentication-Info response-auth of RFC 7616 §3.5:
+// like response but with an empty method, A2 = ":" uri (for auth-int the
+// hash of the response body is appended; responses to REGISTER carry no
+// body, so H("") is used).
+func rspauth(ha1 string, p digestParams) string {
+	p.method = ""
+	p.body = nil
+	return response(ha1, p)
+}

@@ -1,0 +1,129 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Stateless nonces. A nonce is base64url (no padding) of
+//
+//	version(1) | expiry unix milliseconds (8, big endian) | salt (8) | mac (16)
+//
+// where mac is HMAC-SHA256(secret, "pinhole-nonce\x00" realm "\x00" first
+// 17 bytes), truncated to 128 bits. The nonce carries its own signed expiry
+// (so a nextnonce can be valid longer than nonce_ttl, RFC 7616 §3.5) and
+// any replica with the same secret validates it without shared state.
+// The salt comes from crypto/rand, so two nonces minted in the same
+// millisecond differ (and nc tracking stays per challenge).
+const (
+	nonceVersion = 1
+	nonceRawLen  = 1 + 8 + 8 + 16
+	nonceMACLen  = 16
+	minSecretLen = 16
+)
+
+type nonceStatus int
+
+const (
+	nonceValid   nonceStatus = iota
+	nonceExpired             // well signed, past its expiry
+	nonceForeign             // not ours: undecodable, bad MAC or unknown secret
+)
+
+// nonceKeys signs with secrets[0] and verifies with any of them.
+type nonceKeys struct {
+	secrets [][]byte
+	realm   string
+}
+
+func (k *nonceKeys) mac(secret, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("pinhole-nonce\x00"))
+	m.Write([]byte(k.realm))
+	m.Write([]byte{0})
+	m.Write(body)
+	return m.Sum(nil)[:nonceMACLen]
+}
+
+// mint returns a nonce valid until expiry.
+func (k *nonceKeys) mint(expiry time.Time) (string, error) {
+	var raw [nonceRawLen]byte
+	raw[0] = nonceVersion
+	binary.BigEndian.PutUint64(raw[1:9], uint64(expiry.UnixMilli()))
+	if _, err := rand.Read(raw[9:17]); err != nil {
+		return "", fmt.Errorf("nonce salt: %w", err)
+	}
+	copy(raw[17:], k.mac(k.secrets[0], raw[:17]))
+	return base64.RawURLEncoding.EncodeToString(raw[:]), nil
+}
+
+// check validates a nonce at now and returns its expiry when well signed.
+func (k *nonceKeys) check(nonce string, now time.Time) (time.Time, nonceStatus) {
+	if base64.RawURLEncoding.DecodedLen(len(nonce)) != nonceRawLen {
+		return time.Time{}, nonceForeign
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(nonce)
+	if err != nil || len(raw) != nonceRawLen || raw[0] != nonceVersion {
+		return time.Time{}, nonceForeign
+	}
+	ok := false
+	for _, s := range k.secrets {
+		if hmac.Equal(raw[17:], k.mac(s, raw[:17])) {
+			ok = true
+		}
+	}
+	if !ok {
+		return time.Time{}, nonceForeign
+	}
+	ms := binary.BigEndian.Uint64(raw[1:9])
+	if ms > 1<<62 {
+		return time.Time{}, nonceForeign
+	}
+	exp := time.UnixMilli(int64(ms))
+	if !now.Before(exp) {
+		return exp, nonceExpired
+	}
+	return exp, nonceValid
+}
+
+// loadSecrets reads the nonce secret file: one secret per non-empty line
+// (surrounding whitespace trimmed), each at least minSecretLen bytes. The
+// first signs new nonces; all verify, so a secret can be rotated by
+// prepending the new one and dropping the old after nonce_ttl plus the
+// longest granted expires.
+func loadSecrets(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read nonce secret file: %w", err)
+	}
+	var out [][]byte
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if len(line) < minSecretLen {
+			return nil, fmt.Errorf("nonce secret file %s line %d: secret shorter than %d bytes", path, i+1, minSecretLen)
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("nonce secret file %s: no secret", path)
+	}
+	return out, nil
+}
+
+func randomSecret() ([]byte, error) {
+	s := make([]byte, 32)
+	if _, err := rand.Read(s); err != nil {
+		return nil, fmt.Errorf("random nonce secret: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,560 @@
+// Package redisstore is the Redis registrar.Store, shared by every
+// registrar node of a deployment (single server, Sentinel or Cluster).
+//
+// Layout. Each AOR is one hash, "<prefix>:aor:{<aor>}", with fields
+//
+//	v  an opaque version token, new and random on every write
+//	b  the JSON-encoded binding list
+//
+// The "{<aor>}" hash tag keeps every key of an AOR in one Cluster slot
+// (scripts may only touch keys of one slot). The key's TTL is the latest
+// binding expiry plus a margin: a backstop only, liveness is always judged
+// by the bindings' timestamps against the store's injected clock.
+//
+// Update is an optimistic compare-and-set. The client reads (or remembers)
+// the AOR's version and bindings, computes the new list with the caller's
+// pure UpdateFunc, and runs casScript, which writes only if the version is
+// unchanged; on a conflict the script returns the current version and list
+// so the client recomputes without another GET. Version tokens are random
+// rather than a counter because the key disappears when the AOR is emptied
+// or its TTL fires, and a counter restarting at 1 could let a stale writer
+// overwrite a different list carrying the same number (ABA).
+//
+// A bounded in-process cache remembers the last version and list this node
+// saw per AOR, so a refresh handled by the same node costs one round trip
+// (the script). A stale entry is harmless: the CAS fails and returns the
+// fresh state.
+//
+// Count uses a sorted set "<prefix>:expiry" (member aor NUL key, score
+// expiry in Unix ms), updated after each successful CAS and pruned of
+// expired members from time to time; the key space is never scanned. In
+// Cluster that set lives in another slot than the AOR, so it cannot be
+// written inside the script: it is a separate pipeline after the CAS, and
+// may briefly disagree with the AOR keys when two nodes race on one AOR or
+// the pipeline fails. It feeds metrics only and heals on the next write.
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
+)
+
+// Config, SentinelConfig and ClusterConfig are defined in redisconfig so
+// that package registrar can embed them without an import cycle.
+type (
+	Config         = redisconfig.Config
+	SentinelConfig = redisconfig.SentinelConfig
+	ClusterConfig  = redisconfig.ClusterConfig
+)
+
+const (
+	// ttlMargin is added to the latest binding expiry to form the AOR
+	// key's TTL, so clock skew between nodes never drops a live binding.
+	ttlMargin = 60 * time.Second
+	// maxAttempts bounds the CAS retries of one Update under contention.
+	maxAttempts = 20
+	// cacheSize bounds the in-process version cache (entries).
+	cacheSize = 100_000
+	// pruneEvery is how often Count removes expired index members.
+	pruneEvery = 30 * time.Second
+)
+
+// casScript is the per-AOR compare-and-set.
+//
+//	KEYS[1] the AOR key
+//	ARGV[1] expected version ("" when the key is expected absent)
+//	ARGV[2] new version
+//	ARGV[3] new JSON binding list
+//	ARGV[4] TTL in ms; "0" deletes the key (no binding left)
+//
+// It returns {1} on success, {0, version, list} (nil when absent) on a
+// version mismatch.
+//
+//go:embed cas.lua
+var casSource string
+
+var casScript = redis.NewScript(casSource)
+
+// Store is a registrar.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	c       redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	now     func() time.Time
+	index   string // the expiry sorted set
+
+	mu        sync.Mutex // guards cache, lastPrune and locks
+	cache     map[string]cached
+	lastPrune time.Time
+	// locks serialises this node's Updates of one AOR, so that the CAS
+	// only ever races against other nodes: without it, many concurrent
+	// REGISTERs for one AOR on one node would mostly burn retries.
+	locks map[string]*aorLock
+}
+
+// aorLock is a reference-counted per-AOR mutex in Store.locks.
+type aorLock struct {
+	ch   chan struct{} // capacity 1: holding the token holds the lock
+	refs int
+}
+
+// cached is what this node last saw of one AOR: the version and the
+// bindings (live at that time) stored under it. Never mutated once cached.
+type cached struct {
+	v  string
+	bs []registrar.Binding
+}
+
+var _ registrar.Store = (*Store)(nil)
+
+// New validates cfg, builds the Redis client it describes and returns a
+// store using now as its clock (nil means time.Now). It does not dial:
+// an unreachable Redis shows up in Ping and in each operation.
+func New(cfg Config, now func() time.Time) (*Store, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("redis store config: %w", err)
+	}
+	password := ""
+	if cfg.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis store password_file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	// ContextTimeoutEnabled makes go-redis honour context deadlines on
+	// reads and writes, so the per-operation timeout bounds every call.
+	var c redis.UniversalClient
+	switch {
+	case cfg.URL != "":
+		opt, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, errors.New("redis store url: not a valid redis:// or rediss:// URL")
+		}
+		if password != "" {
+			opt.Password = password
+		}
+		opt.ContextTimeoutEnabled = true
+		opt.DialTimeout = cfg.Timeout
+		c = redis.NewClient(opt)
+	case cfg.Sentinel != nil:
+		c = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName:            cfg.Sentinel.MasterName,
+			SentinelAddrs:         cfg.Sentinel.Addrs,
+			Password:              password,
+			ContextTimeoutEnabled: true,
+			DialTimeout:           cfg.Timeout,
+		})
+	default:
+		c = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                 cfg.Cluster.Addrs,
+			Password:              password,
+			ContextTimeoutEnabled: true,
+			DialTimeout:           cfg.Timeout,
+		})
+	}
+	s := NewWithClient(c, cfg.KeyPrefix, now)
+	s.timeout = cfg.Timeout
+	return s, nil
+}
+
+// NewWithClient returns a store on an existing client (which Close will
+// close). prefix "" means the default; the per-operation timeout is the
+// default, and the client should have ContextTimeoutEnabled set.
+func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time) *Store {
+	if prefix == "" {
+		prefix = redisconfig.DefaultKeyPrefix
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		c:       c,
+		prefix:  prefix,
+		timeout: redisconfig.DefaultTimeout,
+		now:     now,
+		index:   prefix + ":expiry",
+		cache:   make(map[string]cached),
+		locks:   make(map[string]*aorLock),
+	}
+}
+
+// Client returns the underlying client, e.g. for auth state sharing it.
+func (s *Store) Client() redis.UniversalClient { return s.c }
+
+// Key returns the Redis key holding aor's bindings.
+func (s *Store) Key(aor string) string { return s.prefix + ":aor:{" + aor + "}" }
+
+// IndexKey returns the key of the expiry index used by Count.
+func (s *Store) IndexKey() string { return s.index }
+
+// opCtx applies the per-operation timeout when ctx has no deadline.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || s.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// backendErr wraps a backend error for operation op.
+func backendErr(op string, err error) error {
+	return fmt.Errorf("redis %s: %w: %w", op, registrar.ErrUnavailable, err)
+}
+
+// Get returns the live bindings of aor.
+func (s *Store) Get(ctx context.Context, aor string) ([]registrar.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, backendErr("get "+aor, err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	st, err := s.read(ctx, aor)
+	if err != nil {
+		return nil, backendErr("get "+aor, err)
+	}
+	return liveCopy(st.bs, s.now()), nil
+}
+
+// read fetches the AOR's version and bindings and caches them.
+func (s *Store) read(ctx context.Context, aor string) (cached, error) {
+	vals, err := s.c.HMGet(ctx, s.Key(aor), "v", "b").Result()
+	if err != nil {
+		return cached{}, err
+	}
+	st, err := decodeState(vals[0], vals[1])
+	if err != nil {
+		return cached{}, err
+	}
+	s.remember(aor, st)
+	return st, nil
+}
+
+// Update atomically replaces the live bindings of aor with fn's result.
+func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc) ([]registrar.Binding, error) {
+	op := "update " + aor
+	if err := ctx.Err(); err != nil {
+		return nil, backendErr(op, err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	unlock, err := s.lock(ctx, aor)
+	if err != nil {
+		return nil, backendErr(op, err)
+	}
+	defer unlock()
+
+	st, ok := s.recall(aor)
+	if !ok {
+		var err error
+		if st, err = s.read(ctx, aor); err != nil {
+			return nil, backendErr(op, err)
+		}
+	}
+	key := s.Key(aor)
+	for attempt := range maxAttempts {
+		if attempt >= 2 {
+			// Several nodes are fighting over this AOR: back off a
+			// random few milliseconds so one of them wins.
+			if err := pause(ctx, time.Duration(rand.IntN(attempt*2000))*time.Microsecond); err != nil {
+				return nil, backendErr(op, err)
+			}
+		}
+		now := s.now()
+		next, err := fn(liveCopy(st.bs, now))
+		if err != nil {
+			return nil, err
+		}
+		if err := validate(aor, next); err != nil {
+			return nil, fmt.Errorf("redis %s: %w", op, err)
+		}
+		next = liveCopy(next, now)
+		if err := ctx.Err(); err != nil {
+			return nil, backendErr(op, err)
+		}
+		blob, err := json.Marshal(next)
+		if err != nil {
+			return nil, fmt.Errorf("redis %s: encode bindings: %w", op, err)
+		}
+		ttl := int64(0)
+		if len(next) > 0 {
+			ttl = max(maxExpires(next).Sub(now)+ttlMargin, time.Millisecond).Milliseconds()
+		}
+		nv := strconv.FormatUint(rand.Uint64(), 36)
+		res, err := casScript.Run(ctx, s.c, []string{key}, st.v, nv, blob, ttl).Slice()
+		if err != nil {
+			s.forget(aor)
+			return nil, backendErr(op, err)
+		}
+		won, cur, err := parseCAS(res)
+		if err != nil {
+			s.forget(aor)
+			return nil, backendErr(op, err)
+		}
+		// A reply lost after the write and retried by the client comes
+		// back as a "conflict" with our own version: it was ours.
+		if won || cur.v == nv {
+			s.remember(aor, cached{v: nv, bs: next})
+			s.reindex(ctx, aor, st.bs, next)
+			if len(next) == 0 {
+				s.forget(aor)
+			}
+			return copyBindings(next), nil
+		}
+		st = cur
+		s.remember(aor, st)
+	}
+	return nil, backendErr(op, fmt.Errorf("compare-and-set lost %d times in a row", maxAttempts))
+}
+
+// reindex brings the Count index in line with a successful write that
+// replaced old with next. Errors are ignored: the index serves metrics only
+// and expired members are pruned by Count.
+func (s *Store) reindex(ctx context.Context, aor string, old, next []registrar.Binding) {
+	var rem []any
+	for _, o := range old {
+		if !hasKey(next, o.Key) {
+			rem = append(rem, aor+"\x00"+o.Key)
+		}
+	}
+	if len(rem) == 0 && len(next) == 0 {
+		return
+	}
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(rem) > 0 {
+			p.ZRem(ctx, s.index, rem...)
+		}
+		if len(next) > 0 {
+			zs := make([]redis.Z, len(next))
+			for i, b := range next {
+				zs[i] = redis.Z{Score: float64(b.Expires.UnixMilli()), Member: aor + "\x00" + b.Key}
+			}
+			p.ZAdd(ctx, s.index, zs...)
+		}
+		return nil
+	})
+}
+
+// Count returns the number of live bindings from the expiry index.
+func (s *Store) Count(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, backendErr("count", err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	now := s.now()
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+
+	s.mu.Lock()
+	prune := now.Sub(s.lastPrune) >= pruneEvery || now.Before(s.lastPrune)
+	if prune {
+		s.lastPrune = now
+	}
+	s.mu.Unlock()
+
+	var n *redis.IntCmd
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if prune {
+			p.ZRemRangeByScore(ctx, s.index, "-inf", nowMs)
+		}
+		// Live means Expires after now: exclusive lower bound.
+		n = p.ZCount(ctx, s.index, "("+nowMs, "+inf")
+		return nil
+	})
+	if err != nil {
+		return 0, backendErr("count", err)
+	}
+	return n.Val(), nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return backendErr("ping", err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := s.c.Ping(ctx).Err(); err != nil {
+		return backendErr("ping", err)
+	}
+	return nil
+}
+
+// Close closes the Redis client.
+func (s *Store) Close() error {
+	if err := s.c.Close(); err != nil {
+		return fmt.Errorf("redis close: %w", err)
+	}
+	return nil
+}
+
+// lock takes this node's lock on aor, giving up when ctx ends.
+func (s *Store) lock(ctx context.Context, aor string) (unlock func(), err error) {
+	s.mu.Lock()
+	l := s.locks[aor]
+	if l == nil {
+		l = &aorLock{ch: make(chan struct{}, 1)}
+		s.locks[aor] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	release := func() {
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, aor)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+// pause waits d or until ctx ends. It is a contention backoff, not
+// synchronisation.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) recall(aor string) (cached, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.cache[aor]
+	return st, ok
+}
+
+// remember caches st for aor, evicting an arbitrary entry when full (Go
+// map iteration starts at a random position: cheap random eviction).
+func (s *Store) remember(aor string, st cached) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cache[aor]; !ok && len(s.cache) >= cacheSize {
+		for k := range s.cache {
+			delete(s.cache, k)
+			break
+		}
+	}
+	s.cache[aor] = st
+}
+
+func (s *Store) forget(aor string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cache, aor)
+}
+
+// parseCAS decodes casScript's reply.
+func parseCAS(res []any) (won bool, cur cached, err error) {
+	if len(res) == 0 {
+		return false, cached{}, errors.New("empty script reply")
+	}
+	if ok, _ := res[0].(int64); ok == 1 {
+		return true, cached{}, nil
+	}
+	if len(res) < 3 {
+		// A nil version ends the Lua array early: the key is absent.
+		res = append(res, nil, nil)
+	}
+	cur, err = decodeState(res[1], res[2])
+	return false, cur, err
+}
+
+// decodeState turns the v and b fields (nil when absent) into a state.
+func decodeState(v, b any) (cached, error) {
+	vs, _ := v.(string)
+	bs, _ := b.(string)
+	if bs == "" {
+		return cached{v: vs, bs: nil}, nil
+	}
+	var out []registrar.Binding
+	if err := json.Unmarshal([]byte(bs), &out); err != nil {
+		return cached{}, fmt.Errorf("decode stored bindings: %w", err)
+	}
+	return cached{v: vs, bs: out}, nil
+}
+
+// validate checks the Store precondition that fn's result belongs to aor
+// and has distinct keys.
+func validate(aor string, bs []registrar.Binding) error {
+	seen := make(map[string]struct{}, len(bs))
+	for i, b := range bs {
+		if b.AOR != aor {
+			return fmt.Errorf("binding %d has AOR %q", i, b.AOR)
+		}
+		if _, dup := seen[b.Key]; dup {
+			return fmt.Errorf("duplicate binding key %q", b.Key)
+		}
+		seen[b.Key] = struct{}{}
+	}
+	return nil
+}
+
+func hasKey(bs []registrar.Binding, key string) bool {
+	for _, b := range bs {
+		if b.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func maxExpires(bs []registrar.Binding) time.Time {
+	m := bs[0].Expires
+	for _, b := range bs[1:] {
+		if b.Expires.After(m) {
+			m = b.Expires
+		}
+	}
+	return m
+}
+
+// liveCopy returns deep copies of the bindings in bs that are live at now.
+func liveCopy(bs []registrar.Binding, now time.Time) []registrar.Binding {
+	out := make([]registrar.Binding, 0, len(bs))
+	for _, b := range bs {
+		if b.Live(now) {
+			out = append(out, copyBinding(b))
+		}
+	}
+	return out
+}
+
+func copyBindings(bs []registrar.Binding) []registrar.Binding {
+	out := make([]registrar.Binding, len(bs))
+	for i, b := range bs {
+		out[i] = copyBinding(b)
+	}
+	return out
+}
+
+func copyBinding(b registrar.Binding) registrar.Binding {
+	if b.Path != nil {
+		b.Path = append([]string(nil), b.Path...)
+	}
+	return b
+}

@@ -1,0 +1,475 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pinhole-sip/pinhole/internal/redistest"
+	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/redisstore"
+	"github.com/pinhole-sip/pinhole/registrar/storetest"
+)
+
+var prefixes atomic.Int64
+
+// uniquePrefix gives each store its own key space on the shared server.
+func uniquePrefix() string { return fmt.Sprintf("t%d", prefixes.Add(1)) }
+
+func newStore(t testing.TB, srv *redistest.Server, now func() time.Time) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(redisstore.Config{URL: srv.URL(), KeyPrefix: uniquePrefix(), Timeout: 5 * time.Second}, now)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) registrar.Store {
+		return newStore(t, srv, now)
+	})
+}
+
+// TestContractTwoNodes runs the suite with every operation alternating
+// between two store objects on one server (two registrar nodes): the
+// per-node cache must never cause a lost or stale update.
+func TestContractTwoNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) registrar.Store {
+		p := uniquePrefix()
+		cfg := redisstore.Config{URL: srv.URL(), KeyPrefix: p, Timeout: 5 * time.Second}
+		a, err := redisstore.New(cfg, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := redisstore.New(cfg, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &alternating{nodes: [2]*redisstore.Store{a, b}}
+	})
+}
+
+// alternating sends each call to the next of two stores.
+type alternating struct {
+	nodes [2]*redisstore.Store
+	n     atomic.Uint64
+}
+
+func (a *alternating) next() *redisstore.Store { return a.nodes[a.n.Add(1)%2] }
+
+func (a *alternating) Get(ctx context.Context, aor string) ([]registrar.Binding, error) {
+	return a.next().Get(ctx, aor)
+}
+
+func (a *alternating) Update(ctx context.Context, aor string, fn registrar.UpdateFunc) ([]registrar.Binding, error) {
+	return a.next().Update(ctx, aor, fn)
+}
+func (a *alternating) Count(ctx context.Context) (int64, error) { return a.next().Count(ctx) }
+func (a *alternating) Ping(ctx context.Context) error           { return a.next().Ping(ctx) }
+func (a *alternating) Close() error {
+	return errors.Join(a.nodes[0].Close(), a.nodes[1].Close())
+}
+
+func addKey(aor, key string, exp time.Time) registrar.UpdateFunc {
+	return func(cur []registrar.Binding) ([]registrar.Binding, error) {
+		for i := range cur {
+			if cur[i].Key == key {
+				cur[i].Expires = exp
+				return cur, nil
+			}
+		}
+		return append(cur, registrar.Binding{AOR: aor, Key: key, Contact: "<sip:" + key + "@192.0.2.1>", Expires: exp}), nil
+	}
+}
+
+// TestStaleCacheLosesNothing: two nodes alternately add a binding to one
+// AOR; each node's cached version is stale on every call, so every write
+// goes through a failed CAS and a recompute from the returned state.
+func TestStaleCacheLosesNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	p := uniquePrefix()
+	cfg := redisstore.Config{URL: srv.URL(), KeyPrefix: p, Timeout: 5 * time.Second}
+	a, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	const aor = "sip:alice@example.com"
+	const n = 40
+	for i := range n {
+		node := []*redisstore.Store{a, b}[i%2]
+		got, err := node.Update(ctx, aor, addKey(aor, fmt.Sprintf("k%02d", i), clock.Now().Add(time.Hour)))
+		if err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+		if len(got) != i+1 {
+			t.Fatalf("update %d returned %d bindings, want %d", i, len(got), i+1)
+		}
+	}
+	// Emptying on one node, then re-adding on the other whose cache still
+	// holds the old version, must not resurrect the old list (ABA).
+	if _, err := a.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Update(ctx, aor, addKey(aor, "fresh", clock.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Key != "fresh" {
+		t.Errorf("after delete-all and re-add: %+v, want only fresh", got)
+	}
+	for _, s := range []*redisstore.Store{a, b} {
+		n, err := s.Count(ctx)
+		if err != nil || n != 1 {
+			t.Errorf("Count = %d, %v; want 1", n, err)
+		}
+	}
+}
+
+// TestKeyLayout checks the AOR key carries the {aor} hash tag (Redis
+// Cluster slot affinity), holds v and b, and has a TTL backstop of the
+// latest expiry plus a margin; an emptied AOR leaves no key.
+func TestKeyLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	s, err := redisstore.New(redisstore.Config{URL: srv.URL(), KeyPrefix: "lay"}, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const aor = "sip:alice@example.com"
+	if got, want := s.Key(aor), "lay:aor:{sip:alice@example.com}"; got != want {
+		t.Errorf("Key = %q, want %q", got, want)
+	}
+	if _, err := s.Update(ctx, aor, addKey(aor, "k1", clock.Now().Add(10*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	keys, err := rc.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aorKeys []string
+	for _, k := range keys {
+		if strings.Contains(k, ":aor:") {
+			aorKeys = append(aorKeys, k)
+			if !strings.HasSuffix(k, "{"+aor+"}") {
+				t.Errorf("AOR key %q lacks the {aor} hash tag", k)
+			}
+		}
+	}
+	if len(aorKeys) != 1 {
+		t.Errorf("AOR keys = %v, want exactly one", aorKeys)
+	}
+	fields, err := rc.HGetAll(ctx, s.Key(aor)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fields["v"] == "" || !strings.Contains(fields["b"], `"key":"k1"`) {
+		t.Errorf("AOR hash = %v, want fields v and b holding k1", fields)
+	}
+	ttl, err := rc.PTTL(ctx, s.Key(aor)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < 10*time.Minute || ttl > 10*time.Minute+2*time.Minute {
+		t.Errorf("PTTL = %v, want the 10m expiry plus a margin", ttl)
+	}
+	if n, err := rc.ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 1 {
+		t.Errorf("index %s has %d members (%v), want 1", s.IndexKey(), n, err)
+	}
+	if _, err := s.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rc.Exists(ctx, s.Key(aor)).Result(); err != nil || n != 0 {
+		t.Errorf("emptied AOR key exists=%d (%v), want deleted", n, err)
+	}
+	if n, err := rc.ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 0 {
+		t.Errorf("index has %d members (%v) after delete-all, want 0", n, err)
+	}
+}
+
+// TestCountPrunesIndex: expired members leave the index when Count runs.
+func TestCountPrunesIndex(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	s := newStore(t, srv, clock.Now)
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 5 {
+		aor := fmt.Sprintf("sip:u%d@example.com", i)
+		if _, err := s.Update(ctx, aor, addKey(aor, "k", clock.Now().Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(2 * time.Minute)
+	if n, err := s.Count(ctx); err != nil || n != 0 {
+		t.Fatalf("Count = %d, %v; want 0", n, err)
+	}
+	if n, err := s.Client().ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 0 {
+		t.Errorf("index still has %d members (%v) after Count pruned", n, err)
+	}
+}
+
+// TestOutage: with Redis down every operation fails promptly with
+// ErrUnavailable (the registrar answers 503); after a restart both a fresh
+// store and the old one (reconnecting) work again.
+func TestOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	cfg := redisstore.Config{URL: srv.URL(), KeyPrefix: uniquePrefix(), Timeout: 300 * time.Millisecond}
+	s, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const aor = "sip:alice@example.com"
+	if _, err := s.Update(ctx, aor, addKey(aor, "k1", clock.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	ops := []struct {
+		name string
+		do   func() error
+	}{
+		{"Get", func() error { _, err := s.Get(ctx, aor); return err }},
+		{"Update", func() error {
+			_, err := s.Update(ctx, aor, addKey(aor, "k2", clock.Now().Add(time.Hour)))
+			return err
+		}},
+		{"Count", func() error { _, err := s.Count(ctx); return err }},
+		{"Ping", func() error { return s.Ping(ctx) }},
+	}
+	for _, op := range ops {
+		t.Run("down/"+op.name, func(t *testing.T) {
+			start := time.Now()
+			err := op.do()
+			if !errors.Is(err, registrar.ErrUnavailable) {
+				t.Errorf("err = %v, want ErrUnavailable", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v with a 300ms timeout", d)
+			}
+		})
+	}
+
+	srv.Restart(t)
+	fresh, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	for name, st := range map[string]*redisstore.Store{"same": s, "fresh": fresh} {
+		t.Run("up/"+name, func(t *testing.T) {
+			// The restarted server is empty (no persistence); a stale
+			// cache entry must not stop the write.
+			if err := st.Ping(ctx); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			got, err := st.Update(ctx, aor, addKey(aor, name, clock.Now().Add(time.Hour)))
+			if err != nil {
+				t.Fatalf("Update: %v", err)
+			}
+			found := false
+			for _, b := range got {
+				found = found || b.Key == name
+			}
+			if !found {
+				t.Errorf("Update result %+v lacks %s", got, name)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     redisstore.Config
+		wantErr string
+	}{
+		{"url", redisstore.Config{URL: "redis://127.0.0.1:6379/0"}, ""},
+		{"sentinel", redisstore.Config{Sentinel: &redisstore.SentinelConfig{MasterName: "m", Addrs: []string{"127.0.0.1:26379"}}}, ""},
+		{"cluster", redisstore.Config{Cluster: &redisstore.ClusterConfig{Addrs: []string{"127.0.0.1:7000"}}}, ""},
+		{"none", redisstore.Config{}, "exactly one of url, sentinel, cluster"},
+		{"two", redisstore.Config{URL: "redis://127.0.0.1:6379", Cluster: &redisstore.ClusterConfig{Addrs: []string{"a:1"}}}, "exactly one"},
+		{"bad url", redisstore.Config{URL: "http://user:secret@x"}, "url: not a valid"},
+		{"sentinel without master", redisstore.Config{Sentinel: &redisstore.SentinelConfig{Addrs: []string{"a:1"}}}, "sentinel.master_name"},
+		{"cluster without addrs", redisstore.Config{Cluster: &redisstore.ClusterConfig{}}, "cluster.addrs"},
+		{"brace in prefix", redisstore.Config{URL: "redis://x:1", KeyPrefix: "a{b"}, "key_prefix"},
+		{"negative timeout", redisstore.Config{URL: "redis://x:1", Timeout: -time.Second}, "timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("Validate = %v, want error containing %q", err, tc.wantErr)
+			case err != nil && strings.Contains(err.Error(), "secret"):
+				t.Errorf("Validate leaks the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewPasswordFile(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	if err := rc.ConfigSet(ctx, "requirepass", "s3cret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pf, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     redisstore.Config
+		wantErr bool
+	}{
+		{"password from file", redisstore.Config{URL: srv.URL(), PasswordFile: pf}, false},
+		{"no password", redisstore.Config{URL: srv.URL()}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := redisstore.New(tc.cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			err = s.Ping(ctx)
+			if tc.wantErr != (err != nil) {
+				t.Errorf("Ping = %v, want error: %v", err, tc.wantErr)
+			}
+			if err != nil && !errors.Is(err, registrar.ErrUnavailable) {
+				t.Errorf("Ping error %v does not wrap ErrUnavailable", err)
+			}
+		})
+	}
+	if _, err := redisstore.New(redisstore.Config{URL: srv.URL(), PasswordFile: filepath.Join(dir, "missing")}, nil); err == nil {
+		t.Error("New with a missing password_file succeeded")
+	}
+}
+
+// BenchmarkUpdate refreshes one binding on each of 1000 AORs round-robin
+// (after the first pass every refresh is a cache hit: one round trip).
+func BenchmarkUpdate(b *testing.B) {
+	srv := redistest.Start(b)
+	clock := storetest.NewClock(storetest.Epoch)
+	s := newStore(b, srv, clock.Now)
+	defer s.Close()
+	ctx := context.Background()
+	aors := make([]string, 1000)
+	for i := range aors {
+		aors[i] = fmt.Sprintf("sip:user%d@example.com", i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		aor := aors[i%len(aors)]
+		if _, err := s.Update(ctx, aor, addKey(aor, "k", clock.Now().Add(time.Hour))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// countHook records the commands a client sends.
+type countHook struct{ cmds []string }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.cmds = append(h.cmds, cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.cmds = append(h.cmds, "pipeline")
+		return next(ctx, cmds)
+	}
+}
+
+// TestRoundTrips: a refresh on the node that wrote the AOR last skips the
+// read (one CAS script call plus the index pipeline); an unknown AOR costs
+// a read first; a stale cache costs one failed CAS, not an extra read.
+func TestRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	hook := &countHook{}
+	rc.AddHook(hook)
+	p := uniquePrefix()
+	s := redisstore.NewWithClient(rc, p, clock.Now)
+	defer s.Close()
+	other, err := redisstore.New(redisstore.Config{URL: srv.URL(), KeyPrefix: p}, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const aor = "sip:alice@example.com"
+	// Load the script once so EVALSHA does not fall back to EVAL below.
+	if _, err := s.Update(ctx, "sip:warmup@example.com", addKey("sip:warmup@example.com", "k", clock.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		want []string
+	}{
+		{"first write reads then CASes", func() error {
+			_, err := s.Update(ctx, aor, addKey(aor, "k", clock.Now().Add(time.Hour)))
+			return err
+		}, []string{"hmget", "evalsha", "pipeline"}},
+		{"refresh on same node skips the read", func() error {
+			_, err := s.Update(ctx, aor, addKey(aor, "k", clock.Now().Add(2*time.Hour)))
+			return err
+		}, []string{"evalsha", "pipeline"}},
+		{"stale cache retries from the returned state", func() error {
+			if _, err := other.Update(ctx, aor, addKey(aor, "other", clock.Now().Add(time.Hour))); err != nil {
+				return err
+			}
+			got, err := s.Update(ctx, aor, addKey(aor, "k", clock.Now().Add(3*time.Hour)))
+			if err == nil && len(got) != 2 {
+				err = fmt.Errorf("got %d bindings, want 2", len(got))
+			}
+			return err
+		}, []string{"evalsha", "evalsha", "pipeline"}},
+	}
+	for _, st := range steps {
+		hook.cmds = nil
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if strings.Join(hook.cmds, " ") != strings.Join(st.want, " ") {
+			t.Errorf("%s: commands %v, want %v", st.name, hook.cmds, st.want)
+		}
+	}
+}
