@@ -2,13 +2,103 @@ package registrar
 
 import (
 	"context"
+	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
-// authorize runs RFC 3261 §10.3 steps 3 and 4 (authentication and
-// authorisation of the AOR). It returns the Authentication-Info value for
-// the 2xx, or a rejection.
-func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string) (string, *rejection) {
-	return "", nil
+// authOutcome carries a successful authentication to the 2xx, which needs
+// it for Authentication-Info (RFC 7616 §3.5).
+type authOutcome struct {
+	res auth.Result
+}
+
+// authorize runs RFC 3261 §10.3 steps 3 and 4: Digest authentication
+// (RFC 7616/8760) and authorisation of the AOR for the authenticated user
+// (403 otherwise). It returns nil, nil when authentication is off.
+func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string) (*authOutcome, *rejection) {
+	if r.auth == nil {
+		return nil, nil
+	}
+	var body []byte
+	if b := req.Body(); len(b) > 0 {
+		body = b
+	}
+	res, err := r.auth.Authenticate(ctx, auth.Request{
+		Method:        string(req.Method),
+		RequestURI:    req.Recipient.String(),
+		Authorization: headerValues(req, "authorization"),
+		UserAgent:     headerValue(req, "user-agent"),
+		Source:        r.uaAddr(req, src),
+		Body:          body,
+	})
+	if err != nil {
+		// Only the shared auth state can fail (it wraps auth.ErrUnavailable):
+		// answer 503 like a store outage, never a 5xx without Retry-After.
+		return nil, r.unavailable(err)
+	}
+	r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
+	switch res.Status {
+	case 0:
+	case 401, 407:
+		hdrs := make([]sip.Header, 0, len(res.Challenges))
+		for _, c := range res.Challenges {
+			hdrs = append(hdrs, sip.NewHeader(res.ChallengeHeader, c))
+		}
+		phrase := "Unauthorized"
+		if res.Status == 407 {
+			phrase = "Proxy Authentication Required"
+		}
+		rej := reject(res.Status, "auth_"+string(res.Outcome), phrase, "user="+res.Username, hdrs...)
+		return nil, rej
+	case 403:
+		return nil, reject(403, "auth_"+string(res.Outcome), "Forbidden", "")
+	default:
+		return nil, reject(400, "auth_"+string(res.Outcome), "Bad Authorization", "user="+res.Username)
+	}
+	// Step 4: the authenticated user may register only its own AORs.
+	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
+		r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()
+		return nil, reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
+	}
+	return &authOutcome{res: res}, nil
+}
+
+// authInfo renders Authentication-Info for the 2xx: the nextnonce must
+// outlive the granted expiry so that the refresh needs no new 401.
+func (r *Registrar) authInfo(a *authOutcome, granted time.Duration) (string, string) {
+	if a == nil {
+		return "", ""
+	}
+	return a.res.InfoHeader, r.auth.AuthenticationInfo(a.res, granted)
+}
+
+// uaAddr is the address failures are counted against: the packet source,
+// or behind a trusted edge the UA's own address as the edge reports it
+// in the UA-side (bottom) Via's received parameter (or sent-by host).
+func (r *Registrar) uaAddr(req *sip.Request, src Source) netip.Addr {
+	a := src.Addr.Addr().Unmap()
+	if !r.trustedEdge(a) {
+		return a
+	}
+	vias := req.GetHeaders("via")
+	if len(vias) < 2 {
+		return a
+	}
+	v, ok := vias[len(vias)-1].(*sip.ViaHeader)
+	if !ok {
+		return a
+	}
+	host := v.Host
+	if rcv, ok := v.Params.Get("received"); ok && rcv != "" {
+		host = rcv
+	}
+	if ua, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return ua.Unmap()
+	}
+	return a
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
 )
 
@@ -26,6 +27,7 @@ type Config struct {
 	TrustedEdges      []string       `yaml:"trusted_edges"` // CIDRs whose Path is accepted
 	TrustedPeers      []string       `yaml:"trusted_peers"` // CIDRs that may send non-REGISTER requests
 	PBX               []PBXTarget    `yaml:"pbx"`
+	Auth              auth.Config    `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`
@@ -96,6 +98,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
+	}
+	c.Auth.SetDefaults()
+	if c.Auth.Realm == "" && len(c.Domains) > 0 {
+		c.Auth.Realm = c.Domains[0]
+	}
+	if c.Auth.Trusted == nil {
+		// Edges relay many UAs' failures: never count or ban the edge
+		// itself (the UA's own address is used behind a trusted edge).
+		c.Auth.Trusted, _ = ParsePrefixes(c.TrustedEdges)
 	}
 }
 
@@ -190,6 +201,11 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
+	}
+	if c.Auth.Enabled {
+		if err := c.Auth.Validate(); err != nil {
+			bad("registrar.auth: %w", err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	register     *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
+	auth         *prometheus.CounterVec
 }
 
 // newMetrics registers the registrar's metrics on reg. Labels are bounded:
@@ -26,6 +27,10 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 			Help:    "Latency of binding store operations.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"op"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_registrar_auth_total",
+			Help: "Digest authentication outcomes (unknown_user and wrong_password look identical to clients).",
+		}, []string{"outcome"}),
 	}
 	bindings := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pinhole_registrar_bindings",
@@ -39,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 		}
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.register, m.storeLatency, bindings} {
+	for _, c := range []prometheus.Collector{m.register, m.storeLatency, m.auth, bindings} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
 		}

@@ -242,7 +242,12 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	r.metrics.register.WithLabelValues("200", reason).Inc()
 	r.log.Debug("REGISTER accepted", "aor", aor, "reason", reason, "bindings", len(bindings),
 		"call_id", in.callID, "raddr", src.Addr.String(), "transport", src.Transport)
-	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, authInfo), nil
+	var granted time.Duration
+	for _, c := range in.contacts {
+		granted = max(granted, c.granted)
+	}
+	infoName, infoValue := r.authInfo(authInfo, granted)
+	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, infoName, infoValue), nil
 }
 
 func (r *Registrar) unavailable(err error) *rejection {
@@ -508,7 +513,7 @@ func (r *Registrar) apply(in updateInput, cur []Binding) ([]Binding, error) {
 // okResponse builds the 200 OK: every current binding with its remaining
 // expires (§10.3 step 8), Date, and the extension headers.
 func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported map[string]bool,
-	pathVec []string, outbound bool, authInfo string) *sip.Response {
+	pathVec []string, outbound bool, infoName, infoValue string) *sip.Response {
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	sort.SliceStable(bindings, func(a, b int) bool {
@@ -538,8 +543,8 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		}
 	}
 	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
-	if authInfo != "" {
-		res.AppendHeader(sip.NewHeader("Authentication-Info", authInfo))
+	if infoValue != "" {
+		res.AppendHeader(sip.NewHeader(infoName, infoValue))
 	}
 	return res
 }

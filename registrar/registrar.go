@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
 // Registrar holds REGISTER policy. It is safe for concurrent use.
@@ -28,6 +30,8 @@ type Registrar struct {
 	now          func() time.Time
 	rand         func() float64
 	metrics      *metrics
+	auth         *auth.Verifier
+	users        *auth.Users
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -37,6 +41,10 @@ type Options struct {
 	Now      func() time.Time
 	Rand     func() float64 // uniform in [0,1); for jitter and Retry-After
 	Registry prometheus.Registerer
+	// Auth, when set, authenticates every REGISTER (RFC 3261 §10.3 step 3)
+	// and Users authorises the AOR (step 4). Both nil: no authentication.
+	Auth  *auth.Verifier
+	Users *auth.Users
 }
 
 // New builds a Registrar. cfg must have passed SetDefaults and Validate.
@@ -50,7 +58,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	r := &Registrar{
 		cfg: cfg, store: store, trustedEdges: edges,
-		log: opt.Logger, now: opt.Now, rand: opt.Rand,
+		log: opt.Logger, now: opt.Now, rand: opt.Rand, auth: opt.Auth, users: opt.Users,
 		domains: map[string]bool{},
 	}
 	if r.log == nil {
@@ -58,6 +66,9 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if (r.auth == nil) != (r.users == nil) {
+		return nil, fmt.Errorf("registrar: Auth and Users must be set together")
 	}
 	for _, d := range cfg.Domains {
 		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true

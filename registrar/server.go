@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,8 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		defer s.inflight.Done()
 		defer func() {
 			if p := recover(); p != nil {
-				s.log.Error("panic in SIP handler", "method", string(req.Method), "panic", fmt.Sprint(p))
+				s.log.Error("panic in SIP handler", "method", string(req.Method), "panic", fmt.Sprint(p),
+					"call_id", headerValue(req, "call-id"), "stack", string(debug.Stack()))
 				_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
 			}
 		}()

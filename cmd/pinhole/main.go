@@ -23,6 +23,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
@@ -101,6 +102,45 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// newAuth builds Digest authentication: the users file (reloaded on
+// change and on SIGHUP) and the nonce/failure state, shared through Redis
+// when the bindings are.
+func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
+	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
+	if err != nil {
+		return nil, nil, fmt.Errorf("users file: %w", err)
+	}
+	go users.Watch(ctx, time.Second, logger)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := users.Reload(); err != nil {
+					logger.Error("users file reload failed; keeping the previous users", "error", err)
+				} else {
+					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
+				}
+			}
+		}
+	}()
+	var st auth.State
+	if rs, ok := store.(*redisstore.Store); ok {
+		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
+	} else {
+		st = memstore.NewAuthState(nil)
+	}
+	v, err := auth.New(rc.Auth, users, st, logger, time.Now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth: %w", err)
+	}
+	return v, users, nil
+}
+
 func newStore(c registrar.StoreConfig) (registrar.Store, error) {
 	switch c.Backend {
 	case "redis":
@@ -147,7 +187,13 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if ms, ok := store.(*memstore.Store); ok {
 		go ms.Start(ctx)
 	}
-	reg, err := registrar.New(*rc, store, registrar.Options{Logger: logger, Registry: o.Registry})
+	opts := registrar.Options{Logger: logger, Registry: o.Registry}
+	if rc.Auth.Enabled {
+		if opts.Auth, opts.Users, err = newAuth(ctx, rc, store, logger); err != nil {
+			return err
+		}
+	}
+	reg, err := registrar.New(*rc, store, opts)
 	if err != nil {
 		return err
 	}

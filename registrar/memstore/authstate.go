@@ -38,8 +38,12 @@ const sweepEvery = time.Minute
 
 var _ auth.State = (*AuthState)(nil)
 
-// NewAuthState returns an empty in-memory auth state using now as its clock.
+// NewAuthState returns an empty in-memory auth state using now as its
+// clock (nil means time.Now).
 func NewAuthState(now func() time.Time) *AuthState {
+	if now == nil {
+		now = time.Now
+	}
 	return &AuthState{
 		now:    now,
 		nonces: map[string]ncEntry{},

@@ -1,0 +1,374 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DefaultMaxMessage is the default bound on one SIP message (headers plus
+// body) on a stream, equal to sipgo's sip.ParseMaxMessageLength.
+const DefaultMaxMessage = 65535
+
+// readChunk is the size of a StreamConn's read buffer. It bounds per-flow
+// memory, not message size: messages are reassembled by sipgo's stream parser.
+const readChunk = 4096
+
+var (
+	// ErrMessageTooLarge: a SIP message on a stream exceeded
+	// StreamOptions.MaxMessage. The connection is closed.
+	ErrMessageTooLarge = errors.New("sip message too large")
+	// ErrFraming: the stream cannot be framed into SIP messages (bad or
+	// missing Content-Length, RFC 3261 §7.5 / §18.3). The connection is
+	// closed, since no message boundary is left to resynchronise on.
+	ErrFraming = errors.New("sip stream framing error")
+	// ErrIdleTimeout: nothing was read for StreamOptions.IdleTimeout.
+	ErrIdleTimeout = errors.New("idle timeout")
+)
+
+// StreamOptions configures a StreamConn. Every field is optional.
+type StreamOptions struct {
+	// ID identifies the connection (Listener gives each accepted
+	// connection a unique one); returned by StreamConn.ID.
+	ID uint64
+	// MaxMessage bounds one SIP message (headers + body) in bytes;
+	// 0 means DefaultMaxMessage.
+	MaxMessage int
+	// IdleTimeout, when > 0, closes the connection with ErrIdleTimeout when
+	// no byte at all (keep-alives included) arrives for that long. Choose it
+	// above the Flow-Timer given to clients plus slack (RFC 5626 §4.4.1).
+	IdleTimeout time.Duration
+	// WriteTimeout, when > 0, bounds every Write (pongs and the upper
+	// layer's messages) so a peer that stops reading cannot wedge a writer.
+	WriteTimeout time.Duration
+	// OnActivity is called from Read whenever bytes arrive (flow liveness).
+	OnActivity func()
+	// OnKeepalive is called once per CRLFCRLF ping, after the pong is sent.
+	OnKeepalive func()
+	// OnClose is called exactly once when the connection is closed, with
+	// the reason: the read error that ended it (io.EOF when the peer closed),
+	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
+	// it was closed locally before any read error.
+	OnClose func(err error)
+}
+
+// StreamConn owns the read path of a SIP stream connection (TCP, TLS, or a
+// WebSocket byte stream) in front of sipgo.
+//
+// sipgo only recognises a CRLFCRLF keep-alive when one Read returns exactly
+// it; a ping split across reads, two coalesced pings, or a ping sharing a
+// read with a message go unanswered (sipgo notes §3). StreamConn therefore
+// frames the stream itself — between messages, CR/LF bytes; a message is a
+// header section ending in CRLFCRLF plus a Content-Length body (RFC 3261
+// §7.5, §18.3) — and consumes every CRLFCRLF found between messages,
+// answering each with exactly one CRLF (RFC 5626 §3.5.1, §4.4.1, §5.4).
+// Read returns only SIP message bytes, so sipgo never sees keep-alives.
+//
+// Read must be called by one goroutine at a time (sipgo has one reader per
+// connection). Write is safe for concurrent use: writes are serialised by
+// wmu so a pong never interleaves with a message.
+type StreamConn struct {
+	net.Conn
+	opt StreamOptions
+
+	// Read side, owned by the single reader goroutine.
+	rbuf    []byte
+	pending []byte // framed SIP bytes not yet returned by Read
+	fr      framer
+	rerr    error // sticky read error
+
+	wmu sync.Mutex // serialises writes to Conn
+
+	closeOnce sync.Once
+	errMu     sync.Mutex
+	closeErr  error // first read error; reported to OnClose
+}
+
+// NewStreamConn wraps c. It does no I/O.
+func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
+	if opt.MaxMessage <= 0 {
+		opt.MaxMessage = DefaultMaxMessage
+	}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}}
+}
+
+// ID returns StreamOptions.ID.
+func (s *StreamConn) ID() uint64 { return s.opt.ID }
+
+// NetConn returns the wrapped connection (e.g. a *tls.Conn for peer
+// certificates, or a *WSConn).
+func (s *StreamConn) NetConn() net.Conn { return s.Conn }
+
+// Read returns SIP message bytes only; keep-alives are answered and dropped.
+// It never returns (0, nil).
+func (s *StreamConn) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		if s.rerr != nil {
+			return 0, s.rerr
+		}
+		if s.rbuf == nil {
+			s.rbuf = make([]byte, readChunk)
+		}
+		if s.opt.IdleTimeout > 0 {
+			if err := s.Conn.SetReadDeadline(time.Now().Add(s.opt.IdleTimeout)); err != nil {
+				return 0, s.fail(fmt.Errorf("set read deadline: %w", err), false)
+			}
+		}
+		n, err := s.Conn.Read(s.rbuf)
+		if n > 0 {
+			if s.opt.OnActivity != nil {
+				s.opt.OnActivity()
+			}
+			pings, ferr := s.fr.feed(s.rbuf[:n], &s.pending)
+			for range pings {
+				if werr := s.pong(); werr != nil {
+					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
+				}
+				if s.opt.OnKeepalive != nil {
+					s.opt.OnKeepalive()
+				}
+			}
+			if ferr != nil {
+				// Drop what was framed so far: the stream is unusable.
+				s.pending = nil
+				return 0, s.fail(ferr, true)
+			}
+		}
+		if err != nil {
+			if s.opt.IdleTimeout > 0 && isTimeout(err) {
+				return 0, s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+			}
+			s.recordErr(err)
+			s.rerr = err
+			if len(s.pending) == 0 {
+				return 0, err
+			}
+		}
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	if len(s.pending) == 0 {
+		s.pending = s.pending[:0:0]
+	}
+	return n, nil
+}
+
+// fail records err as the close reason, optionally closes the connection,
+// and returns the error Read reports. Errors StreamConn produces itself also
+// wrap net.ErrClosed so sipgo treats them as an ordinary close rather than
+// logging them at ERROR: the caller logs and counts them via OnClose.
+func (s *StreamConn) fail(err error, closeConn bool) error {
+	s.recordErr(err)
+	if closeConn {
+		_ = s.Close()
+	}
+	s.rerr = fmt.Errorf("%w (%w)", err, net.ErrClosed)
+	return s.rerr
+}
+
+func (s *StreamConn) recordErr(err error) {
+	s.errMu.Lock()
+	if s.closeErr == nil {
+		s.closeErr = err
+	}
+	s.errMu.Unlock()
+}
+
+func (s *StreamConn) pong() error {
+	_, err := s.Write([]byte("\r\n"))
+	return err
+}
+
+// Write writes b as one unit; concurrent Writes never interleave.
+func (s *StreamConn) Write(b []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.opt.WriteTimeout > 0 {
+		if err := s.Conn.SetWriteDeadline(time.Now().Add(s.opt.WriteTimeout)); err != nil {
+			return 0, fmt.Errorf("set write deadline: %w", err)
+		}
+	}
+	return s.Conn.Write(b)
+}
+
+// Close closes the connection and calls OnClose once. Further calls
+// return nil.
+func (s *StreamConn) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.Conn.Close()
+		if s.opt.OnClose != nil {
+			s.errMu.Lock()
+			reason := s.closeErr
+			s.errMu.Unlock()
+			s.opt.OnClose(reason)
+		}
+	})
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// framer tracks SIP message boundaries on a byte stream.
+//
+// Between messages it matches CR/LF bytes against "\r\n\r\n" (RFC 5626
+// §3.5.1: a ping is a double CRLF between messages; a lone CRLF waits for its
+// second half, and stray CR/LF before a start line are ignored as RFC 3261
+// §7.5 allows). Any other byte starts a message: the header section is
+// collected up to the empty line, then Content-Length body bytes are passed
+// through uninspected, so a body containing CRLFCRLF is never a ping.
+type framer struct {
+	max int
+
+	state   int    // fsIdle, fsHeaders, fsBody
+	crlf    int    // between messages: bytes of "\r\n\r\n" matched so far
+	hdr     []byte // header section of the current message so far
+	scanned int    // hdr bytes already searched for CRLFCRLF
+	body    int    // body bytes still expected
+}
+
+const (
+	fsIdle = iota
+	fsHeaders
+	fsBody
+)
+
+// feed consumes chunk, appends SIP message bytes to out and returns the
+// number of complete pings seen. A non-nil error means the stream is broken.
+func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
+	for len(chunk) > 0 {
+		switch f.state {
+		case fsIdle:
+			b := chunk[0]
+			switch {
+			case b == '\r':
+				if f.crlf == 2 {
+					f.crlf = 3
+				} else {
+					f.crlf = 1
+				}
+			case b == '\n':
+				switch f.crlf {
+				case 1:
+					f.crlf = 2
+				case 3:
+					pings++
+					f.crlf = 0
+				default:
+					f.crlf = 0 // stray LF
+				}
+			default:
+				// A message starts; an unmatched half ping is dropped.
+				f.crlf = 0
+				f.state = fsHeaders
+				f.hdr = f.hdr[:0]
+				f.scanned = 0
+				continue
+			}
+			chunk = chunk[1:]
+		case fsHeaders:
+			// Copy up to what fits under the limit and look for the end of
+			// the header section (it may straddle chunks).
+			room := f.max - len(f.hdr)
+			take := len(chunk)
+			if take > room {
+				take = room
+			}
+			f.hdr = append(f.hdr, chunk[:take]...)
+			from := f.scanned - 3
+			if from < 0 {
+				from = 0
+			}
+			i := bytes.Index(f.hdr[from:], crlfcrlf)
+			if i < 0 {
+				if take < len(chunk) || len(f.hdr) >= f.max {
+					return pings, fmt.Errorf("%w: header section over %d bytes", ErrMessageTooLarge, f.max)
+				}
+				f.scanned = len(f.hdr)
+				*out = append(*out, chunk[:take]...)
+				chunk = chunk[take:]
+				continue
+			}
+			end := from + i + len(crlfcrlf) // header section length
+			used := take - (len(f.hdr) - end)
+			*out = append(*out, chunk[:used]...)
+			chunk = chunk[used:]
+			cl, err := contentLength(f.hdr[:end])
+			if err != nil {
+				return pings, err
+			}
+			if cl > f.max-end {
+				return pings, fmt.Errorf("%w: %d header bytes + Content-Length %d over %d", ErrMessageTooLarge, end, cl, f.max)
+			}
+			f.hdr = f.hdr[:0]
+			if cap(f.hdr) > readChunk {
+				f.hdr = nil // do not pin one large message's buffer
+			}
+			f.body = cl
+			f.state = fsBody
+			if cl == 0 {
+				f.state = fsIdle
+			}
+		case fsBody:
+			take := len(chunk)
+			if take > f.body {
+				take = f.body
+			}
+			*out = append(*out, chunk[:take]...)
+			chunk = chunk[take:]
+			f.body -= take
+			if f.body == 0 {
+				f.state = fsIdle
+			}
+		}
+	}
+	return pings, nil
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// contentLength finds Content-Length (or compact "l", RFC 3261 §7.3.3;
+// names are case-insensitive, §7.3.1) in a complete header section. Folded
+// lines are joined. Like sipgo's parser the last occurrence wins. It is
+// required on streams (RFC 3261 §7.5, §18.3).
+func contentLength(hdr []byte) (int, error) {
+	lines := bytes.Split(hdr, []byte("\r\n"))
+	found, val := false, 0
+	for i := 1; i < len(lines); i++ { // lines[0] is the start line
+		line := lines[i]
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			continue
+		}
+		name := bytes.TrimRight(line[:colon], " \t")
+		if !bytes.EqualFold(name, []byte("content-length")) && !bytes.EqualFold(name, []byte("l")) {
+			continue
+		}
+		v := append([]byte(nil), line[colon+1:]...)
+		for j := i + 1; j < len(lines) && len(lines[j]) > 0 && (lines[j][0] == ' ' || lines[j][0] == '\t'); j++ {
+			v = append(append(v, ' '), lines[j]...)
+		}
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 31)
+		if err != nil {
+			return 0, fmt.Errorf("%w: bad Content-Length %q", ErrFraming, bytes.TrimSpace(v))
+		}
+		found, val = true, int(n)
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: no Content-Length on a stream (RFC 3261 §18.3)", ErrFraming)
+	}
+	return val, nil
+}
+
+var _ io.ReadWriteCloser = (*StreamConn)(nil)

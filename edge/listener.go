@@ -1,0 +1,252 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultHandshakeTimeout bounds the TLS handshake and the WebSocket upgrade
+// of one accepted connection.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Reasons passed to ListenerOptions.OnReject; bounded, usable as a metric
+// label and a log attribute.
+const (
+	RejectConnLimit = "conn_limit"
+	RejectHandshake = "handshake_failed"
+)
+
+// ListenerOptions configures a Listener. Every field is optional.
+type ListenerOptions struct {
+	// TLSConfig, when set, makes this a TLS (or WSS) listener.
+	TLSConfig *tls.Config
+	// WebSocket makes this a WS/WSS listener (RFC 7118): the upgrade runs
+	// after the TLS handshake and the connection is read through a WSConn.
+	WebSocket bool
+	// HandshakeTimeout bounds TLS handshake + WebSocket upgrade;
+	// 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// MaxConns caps concurrent connections (being prepared or open); over
+	// it a new connection is closed at once and OnReject(RejectConnLimit)
+	// is called. 0 means no limit.
+	MaxConns int
+	// MaxMessage, IdleTimeout, WriteTimeout: see StreamOptions.
+	MaxMessage   int
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+
+	// OnAccept is called when Accept hands a connection to its caller.
+	OnAccept func(id uint64, c *StreamConn)
+	// OnClose is called once per accepted connection when it closes, with
+	// StreamConn's close reason (io.EOF: peer closed; nil: closed locally).
+	OnClose func(id uint64, remote net.Addr, err error)
+	// OnActivity and OnKeepalive: see StreamOptions.
+	OnActivity  func(id uint64)
+	OnKeepalive func(id uint64)
+	// OnReject is called for each connection dropped before Accept.
+	OnReject func(remote net.Addr, reason string, err error)
+}
+
+// Listener is the net.Listener handed to sipgo's ServeTCP / ServeTLS for
+// stream transports. sipgo runs TLS handshakes and WS upgrades inside its
+// accept loop without deadlines and stops serving on the first Accept error
+// (sipgo notes §1, §8), so the Listener owns accepting:
+//
+//   - a background loop accepts raw connections and enforces MaxConns by
+//     closing the excess at once (netutil.LimitListener would block);
+//   - each connection is prepared (TLS handshake, WebSocket upgrade) in its
+//     own goroutine under HandshakeTimeout, so a silent client delays
+//     nobody;
+//   - Accept returns ready connections wrapped in a StreamConn with a
+//     unique ID, and returns an error only once the Listener is closed.
+type Listener struct {
+	inner net.Listener
+	opt   ListenerOptions
+	log   *slog.Logger
+
+	ready chan net.Conn
+	done  chan struct{}
+
+	conns  atomic.Int64
+	nextID atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewListener wraps inner and starts its accept loop.
+func NewListener(inner net.Listener, opt ListenerOptions) *Listener {
+	if opt.HandshakeTimeout <= 0 {
+		opt.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	l := &Listener{
+		inner: inner,
+		opt:   opt,
+		log:   opt.Logger,
+		ready: make(chan net.Conn),
+		done:  make(chan struct{}),
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	go l.acceptLoop()
+	return l
+}
+
+// Accept returns the next prepared connection as a *StreamConn. Its error is
+// net.ErrClosed, and only after Close.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return l.wrap(c), nil
+	case <-l.done:
+		return nil, fmt.Errorf("accept on %v: %w", l.inner.Addr(), net.ErrClosed)
+	}
+}
+
+func (l *Listener) wrap(c net.Conn) *StreamConn {
+	id := l.nextID.Add(1)
+	remote := c.RemoteAddr()
+	opt := StreamOptions{
+		ID:           id,
+		MaxMessage:   l.opt.MaxMessage,
+		IdleTimeout:  l.opt.IdleTimeout,
+		WriteTimeout: l.opt.WriteTimeout,
+		OnClose: func(err error) {
+			l.conns.Add(-1)
+			if l.opt.OnClose != nil {
+				l.opt.OnClose(id, remote, err)
+			}
+		},
+	}
+	if f := l.opt.OnActivity; f != nil {
+		opt.OnActivity = func() { f(id) }
+	}
+	if f := l.opt.OnKeepalive; f != nil {
+		opt.OnKeepalive = func() { f(id) }
+	}
+	sc := NewStreamConn(c, opt)
+	if l.opt.OnAccept != nil {
+		l.opt.OnAccept(id, sc)
+	}
+	return sc
+}
+
+// Close stops accepting. Connections already returned by Accept stay open
+// (their owner closes them); connections still being prepared are closed.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.closeErr = l.inner.Close()
+	})
+	return l.closeErr
+}
+
+// Addr returns the inner listener's address.
+func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+
+// Conns returns the number of connections being prepared or open.
+func (l *Listener) Conns() int { return int(l.conns.Load()) }
+
+func (l *Listener) acceptLoop() {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				l.Close()
+				return
+			}
+			// E.g. EMFILE: keep serving, but do not spin.
+			l.log.Warn("accept failed", "laddr", l.inner.Addr().String(), "error", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if n := l.conns.Add(1); l.opt.MaxConns > 0 && n > int64(l.opt.MaxConns) {
+			l.conns.Add(-1)
+			c.Close()
+			l.reject(c.RemoteAddr(), RejectConnLimit, nil)
+			continue
+		}
+		go l.prepare(c)
+	}
+}
+
+func (l *Listener) reject(remote net.Addr, reason string, err error) {
+	l.log.Debug("connection rejected", "raddr", remote.String(), "reason", reason, "error", err)
+	if l.opt.OnReject != nil {
+		l.opt.OnReject(remote, reason, err)
+	}
+}
+
+// prepare runs the TLS handshake and WebSocket upgrade of one connection
+// under HandshakeTimeout, then queues it for Accept.
+func (l *Listener) prepare(raw net.Conn) {
+	c, err := l.handshake(raw)
+	if err != nil {
+		raw.Close()
+		l.conns.Add(-1)
+		l.reject(raw.RemoteAddr(), RejectHandshake, err)
+		return
+	}
+	select {
+	case l.ready <- c:
+	case <-l.done:
+		c.Close()
+		l.conns.Add(-1)
+	}
+}
+
+func (l *Listener) handshake(raw net.Conn) (net.Conn, error) {
+	if l.opt.TLSConfig == nil && !l.opt.WebSocket {
+		return raw, nil
+	}
+	deadline := time.Now().Add(l.opt.HandshakeTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.done:
+			cancel() // abort pending handshakes on Close
+		case <-ctx.Done():
+		}
+	}()
+	c := raw
+	if l.opt.TLSConfig != nil {
+		tc := tls.Server(raw, l.opt.TLSConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		c = tc
+	}
+	if l.opt.WebSocket {
+		wc, err := upgradeWS(ctx, c, deadline)
+		if err != nil {
+			return nil, fmt.Errorf("websocket upgrade: %w", err)
+		}
+		c = wc
+	}
+	return c, nil
+}

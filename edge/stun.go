@@ -1,0 +1,202 @@
+package edge
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/stun/v2"
+)
+
+// ErrNotBindingRequest: the bytes are STUN but not a Binding request.
+var ErrNotBindingRequest = errors.New("not a STUN binding request")
+
+const (
+	stunMagicCookie = 0x2112A442
+	stunHeaderSize  = 20
+)
+
+// IsSTUN reports whether b looks like one STUN message (RFC 5389 §6): the
+// two most significant bits are zero, the magic cookie is at bytes 4-7 and
+// the length field, a multiple of 4, covers exactly the rest of b. A SIP
+// message never matches: it starts with a letter (RFC 5626 §4.4.2 / §5.4
+// rely on this to demultiplex STUN keep-alives on SIP UDP ports).
+func IsSTUN(b []byte) bool {
+	if len(b) < stunHeaderSize || b[0]&0xC0 != 0 {
+		return false
+	}
+	if binary.BigEndian.Uint32(b[4:8]) != stunMagicCookie {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(b[2:4]))
+	return n%4 == 0 && n == len(b)-stunHeaderSize
+}
+
+// understoodAttrs are the comprehension-required attributes (type below
+// 0x8000, RFC 5389 §15) a Binding request may carry that this responder
+// accepts. USERNAME and MESSAGE-INTEGRITY are tolerated and ignored: RFC
+// 5626 §4.4.2 keep-alives use no STUN authentication.
+var understoodAttrs = map[stun.AttrType]bool{
+	stun.AttrMappedAddress:     true,
+	stun.AttrUsername:          true,
+	stun.AttrMessageIntegrity:  true,
+	stun.AttrErrorCode:         true,
+	stun.AttrUnknownAttributes: true,
+	stun.AttrRealm:             true,
+	stun.AttrNonce:             true,
+	stun.AttrXORMappedAddress:  true,
+	stun.AttrPriority:          true, // RFC 8445 ICE connectivity checks
+	stun.AttrUseCandidate:      true,
+}
+
+// STUNBindingResponse answers a STUN Binding request (RFC 5389 §7.3) seen
+// from the address from: a Binding Success Response with the request's
+// transaction ID and XOR-MAPPED-ADDRESS = from (§15.2; an IPv4-mapped IPv6
+// source is reported as IPv4), plus FINGERPRINT when the request carried one
+// (§7.3, §15.5). A request whose FINGERPRINT is wrong is rejected with an
+// error (it must be dropped). A request with unknown comprehension-required
+// attributes gets a 420 error response listing them (§7.3.1).
+//
+// The codec is pion/stun/v2, as DESIGN.md recommends.
+func STUNBindingResponse(req []byte, from netip.AddrPort) ([]byte, error) {
+	if !IsSTUN(req) {
+		return nil, fmt.Errorf("decode stun: %w", ErrNotBindingRequest)
+	}
+	m := &stun.Message{Raw: append([]byte(nil), req...)}
+	if err := m.Decode(); err != nil {
+		return nil, fmt.Errorf("decode stun: %w", err)
+	}
+	if m.Type != stun.BindingRequest {
+		return nil, fmt.Errorf("stun %v: %w", m.Type, ErrNotBindingRequest)
+	}
+	hasFP := m.Contains(stun.AttrFingerprint)
+	if hasFP {
+		if err := stun.Fingerprint.Check(m); err != nil {
+			return nil, fmt.Errorf("stun fingerprint: %w", err)
+		}
+	}
+	var unknown stun.UnknownAttributes
+	for _, a := range m.Attributes {
+		if a.Type < 0x8000 && !understoodAttrs[a.Type] {
+			unknown = append(unknown, a.Type)
+		}
+	}
+	setters := []stun.Setter{stun.NewTransactionIDSetter(m.TransactionID)}
+	if len(unknown) > 0 {
+		setters = append(setters,
+			stun.NewType(stun.MethodBinding, stun.ClassErrorResponse),
+			stun.CodeUnknownAttribute,
+			unknown)
+	} else {
+		addr := from.Addr().Unmap()
+		setters = append(setters,
+			stun.BindingSuccess,
+			&stun.XORMappedAddress{IP: net.IP(addr.AsSlice()), Port: int(from.Port())})
+	}
+	if hasFP {
+		setters = append(setters, stun.Fingerprint)
+	}
+	resp, err := stun.Build(setters...)
+	if err != nil {
+		return nil, fmt.Errorf("build stun response: %w", err)
+	}
+	return resp.Raw, nil
+}
+
+// PacketOptions configures a PacketConn. Every field is optional.
+type PacketOptions struct {
+	// CRLFPong answers a datagram of only CR/LF with "\r\n" (config
+	// edge.udp_crlf_pong). RFC 5626 §4.4.1 makes STUN the UDP keep-alive,
+	// so this is off by default; such datagrams always count as liveness.
+	CRLFPong bool
+	// OnActivity is called for each datagram returned to the caller.
+	OnActivity func(from netip.AddrPort)
+	// OnKeepalive is called for each keep-alive absorbed (STUN Binding
+	// request or CR/LF-only datagram).
+	OnKeepalive func(from netip.AddrPort)
+	// Logger receives debug logs about dropped datagrams; nil discards.
+	Logger *slog.Logger
+}
+
+// PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
+// keep-alives itself from the same socket and returns only other datagrams:
+// sipgo does not recognise STUN (it would log every Binding request at
+// ERROR) and its read loop stops for good on any read error (sipgo notes
+// §3, §8), so ReadFrom returns an error only once the socket is closed.
+type PacketConn struct {
+	*net.UDPConn
+	opt PacketOptions
+	log *slog.Logger
+}
+
+// NewPacketConn wraps c. It does no I/O.
+func NewPacketConn(c *net.UDPConn, opt PacketOptions) *PacketConn {
+	l := opt.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &PacketConn{UDPConn: c, opt: opt, log: l}
+}
+
+// ReadFrom returns the next datagram that is not a keep-alive. The address
+// is a *net.UDPAddr.
+func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	backoff := time.Millisecond
+	for {
+		n, from, err := p.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return 0, nil, err
+			}
+			// A transient socket error must not end sipgo's read loop.
+			p.log.Debug("udp read error", "error", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = time.Millisecond
+		data := b[:n]
+		switch {
+		case IsSTUN(data):
+			resp, err := STUNBindingResponse(data, from)
+			if err != nil {
+				p.log.Debug("stun dropped", "raddr", from, "error", err)
+				continue
+			}
+			if _, err := p.UDPConn.WriteToUDPAddrPort(resp, from); err != nil {
+				p.log.Debug("stun response not sent", "raddr", from, "error", err)
+			}
+			if p.opt.OnKeepalive != nil {
+				p.opt.OnKeepalive(from)
+			}
+			continue
+		case onlyCRLF(data):
+			if n > 0 && p.opt.CRLFPong {
+				if _, err := p.UDPConn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
+					p.log.Debug("crlf pong not sent", "raddr", from, "error", err)
+				}
+			}
+			if n > 0 && p.opt.OnKeepalive != nil {
+				p.opt.OnKeepalive(from)
+			}
+			continue
+		}
+		if p.opt.OnActivity != nil {
+			p.opt.OnActivity(from)
+		}
+		return n, net.UDPAddrFromAddrPort(from), nil
+	}
+}
+
+func onlyCRLF(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,109 @@
+package routeset
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSplitHeaderValues_RFC3261_7_3_1(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"nil", nil, nil},
+		{"single", []string{"<sip:a@x;lr>"}, []string{"<sip:a@x;lr>"}},
+		{"comma joined", []string{"<sip:a@x;lr>, <sip:b@y;lr>"}, []string{"<sip:a@x;lr>", "<sip:b@y;lr>"}},
+		{"several values and joined", []string{"<sip:a@x>,<sip:b@y>", " <sip:c@z> "}, []string{"<sip:a@x>", "<sip:b@y>", "<sip:c@z>"}},
+		{"comma in quoted display name", []string{`"Doe, John" <sip:j@x>, <sip:b@y>`}, []string{`"Doe, John" <sip:j@x>`, "<sip:b@y>"}},
+		{"escaped quote in quoted string", []string{`"a\", b" <sip:a@x>, <sip:b@y>`}, []string{`"a\", b" <sip:a@x>`, "<sip:b@y>"}},
+		{"comma inside angle brackets", []string{"<sip:a@x;p=1,2>, <sip:b@y>"}, []string{"<sip:a@x;p=1,2>", "<sip:b@y>"}},
+		{"quoted header param with comma", []string{`<sip:a@x>;x="1,2", <sip:b@y>`}, []string{`<sip:a@x>;x="1,2"`, "<sip:b@y>"}},
+		{"option tags", []string{"path, outbound,gruu", "timer"}, []string{"path", "outbound", "gruu", "timer"}},
+		{"empty elements dropped", []string{" , ,path,,", ""}, []string{"path"}},
+		{"ipv6", []string{"<sip:[2001:db8::1]:5060;lr>,<sip:[::1];lr>"}, []string{"<sip:[2001:db8::1]:5060;lr>", "<sip:[::1];lr>"}},
+		{"unterminated quote runs to end", []string{`"a, b <sip:x>`}, []string{`"a, b <sip:x>`}},
+		{"unterminated angle runs to end", []string{`<sip:x, <sip:y>`}, []string{`<sip:x, <sip:y>`}},
+		{"tabs trimmed", []string{"\tpath\t,\toutbound"}, []string{"path", "outbound"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SplitHeaderValues(tc.in); !slices.Equal(got, tc.want) {
+				t.Fatalf("SplitHeaderValues(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHasOptionTag(t *testing.T) {
+	tests := []struct {
+		name string
+		vals []string
+		tag  string
+		want bool
+	}{
+		{"path RFC3327", []string{"path"}, "path", true},
+		{"case-insensitive", []string{"Path, OutBound"}, "outbound", true},
+		{"in second value", []string{"timer", "gruu"}, "gruu", true},
+		{"absent", []string{"timer, 100rel"}, "path", false},
+		{"no substring match", []string{"pathx"}, "path", false},
+		{"empty", nil, "path", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := HasOptionTag(tc.vals, tc.tag); got != tc.want {
+				t.Fatalf("HasOptionTag(%q, %q) = %v", tc.vals, tc.tag, got)
+			}
+		})
+	}
+}
+
+func TestUnsupportedTags_RFC3261_8_2_2_3(t *testing.T) {
+	sup := []string{"path", "outbound", "gruu"}
+	tests := []struct {
+		name    string
+		require []string
+		want    []string
+	}{
+		{"none", nil, nil},
+		{"all supported any case", []string{"Path, OUTBOUND"}, nil},
+		{"one unknown", []string{"path, foo"}, []string{"foo"}},
+		{"dedup keeps first spelling", []string{"Foo, bar", "foo"}, []string{"Foo", "bar"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := UnsupportedTags(tc.require, sup); !slices.Equal(got, tc.want) {
+				t.Fatalf("UnsupportedTags(%q) = %q, want %q", tc.require, got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzSplitHeaderValues(f *testing.F) {
+	for _, s := range []string{"", "<sip:a@x;lr>, <sip:b@y>", `"a,\"b" <sip:x>, c`, "<,>,\"", "path,outbound"} {
+		f.Add(s, "x, y")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		in := []string{a, b}
+		out := SplitHeaderValues(in)
+		commas := strings.Count(a, ",") + strings.Count(b, ",")
+		if len(out) > commas+2 {
+			t.Fatalf("%d elements from %d commas", len(out), commas)
+		}
+		total := 0
+		for _, e := range out {
+			if e == "" || strings.Trim(e, " \t\r\n") != e {
+				t.Fatalf("untrimmed or empty element %q", e)
+			}
+			total += len(e)
+		}
+		if total > len(a)+len(b) {
+			t.Fatalf("output longer than input")
+		}
+		// Splitting is idempotent on its own output.
+		if again := SplitHeaderValues(out); !slices.Equal(again, out) {
+			t.Fatalf("re-split changed elements: %q → %q", out, again)
+		}
+	})
+}
