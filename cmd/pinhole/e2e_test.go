@@ -237,43 +237,53 @@ func TestE2E_RFC3261_10_3_SippLifecycle(t *testing.T) {
 
 // udpRegister sends one REGISTER from a fresh socket and returns the
 // status code and the raw response.
-func udpRegister(t *testing.T, port int, callID string, cseq int, contact string) (int, string) {
+func udpRegister(t *testing.T, port int, callID string, cseq int, contact string, extra ...string) (int, string) {
 	t.Helper()
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return sipRoundTrip(t, c, callID, cseq, contact, extra...)
+}
+
+// sipRoundTrip sends a REGISTER for bob on c (UDP) and returns the final
+// response, retransmitting like a UAC would.
+func sipRoundTrip(t *testing.T, c net.Conn, callID string, cseq int, contact string, extra ...string) (int, string) {
+	t.Helper()
 	la := c.LocalAddr().String()
 	msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + strconv.Itoa(cseq) + ";rport\r\n" +
 		"Max-Forwards: 70\r\nTo: <sip:bob@127.0.0.1>\r\nFrom: <sip:bob@127.0.0.1>;tag=x\r\n" +
-		"Call-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
-		"Contact: " + contact + "\r\nContent-Length: 0\r\n\r\n"
+		"Call-ID: " + callID + "\r\nCSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n"
+	if contact != "" {
+		msg += "Contact: " + contact + "\r\n"
+	}
+	for _, h := range extra {
+		msg += h + "\r\n"
+	}
+	msg += "Content-Length: 0\r\n\r\n"
 	buf := make([]byte, 65535)
 	for attempt := 0; attempt < 3; attempt++ {
 		if _, err := c.Write([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		n, err := c.Read(buf)
-		if err != nil {
-			continue
-		}
-		res := string(buf[:n])
-		if strings.HasPrefix(res, "SIP/2.0 100") {
-			n, err = c.Read(buf)
+		for {
+			n, err := c.Read(buf)
 			if err != nil {
-				continue
+				break
 			}
-			res = string(buf[:n])
+			res := string(buf[:n])
+			f := strings.Fields(res)
+			if len(f) < 2 {
+				t.Fatalf("bad response %q", res)
+			}
+			code, _ := strconv.Atoi(f[1])
+			if code >= 200 {
+				return code, res
+			}
 		}
-		f := strings.Fields(res)
-		if len(f) < 2 {
-			t.Fatalf("bad response %q", res)
-		}
-		code, _ := strconv.Atoi(f[1])
-		return code, res
 	}
 	return 0, ""
 }
