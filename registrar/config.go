@@ -23,7 +23,10 @@ type Config struct {
 	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
 	PathMode          string         `yaml:"path_mode"`           // lazy (default) | strict
 	ServiceRoute      []string       `yaml:"service_route"`
-	GRUU              bool           `yaml:"gruu"`
+	// ServiceRouteDomains overrides ServiceRoute per served domain (the AOR's host).
+	ServiceRouteDomains map[string][]string `yaml:"service_route_domains"`
+	GRUU              bool           `yaml:"gruu"`             // RFC 5627 pub-gruu/temp-gruu
+	GRUUSecretFile    string         `yaml:"gruu_secret_file"` // key for temp-gruus, shared by replicas; missing → random per boot
 	TrustedEdges      []string       `yaml:"trusted_edges"` // CIDRs whose Path is accepted
 	TrustedPeers      []string       `yaml:"trusted_peers"` // CIDRs that may send non-REGISTER requests
 	PBX               []PBXTarget    `yaml:"pbx"`
@@ -182,6 +185,21 @@ func (c *Config) Validate() error {
 		var u sip.Uri
 		if err := parseSIPURI(strings.Trim(r, "<>"), &u); err != nil {
 			bad("registrar.service_route[%d]: %v", i, err)
+		}
+	}
+	for d, list := range c.ServiceRouteDomains {
+		served := false
+		for _, sd := range c.Domains {
+			served = served || strings.EqualFold(sd, d)
+		}
+		if !served {
+			bad("registrar.service_route_domains: %q is not in registrar.domains", d)
+		}
+		for i, r := range list {
+			var u sip.Uri
+			if err := parseSIPURI(strings.Trim(r, "<>"), &u); err != nil {
+				bad("registrar.service_route_domains: %s[%d]: %v", d, i, err)
+			}
 		}
 	}
 	if _, err := ParsePrefixes(c.TrustedEdges); err != nil {

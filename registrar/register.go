@@ -113,7 +113,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	}
 
 	// §10.3 step 2: Require.
-	if unsup := unsupportedTags(headerValues(req, "require")); len(unsup) > 0 {
+	if unsup := r.unsupportedTags(headerValues(req, "require")); len(unsup) > 0 {
 		return nil, reject(420, "bad_extension", "Bad Extension", strings.Join(unsup, ","),
 			sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
 	}
@@ -247,7 +247,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 		granted = max(granted, c.granted)
 	}
 	infoName, infoValue := r.authInfo(authInfo, granted)
-	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, infoName, infoValue), nil
+	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, infoName, infoValue, aor, src.Transport), nil
 }
 
 func (r *Registrar) unavailable(err error) *rejection {
@@ -513,7 +513,7 @@ func (r *Registrar) apply(in updateInput, cur []Binding) ([]Binding, error) {
 // okResponse builds the 200 OK: every current binding with its remaining
 // expires (§10.3 step 8), Date, and the extension headers.
 func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported map[string]bool,
-	pathVec []string, outbound bool, infoName, infoValue string) *sip.Response {
+	pathVec []string, outbound bool, infoName, infoValue, aor, transport string) *sip.Response {
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 	sort.SliceStable(bindings, func(a, b int) bool {
@@ -522,8 +522,16 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		}
 		return bindings[a].Key < bindings[b].Key
 	})
+	// RFC 5627 §5.3: GRUUs only for a UA that supports them, per instance.
+	gruus := supported["gruu"] && r.gruu != nil
+	to := req.To()
 	for _, b := range bindings {
-		res.AppendHeader(sip.NewHeader("Contact", contactValue(b, now)))
+		v := contactValue(b, now)
+		if gruus && b.Instance != "" {
+			v += ";pub-gruu=" + quoteParam(pubGRUU(&to.Address, b.Instance)) +
+				";temp-gruu=" + quoteParam(r.tempGRUU(aor, to.Address.Host, b.Instance, b.CallID))
+		}
+		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
 	if supported["path"] && len(pathVec) > 0 {
@@ -535,14 +543,33 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 	if outbound {
 		// RFC 5626 §6: Require: outbound only when outbound was applied.
 		res.AppendHeader(sip.NewHeader("Require", "outbound"))
+		// RFC 5626 §4.4: as the first hop (one Via, no Path) the
+		// registrar itself tells the UA how often to send keep-alives.
+		if len(pathVec) == 0 && len(req.GetHeaders("via")) == 1 {
+			ft := "120"
+			if strings.EqualFold(transport, "UDP") {
+				ft = "25"
+			}
+			res.AppendHeader(sip.NewHeader("Flow-Timer", ft))
+		}
 	}
 	if len(bindings) > 0 {
 		// RFC 3608 §6: Service-Route in every 2xx while bindings remain.
-		for _, sr := range r.cfg.ServiceRoute {
+		routes := r.cfg.ServiceRoute
+		for d, list := range r.cfg.ServiceRouteDomains {
+			if strings.EqualFold(d, to.Address.Host) {
+				routes = list
+			}
+		}
+		for _, sr := range routes {
 			res.AppendHeader(sip.NewHeader("Service-Route", angle(sr)))
 		}
 	}
-	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
+	if r.gruu != nil {
+		res.AppendHeader(sip.NewHeader("Supported", "path, outbound, gruu"))
+	} else {
+		res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
+	}
 	if infoValue != "" {
 		res.AppendHeader(sip.NewHeader(infoName, infoValue))
 	}
@@ -665,10 +692,10 @@ func optionTags(vals []string) map[string]bool {
 	return m
 }
 
-func unsupportedTags(require []string) []string {
+func (r *Registrar) unsupportedTags(require []string) []string {
 	var out []string
 	for t := range optionTags(require) {
-		if !supportedTags[t] {
+		if !supportedTags[t] && !(t == "gruu" && r.gruu != nil) {
 			out = append(out, t)
 		}
 	}

@@ -385,6 +385,17 @@ func TestRFC3261_10_3_AORCanonical(t *testing.T) {
 	}
 }
 
+func TestRFC3608_ServiceRoutePerDomain(t *testing.T) {
+	h := newHarness(t, func(c *registrar.Config) {
+		c.ServiceRouteDomains = map[string][]string{"example.com": {"sip:core.example.com;lr", "sip:pbx.example.com;lr"}}
+	})
+	res := h.send("Contact: <sip:a@192.0.2.1>")
+	srs := res.GetHeaders("Service-Route")
+	if len(srs) != 2 || srs[0].Value() != "<sip:core.example.com;lr>" || srs[1].Value() != "<sip:pbx.example.com;lr>" {
+		t.Fatalf("Service-Route %v", srs)
+	}
+}
+
 func TestRFC3327_PathStoredAndEchoed(t *testing.T) {
 	h := newHarness(t, nil)
 	h.src.Addr = netip.MustParseAddrPort("127.0.0.1:5060")
@@ -418,6 +429,10 @@ func TestRFC5626_6_OutboundRules(t *testing.T) {
 		expectStatus(t, res, 200)
 		if r := res.GetHeader("Require"); r == nil || r.Value() != "outbound" {
 			t.Fatalf("Require = %v", r)
+		}
+		// RFC 5626 §4.4: the registrar is the first hop, so it sends Flow-Timer.
+		if ft := res.GetHeader("Flow-Timer"); ft == nil || ft.Value() != "25" {
+			t.Fatalf("Flow-Timer = %v", ft)
 		}
 		// A new flow (new Contact URI) with the same instance and reg-id replaces the old one.
 		res = h.send("Contact: <sip:a@192.0.2.99:4000;ob>;"+inst+";reg-id=1", "Supported: outbound")

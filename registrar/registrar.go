@@ -31,6 +31,7 @@ type Registrar struct {
 	rand         func() float64
 	metrics      *metrics
 	auth         *auth.Verifier
+	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
 }
 
@@ -69,6 +70,16 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	if (r.auth == nil) != (r.users == nil) {
 		return nil, fmt.Errorf("registrar: Auth and Users must be set together")
+	}
+	if cfg.GRUU {
+		g, random, err := newGRUUSealer(cfg.GRUUSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("registrar: %w", err)
+		}
+		if random {
+			r.log.Warn("registrar.gruu_secret_file not set: temp-gruus use a random key per boot and die on restart or on another replica")
+		}
+		r.gruu = g
 	}
 	for _, d := range cfg.Domains {
 		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true
