@@ -335,6 +335,36 @@ func TestE2E_StoreOutage503AndRecovery(t *testing.T) {
 	}
 }
 
+// TestE2E_RFC3261_11_OptionsToRegistrar: OPTIONS addressed to the
+// registrar itself is answered 200 (PBX probes rely on it); other methods
+// the registrar does not route get 405 with Allow.
+func TestE2E_RFC3261_11_OptionsToRegistrar(t *testing.T) {
+	p := startPinhole(t, "{backend: memory}", "")
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", p.sip))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + c.LocalAddr().String() + ";branch=z9hG4bKopt1;rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:127.0.0.1>\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := string(buf[:n])
+	if !strings.HasPrefix(res, "SIP/2.0 200") || len(header(res, "Allow")) == 0 {
+		t.Fatalf("OPTIONS: %q", res)
+	}
+	if len(header(res, "Server")) != 0 || len(header(res, "User-Agent")) != 0 {
+		t.Fatalf("version leak in response: %q", res)
+	}
+}
+
 // TestE2E_SIGTERMDrains: on SIGTERM /readyz turns not-ready and the
 // process exits 0 within the drain time.
 func TestE2E_SIGTERMDrains(t *testing.T) {
