@@ -81,8 +81,12 @@ func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *
 		res.AppendHeader(h)
 	}
 	lvl := slog.LevelInfo
-	if rej.code >= 500 {
+	switch {
+	case rej.code >= 500:
 		lvl = slog.LevelWarn
+	case rej.reason == "auth_challenged":
+		// The first leg of every authenticated registration: not news.
+		lvl = slog.LevelDebug
 	}
 	r.log.Log(context.Background(), lvl, "REGISTER rejected",
 		"status", rej.code, "reason", rej.reason, "detail", rej.detail,
