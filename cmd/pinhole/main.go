@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,6 +155,14 @@ func newStore(c registrar.StoreConfig) (registrar.Store, error) {
 	}
 }
 
+// role is one running part of the process (registrar, edge).
+type role struct {
+	name   string
+	served chan error // receives once when the role's listeners stop
+	drain  func(time.Duration) bool
+	close  func() error
+}
+
 // serve wires the configured roles, runs them until ctx is cancelled
 // (SIGTERM), then drains: /readyz turns not-ready, new transactions get
 // 503, in-flight ones get up to ops.drain_timeout to finish.
@@ -178,65 +187,105 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		_ = o.Shutdown(sctx)
 	}()
 
-	rc := cfg.Registrar
+	var roles []*role
+	defer func() {
+		for _, r := range roles {
+			_ = r.close()
+		}
+	}()
+	if cfg.Registrar != nil {
+		r, closeStore, err := startRegistrar(ctx, cfg.Registrar, o, logger)
+		if closeStore != nil {
+			defer closeStore()
+		}
+		if err != nil {
+			return err
+		}
+		roles = append(roles, r)
+	}
+	for _, r := range roles {
+		o.AddCheck(r.name+"_listeners", func(context.Context) error {
+			select {
+			case err := <-r.served:
+				r.served <- err
+				return fmt.Errorf("SIP listeners stopped: %v", err)
+			default:
+				return nil
+			}
+		})
+	}
+	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
+
+	var runErr error
+	stopped := make(chan error, len(roles))
+	for _, r := range roles {
+		go func(r *role) {
+			err := <-r.served
+			r.served <- err
+			if err == nil {
+				err = errors.New("SIP listeners stopped")
+			}
+			stopped <- fmt.Errorf("%s: %w", r.name, err)
+		}(r)
+	}
+	select {
+	case <-ctx.Done():
+	case runErr = <-stopped:
+	}
+	logger.Info("shutting down: draining", "timeout", cfg.Ops.DrainTimeout.String())
+	o.SetDraining()
+	var wg sync.WaitGroup
+	for _, r := range roles {
+		wg.Add(1)
+		go func(r *role) {
+			defer wg.Done()
+			if !r.drain(cfg.Ops.DrainTimeout) {
+				logger.Warn("drain timeout reached with transactions in flight", "role", r.name)
+			}
+		}(r)
+	}
+	wg.Wait()
+	logger.Info("pinhole stopped")
+	return runErr
+}
+
+// startRegistrar builds the store, auth and SIP server of the registrar
+// role and starts serving.
+func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
 	store, err := newStore(rc.Store)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer store.Close()
+	closeStore := func() { _ = store.Close() }
 	if ms, ok := store.(*memstore.Store); ok {
 		go ms.Start(ctx)
 	}
 	opts := registrar.Options{Logger: logger, Registry: o.Registry}
 	if rc.Auth.Enabled {
 		if opts.Auth, opts.Users, err = newAuth(ctx, rc, store, logger); err != nil {
-			return err
+			return nil, closeStore, err
 		}
 	}
 	reg, err := registrar.New(*rc, store, opts)
 	if err != nil {
-		return err
+		return nil, closeStore, err
 	}
 	srv, err := registrar.NewServer(reg, logger)
 	if err != nil {
-		return err
+		return nil, closeStore, err
 	}
 	if err := srv.Listen(rc.Listen); err != nil {
-		return err
+		_ = srv.Close()
+		return nil, closeStore, err
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
+	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar_store", reg.Ready)
-	o.AddCheck("registrar_listeners", func(context.Context) error {
-		select {
-		case err := <-served:
-			served <- err
-			return fmt.Errorf("SIP listeners stopped: %v", err)
-		default:
-			return nil
-		}
-	})
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.Network()+"/"+a.String())
 	}
-	logger.Info("pinhole started", "version", versionString(), "registrar", addrs, "ops", o.Addr().String(),
-		"store", rc.Store.Backend, "domains", rc.Domains)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-served:
-		if runErr == nil {
-			runErr = errors.New("SIP listeners stopped")
-		}
-	}
-	logger.Info("shutting down: draining", "timeout", cfg.Ops.DrainTimeout.String())
-	o.SetDraining()
-	if !srv.Drain(cfg.Ops.DrainTimeout) {
-		logger.Warn("drain timeout reached with transactions in flight")
-	}
-	_ = srv.Close()
-	logger.Info("pinhole stopped")
-	return runErr
+	logger.Info("registrar listening", "addrs", addrs, "store", rc.Store.Backend, "domains", rc.Domains,
+		"auth", rc.Auth.Enabled)
+	return r, closeStore, nil
 }
