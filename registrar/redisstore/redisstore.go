@@ -258,8 +258,8 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	}
 	defer unlock()
 
-	st, ok := s.recall(aor)
-	if !ok {
+	st, fromCache := s.recall(aor)
+	if !fromCache {
 		var err error
 		if st, err = s.read(ctx, aor); err != nil {
 			return nil, backendErr(op, err)
@@ -277,6 +277,17 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		now := s.now()
 		next, err := fn(liveCopy(st.bs, now))
 		if err != nil {
+			if fromCache {
+				// A policy error computed on a possibly stale cached
+				// state is not final: read the current state and let
+				// fn decide again (another node may have changed it).
+				fromCache = false
+				if st, err = s.read(ctx, aor); err != nil {
+					return nil, backendErr(op, err)
+				}
+				s.remember(aor, st)
+				continue
+			}
 			return nil, err
 		}
 		if err := validate(aor, next); err != nil {
@@ -315,7 +326,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			}
 			return copyBindings(next), nil
 		}
-		st = cur
+		st, fromCache = cur, false
 		s.remember(aor, st)
 	}
 	return nil, backendErr(op, fmt.Errorf("compare-and-set lost %d times in a row", maxAttempts))

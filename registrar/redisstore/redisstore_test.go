@@ -473,3 +473,59 @@ func TestRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyErrorOnStaleCacheIsRechecked: an UpdateFunc error computed on a
+// node's stale cache must not be final. Node A caches a binding written by
+// Call-ID c1; node B replaces it with Call-ID c2; A's next update, whose fn
+// refuses while a c1 binding exists (as RFC 3261 §10.3 CSeq ordering
+// would), must see B's state and succeed.
+func TestPolicyErrorOnStaleCacheIsRechecked(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := redisstore.Config{URL: srv.URL(), KeyPrefix: uniquePrefix(), Timeout: 5 * time.Second}
+	a, err := redisstore.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := redisstore.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	const aor = "sip:stale@example.com"
+	mk := func(callID string) registrar.Binding {
+		return registrar.Binding{AOR: aor, Key: "k", Contact: "sip:x@192.0.2.1", Q: -1, CallID: callID,
+			Expires: time.Now().Add(time.Hour), Registered: time.Now(), Updated: time.Now()}
+	}
+	set := func(s *redisstore.Store, callID string) {
+		t.Helper()
+		if _, err := s.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) {
+			return []registrar.Binding{mk(callID)}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(a, "c1") // A caches c1
+	set(b, "c2") // B overwrites; A's cache is now stale
+	errC1 := errors.New("c1 binding present")
+	got, err := a.Update(ctx, aor, func(cur []registrar.Binding) ([]registrar.Binding, error) {
+		for _, x := range cur {
+			if x.CallID == "c1" {
+				return nil, errC1
+			}
+		}
+		return append(cur, registrar.Binding{AOR: aor, Key: "k2", Contact: "sip:y@192.0.2.2", Q: -1, CallID: "c3",
+			Expires: time.Now().Add(time.Hour), Registered: time.Now(), Updated: time.Now()}), nil
+	})
+	if err != nil {
+		t.Fatalf("policy error from a stale cache was returned: %v", err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d bindings, want 2", len(got))
+	}
+	// A genuine policy error (on fresh state) is still returned as is.
+	if _, err := b.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) { return nil, errC1 }); !errors.Is(err, errC1) {
+		t.Fatalf("policy error lost: %v", err)
+	}
+}
