@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/registrar"
 )
 
@@ -22,7 +23,7 @@ type Config struct {
 	Ops       OpsConfig         `yaml:"ops"`
 	Log       LogConfig         `yaml:"log"`
 	Registrar *registrar.Config `yaml:"registrar"`
-	Edge      *yaml.Node        `yaml:"edge"`
+	Edge      *edge.Config      `yaml:"edge"`
 }
 
 // OpsConfig is the operator HTTP endpoint.
@@ -55,6 +56,9 @@ func (c *Config) setDefaults() {
 	if c.Registrar != nil {
 		c.Registrar.SetDefaults()
 	}
+	if c.Edge != nil {
+		c.Edge.SetDefaults()
+	}
 }
 
 func (c *Config) validate() error {
@@ -75,13 +79,18 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
 	}
-	if c.Edge != nil {
-		errs = append(errs, fmt.Errorf("edge: the edge role is not available in this build yet (see README, roadmap)"))
+	if c.Registrar == nil && c.Edge == nil {
+		errs = append(errs, fmt.Errorf("no role configured: add a registrar and/or an edge section"))
 	}
-	if c.Registrar == nil {
-		errs = append(errs, fmt.Errorf("registrar: no role configured (add a registrar section)"))
-	} else if err := c.Registrar.Validate(); err != nil {
-		errs = append(errs, err)
+	if c.Registrar != nil {
+		if err := c.Registrar.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Edge != nil {
+		if err := c.Edge.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

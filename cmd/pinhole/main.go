@@ -16,12 +16,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
@@ -203,6 +205,13 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		}
 		roles = append(roles, r)
 	}
+	if cfg.Edge != nil {
+		r, err := startEdge(cfg.Edge, o, logger)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, r)
+	}
 	for _, r := range roles {
 		o.AddCheck(r.name+"_listeners", func(context.Context) error {
 			select {
@@ -247,6 +256,27 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	wg.Wait()
 	logger.Info("pinhole stopped")
 	return runErr
+}
+
+// startEdge binds the edge listeners and starts serving.
+func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, error) {
+	e, err := edge.New(*ec, edge.Options{Logger: logger, Registry: o.Registry})
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Listen(); err != nil {
+		_ = e.Close()
+		return nil, err
+	}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close}
+	go func() { r.served <- e.Serve() }()
+	o.AddCheck("edge", e.Ready)
+	addrs := make([]string, 0, len(e.Addrs()))
+	for _, a := range e.Addrs() {
+		addrs = append(addrs, strings.ToLower(a.Transport)+"/"+a.Addr.String()+"/"+a.Role)
+	}
+	logger.Info("edge listening", "addrs", addrs, "registrar", []string(ec.Registrar))
+	return r, nil
 }
 
 // startRegistrar builds the store, auth and SIP server of the registrar

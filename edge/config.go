@@ -1,0 +1,284 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pinhole-sip/pinhole/certs"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxConnections = 10000
+	DefaultIdleTimeout    = 300 * time.Second
+	DefaultFlowTimerUDP   = 25 * time.Second  // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP   = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultProbeInterval  = 5 * time.Second
+)
+
+// Listener roles: an access listener faces UAs, a core listener faces the
+// registrar / core, both does both.
+const (
+	RoleAccess = "access"
+	RoleCore   = "core"
+	RoleBoth   = "both"
+)
+
+// Config is the `edge:` section of the YAML configuration.
+type Config struct {
+	Listen []ListenConfig `yaml:"listen"`
+	// Advertise is the default host[:port] put in Path, Record-Route and
+	// Via for listeners without their own advertise. A port here applies
+	// to every such listener; without one each listener's bound port is used.
+	Advertise string `yaml:"advertise"`
+	// Registrar lists where REGISTERs go, in order of preference; it is
+	// probed with OPTIONS and the first answering one is used.
+	Registrar URIList `yaml:"registrar"`
+	// Core is the default next hop for UA-originated non-REGISTER requests
+	// without a Route; default: the first registrar.
+	Core string `yaml:"core"`
+	// TrustedCore lists CIDRs (or bare IPs) that may send core→UA requests
+	// carrying flow tokens (RFC 5626 §5.3). Empty: nobody.
+	TrustedCore []string `yaml:"trusted_core"`
+	// FlowTokenKeyFile is a flowtable.ParseKeys key file; empty means a
+	// random key per boot (tokens then die with the process).
+	FlowTokenKeyFile string          `yaml:"flow_token_key_file"`
+	FlowTimer        FlowTimerConfig `yaml:"flow_timer"`
+	// UDPCRLFPong answers a bare CRLF datagram with CRLF.
+	UDPCRLFPong bool `yaml:"udp_crlf_pong"`
+	// ProbeInterval is how often each registrar is probed with OPTIONS.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+}
+
+// FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
+// per transport class.
+type FlowTimerConfig struct {
+	UDP    time.Duration `yaml:"udp"`
+	Stream time.Duration `yaml:"stream"`
+}
+
+// ListenConfig is one edge listener.
+type ListenConfig struct {
+	Transport string       `yaml:"transport"` // udp|tcp|tls|ws|wss
+	Address   string       `yaml:"address"`   // ip:port, IPv6 bracketed
+	Role      string       `yaml:"role"`      // access|core|both (default both)
+	Advertise string       `yaml:"advertise"` // host[:port]; default edge.advertise, then the bound address
+	TLS       certs.Config `yaml:"tls"`
+	// MaxConnections caps concurrent stream connections (default 10000).
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes a stream connection silent that long (default
+	// 300s); it must exceed flow_timer.stream.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxMessage bounds one SIP message in bytes (default 65535).
+	MaxMessage int `yaml:"max_message"`
+}
+
+// URIList is one SIP URI or a list of them in YAML.
+type URIList []string
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (u *URIList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		*u = URIList{s}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*u = URIList(l)
+		return nil
+	default:
+		return fmt.Errorf("line %d: expected a SIP URI or a list of SIP URIs", n.Line)
+	}
+}
+
+// SetDefaults fills in unset fields.
+func (c *Config) SetDefaults() {
+	for i := range c.Listen {
+		l := &c.Listen[i]
+		l.Transport = strings.ToLower(l.Transport)
+		if l.Role == "" {
+			l.Role = RoleBoth
+		}
+		if l.Transport != "udp" {
+			if l.MaxConnections == 0 {
+				l.MaxConnections = DefaultMaxConnections
+			}
+			if l.IdleTimeout == 0 {
+				l.IdleTimeout = DefaultIdleTimeout
+			}
+		}
+		if l.MaxMessage == 0 {
+			l.MaxMessage = DefaultMaxMessage
+		}
+	}
+	if c.FlowTimer.UDP == 0 {
+		c.FlowTimer.UDP = DefaultFlowTimerUDP
+	}
+	if c.FlowTimer.Stream == 0 {
+		c.FlowTimer.Stream = DefaultFlowTimerTCP
+	}
+	if c.Core == "" && len(c.Registrar) > 0 {
+		c.Core = c.Registrar[0]
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+}
+
+// Validate checks c. Every error starts with its key path
+// ("edge.listen[0].transport: ...").
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Listen) == 0 {
+		bad("edge.listen: at least one listener is required")
+	}
+	access, core := false, false
+	for i, l := range c.Listen {
+		p := fmt.Sprintf("edge.listen[%d]", i)
+		switch strings.ToLower(l.Transport) {
+		case "udp", "tcp", "tls", "ws", "wss":
+		default:
+			bad("%s.transport: %q is not udp, tcp, tls, ws or wss", p, l.Transport)
+		}
+		if _, err := netip.ParseAddrPort(l.Address); err != nil {
+			bad("%s.address: %q is not ip:port: %v", p, l.Address, err)
+		}
+		switch l.Role {
+		case RoleAccess:
+			access = true
+		case RoleCore:
+			core = true
+		case RoleBoth, "":
+			access, core = true, true
+		default:
+			bad("%s.role: %q is not access, core or both", p, l.Role)
+		}
+		if l.Advertise != "" {
+			if _, _, err := splitHostPort(l.Advertise); err != nil {
+				bad("%s.advertise: %v", p, err)
+			}
+		}
+		t := strings.ToLower(l.Transport)
+		if t == "tls" || t == "wss" {
+			if err := l.TLS.Validate(); err != nil {
+				bad("%s.tls: %v", p, err)
+			}
+		}
+		if l.MaxConnections < 0 {
+			bad("%s.max_connections: must not be negative", p)
+		}
+		if l.IdleTimeout < 0 {
+			bad("%s.idle_timeout: must not be negative", p)
+		}
+		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
+			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
+		}
+		if l.MaxMessage < 0 || l.MaxMessage > 1<<20 {
+			bad("%s.max_message: %d is not in 0..1048576", p, l.MaxMessage)
+		}
+	}
+	if len(c.Listen) > 0 && !access {
+		bad("edge.listen: no listener with role access or both")
+	}
+	if len(c.Listen) > 0 && !core {
+		bad("edge.listen: no listener with role core or both")
+	}
+	if c.Advertise != "" {
+		if _, _, err := splitHostPort(c.Advertise); err != nil {
+			bad("edge.advertise: %v", err)
+		}
+	}
+	if len(c.Registrar) == 0 {
+		bad("edge.registrar: at least one registrar URI is required")
+	}
+	for i, r := range c.Registrar {
+		if _, err := parseSIPURI(r); err != nil {
+			bad("edge.registrar[%d]: %v", i, err)
+		}
+	}
+	if c.Core != "" {
+		if _, err := parseSIPURI(c.Core); err != nil {
+			bad("edge.core: %v", err)
+		}
+	}
+	for i, p := range c.TrustedCore {
+		if _, err := parsePrefix(p); err != nil {
+			bad("edge.trusted_core[%d]: %v", i, err)
+		}
+	}
+	if c.FlowTimer.UDP <= 0 {
+		bad("edge.flow_timer.udp: must be positive")
+	}
+	if c.FlowTimer.Stream <= 0 {
+		bad("edge.flow_timer.stream: must be positive")
+	}
+	if c.ProbeInterval < 0 {
+		bad("edge.probe_interval: must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+func parseSIPURI(s string) (sip.Uri, error) {
+	var u sip.Uri
+	if !strings.HasPrefix(strings.ToLower(s), "sip:") && !strings.HasPrefix(strings.ToLower(s), "sips:") {
+		return u, fmt.Errorf("%q is not a sip: or sips: URI", s)
+	}
+	if err := sip.ParseUri(s, &u); err != nil {
+		return u, fmt.Errorf("%q is not a SIP URI: %w", s, err)
+	}
+	if u.Host == "" {
+		return u, fmt.Errorf("%q has no host", s)
+	}
+	return u, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// splitHostPort splits host[:port]; IPv6 literals may be bracketed.
+// port 0 means "not given".
+func splitHostPort(s string) (string, int, error) {
+	if s == "" {
+		return "", 0, errors.New("empty host")
+	}
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || n > 65535 || h == "" {
+			return "", 0, fmt.Errorf("%q has a bad port", s)
+		}
+		return strings.Trim(h, "[]"), n, nil
+	}
+	h := strings.Trim(s, "[]")
+	if strings.ContainsAny(h, " /;<>@") || h == "" {
+		return "", 0, fmt.Errorf("%q is not host[:port]", s)
+	}
+	return h, 0, nil
+}

@@ -1,0 +1,101 @@
+package edge
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func decodeStrict(t *testing.T, src string) (Config, error) {
+	t.Helper()
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewBufferString(src))
+	dec.KnownFields(true)
+	err := dec.Decode(&c)
+	return c, err
+}
+
+func TestConfigYAML(t *testing.T) {
+	c, err := decodeStrict(t, `
+listen:
+  - {transport: udp, address: 127.0.0.1:5060}
+  - {transport: tcp, address: "[::1]:5060", role: access, idle_timeout: 200s, max_connections: 50}
+  - {transport: wss, address: 127.0.0.1:8443, tls: {self_signed: true}}
+advertise: edge.example.com
+registrar: sip:127.0.0.1:5070
+trusted_core: [127.0.0.0/8]
+flow_timer: {udp: 20s, stream: 90s}
+udp_crlf_pong: true
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Registrar) != 1 || c.Core != "sip:127.0.0.1:5070" {
+		t.Errorf("registrar %v core %q", c.Registrar, c.Core)
+	}
+	if c.Listen[0].Role != RoleBoth || c.Listen[1].IdleTimeout != 200*time.Second || c.Listen[2].MaxConnections != DefaultMaxConnections {
+		t.Errorf("defaults: %+v", c.Listen)
+	}
+	if c.FlowTimer.UDP != 20*time.Second || !c.UDPCRLFPong {
+		t.Errorf("flow timer %+v", c.FlowTimer)
+	}
+
+	c, err = decodeStrict(t, "listen: [{transport: udp, address: 127.0.0.1:0}]\nregistrar: [sip:127.0.0.1:5070, sip:127.0.0.2:5070]\n")
+	if err != nil || len(c.Registrar) != 2 {
+		t.Fatalf("registrar list: %v %v", c.Registrar, err)
+	}
+	if _, err := decodeStrict(t, "listen: []\nregistrar: {a: b}\n"); err == nil {
+		t.Error("registrar mapping accepted")
+	}
+	if _, err := decodeStrict(t, "listne: []\n"); err == nil {
+		t.Error("unknown key accepted")
+	}
+}
+
+func TestConfigValidatePaths(t *testing.T) {
+	c := Config{
+		Listen: []ListenConfig{
+			{Transport: "sctp", Address: "127.0.0.1:5060"},
+			{Transport: "tcp", Address: "localhost", Role: "edge"},
+			{Transport: "tls", Address: "127.0.0.1:5061"},
+			{Transport: "tcp", Address: "127.0.0.1:5062", IdleTimeout: time.Second},
+		},
+		Registrar:   URIList{"http://x"},
+		Core:        "sip:",
+		TrustedCore: []string{"10.0.0.0/33"},
+		FlowTimer:   FlowTimerConfig{UDP: -time.Second},
+	}
+	c.SetDefaults()
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"edge.listen[0].transport: ",
+		"edge.listen[1].address: ",
+		"edge.listen[1].role: ",
+		"edge.listen[2].tls: ",
+		"edge.listen[3].idle_timeout: ",
+		"edge.registrar[0]: ",
+		"edge.core: ",
+		"edge.trusted_core[0]: ",
+		"edge.flow_timer.udp: ",
+	} {
+		found := false
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if strings.HasPrefix(line, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no error line starting %q in:\n%v", want, err)
+		}
+	}
+}

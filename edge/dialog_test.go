@@ -1,0 +1,178 @@
+package edge
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+)
+
+// recvMethod reads datagrams on the core socket until a request of method
+// (or a response when method is "") arrives; UDP retransmissions of other
+// messages are skipped.
+func (c *coreUDP) recv(method string) (*rawMsg, *net.UDPAddr) {
+	c.t.Helper()
+	for {
+		m, from, err := readUDPMsg(c.c)
+		if err != nil {
+			c.t.Fatalf("core: waiting for %q: %v", method, err)
+		}
+		if m.method() == method {
+			return m, from
+		}
+	}
+}
+
+func (c *coreUDP) reply(req *rawMsg, to *net.UDPAddr, code int, reason string, extra string) {
+	c.t.Helper()
+	res := respondTo(req, code, reason)
+	if extra != "" {
+		res = strings.Replace(res, "Content-Length: 0\r\n", extra+"Content-Length: 0\r\n", 1)
+	}
+	if _, err := c.c.WriteToUDP([]byte(res), to); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func readUntilStatus(t *testing.T, c net.Conn, r *bufio.Reader, code int) *rawMsg {
+	t.Helper()
+	for {
+		m, err := readStreamMsg(c, r)
+		if err != nil {
+			t.Fatalf("waiting for %d: %v", code, err)
+		}
+		if m.status() == code {
+			return m
+		}
+	}
+}
+
+// TestRFC3261_16_UAToCoreDialog: a UA's INVITE without Route goes to
+// edge.core, Record-Routed with the flow token (double Record-Route,
+// tcp→udp, RFC 5658), Max-Forwards decremented and our Via on top; the 2xx
+// ACK and a BYE from the core follow the Record-Route back over the flow
+// (RFC 5626 §5.3).
+func TestRFC3261_16_UAToCoreDialog(t *testing.T) {
+	core := newCoreUDP(t)
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	r := bufio.NewReader(ua)
+	local := ua.LocalAddr().String()
+	invite := "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + local + ";branch=z9hG4bK-uainv1;rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:alice@127.0.0.1>;tag=a1\r\n" +
+		"To: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: dlg-1\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:alice@" + local + ";transport=tcp;ob>\r\n" +
+		"Content-Length: 0\r\n\r\n"
+	if _, err := ua.Write([]byte(invite)); err != nil {
+		t.Fatal(err)
+	}
+	inv, from := core.recv("INVITE")
+	if mf := inv.get("Max-Forwards"); mf != "69" {
+		t.Errorf("Max-Forwards = %q, want 69", mf)
+	}
+	vias := inv.all("Via")
+	if len(vias) != 2 || !strings.Contains(vias[0], "branch=z9hG4bK-ph") || !strings.Contains(vias[1], "rport="+strings.Split(local, ":")[1]) {
+		t.Errorf("Vias = %v, want ours on top and rport filled in on the UA's (RFC 3581)", vias)
+	}
+	rr := inv.all("Record-Route")
+	if len(rr) != 2 || !strings.Contains(rr[0], "transport=udp") || !strings.Contains(rr[1], "transport=tcp") {
+		t.Fatalf("Record-Route = %v, want core side (udp) then access side (tcp)", rr)
+	}
+	core.reply(inv, from, 200, "OK", "Contact: <sip:bob@"+core.c.LocalAddr().String()+">\r\n")
+	ok := readUntilStatus(t, ua, r, 200)
+	if got := ok.all("Record-Route"); len(got) != 2 {
+		t.Errorf("200 Record-Route = %v", got)
+	}
+	// ACK for the 2xx: a new request routed by the route set (UAC: RR reversed).
+	ack := "ACK sip:bob@" + core.c.LocalAddr().String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + local + ";branch=z9hG4bK-uaack1;rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"Route: " + rr[1] + "\r\nRoute: " + rr[0] + "\r\n" +
+		"From: <sip:alice@127.0.0.1>;tag=a1\r\n" +
+		"To: " + ok.get("To") + "\r\n" +
+		"Call-ID: dlg-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.Write([]byte(ack)); err != nil {
+		t.Fatal(err)
+	}
+	gotAck, _ := core.recv("ACK")
+	if len(gotAck.all("Route")) != 0 {
+		t.Errorf("ACK still carries Route %v", gotAck.all("Route"))
+	}
+	// BYE from the core: Route = RR as received (UAS route set).
+	bye := fmt.Sprintf("BYE sip:alice@%s;transport=tcp SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %s;branch=z9hG4bK-corebye1;rport\r\n"+
+		"Max-Forwards: 70\r\nRoute: %s\r\nRoute: %s\r\n"+
+		"From: %s\r\nTo: <sip:alice@127.0.0.1>;tag=a1\r\nCall-ID: dlg-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+		local, core.c.LocalAddr(), rr[0], rr[1], ok.get("To"))
+	if _, err := core.c.WriteToUDP([]byte(bye), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	gotBye, err := readStreamMsg(ua, r)
+	if err != nil || gotBye.method() != "BYE" {
+		t.Fatalf("UA: %v %v, want the BYE over its flow", gotBye, err)
+	}
+	if _, err := ua.Write([]byte(respondTo(gotBye, 200, "OK"))); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, _, err := readUDPMsg(core.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.status() == 200 && strings.Contains(m.get("CSeq"), "BYE") {
+			break
+		}
+	}
+}
+
+// TestRFC3261_16_10_CancelThroughEdge: a CANCEL from the UA is answered by
+// the edge and forwarded downstream with the INVITE's branch; the 487 comes
+// back to the UA.
+func TestRFC3261_16_10_CancelThroughEdge(t *testing.T) {
+	core := newCoreUDP(t)
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	r := bufio.NewReader(ua)
+	local := ua.LocalAddr().String()
+	mk := func(method string) string {
+		return method + " sip:bob@127.0.0.1 SIP/2.0\r\n" +
+			"Via: SIP/2.0/TCP " + local + ";branch=z9hG4bK-uainv2;rport\r\n" +
+			"Max-Forwards: 70\r\n" +
+			"From: <sip:alice@127.0.0.1>;tag=a2\r\n" +
+			"To: <sip:bob@127.0.0.1>\r\n" +
+			"Call-ID: dlg-2\r\n" +
+			"CSeq: 1 " + method + "\r\n" +
+			"Contact: <sip:alice@" + local + ";transport=tcp>\r\n" +
+			"Content-Length: 0\r\n\r\n"
+	}
+	if _, err := ua.Write([]byte(mk("INVITE"))); err != nil {
+		t.Fatal(err)
+	}
+	inv, from := core.recv("INVITE")
+	core.reply(inv, from, 180, "Ringing", "")
+	readUntilStatus(t, ua, r, 180)
+	if _, err := ua.Write([]byte(mk("CANCEL"))); err != nil {
+		t.Fatal(err)
+	}
+	cancel, cfrom := core.recv("CANCEL")
+	if cancel.all("Via")[0] != inv.all("Via")[0] {
+		t.Errorf("CANCEL Via %q != INVITE Via %q (RFC 3261 §9.1)", cancel.all("Via")[0], inv.all("Via")[0])
+	}
+	core.reply(cancel, cfrom, 200, "OK", "")
+	core.reply(inv, from, 487, "Request Terminated", "")
+	readUntilStatus(t, ua, r, 487)
+	core.recv("ACK") // the edge's client transaction ACKs the 487 hop by hop
+}

@@ -1,0 +1,40 @@
+package edge
+
+import (
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// fromAccess forwards a UA-originated request (or an in-dialog request
+// whose remaining route leads away from the UAs) toward the core: by the
+// remaining Route (a preloaded Service-Route, RFC 3608, or a dialog's route
+// set); with no Route left, an in-dialog request or one that was routed to
+// this edge goes to its Request-URI (RFC 3261 §16.5, §16.6 step 6), and an
+// initial request without any Route goes to edge.core. Dialog-forming
+// requests arriving on a flow are Record-Routed with that flow's token so
+// in-dialog requests from the core come back over the same flow (RFC 5626
+// §5.3; RFC 5658 double Record-Route when the two sides differ).
+func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbound, popped, rest []routeset.Entry, hash string) {
+	target := s.core
+	switch {
+	case len(rest) > 0:
+		target = rest[0].URI
+	case len(popped) > 0 || hasToTag(req):
+		target = req.Recipient
+	}
+	lg := s.coreLeg(target, "")
+	fwd := req.Clone()
+	setRoutes(fwd, rest)
+	if in.hasFlow && dialogForming(req) {
+		outAddr := lg.via
+		outAddr.Transport = lowerTransport(outAddr.Transport)
+		addRecordRoute(fwd, s.keys.Encode(in.key), in.l.adv, outAddr)
+	}
+	s.forward(req, tx, in, fwd, lg, hash, nil)
+}
+
+func hasToTag(req *sip.Request) bool {
+	t := req.To()
+	return t != nil && t.Params.Has("tag")
+}

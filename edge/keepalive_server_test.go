@@ -1,0 +1,108 @@
+package edge
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestRFC5626_3_5_1_PongsThroughRunningEdge: split and coalesced CRLFCRLF
+// pings on a TCP flow of the running edge each get exactly one CRLF.
+func TestRFC5626_3_5_1_PongsThroughRunningEdge(t *testing.T) {
+	env := startEnv(t, nil)
+	c, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectPongs := func(n int) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 2*n)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("waiting for %d pongs: %v", n, err)
+		}
+		if string(b) != strings.Repeat("\r\n", n) {
+			t.Fatalf("pongs = %q", b)
+		}
+	}
+	// Split: a ping in two writes.
+	for _, part := range []string{"\r\n", "\r\n"} {
+		if _, err := c.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectPongs(1)
+	// Coalesced: two pings in one write.
+	if _, err := c.Write([]byte("\r\n\r\n\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	expectPongs(2)
+	// Nothing more: a 1-byte read must time out.
+	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _ := c.Read(make([]byte, 1)); n != 0 {
+		t.Errorf("extra bytes after the pongs")
+	}
+	if got := counterValue(env.edge.m.keepalives.WithLabelValues("tcp")); got != 3 {
+		t.Errorf("pinhole_edge_keepalives_total{transport=tcp} = %v, want 3", got)
+	}
+}
+
+// TestRFC5389_STUNOnRunningEdgeUDP: a STUN Binding request to the edge's SIP
+// UDP port gets XOR-MAPPED-ADDRESS = the request's source (RFC 5626 §4.4.2,
+// §5.4; RFC 5389 §15.2), and refreshes the flow.
+func TestRFC5389_STUNOnRunningEdgeUDP(t *testing.T) {
+	env := startEnv(t, nil)
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if _, err := c.WriteToUDP(req.Raw, env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 1500)
+	n, from, err := c.ReadFromUDP(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from.String() != env.edgeUDP.String() {
+		t.Errorf("STUN response from %v, want the SIP port %v", from, env.edgeUDP)
+	}
+	res := &stun.Message{Raw: b[:n]}
+	if err := res.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Type != stun.BindingSuccess || res.TransactionID != req.TransactionID {
+		t.Fatalf("response %v", res)
+	}
+	var xor stun.XORMappedAddress
+	if err := xor.GetFrom(res); err != nil {
+		t.Fatal(err)
+	}
+	if xor.String() != c.LocalAddr().String() {
+		t.Errorf("XOR-MAPPED-ADDRESS %v, want %v", xor, c.LocalAddr())
+	}
+	if got := counterValue(env.edge.m.keepalives.WithLabelValues("udp")); got != 1 {
+		t.Errorf("udp keep-alives = %v, want 1", got)
+	}
+	if env.edge.table.Len() != 1 {
+		t.Errorf("flows = %d, want the STUN sender's flow", env.edge.table.Len())
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}

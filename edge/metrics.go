@@ -1,0 +1,91 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
+)
+
+// Rejection reasons: bounded, used as the metric label and the log
+// attribute "reason".
+const (
+	reasonTooManyHops   = "too_many_hops"     // 483, RFC 3261 §16.3 item 3
+	reasonLoop          = "loop_detected"     // 482, RFC 3261 §16.3 item 4
+	reasonTokenInvalid  = "token_invalid"     // 403, RFC 5626 §5.3
+	reasonTokenUnknown  = "token_unknown_key" // 430, RFC 5626 §5.3
+	reasonFlowGone      = "flow_gone"         // 430, RFC 5626 §5.3
+	reasonUntrusted     = "untrusted_core"    // 403: token route from outside trusted_core
+	reasonDraining      = "draining"          // 503
+	reasonNoRegistrar   = "no_registrar"      // 503
+	reasonBadRequest    = "bad_request"       // 400
+	reasonUpstreamError = "upstream_error"    // 408/503 from a failed client transaction
+	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
+	reasonInternal      = "internal_error"    // 500 after a recovered panic
+)
+
+var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}
+
+type metrics struct {
+	keepalives  *prometheus.CounterVec // transport
+	flowDeaths  *prometheus.CounterVec // cause
+	requests    *prometheus.CounterVec // direction, method
+	rejections  *prometheus.CounterVec // reason
+	connRejects *prometheus.CounterVec // reason
+	registrarUp prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, table *flowtable.Table) (*metrics, error) {
+	m := &metrics{
+		keepalives: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_keepalives_total",
+			Help: "Keep-alives answered or absorbed (CRLFCRLF on streams, STUN or CRLF on UDP; RFC 5626 §4.4).",
+		}, []string{"transport"}),
+		flowDeaths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_flow_deaths_total",
+			Help: "Flows removed from the flow table, by cause.",
+		}, []string{"cause"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_requests_total",
+			Help: "SIP requests received by the edge, by direction and method.",
+		}, []string{"direction", "method"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_rejections_total",
+			Help: "Requests the edge answered itself with an error, by reason.",
+		}, []string{"reason"}),
+		connRejects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_connections_rejected_total",
+			Help: "Stream connections dropped before use (limit, handshake), by reason.",
+		}, []string{"reason"}),
+		registrarUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pinhole_edge_registrars_up",
+			Help: "Registrars that answered the last OPTIONS probe.",
+		}),
+	}
+	cs := []prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp}
+	for _, t := range transportsForMetrics {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pinhole_edge_flows",
+			Help:        "Live flows in the flow table, by transport.",
+			ConstLabels: prometheus.Labels{"transport": string(t)},
+		}, func() float64 { return float64(table.Stats().Flows[t]) }))
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// methodLabel bounds the method label to the methods the edge knows.
+func methodLabel(m string) string {
+	switch m {
+	case "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "MESSAGE", "SUBSCRIBE",
+		"NOTIFY", "REFER", "INFO", "UPDATE", "PRACK", "PUBLISH":
+		return m
+	}
+	return "other"
+}

@@ -1,0 +1,587 @@
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// udpMaxRequest is the RFC 3261 §18.1.1 threshold: a request this large
+// toward the core goes over TCP instead of UDP.
+const udpMaxRequest = 1300
+
+var errFlowGone = errors.New("flow gone")
+
+// inbound describes where a request came from.
+type inbound struct {
+	l       *listener         // nil: arrived on a connection the core UA dialled
+	key     flowtable.FlowKey // the flow; valid when hasFlow
+	hasFlow bool
+	src     netip.AddrPort
+}
+
+// leg is where a forwarded request goes.
+type leg struct {
+	client    *sipgo.Client
+	transport string // sipgo transport-layer label: UDP or TCP/TLS
+	dest      string // host:port
+	laddr     netip.AddrPort
+	via       routeset.Address // our sent-by; Transport is the Via token
+	flow      bool             // toward a UA flow: failures are 430 (RFC 5626 §5.3)
+	target    sip.Uri          // core side: where it goes (for the UDP→TCP switch)
+}
+
+// noBuild stops sipgo's client from "completing" a proxied request
+// (it would add its own Via, From tag, ...).
+func noBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+// handle is the single request handler of both user agents. It recovers
+// from panics, tracks in-flight transactions for Drain, applies RFC 3261
+// §16.3 hygiene and dispatches by direction. It blocks until the final
+// response is relayed (sipgo notes §5: returning early kills the
+// transaction).
+func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in SIP handler", "method", string(req.Method), "panic", fmt.Sprint(p),
+				"call_id", callID(req), "stack", string(debug.Stack()))
+			if tx != nil && !req.IsAck() {
+				s.reject(req, tx, inbound{}, 500, "Server Internal Error", reasonInternal, nil)
+			}
+		}
+	}()
+	in := s.inboundOf(req, tx)
+	dir := "access"
+	if !in.hasFlow {
+		dir = "core"
+	}
+	s.m.requests.WithLabelValues(dir, methodLabel(string(req.Method))).Inc()
+	if req.IsAck() {
+		s.forwardAck(req, in)
+		return
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	if s.draining.Load() {
+		s.reject(req, tx, in, 503, "Service Unavailable", reasonDraining, nil, sip.NewHeader("Retry-After", "5"))
+		return
+	}
+	if req.IsCancel() {
+		// sipgo answers a CANCEL matching a live INVITE transaction itself
+		// (and our OnCancel forwards it); one reaching a handler matches
+		// nothing (RFC 3261 §16.10).
+		s.reject(req, tx, in, 481, "Call/Transaction Does Not Exist", reasonBadRequest, nil)
+		return
+	}
+	// RFC 3261 §16.3 item 3.
+	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
+		if req.Method == sip.OPTIONS && s.addressedToSelf(req) {
+			s.answerOptions(req, tx, in)
+			return
+		}
+		s.reject(req, tx, in, 483, "Too Many Hops", reasonTooManyHops, nil)
+		return
+	}
+	// RFC 3261 §16.3 item 4: loop detection by branch hash; spirals pass.
+	hash := routeset.BranchHash(loopKey(req))
+	if routeset.LoopDetected(s.ourBranches(req), hash) {
+		s.reject(req, tx, in, 482, "Loop Detected", reasonLoop, nil)
+		return
+	}
+	if req.Method == sip.REGISTER {
+		s.onRegister(req, tx, in, hash)
+		return
+	}
+	s.route(req, tx, in, hash)
+}
+
+// inboundOf finds the flow a request arrived on from its server
+// transaction's connection (sipgo notes §2).
+func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
+	src, _ := netip.ParseAddrPort(req.Source())
+	in := inbound{src: unmap(src)}
+	stx, ok := tx.(*sip.ServerTx)
+	if !ok || stx == nil {
+		return in
+	}
+	switch c := stx.Connection().(type) {
+	case *sip.TCPConnection:
+		if sc, ok := c.Conn.(*StreamConn); ok {
+			if v, ok := s.conns.Load(sc); ok {
+				x := v.(*streamConn)
+				in.l, in.key, in.hasFlow = x.l, x.key, true
+			}
+		}
+	case *sip.UDPConnection:
+		if l, ok := s.byLocal[c.LocalAddr().String()]; ok {
+			in.l = l
+			in.key = flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: in.src}
+			in.hasFlow = in.src.IsValid()
+		}
+	}
+	return in
+}
+
+// reject answers req itself, logs once and counts the typed reason.
+func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, code int, phrase, reason string, err error, hdrs ...sip.Header) {
+	s.m.rejections.WithLabelValues(reason).Inc()
+	s.log.Info("request rejected", "method", string(req.Method), "call_id", callID(req), "status", code,
+		"reason", reason, "raddr", req.Source(), "error", err)
+	res := sip.NewResponseFromRequest(req, code, phrase, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.respond(tx, in, res)
+}
+
+// respond sends res on the server transaction; UDP responses go to the
+// packet source (RFC 3581 §4 without relying on the UA's rport).
+func (s *Server) respond(tx sip.ServerTransaction, in inbound, res *sip.Response) {
+	if in.hasFlow && in.key.Transport == flowtable.UDP {
+		res.SetDestination(in.src.String())
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("send response", "status", res.StatusCode, "call_id", callID(res), "error", err)
+	}
+}
+
+func (s *Server) addressedToSelf(req *sip.Request) bool {
+	return len(req.GetHeaders("Route")) == 0 && s.self.IsSelf(req.Recipient)
+}
+
+// answerOptions answers an OPTIONS addressed to the edge itself (RFC 3261
+// §11.2). No Server header is added.
+func (s *Server) answerOptions(req *sip.Request, tx sip.ServerTransaction, in inbound) {
+	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK"))
+	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
+	s.respond(tx, in, res)
+}
+
+func loopKey(req *sip.Request) routeset.LoopKey {
+	k := routeset.LoopKey{RequestURI: req.Recipient.String(), CallID: callID(req)}
+	if f := req.From(); f != nil {
+		k.FromTag, _ = f.Params.Get("tag")
+	}
+	if t := req.To(); t != nil {
+		k.ToTag, _ = t.Params.Get("tag")
+	}
+	if c := req.CSeq(); c != nil {
+		k.CSeq = c.SeqNo
+	}
+	k.Route = headerValues(req, "Route")
+	k.ProxyRequire = headerValues(req, "Proxy-Require")
+	k.ProxyAuthorization = headerValues(req, "Proxy-Authorization")
+	return k
+}
+
+// ourBranches returns the branches of the Vias whose sent-by is this edge.
+func (s *Server) ourBranches(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok {
+			continue
+		}
+		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port, UriParams: sip.NewParams()}
+		if s.self.IsSelf(u) {
+			if b, ok := v.Params.Get("branch"); ok {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// route handles every request but REGISTER: by flow token toward a UA
+// (RFC 5626 §5.3), else toward the core by Route or edge.core.
+func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, hash string) {
+	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
+	if err != nil {
+		s.reject(req, tx, in, 400, "Bad Route", reasonBadRequest, err)
+		return
+	}
+	popped, rest := routeset.PopSelfAll(routes, s.self)
+	var token string
+	for _, e := range popped {
+		if t, _ := routeset.FlowTokenFromURI(e.URI); t != "" {
+			token = t
+			break
+		}
+	}
+	if token != "" {
+		key, err := s.keys.Decode(token)
+		switch {
+		case errors.Is(err, flowtable.ErrUnknownKey):
+			s.reject(req, tx, in, 430, "Flow Failed", reasonTokenUnknown, err)
+			return
+		case err != nil:
+			s.reject(req, tx, in, 403, "Forbidden", reasonTokenInvalid, err)
+			return
+		}
+		if !(in.hasFlow && key == in.key) {
+			// Core → UA (RFC 5626 §5.3): only from trusted_core.
+			if !s.isTrusted(in.src.Addr()) || (in.l != nil && !in.l.core()) {
+				s.reject(req, tx, in, 403, "Forbidden", reasonUntrusted, nil)
+				return
+			}
+			s.fromCore(req, tx, in, key, rest, hash)
+			return
+		}
+		// Our own Record-Route naming the flow it came from: an in-dialog
+		// request from that UA, onwards by the remaining Route.
+	}
+	if len(rest) == 0 && len(popped) == 0 && s.self.IsSelf(req.Recipient) {
+		if req.Method == sip.OPTIONS {
+			s.answerOptions(req, tx, in)
+			return
+		}
+		s.reject(req, tx, in, 404, "Not Found", reasonNotRoutable, nil)
+		return
+	}
+	s.fromAccess(req, tx, in, popped, rest, hash)
+}
+
+// setRoutes replaces req's Route headers with routes.
+func setRoutes(req *sip.Request, routes []routeset.Entry) {
+	removeAll(req, "Route")
+	for _, e := range routes {
+		req.AppendHeader(sip.NewHeader("Route", e.String()))
+	}
+}
+
+// headerRemover is what sip.Request and sip.Response share for removal.
+type headerRemover interface {
+	GetHeaders(name string) []sip.Header
+	RemoveHeader(name string) bool
+}
+
+func removeAll(m headerRemover, name string) {
+	for _, h := range m.GetHeaders(name) {
+		n := h.Name()
+		for m.RemoveHeader(n) {
+		}
+	}
+}
+
+// dialogForming reports whether req creates a dialog and so is
+// Record-Routed (RFC 3261 §16.6 step 4, RFC 5626 §5.3).
+func dialogForming(req *sip.Request) bool {
+	if t := req.To(); t != nil && t.Params.Has("tag") {
+		return false
+	}
+	switch req.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER, sip.NOTIFY:
+		return true
+	}
+	return false
+}
+
+// addRecordRoute puts this edge's Record-Route entries on top (RFC 5658
+// double Record-Route when the two sides differ), carrying token.
+func addRecordRoute(req *sip.Request, token string, inboundAddr, outboundAddr routeset.Address) {
+	vals := routeset.RecordRoutePair(token, inboundAddr, outboundAddr)
+	for i := len(vals) - 1; i >= 0; i-- {
+		req.PrependHeader(sip.NewHeader("Record-Route", vals[i]))
+	}
+}
+
+// coreLeg is how to reach target on the core side. UDP leaves from the
+// edge's own core-facing UDP listener (so the registrar sees the address in
+// Path); TCP/TLS go through the core UA, which dials.
+func (s *Server) coreLeg(target sip.Uri, transport string) leg {
+	if transport == "" {
+		transport = uriTransport(target)
+	}
+	lg := leg{target: target, dest: hostPort(target, transport)}
+	if transport == "udp" {
+		if l := s.coreListener("udp"); l != nil && l.transport == flowtable.UDP {
+			lg.client, lg.transport, lg.laddr = s.acl, "UDP", l.local
+			lg.via = l.adv
+			lg.via.Transport = "UDP"
+			return lg
+		}
+		transport = "tcp" // no UDP listener to send from
+		lg.dest = hostPort(target, transport)
+	}
+	lg.client, lg.transport = s.ccl, strings.ToUpper(transport)
+	if l := s.coreListener(transport); l != nil {
+		lg.via = l.adv
+	}
+	lg.via.Transport = strings.ToUpper(transport)
+	return lg
+}
+
+// flowLeg is how to reach a UA over exactly the flow key (RFC 5626 §5.3):
+// UDP from the listener socket to the 5-tuple remote, stream on the
+// accepted connection. errFlowGone when it is not there any more.
+func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
+	if _, ok := s.table.Lookup(key); !ok {
+		return leg{}, nil, errFlowGone
+	}
+	if key.Transport == flowtable.UDP {
+		for _, l := range s.listeners {
+			if l.transport == flowtable.UDP && l.local == key.Local {
+				lg := leg{client: s.acl, transport: "UDP", dest: key.Remote.String(), laddr: l.local, via: l.adv, flow: true}
+				lg.via.Transport = "UDP"
+				return lg, l, nil
+			}
+		}
+		return leg{}, nil, errFlowGone
+	}
+	v, ok := s.connsID.Load(key.ConnID)
+	if !ok {
+		return leg{}, nil, errFlowGone
+	}
+	sc := v.(*streamConn)
+	if sc.key != key {
+		return leg{}, nil, errFlowGone
+	}
+	// sipgo pools accepted connections under their remote address; the
+	// access UA cannot dial, so a vanished connection fails rather than
+	// being re-dialled (sipgo notes §2).
+	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true}
+	lg.via.Transport = sc.l.viaTransport()
+	return lg, sc.l, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// prepareHop does the per-hop rewrite of RFC 3261 §16.6: received/rport
+// on the previous Via (RFC 3261 §18.2.1, RFC 3581 §4), Max-Forwards
+// decremented (steps 3; sipgo's helper underflows, notes TL;DR 7), our
+// Via on top with a loop-detecting branch (step 8), destination set.
+func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
+	if v := fwd.Via(); v != nil && in.src.IsValid() {
+		ip := in.src.Addr().String()
+		if v.Host != ip {
+			v.Params.Add("received", ip)
+		}
+		if v.Params.Has("rport") {
+			v.Params.Add("rport", strconv.Itoa(int(in.src.Port())))
+		}
+	}
+	if mf := fwd.MaxForwards(); mf != nil {
+		if *mf > 0 {
+			*mf--
+		}
+	} else {
+		m := sip.MaxForwardsHeader(70)
+		fwd.AppendHeader(&m)
+	}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: lg.via.Transport,
+		Host: lg.via.Host, Port: lg.via.Port, Params: sip.NewParams()}
+	via.Params.Add("branch", branch)
+	via.Params.Add("rport", "")
+	fwd.PrependHeader(via)
+	fwd.SetTransport(lg.transport)
+	fwd.SetDestination(lg.dest)
+	if lg.laddr.IsValid() {
+		fwd.Laddr = sip.Addr{IP: net.IP(lg.laddr.Addr().AsSlice()), Port: int(lg.laddr.Port())}
+	} else {
+		fwd.Laddr = sip.Addr{}
+	}
+}
+
+// forward relays fwd statefully over lg and every response back over the
+// inbound transaction (hence over the same flow), blocking until the final
+// response. onResponse may edit a response before it is relayed.
+func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response)) {
+	// RFC 3261 §18.1.1: a large request toward the core switches to TCP.
+	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+		lg = s.coreLeg(lg.target, "tcp")
+	}
+	branch := routeset.LoopBranch(hash, randHex(6))
+	s.prepareHop(fwd, in, lg, branch)
+
+	timeout := 40 * time.Second
+	if req.IsInvite() {
+		timeout = 200 * time.Second // Timer C (RFC 3261 §16.6 step 11)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
+	if err != nil {
+		s.forwardFailed(req, tx, in, lg, err)
+		return
+	}
+	defer clTx.Terminate()
+	if req.IsInvite() {
+		if stx, ok := tx.(*sip.ServerTx); ok {
+			stx.OnCancel(func(*sip.Request) {
+				// sipgo already answered the CANCEL and sent 487 upstream;
+				// cancel the downstream branch (RFC 3261 §16.10).
+				go s.sendCancel(fwd, lg)
+			})
+		}
+	}
+	for {
+		select {
+		case res, ok := <-clTx.Responses():
+			if !ok {
+				return
+			}
+			if res.StatusCode == 100 {
+				continue // hop by hop (RFC 3261 §16.7 step 3)
+			}
+			res.RemoveHeader("Via") // ours (RFC 3261 §16.7 step 3)
+			if onResponse != nil {
+				onResponse(res)
+			}
+			res.SetDestination("")
+			s.respond(tx, in, res)
+			if res.StatusCode >= 200 {
+				return
+			}
+		case <-clTx.Done():
+			s.forwardFailed(req, tx, in, lg, clTx.Err())
+			return
+		}
+	}
+}
+
+// forwardFailed answers when the next hop could not be reached.
+func (s *Server) forwardFailed(req *sip.Request, tx sip.ServerTransaction, in inbound, lg leg, err error) {
+	switch {
+	case lg.flow:
+		// RFC 5626 §5.3: the flow is gone; never re-dial.
+		s.reject(req, tx, in, 430, "Flow Failed", reasonFlowGone, err)
+	case errors.Is(err, sip.ErrTransactionTimeout):
+		s.reject(req, tx, in, 408, "Request Timeout", reasonUpstreamError, err)
+	default:
+		s.reject(req, tx, in, 503, "Service Unavailable", reasonUpstreamError, err)
+	}
+}
+
+// sendCancel sends a CANCEL for the forwarded INVITE fwd (same Request-URI,
+// Call-ID, From, To, CSeq number, Route and our Via branch; RFC 3261 §9.1).
+func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
+	c := sip.NewRequest(sip.CANCEL, *fwd.Recipient.Clone())
+	c.AppendHeader(fwd.Via().Clone())
+	for _, h := range fwd.GetHeaders("Route") {
+		c.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	for _, h := range []sip.Header{fwd.From(), fwd.To(), fwd.CallID()} {
+		if h != nil {
+			c.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	if cs := fwd.CSeq(); cs != nil {
+		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
+	}
+	cl := sip.ContentLengthHeader(0)
+	c.AppendHeader(&cl)
+	c.SetTransport(fwd.Transport())
+	c.SetDestination(fwd.Destination())
+	c.Laddr = fwd.Laddr
+	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	defer cancel()
+	t, err := lg.client.TransactionRequest(ctx, c, noBuild)
+	if err != nil {
+		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
+		return
+	}
+	defer t.Terminate()
+	select {
+	case <-t.Responses():
+	case <-t.Done():
+	case <-ctx.Done():
+	}
+}
+
+// forwardAck relays an ACK for a 2xx (a new request routed by Route, RFC
+// 3261 §13.2.2.4, §16.6) statelessly. ACKs for non-2xx never get here: the
+// transactions absorb them.
+func (s *Server) forwardAck(req *sip.Request, in inbound) {
+	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
+	if err != nil {
+		return
+	}
+	popped, rest := routeset.PopSelfAll(routes, s.self)
+	var lg leg
+	var token string
+	for _, e := range popped {
+		if t, _ := routeset.FlowTokenFromURI(e.URI); t != "" {
+			token = t
+			break
+		}
+	}
+	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
+		return
+	}
+	toFlow := false
+	if token != "" {
+		key, err := s.keys.Decode(token)
+		if err != nil {
+			return
+		}
+		if !(in.hasFlow && key == in.key) {
+			if !s.isTrusted(in.src.Addr()) {
+				return
+			}
+			if lg, _, err = s.flowLeg(key); err != nil {
+				return
+			}
+			toFlow = true
+		}
+	}
+	if !toFlow {
+		target := s.core
+		switch {
+		case len(rest) > 0:
+			target = rest[0].URI
+		case len(popped) > 0 || hasToTag(req):
+			target = req.Recipient
+		}
+		lg = s.coreLeg(target, "")
+	}
+	fwd := req.Clone()
+	setRoutes(fwd, rest)
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
+	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
+	}
+}
+
+// onStrayResponse sees responses matching no client transaction, e.g.
+// retransmitted 2xx to an INVITE after its transaction ended. They are
+// dropped: the end points' 2xx retransmission and ACK recover.
+func (s *Server) onStrayResponse(res *sip.Response) {
+	s.log.Debug("stray response dropped", "status", res.StatusCode, "call_id", callID(res))
+}
+
+func callID(m sip.Message) string {
+	if h := m.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// headerValues returns the values of every header called name (any case).
+func headerValues(m sip.Message, name string) []string {
+	var out []string
+	for _, h := range m.GetHeaders(name) {
+		out = append(out, h.Value())
+	}
+	return out
+}

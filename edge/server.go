@@ -1,0 +1,627 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// errNoDial is what the access side's TCP dialer always returns: the edge
+// never opens a connection toward a UA (RFC 5626 §5.3: a dead flow is 430,
+// never a re-dial; sipgo notes §2).
+var errNoDial = errors.New("edge never dials toward a UA")
+
+// ErrNotListening is returned by Serve before Listen.
+var ErrNotListening = errors.New("edge: Listen not called")
+
+// Options are the edge's injected dependencies. Every field is optional.
+type Options struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// ListenerAddr is one bound listener.
+type ListenerAddr struct {
+	Transport string
+	Addr      net.Addr
+	Role      string
+}
+
+// listener is one bound edge listener.
+type listener struct {
+	idx       int
+	cfg       ListenConfig
+	transport flowtable.Transport
+	pc        *PacketConn // udp
+	ln        *Listener   // stream
+	local     netip.AddrPort
+	adv       routeset.Address // what Path / Record-Route / Via carry
+	tlsConfig *tls.Config
+}
+
+func (l *listener) access() bool { return l.cfg.Role != RoleCore }
+func (l *listener) core() bool   { return l.cfg.Role != RoleAccess }
+
+// viaTransport is the Via / URI transport token of the listener (RFC 3261
+// §18, RFC 7118 §5 for WS/WSS).
+func (l *listener) viaTransport() string { return strings.ToUpper(string(l.transport)) }
+
+// streamConn is one accepted stream connection: a flow.
+type streamConn struct {
+	l   *listener
+	c   *StreamConn
+	key flowtable.FlowKey
+}
+
+// Server is the edge proxy: listeners, flow table, REGISTER relay and
+// forwarding in both directions. Build it with New, then Listen, Serve.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	m       *metrics
+	table   *flowtable.Table
+	keys    *flowtable.Keys
+	trusted []netip.Prefix
+
+	registrars []sip.Uri
+	regUp      []atomic.Bool
+	probed     atomic.Bool
+	core       sip.Uri
+
+	// Access UA: all listeners; never dials (TCP dialer always fails).
+	aua  *sipgo.UserAgent
+	asrv *sipgo.Server
+	acl  *sipgo.Client
+	// Core UA: dials the registrar / core over TCP/TLS.
+	cua  *sipgo.UserAgent
+	csrv *sipgo.Server
+	ccl  *sipgo.Client
+
+	listeners []*listener
+	byLocal   map[string]*listener // udp listeners by bound address
+	self      routeset.Self
+
+	conns   sync.Map // *StreamConn → *streamConn
+	connsID sync.Map // uint64 global ConnID → *streamConn
+
+	inflight  inflight
+	draining  atomic.Bool
+	listening atomic.Bool
+	done      chan struct{}
+	serving   chan struct{} // closed once sipgo serves every listener
+	closeOnce sync.Once
+	bg        sync.WaitGroup
+}
+
+// New validates cfg and builds the edge. It binds nothing: call Listen.
+func New(cfg Config, opt Options) (*Server, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, now: opt.Now, done: make(chan struct{}), serving: make(chan struct{}), byLocal: map[string]*listener{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	idle := map[flowtable.Transport]time.Duration{
+		// A UDP flow is dead after missing several Flow-Timer keep-alives
+		// (RFC 5626 §4.4.1): four intervals plus slack.
+		flowtable.UDP: 4*cfg.FlowTimer.UDP + 20*time.Second,
+	}
+	var err error
+	if s.table, err = flowtable.New(flowtable.Config{IdleTimeout: idle}, s.now); err != nil {
+		return nil, fmt.Errorf("edge: flow table: %w", err)
+	}
+	if cfg.FlowTokenKeyFile != "" {
+		b, err := os.ReadFile(cfg.FlowTokenKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("edge.flow_token_key_file: %w", err)
+		}
+		if s.keys, err = flowtable.ParseKeys(b); err != nil {
+			return nil, fmt.Errorf("edge.flow_token_key_file: %w", err)
+		}
+	} else {
+		s.keys = flowtable.RandomKeys()
+		s.log.Warn("edge.flow_token_key_file not set: random flow-token key, tokens die with the process")
+	}
+	for _, p := range cfg.TrustedCore {
+		pfx, _ := parsePrefix(p)
+		s.trusted = append(s.trusted, pfx)
+	}
+	for _, r := range cfg.Registrar {
+		u, _ := parseSIPURI(r)
+		s.registrars = append(s.registrars, u)
+	}
+	s.regUp = make([]atomic.Bool, len(s.registrars))
+	s.core, _ = parseSIPURI(cfg.Core)
+	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
+		return nil, fmt.Errorf("edge: register metrics: %w", err)
+	}
+
+	noDial := func(net.Addr) net.Dialer {
+		return net.Dialer{Timeout: time.Second, Control: func(string, string, syscall.RawConn) error { return errNoDial }}
+	}
+	s.aua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(""),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(s.log),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{
+				TCP: &sip.TransportTCP{DialerCreate: noDial},
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: noDial}},
+			})),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("edge: access user agent: %w", err)
+	}
+	s.cua, err = sipgo.NewUA(sipgo.WithUserAgent(""),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.log)),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse)))
+	if err != nil {
+		return nil, fmt.Errorf("edge: core user agent: %w", err)
+	}
+	for _, ua := range []*sipgo.UserAgent{s.aua, s.cua} {
+		srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.log))
+		if err != nil {
+			return nil, fmt.Errorf("edge: sip server: %w", err)
+		}
+		srv.OnNoRoute(s.handle)
+		for _, m := range []sip.RequestMethod{sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.REGISTER, sip.OPTIONS,
+			sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.INFO, sip.MESSAGE, sip.PRACK, sip.UPDATE, sip.PUBLISH} {
+			srv.OnRequest(m, s.handle)
+		}
+		cl, err := sipgo.NewClient(ua, sipgo.WithClientLogger(s.log))
+		if err != nil {
+			return nil, fmt.Errorf("edge: sip client: %w", err)
+		}
+		if ua == s.aua {
+			s.asrv, s.acl = srv, cl
+		} else {
+			s.csrv, s.ccl = srv, cl
+		}
+	}
+	return s, nil
+}
+
+// Listen binds every configured listener now, so that bind errors surface
+// at start-up and ":0" ports are known before Serve.
+func (s *Server) Listen() error {
+	for i, lc := range s.cfg.Listen {
+		l := &listener{idx: i, cfg: lc}
+		l.transport, _ = flowtable.ParseTransport(lc.Transport)
+		if err := s.bind(l); err != nil {
+			s.closeListeners()
+			return fmt.Errorf("edge.listen[%d]: %w", i, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	for _, l := range s.listeners {
+		s.self.Addresses = append(s.self.Addresses,
+			l.adv,
+			routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)})
+	}
+	s.listening.Store(true)
+	return nil
+}
+
+func (s *Server) bind(l *listener) error {
+	lc := l.cfg
+	switch l.transport {
+	case flowtable.UDP:
+		ua, err := net.ResolveUDPAddr("udp", lc.Address)
+		if err != nil {
+			return err
+		}
+		c, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			return err
+		}
+		l.local = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		l.pc = NewPacketConn(c, PacketOptions{
+			CRLFPong: s.cfg.UDPCRLFPong,
+			Logger:   s.log,
+			OnActivity: func(from netip.AddrPort) {
+				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+			},
+			OnKeepalive: func(from netip.AddrPort) {
+				s.m.keepalives.WithLabelValues("udp").Inc()
+				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+			},
+		})
+		s.byLocal[c.LocalAddr().String()] = l
+	default:
+		opt := ListenerOptions{
+			WebSocket:    l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:     lc.MaxConnections,
+			MaxMessage:   lc.MaxMessage,
+			IdleTimeout:  lc.IdleTimeout,
+			WriteTimeout: 10 * time.Second,
+			Logger:       s.log,
+			OnAccept:     func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:      func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:   func(id uint64) { s.touchConn(l, id) },
+			OnKeepalive: func(id uint64) {
+				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
+			},
+			OnReject: func(_ net.Addr, reason string, _ error) { s.m.connRejects.WithLabelValues(reason).Inc() },
+		}
+		if l.transport == flowtable.TLS || l.transport == flowtable.WSS {
+			mgr, err := certs.New(lc.TLS, s.log)
+			if err != nil {
+				return fmt.Errorf("tls: %w", err)
+			}
+			opt.TLSConfig = mgr.TLSConfig()
+			l.tlsConfig = opt.TLSConfig
+		}
+		inner, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			return err
+		}
+		l.local = inner.Addr().(*net.TCPAddr).AddrPort()
+		l.ln = NewListener(inner, opt)
+	}
+	l.local = netip.AddrPortFrom(l.local.Addr().Unmap(), l.local.Port())
+	l.adv = s.advertised(l)
+	return nil
+}
+
+// advertised computes a listener's own address for Path, Record-Route and
+// Via: its advertise, else edge.advertise, else the bound address.
+func (s *Server) advertised(l *listener) routeset.Address {
+	a := routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)}
+	adv := l.cfg.Advertise
+	if adv == "" {
+		adv = s.cfg.Advertise
+	}
+	if adv != "" {
+		h, p, _ := splitHostPort(adv)
+		a.Host = h
+		if p != 0 {
+			a.Port = p
+		}
+	}
+	return a
+}
+
+// globalConnID makes per-listener connection ids unique across listeners.
+func globalConnID(l *listener, id uint64) uint64 { return uint64(l.idx+1)<<48 | id }
+
+func (s *Server) onAccept(l *listener, id uint64, c *StreamConn) {
+	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	key := flowtable.FlowKey{Transport: l.transport, Local: unmap(local), Remote: unmap(remote), ConnID: globalConnID(l, id)}
+	sc := &streamConn{l: l, c: c, key: key}
+	s.conns.Store(c, sc)
+	s.connsID.Store(key.ConnID, sc)
+	s.touch(key)
+}
+
+func (s *Server) onConnClose(l *listener, id uint64, err error) {
+	v, ok := s.connsID.LoadAndDelete(globalConnID(l, id))
+	if !ok {
+		return
+	}
+	sc := v.(*streamConn)
+	s.conns.Delete(sc.c)
+	if f, ok := s.table.Close(sc.key, flowtable.CauseClosed); ok {
+		s.m.flowDeaths.WithLabelValues(string(flowtable.CauseClosed)).Inc()
+		s.log.Debug("flow closed", "flow", f.FlowKey.String(), "error", err)
+	}
+}
+
+func (s *Server) touchConn(l *listener, id uint64) {
+	if v, ok := s.connsID.Load(globalConnID(l, id)); ok {
+		s.touch(v.(*streamConn).key)
+	}
+}
+
+func (s *Server) touch(k flowtable.FlowKey) {
+	if _, _, err := s.table.Touch(k); err != nil {
+		s.log.Debug("flow touch failed", "flow", k.String(), "error", err)
+	}
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap().WithZone(""), a.Port())
+}
+
+// Addrs returns the bound listeners in configuration order.
+func (s *Server) Addrs() []ListenerAddr {
+	out := make([]ListenerAddr, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		var a net.Addr
+		if l.pc != nil {
+			a = l.pc.LocalAddr()
+		} else {
+			a = l.ln.Addr()
+		}
+		out = append(out, ListenerAddr{Transport: string(l.transport), Addr: a, Role: l.cfg.Role})
+	}
+	return out
+}
+
+// Serve runs every listener, the flow expiry loop and the registrar prober
+// until Close.
+func (s *Server) Serve() error {
+	if !s.listening.Load() {
+		return ErrNotListening
+	}
+	s.bg.Add(2)
+	go s.expireLoop()
+	go func() {
+		s.awaitServing()
+		s.probeLoop()
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.listeners))
+	for _, l := range s.listeners {
+		wg.Add(1)
+		go func(l *listener) {
+			defer wg.Done()
+			var err error
+			if l.pc != nil {
+				err = s.asrv.ServeUDP(l.pc)
+			} else {
+				// Every stream transport goes through ServeTCP: the
+				// Listener already did TLS and the WebSocket upgrade and
+				// hands sipgo a plain SIP byte stream (sipgo notes §1).
+				// The transport in Via / Path comes from the listener.
+				err = s.asrv.ServeTCP(l.ln)
+			}
+			if err != nil && !errors.Is(err, net.ErrClosed) {
+				select {
+				case <-s.done:
+				default:
+					errs <- fmt.Errorf("edge serve %s %v: %w", l.transport, l.local, err)
+				}
+			}
+		}(l)
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for e := range errs {
+		all = append(all, e)
+	}
+	return errors.Join(all...)
+}
+
+// awaitServing waits until sipgo has registered every UDP listener in its
+// connection pool (ServeUDP does that asynchronously): before that a
+// request sent "from" a listener would leave from a fresh socket (sipgo
+// notes §2). It closes s.serving.
+func (s *Server) awaitServing() {
+	defer close(s.serving)
+	pool := s.aua.TransportLayer().Pool("udp")
+	deadline := time.Now().Add(2 * time.Second)
+	for _, l := range s.listeners {
+		if l.pc == nil {
+			continue
+		}
+		addr := l.pc.LocalAddr().String()
+		for {
+			if c := pool.Get(addr); c != nil {
+				_, _ = c.TryClose() // Get took a reference; listeners never close on it
+				break
+			}
+			if time.Now().After(deadline) {
+				s.log.Warn("udp listener not registered with sipgo", "laddr", addr)
+				break
+			}
+			select {
+			case <-s.done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+}
+
+// expireLoop removes idle UDP flows (RFC 5626 §4.4.1).
+func (s *Server) expireLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.expireNow()
+		}
+	}
+}
+
+func (s *Server) expireNow() {
+	for _, d := range s.table.Expire(s.now()) {
+		s.m.flowDeaths.WithLabelValues(string(d.Cause)).Inc()
+	}
+}
+
+// Ready reports nil when the listeners are up and at least one registrar
+// answers OPTIONS (or none has been probed yet).
+func (s *Server) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.listening.Load() {
+		return errors.New("edge: not listening")
+	}
+	if s.draining.Load() {
+		return errors.New("edge: draining")
+	}
+	if !s.probed.Load() {
+		return nil
+	}
+	for i := range s.regUp {
+		if s.regUp[i].Load() {
+			return nil
+		}
+	}
+	return errors.New("edge: no registrar answers OPTIONS")
+}
+
+// Drain stops accepting connections, answers new requests with 503 and
+// waits up to timeout for in-flight transactions. It reports whether they
+// all finished.
+func (s *Server) Drain(timeout time.Duration) bool {
+	s.draining.Store(true)
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+	}
+	done := s.inflight.idle()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Close stops everything. Stream connections are closed.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.closeListeners()
+		s.conns.Range(func(k, _ any) bool {
+			_ = k.(*StreamConn).Close()
+			return true
+		})
+		_ = s.asrv.Close()
+		_ = s.csrv.Close()
+		_ = s.aua.Close()
+		_ = s.cua.Close()
+	})
+	s.bg.Wait()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		if l.pc != nil {
+			_ = l.pc.Close()
+		}
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+	}
+}
+
+// isTrusted reports whether a is in edge.trusted_core.
+func (s *Server) isTrusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// coreListener is the listener the edge is reached on from the core for
+// transport t (Path / Record-Route host:port), else any core-facing one.
+func (s *Server) coreListener(t string) *listener {
+	t = strings.ToLower(t)
+	var first *listener
+	for _, l := range s.listeners {
+		if !l.core() {
+			continue
+		}
+		if string(l.transport) == t {
+			return l
+		}
+		if first == nil {
+			first = l
+		}
+	}
+	return first
+}
+
+// uriTransport is the transport a URI asks for (RFC 3263 simplified:
+// the transport parameter, else tls for sips:, else udp).
+func uriTransport(u sip.Uri) string {
+	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
+		return strings.ToLower(t)
+	}
+	if u.IsEncrypted() {
+		return "tls"
+	}
+	return "udp"
+}
+
+func hostPort(u sip.Uri, transport string) string {
+	port := u.Port
+	if port == 0 {
+		port = routeset.DefaultPort
+		if transport == "tls" || transport == "wss" {
+			port = routeset.DefaultTLSPort
+		}
+	}
+	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
+}
+
+// inflight counts transactions being handled. Unlike sync.WaitGroup it
+// allows Add while someone waits for zero (Drain runs concurrently with
+// new requests, which are then refused).
+type inflight struct {
+	mu      sync.Mutex
+	n       int
+	waiters []chan struct{}
+}
+
+func (f *inflight) Add(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += d
+	if f.n == 0 {
+		for _, w := range f.waiters {
+			close(w)
+		}
+		f.waiters = nil
+	}
+}
+
+func (f *inflight) Done() { f.Add(-1) }
+
+// idle returns a channel closed when no transaction is in flight.
+func (f *inflight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := make(chan struct{})
+	if f.n == 0 {
+		close(c)
+	} else {
+		f.waiters = append(f.waiters, c)
+	}
+	return c
+}

@@ -1,0 +1,264 @@
+package edge
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// coreUDP is a raw UDP socket acting as the core (PBX / registrar proxy).
+type coreUDP struct {
+	t *testing.T
+	c *net.UDPConn
+}
+
+func newCoreUDP(t *testing.T) *coreUDP {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &coreUDP{t: t, c: c}
+}
+
+// send sends a request to the edge and returns its final response.
+func (c *coreUDP) send(to *net.UDPAddr, msg string) *rawMsg {
+	c.t.Helper()
+	if _, err := c.c.WriteToUDP([]byte(msg), to); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.final()
+}
+
+func (c *coreUDP) final() *rawMsg {
+	c.t.Helper()
+	for {
+		m, _, err := readUDPMsg(c.c)
+		if err != nil {
+			c.t.Fatalf("core: waiting for a response: %v", err)
+		}
+		if m.status() >= 200 {
+			return m
+		}
+	}
+}
+
+func pathToken(t *testing.T, path string) (string, bool) {
+	t.Helper()
+	es, err := routeset.ParseRouteList([]string{path})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("stored Path %q: %v", path, err)
+	}
+	return routeset.FlowTokenFromURI(es[0].URI)
+}
+
+// TestRFC5626_OutboundOverTCP registers through the edge over TCP with
+// outbound (RFC 5626 §5.1, RFC 3327), then acts as the core: requests
+// routed by the stored Path reach the UA over the same connection (§5.3);
+// after the UA closes it they get 430; a forged token gets 403 and a token
+// under an unknown key 430.
+func TestRFC5626_OutboundOverTCP(t *testing.T) {
+	env := startEnv(t, nil)
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	r := bufio.NewReader(ua)
+	if _, err := ua.Write([]byte(registerMsg("TCP", ua.LocalAddr().String(), "alice", true))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := readStreamMsg(ua, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.status() != 200 {
+		t.Fatalf("REGISTER: %s", res.start)
+	}
+	if !routeset.HasOptionTag(res.all("Require"), "outbound") {
+		t.Errorf("200 lacks Require: outbound: %v", res.hdrs)
+	}
+	if got := res.get("Flow-Timer"); got != "120" {
+		t.Errorf("Flow-Timer = %q, want 120 (RFC 5626 §4.4)", got)
+	}
+	if res.get("Server") != "" || res.get("User-Agent") != "" {
+		t.Errorf("edge added Server/User-Agent")
+	}
+	path := env.storedPath(t, "sip:alice@127.0.0.1")
+	if len(path) != 1 {
+		t.Fatalf("Path = %v, want one entry", path)
+	}
+	tok, ob := pathToken(t, path[0])
+	if tok == "" || !ob {
+		t.Fatalf("Path %q: token %q ob %v, want a token and ;ob (RFC 5626 §5.1)", path[0], tok, ob)
+	}
+	key, err := env.edge.keys.Decode(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Transport != flowtable.TCP || key.Remote.String() != ua.LocalAddr().String() {
+		t.Errorf("token names %v, want the UA's TCP flow from %v", key, ua.LocalAddr())
+	}
+	if _, ok := env.edge.table.ByIdentity("sip:alice@127.0.0.1", "<urn:uuid:00000000-0000-1000-8000-000000000005>", 1); !ok {
+		t.Errorf("flow not bound to alice's instance/reg-id after the 2xx")
+	}
+
+	core := newCoreUDP(t)
+	route := "<" + strings.Trim(path[0], "<>") + ">"
+	route = path[0]
+	for _, method := range []string{"MESSAGE", "OPTIONS", "INVITE"} {
+		done := make(chan *rawMsg, 1)
+		go func() { done <- core.send(env.edgeUDP, coreRequest(method, "UDP", core.c.LocalAddr().String(), route)) }()
+		req, err := readStreamMsg(ua, r)
+		if err != nil {
+			t.Fatalf("%s: UA did not receive it over its connection: %v", method, err)
+		}
+		if req.method() != method {
+			t.Fatalf("UA got %q, want %s", req.start, method)
+		}
+		if len(req.all("Route")) != 0 {
+			t.Errorf("%s: Route not popped: %v", method, req.all("Route"))
+		}
+		if method == "INVITE" {
+			rr := req.all("Record-Route")
+			if len(rr) != 2 {
+				t.Errorf("INVITE Record-Route = %v, want a double Record-Route with the token (RFC 5658)", rr)
+			}
+			for _, v := range rr {
+				if !strings.Contains(v, tok) {
+					t.Errorf("Record-Route %q lacks the flow token", v)
+				}
+			}
+			if _, err := ua.Write([]byte(respondTo(req, 486, "Busy Here"))); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := ua.Write([]byte(respondTo(req, 200, "OK"))); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		want := 200
+		if method == "INVITE" {
+			want = 486
+		}
+		if res.status() != want {
+			t.Errorf("%s: core got %s, want %d", method, res.start, want)
+		}
+	}
+
+	// Forged token: flip a character of the MAC → 403 (RFC 5626 §5.3).
+	forged := []byte(tok)
+	if forged[len(forged)-2] == 'a' {
+		forged[len(forged)-2] = 'b'
+	} else {
+		forged[len(forged)-2] = 'a'
+	}
+	res = core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), strings.Replace(route, tok, string(forged), 1)))
+	if res.status() != 403 {
+		t.Errorf("forged token: %s, want 403", res.start)
+	}
+	// A token minted under a key this edge does not have → 430.
+	other, err := flowtable.NewKeys(flowtable.Key{ID: env.edge.keys.SigningID() + 1, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), strings.Replace(route, tok, other.Encode(key), 1)))
+	if res.status() != 430 {
+		t.Errorf("unknown key id: %s, want 430", res.start)
+	}
+	// Not from trusted_core → 403 is covered by TestRFC5626_UntrustedCore.
+
+	// The UA closes its connection: the same request now gets 430 and the
+	// edge dials nothing (RFC 5626 §5.3).
+	ua.Close()
+	res = core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), route))
+	if res.status() != 430 {
+		t.Errorf("after the UA closed its flow: %s, want 430 Flow Failed", res.start)
+	}
+}
+
+// TestRFC5626_OutboundOverUDP registers over UDP: Flow-Timer 25, and a
+// request from the core reaches the UA from the edge's listener socket to
+// the UA's 5-tuple (RFC 5626 §5.3).
+func TestRFC5626_OutboundOverUDP(t *testing.T) {
+	env := startEnv(t, nil)
+	ua, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	// The UA puts a private address in Via; the edge must answer the
+	// packet source anyway (RFC 3581).
+	if _, err := ua.WriteToUDP([]byte(registerMsg("UDP", "10.9.9.9:5999", "bob", true)), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := readUDPMsg(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.status() != 200 || res.get("Flow-Timer") != "25" {
+		t.Fatalf("REGISTER over UDP: %s Flow-Timer %q, want 200 and 25", res.start, res.get("Flow-Timer"))
+	}
+	if v := res.get("Via"); !strings.Contains(v, "received=127.0.0.1") {
+		t.Errorf("Via %q lacks received (RFC 3261 §18.2.1)", v)
+	}
+	path := env.storedPath(t, "sip:bob@127.0.0.1")
+	tok, ob := pathToken(t, path[0])
+	if tok == "" || !ob {
+		t.Fatalf("Path %q lacks token or ob", path[0])
+	}
+	core := newCoreUDP(t)
+	done := make(chan *rawMsg, 1)
+	go func() {
+		done <- core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), path[0]))
+	}()
+	req, from, err := readUDPMsg(ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.method() != "MESSAGE" || from.String() != env.edgeUDP.String() {
+		t.Fatalf("UA got %q from %v, want MESSAGE from the edge listener %v", req.start, from, env.edgeUDP)
+	}
+	if _, err := ua.WriteToUDP([]byte(respondTo(req, 200, "OK")), from); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.status() != 200 {
+		t.Errorf("core got %s, want 200", res.start)
+	}
+}
+
+// TestRFC5626_UntrustedCore: a token route from outside trusted_core → 403.
+func TestRFC5626_UntrustedCore(t *testing.T) {
+	env := startEnv(t, func(c *Config) { c.TrustedCore = []string{"192.0.2.0/24"} })
+	key := flowtable.FlowKey{Transport: flowtable.UDP, Local: env.edge.listeners[0].local, Remote: env.edge.listeners[0].local}
+	route := routeset.BuildFlowURI(env.edge.keys.Encode(key), "127.0.0.1", env.edgeUDP.Port, "udp", false)
+	core := newCoreUDP(t)
+	res := core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), route))
+	if res.status() != 403 {
+		t.Errorf("untrusted token route: %s, want 403", res.start)
+	}
+}
+
+// TestRFC3261_Hygiene: OPTIONS to the edge itself → 200; Max-Forwards 0 →
+// 483 (RFC 3261 §16.3 item 3).
+func TestRFC3261_Hygiene(t *testing.T) {
+	env := startEnv(t, nil)
+	core := newCoreUDP(t)
+	self := "sip:" + env.edgeUDP.String()
+	opt := strings.Replace(coreRequest("OPTIONS", "UDP", core.c.LocalAddr().String(), "<"+self+";lr>"), "Route: <"+self+";lr>\r\n", "", 1)
+	opt = strings.Replace(opt, "OPTIONS sip:alice@ua.invalid", "OPTIONS "+self, 1)
+	if res := core.send(env.edgeUDP, opt); res.status() != 200 {
+		t.Errorf("OPTIONS to the edge: %s, want 200", res.start)
+	}
+	mf0 := strings.Replace(coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), "<sip:127.0.0.1:1;lr>"), "Max-Forwards: 69", "Max-Forwards: 0", 1)
+	if res := core.send(env.edgeUDP, mf0); res.status() != 483 {
+		t.Errorf("Max-Forwards 0: %s, want 483", res.start)
+	}
+}
+
+var _ = sip.OPTIONS
