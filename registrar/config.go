@@ -25,12 +25,12 @@ type Config struct {
 	ServiceRoute      []string       `yaml:"service_route"`
 	// ServiceRouteDomains overrides ServiceRoute per served domain (the AOR's host).
 	ServiceRouteDomains map[string][]string `yaml:"service_route_domains"`
-	GRUU              bool           `yaml:"gruu"`             // RFC 5627 pub-gruu/temp-gruu
-	GRUUSecretFile    string         `yaml:"gruu_secret_file"` // key for temp-gruus, shared by replicas; missing → random per boot
-	TrustedEdges      []string       `yaml:"trusted_edges"` // CIDRs whose Path is accepted
-	TrustedPeers      []string       `yaml:"trusted_peers"` // CIDRs that may send non-REGISTER requests
-	PBX               []PBXTarget    `yaml:"pbx"`
-	Auth              auth.Config    `yaml:"auth"`
+	GRUU                bool                `yaml:"gruu"`             // RFC 5627 pub-gruu/temp-gruu
+	GRUUSecretFile      string              `yaml:"gruu_secret_file"` // key for temp-gruus, shared by replicas; missing → random per boot
+	TrustedEdges        []string            `yaml:"trusted_edges"`    // CIDRs whose Path is accepted
+	TrustedPeers        []string            `yaml:"trusted_peers"`    // CIDRs that may send non-REGISTER requests
+	PBX                 []PBXTarget         `yaml:"pbx"`
+	Auth                auth.Config         `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`

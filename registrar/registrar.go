@@ -33,6 +33,7 @@ type Registrar struct {
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
+	route        *routeMetrics // location service proxy (proxy_metrics.go)
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -90,6 +91,9 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	r.metrics, err = newMetrics(reg, store)
 	if err != nil {
+		return nil, err
+	}
+	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -42,6 +42,7 @@ type Server struct {
 	closers  []net.Listener
 	pconns   []net.PacketConn
 	addrs    []net.Addr
+	proxy    *proxy // location-service proxy for non-REGISTER requests (inbound.go)
 }
 
 // NewServer creates the SIP side of the registrar. Call Listen, then Serve.
@@ -49,7 +50,13 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()))
+	var s *Server
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+			if s != nil && s.proxy != nil {
+				s.proxy.onStrayResponse(res)
+			}
+		})))
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new user agent: %w", err)
 	}
@@ -57,7 +64,11 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s := &Server{reg: reg, ua: ua, srv: srv, log: logger}
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger}
+	if s.proxy, err = newProxy(s); err != nil {
+		return nil, err
+	}
+	srv.OnAck(s.proxy.onAck)
 	srv.OnRegister(s.handle(s.onRegister))
 	srv.OnOptions(s.handle(s.onOptions))
 	srv.OnNoRoute(s.handle(s.onOther))
@@ -108,7 +119,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // onOptions answers OPTIONS addressed to the registrar itself with 200
 // (RFC 3261 §11.2); PBX probes and health checks rely on it.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if req.Recipient.User != "" && s.reg.servesHost(req.Recipient.Host) {
+	if !s.proxy.addressedToSelf(req) {
 		s.onOther(req, tx)
 		return
 	}
@@ -119,11 +130,9 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	_ = tx.Respond(res)
 }
 
-// onOther answers methods the registrar does not route yet.
+// onOther proxies every other request (RFC 3261 §16, see inbound.go).
 func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
-	res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "REGISTER, OPTIONS"))
-	_ = tx.Respond(res)
+	s.proxy.serve(req, tx)
 }
 
 // Listen binds every configured listener now, so that bind errors are

@@ -1,0 +1,565 @@
+package registrar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// Inbound requests (PBX → registrar → edge → UA; DESIGN.md "Inbound
+// request"): the registrar's core-facing side is an RFC 3261 §16 stateful
+// proxy in front of the location service.
+//
+//  1. Only registrar.trusted_peers may send non-REGISTER requests (403).
+//  2. §16.3 validation: Max-Forwards 0 → 483 (item 3), loop detection by
+//     our Via branch hash → 482 while spirals pass (item 4), Proxy-Require
+//     → 420 (item 5).
+//  3. §16.4: our own Route entries are popped (all of them, RFC 5658).
+//  4. A remaining Route or a To-tag: forwarded by Route / Request-URI,
+//     never by location lookup (the one exception: a GRUU of ours as the
+//     remote target of a dialog, RFC 5627 §5.4, resolves to its instance).
+//  5. Otherwise a Request-URI in a served domain is looked up (§16.5):
+//     GRUU → that instance only; else the canonical AOR's live bindings.
+//     None → 480; an AOR the users file does not know → 404.
+//  6. Targets are forked (proxy.go) with Route = the binding's Path.
+//  7. UA-originated requests (arrived through our Service-Route, marked
+//     "orig") are authenticated and sent to registrar.pbx (proxy_ua.go).
+//
+// The forwarding itself lives in proxy.go, target planning in
+// proxy_target.go.
+
+// proxy is the Server's location-service proxy. It is safe for concurrent
+// use; every request runs on its own sipgo handler goroutine.
+type proxy struct {
+	s      *Server
+	reg    *Registrar
+	client *sipgo.Client
+	log    *slog.Logger
+	m      *routeMetrics
+	peers  []netip.Prefix
+	pbx    []pbxTarget
+
+	once      sync.Once
+	self      routeset.Self
+	listeners map[string]netip.AddrPort // "udp"/"tcp" → bound address
+}
+
+func newProxy(s *Server) (*proxy, error) {
+	peers, err := ParsePrefixes(s.reg.cfg.TrustedPeers)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: trusted_peers: %w", err)
+	}
+	client, err := sipgo.NewClient(s.ua, sipgo.WithClientLogger(s.log))
+	if err != nil {
+		return nil, fmt.Errorf("registrar: new client: %w", err)
+	}
+	var pbx []pbxTarget
+	for i, t := range s.reg.cfg.PBX {
+		var u sip.Uri
+		if err := parseSIPURI(strings.Trim(t.URI, "<>"), &u); err != nil {
+			return nil, fmt.Errorf("registrar: pbx[%d]: %w", i, err)
+		}
+		pbx = append(pbx, pbxTarget{uri: u, priority: t.Priority, weight: t.Weight})
+	}
+	return &proxy{s: s, reg: s.reg, client: client, log: s.log, m: s.reg.route, peers: peers, pbx: pbx}, nil
+}
+
+// init computes what "this registrar" means once the listeners are bound:
+// every listener address, plus the hosts of the configured Service-Route
+// (which the registrar puts in front of UA-originated requests).
+func (p *proxy) init() {
+	p.once.Do(func() {
+		p.listeners = map[string]netip.AddrPort{}
+		for _, a := range p.s.Addrs() {
+			ap, err := netip.ParseAddrPort(a.String())
+			if err != nil {
+				continue
+			}
+			tr := strings.ToLower(a.Network())
+			if _, dup := p.listeners[tr]; !dup {
+				p.listeners[tr] = ap
+			}
+			p.self.Addresses = append(p.self.Addresses, routeset.Address{
+				Host: ap.Addr().Unmap().String(), Port: int(ap.Port()), Transport: tr,
+			})
+		}
+		var uris []string
+		uris = append(uris, p.reg.cfg.ServiceRoute...)
+		for _, l := range p.reg.cfg.ServiceRouteDomains {
+			uris = append(uris, l...)
+		}
+		for _, s := range uris {
+			var u sip.Uri
+			if parseSIPURI(strings.Trim(s, "<>"), &u) != nil {
+				continue
+			}
+			tr, _ := u.UriParams.Get("transport")
+			p.self.Addresses = append(p.self.Addresses, routeset.Address{Host: u.Host, Port: u.Port, Transport: tr})
+		}
+	})
+}
+
+func (p *proxy) trusted(src Source) bool {
+	a := src.Addr.Addr().Unmap()
+	for _, pr := range p.peers {
+		if pr.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressedToSelf reports whether an OPTIONS is for the registrar itself
+// (answered 200 by the Server) rather than for a user or another element:
+// no Route left after popping ours, and a Request-URI without a user part
+// that names us or a served domain.
+func (p *proxy) addressedToSelf(req *sip.Request) bool {
+	p.init()
+	routes, err := routeset.ParseRouteList(headerValues(req, "route"))
+	if err != nil {
+		return true // let the 200 path answer; a broken Route is not worth a 400 to a probe
+	}
+	if _, rest := routeset.PopSelfAll(routes, p.self); len(rest) > 0 {
+		return false
+	}
+	u := req.Recipient
+	return u.User == "" && (p.self.IsSelf(u) || p.reg.servesHost(u.Host))
+}
+
+// routeDecision is how a request is forwarded.
+type routeDecision struct {
+	by      string    // location | route | request_uri | pbx (metric label)
+	waves   []wave    // location: bindings to fork to
+	pbx     []sip.Uri // pbx: next hops in failover order
+	ruri    sip.Uri
+	routes  []routeset.Entry // route/request_uri: remaining Route set
+	loopKey string           // BranchHash of the request as received
+	// uaOriginated: the request arrived through our Service-Route (its
+	// popped Route entry carries the orig marker); identity is what the
+	// registrar asserts for it after authentication.
+	uaOriginated bool
+	identity     string
+}
+
+// serve handles every non-REGISTER request except ACK (onAck) and OPTIONS
+// for the registrar itself. It blocks until the proxy transaction is over
+// (sipgo notes §5: the handler must not return early).
+func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
+	p.init()
+	src := sourceOf(req)
+	if !p.trusted(src) {
+		p.reject(req, tx, src, 403, reasonUntrusted, "Forbidden", "source not in registrar.trusted_peers")
+		return
+	}
+	if req.IsCancel() {
+		// sipgo matches a CANCEL to its INVITE server transaction itself and
+		// we see it in tx.OnCancel (proxy.go); one reaching a handler
+		// matched nothing (RFC 3261 §9.2, §16.10).
+		p.reject(req, tx, src, 481, reasonNoTransaction, "Call/Transaction Does Not Exist", "")
+		return
+	}
+	d, rej := p.decide(req)
+	if rej != nil {
+		p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
+		return
+	}
+	if d.uaOriginated {
+		id, rej := p.authenticateUA(req, src)
+		if rej != nil {
+			p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
+			return
+		}
+		d.identity = id
+	}
+	p.m.forwarded.WithLabelValues(d.by).Inc()
+	p.forward(req, tx, src, d)
+}
+
+// decide runs RFC 3261 §16.3–16.5 on req and returns how to forward it, or
+// the rejection to answer.
+func (p *proxy) decide(req *sip.Request) (routeDecision, *rejection) {
+	var d routeDecision
+	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (notes §5).
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		return d, reject(483, string(reasonTooManyHops), "Too Many Hops", "")
+	}
+	routeVals := headerValues(req, "route")
+	// §16.3 item 4 / §16.6 step 8: hash what affects routing, as received.
+	d.loopKey = routeset.BranchHash(loopKeyOf(req, routeVals))
+	if routeset.LoopDetected(p.ourViaBranches(req), d.loopKey) {
+		return d, reject(482, string(reasonLoop), "Loop Detected", "")
+	}
+	// §16.3 item 5: we support no proxy extensions.
+	if pr := headerValues(req, "proxy-require"); len(pr) > 0 {
+		tags := routeset.UnsupportedTags(pr, nil)
+		return d, reject(420, string(reasonBadExtension), "Bad Extension", strings.Join(tags, ","),
+			sip.NewHeader("Unsupported", strings.Join(tags, ", ")))
+	}
+	routes, err := routeset.ParseRouteList(routeVals)
+	if err != nil {
+		return d, reject(400, string(reasonBadRoute), "Bad Route", err.Error())
+	}
+	// §16.4: strict-router fix, then pop every Route entry that is ours.
+	ruri, routes, _ := routeset.StrictRouteFix(req.Recipient, routes, p.self)
+	popped, rest := routeset.PopSelfAll(routes, p.self)
+	d.ruri = ruri
+	inDialog := false
+	if to := req.To(); to != nil {
+		_, inDialog = to.Params.Get("tag")
+	}
+	d.uaOriginated = !inDialog && hasOrigMarker(popped)
+	if len(rest) > 0 {
+		d.by, d.routes = "route", rest
+		return d, nil
+	}
+	if d.uaOriginated && len(p.pbx) > 0 {
+		// Item 6: UA-originated requests go to the PBX (registrar.pbx,
+		// priority then weight, failover on 408/503/transport errors).
+		d.by, d.pbx = "pbx", orderPBX(p.pbx, p.reg.randFloat)
+		return d, nil
+	}
+	if inDialog {
+		// In-dialog: routed by the Request-URI (the remote target), except
+		// a GRUU of ours, which stands for one instance (RFC 5627 §5.4).
+		if _, isGRUU, _ := p.reg.ResolveGRUU(&ruri); isGRUU {
+			return p.locate(req, ruri, d)
+		}
+		if p.self.IsSelf(ruri) {
+			return d, reject(481, string(reasonNoTransaction), "Call/Transaction Does Not Exist", "in-dialog request for the registrar")
+		}
+		d.by = "request_uri"
+		return d, nil
+	}
+	if p.reg.servesHost(ruri.Host) {
+		return p.locate(req, ruri, d)
+	}
+	if p.self.IsSelf(ruri) {
+		return d, reject(404, string(reasonNotForUs), "Not Found", "Request-URI names the registrar")
+	}
+	d.by = "request_uri" // §16.5: a domain we are not responsible for
+	return d, nil
+}
+
+// locate is the location-service lookup (RFC 3261 §16.5, RFC 5627 §5.4).
+func (p *proxy) locate(req *sip.Request, ruri sip.Uri, d routeDecision) (routeDecision, *rejection) {
+	d.by = "location"
+	gt, isGRUU, valid := p.reg.ResolveGRUU(&ruri)
+	if isGRUU && !valid {
+		return d, reject(404, string(reasonGRUUInvalid), "Not Found", "")
+	}
+	aor := CanonicalAOR(&ruri)
+	if isGRUU {
+		aor = gt.AOR
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.reg.cfg.StoreTimeout)
+	defer cancel()
+	all, err := p.reg.store.Get(ctx, aor)
+	if err != nil {
+		rej := p.reg.unavailable(err)
+		rej.reason = string(reasonStore)
+		return d, rej
+	}
+	now := p.reg.now()
+	var live []Binding
+	for _, b := range all {
+		if !b.Live(now) || (isGRUU && !gt.Matches(b)) {
+			continue
+		}
+		live = append(live, b)
+	}
+	if len(live) == 0 {
+		switch {
+		case isGRUU:
+			return d, reject(480, string(reasonGRUUUnreg), "Temporarily Unavailable", "aor="+aor)
+		case p.reg.users != nil && !p.reg.users.HasAOR(aor, p.reg.cfg.Domains):
+			return d, reject(404, string(reasonUnknownAOR), "Not Found", "aor="+aor)
+		default:
+			return d, reject(480, string(reasonNoBinding), "Temporarily Unavailable", "aor="+aor)
+		}
+	}
+	d.waves = planTargets(live)
+	return d, nil
+}
+
+func loopKeyOf(req *sip.Request, routeVals []string) routeset.LoopKey {
+	k := routeset.LoopKey{
+		RequestURI:         req.Recipient.String(),
+		CallID:             headerValue(req, "call-id"),
+		Route:              routeVals,
+		ProxyRequire:       headerValues(req, "proxy-require"),
+		ProxyAuthorization: headerValues(req, "proxy-authorization"),
+	}
+	if f := req.From(); f != nil {
+		k.FromTag, _ = f.Params.Get("tag")
+	}
+	if t := req.To(); t != nil {
+		k.ToTag, _ = t.Params.Get("tag")
+	}
+	if c := req.CSeq(); c != nil {
+		k.CSeq = c.SeqNo
+	}
+	return k
+}
+
+// ourViaBranches returns the branches of the Via entries whose sent-by is
+// one of our listeners (RFC 3261 §16.3 item 4).
+func (p *proxy) ourViaBranches(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok {
+			continue
+		}
+		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port,
+			UriParams: sip.HeaderParams{{K: "transport", V: strings.ToLower(v.Transport)}}}
+		if !p.self.IsSelf(u) {
+			continue
+		}
+		if b, ok := v.Params.Get("branch"); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// reject answers req itself: one helper that responds, logs once and
+// counts, with the typed reason as metric label and log attribute.
+func (p *proxy) reject(req *sip.Request, tx sip.ServerTransaction, src Source, code int, reason routeReason,
+	phrase, detail string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, phrase, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	lvl := slog.LevelInfo
+	if code >= 500 {
+		lvl = slog.LevelWarn
+	}
+	p.log.Log(context.Background(), lvl, "request rejected",
+		"method", string(req.Method), "status", code, "reason", string(reason), "detail", detail,
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+	p.m.rejected.WithLabelValues(strconv.Itoa(code), string(reason)).Inc()
+	if err := tx.Respond(res); err != nil {
+		p.log.Warn("send response", "error", err, "status", code, "call_id", headerValue(req, "call-id"))
+	}
+}
+
+// onAck forwards an ACK that matched no server transaction: the ACK for a
+// 2xx, which is end-to-end (RFC 3261 §13.2.2.4, §16.7 item 9 note): it is
+// routed by its Route set like any in-dialog request, statelessly (§16.11).
+// ACKs are never answered; whatever cannot be forwarded is dropped.
+func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic in ACK handler", "panic", fmt.Sprint(r), "call_id", headerValue(req, "call-id"),
+				"stack", string(debug.Stack()))
+		}
+	}()
+	p.init()
+	drop := func(why string) {
+		p.m.acks.WithLabelValues("dropped").Inc()
+		p.log.Debug("ACK dropped", "reason", why, "call_id", headerValue(req, "call-id"), "raddr", req.Source())
+	}
+	if !p.trusted(sourceOf(req)) {
+		drop(string(reasonUntrusted))
+		return
+	}
+	d, rej := p.decide(req)
+	if rej != nil {
+		drop(rej.reason)
+		return
+	}
+	if d.by == "location" {
+		drop("no_route") // an ACK for a 2xx always carries a To-tag; never look it up
+		return
+	}
+	out, hop, err := p.buildForward(req, fwdOpts{ruri: d.ruri, routes: routeValues(d.routes), loopKey: d.loopKey})
+	if err != nil {
+		drop(string(reasonUnsupportedNext))
+		return
+	}
+	if err := p.client.WriteRequest(out, noBuild); err != nil {
+		p.log.Info("ACK forward failed", "error", err, "call_id", headerValue(req, "call-id"), "raddr", hop)
+		drop(outcomeTransport)
+		return
+	}
+	p.m.acks.WithLabelValues("forwarded").Inc()
+}
+
+// noBuild is a sipgo ClientRequestOption that does nothing: passing any
+// option stops sipgo from "completing" a request we built as a proxy.
+func noBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+func routeValues(es []routeset.Entry) []string {
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.String())
+	}
+	return out
+}
+
+// nextHop returns where a request goes (RFC 3261 §16.6 step 7, §18.1.1):
+// the top Route if there is one, else the Request-URI; transport from its
+// transport parameter (default UDP). Only transports the registrar
+// listens on are possible.
+func (p *proxy) nextHop(ruri sip.Uri, routes []string, hop *sip.Uri) (u sip.Uri, transport, addr string, err error) {
+	u = ruri
+	if hop != nil {
+		u = *hop
+	} else if len(routes) > 0 {
+		es, err := routeset.ParseRouteList(routes[:1])
+		if err != nil {
+			return u, "", "", err
+		}
+		u = es[0].URI
+	}
+	if strings.EqualFold(u.Scheme, "sips") {
+		return u, "", "", fmt.Errorf("next hop %s: sips is not supported by the registrar", u.Host)
+	}
+	transport = "udp"
+	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
+		transport = strings.ToLower(t)
+	}
+	if _, ok := p.listeners[transport]; !ok {
+		return u, "", "", fmt.Errorf("next hop transport %q: no registrar listener", transport)
+	}
+	port := u.Port
+	if port == 0 {
+		port = routeset.DefaultPort
+	}
+	return u, transport, net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port)), nil
+}
+
+// buildForward copies req for one branch (RFC 3261 §16.6): Request-URI,
+// Route set, Max-Forwards decremented, Record-Route when asked, our Via
+// with the loop-detection branch, transport and destination of the next
+// hop. For UDP the request leaves from our listener socket (sipgo notes
+// §2: a never-seen destination would otherwise get a new ephemeral port).
+// fwdOpts says how to build one forwarded copy of a request.
+type fwdOpts struct {
+	ruri        sip.Uri
+	routes      []string // Route set to send, top first
+	hop         *sip.Uri // next hop overriding Route/R-URI (a PBX); nil: §16.6 step 7
+	loopKey     string
+	recordRoute bool
+	// identity, when set, marks a UA-originated request: any
+	// P-Asserted-Identity and Proxy-Authorization from the UA are removed
+	// and identity is asserted instead (RFC 3325 §5, RFC 3261 §22.3).
+	// uaOriginated without identity only strips.
+	uaOriginated bool
+	identity     string
+}
+
+func (p *proxy) buildForward(req *sip.Request, o fwdOpts) (*sip.Request, string, error) {
+	_, transport, addr, err := p.nextHop(o.ruri, o.routes, o.hop)
+	if err != nil {
+		return nil, "", err
+	}
+	out := p.buildFor(req, o, transport, addr)
+	// RFC 3261 §18.1.1: a request over 1300 bytes (path MTU unknown) goes
+	// over TCP to the same host and port; sipgo would refuse it on UDP.
+	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > udpMaxRequest {
+		out = p.buildFor(req, o, "tcp", addr)
+	}
+	return out, addr, nil
+}
+
+func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *sip.Request {
+	ruri, routes, loopKey, recordRoute := o.ruri, o.routes, o.loopKey, o.recordRoute
+	out := req.Clone()
+	out.Recipient = *ruri.Clone()
+	for out.RemoveHeader("Route") {
+	}
+	for _, r := range routes {
+		out.AppendHeader(sip.NewHeader("Route", r))
+	}
+	// §16.6 step 3. An absent Max-Forwards counts as 70 (§8.1.1.6).
+	mf := uint32(70)
+	if h := out.MaxForwards(); h != nil {
+		mf = h.Val()
+		out.RemoveHeader("Max-Forwards")
+	}
+	mfh := sip.MaxForwardsHeader(mf - 1)
+	out.AppendHeader(&mfh)
+	if o.uaOriginated {
+		removeAll(out, "P-Asserted-Identity")
+		removeAll(out, "Proxy-Authorization")
+		if o.identity != "" {
+			out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<"+o.identity+">"))
+		}
+	}
+
+	lis := p.listeners[transport]
+	if recordRoute {
+		inTr := strings.ToLower(req.Transport())
+		in, ok := p.listeners[inTr]
+		if !ok {
+			in, inTr = lis, transport
+		}
+		rr := routeset.RecordRoutePair("",
+			routeset.Address{Host: in.Addr().Unmap().String(), Port: int(in.Port()), Transport: inTr},
+			routeset.Address{Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Transport: transport})
+		for i := len(rr) - 1; i >= 0; i-- {
+			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
+		}
+	}
+	// RFC 3261 §18.2.1 / RFC 3581: record where the previous hop really is.
+	if prev := out.Via(); prev != nil {
+		if host, port, err := net.SplitHostPort(req.Source()); err == nil {
+			if prev.Params.Has("rport") {
+				prev.Params.Add("rport", port)
+				prev.Params.Add("received", host)
+			} else if prev.Host != host {
+				prev.Params.Add("received", host)
+			}
+		}
+	}
+	via := &sip.ViaHeader{
+		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
+		Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Params: sip.HeaderParams{},
+	}
+	via.Params.Add("branch", routeset.LoopBranch(loopKey, randHex(8)))
+	out.PrependHeader(via)
+	out.SetTransport(strings.ToUpper(transport))
+	out.SetDestination(addr)
+	out.Laddr = sip.Addr{}
+	if transport == "udp" {
+		out.Laddr = sip.Addr{IP: net.IP(lis.Addr().AsSlice()), Port: int(lis.Port())}
+	}
+	return out
+}
+
+// removeAll removes every header called name, whatever its case.
+func removeAll(m *sip.Request, name string) {
+	var names []string
+	for _, h := range m.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			names = append(names, h.Name())
+		}
+	}
+	for _, n := range names {
+		m.RemoveHeader(n)
+	}
+}
+
+// udpMaxRequest is the RFC 3261 §18.1.1 threshold above which a request
+// must use a congestion-controlled transport.
+const udpMaxRequest = 1300
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

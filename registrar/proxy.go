@@ -1,0 +1,599 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// The stateful forwarding core (RFC 3261 §16.6–§16.10): one server
+// transaction upstream, one client transaction per branch, best-response
+// selection, CANCEL both ways, RFC 5626 §5.3/§7 flow failover.
+//
+// Concurrency: a fork is driven by exactly one goroutine (the sipgo
+// handler's); per branch one goroutine only moves the client
+// transaction's responses into fork.events. Everything else in a fork is
+// touched by the driving goroutine only.
+
+// timerC is RFC 3261 §16.6 step 11 Timer C (> 3 minutes) for INVITE
+// forks, one timer per fork restarted by every relayed 101–199: when it
+// fires, pending branches are cancelled; timerCGrace later they are
+// abandoned (treated as a 408, §16.8).
+const (
+	timerC      = 3*time.Minute + time.Second
+	timerCGrace = 32 * time.Second
+)
+
+type branch struct {
+	tgt    target    // location: the bindings to try (flows); empty for route-based
+	flow   int       // index into tgt.flows
+	ruri   sip.Uri   // route-based: Request-URI and Route set to forward with
+	routes []string  //
+	alts   []sip.Uri // PBX next hops in failover order (item 6); alt indexes it
+	alt    int
+	gen    int // incremented per (re)start; stale events are ignored
+
+	req         *sip.Request // what we sent on this branch (current flow)
+	tx          sip.ClientTransaction
+	provisional bool // a 1xx arrived: CANCEL may be sent (§9.1)
+	cancelWant  bool
+	cancelSent  bool
+	done        bool
+}
+
+func (b *branch) location() bool { return len(b.tgt.flows) > 0 }
+
+// outbound reports whether the branch targets an RFC 5626 instance whose
+// next flow may be tried on failure.
+func (b *branch) outbound() bool { return b.location() && b.tgt.flows[0].RegID != 0 }
+
+type branchEvent struct {
+	b   *branch
+	gen int
+	res *sip.Response
+	err error // transaction ended without a final response
+}
+
+type fork struct {
+	p      *proxy
+	req    *sip.Request
+	tx     sip.ServerTransaction
+	src    Source
+	d      routeDecision
+	invite bool
+	rr     bool
+
+	events   chan branchEvent
+	running  int // branch goroutines that still owe a terminal event
+	branches []*branch
+	nextWave int
+
+	best      *sip.Response // best final non-2xx so far (§16.7 step 6)
+	got2xx    bool
+	got6xx    bool
+	finalSent bool
+	cancelled bool // the upstream sent CANCEL (sipgo already answered 487)
+	timerC    *time.Timer
+}
+
+// forward proxies req statefully per decision d and returns when every
+// branch has ended.
+func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, d routeDecision) {
+	f := &fork{
+		p: p, req: req, tx: tx, src: src, d: d,
+		invite: req.IsInvite(),
+		events: make(chan branchEvent),
+	}
+	// §16.6 step 4: Record-Route dialog-forming requests so in-dialog
+	// requests come back through us (only on the initial request).
+	switch req.Method {
+	case sip.INVITE, sip.SUBSCRIBE, sip.REFER:
+		if to := req.To(); to != nil {
+			_, inDialog := to.Params.Get("tag")
+			f.rr = !inDialog
+		}
+	}
+	cancelCh := make(chan struct{})
+	if f.invite {
+		var once sync.Once
+		// §16.10: sipgo answers the CANCEL (200) and the INVITE (487)
+		// itself; we only have to cancel the branches.
+		if !tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelCh) }) }) {
+			once.Do(func() { close(cancelCh) })
+		}
+	}
+	var timerCCh, graceCh <-chan time.Time
+	if f.invite {
+		f.timerC = time.NewTimer(timerC)
+		defer f.timerC.Stop()
+		timerCCh = f.timerC.C
+	}
+
+	select {
+	case <-cancelCh:
+		return // CANCELled before any branch started; sipgo answered 487
+	default:
+	}
+	if d.by == "location" {
+		f.startWave()
+	} else {
+		f.startBranch(&branch{ruri: d.ruri, routes: routeValues(d.routes), alts: d.pbx})
+	}
+	for f.running > 0 || f.moreWaves() {
+		if f.running == 0 {
+			f.startWave()
+			continue
+		}
+		select {
+		case ev := <-f.events:
+			f.handle(ev)
+		case <-cancelCh:
+			cancelCh = nil
+			f.cancelled, f.finalSent = true, true
+			p.log.Info("CANCEL from upstream", "call_id", headerValue(req, "call-id"), "raddr", src.Addr.String())
+			f.cancelAll(nil)
+		case <-timerCCh:
+			timerCCh = nil
+			f.cancelAll(nil)
+			g := time.NewTimer(timerCGrace)
+			defer g.Stop()
+			graceCh = g.C
+		case <-graceCh:
+			graceCh = nil
+			for _, b := range f.branches {
+				if !b.done && b.tx != nil {
+					b.tx.Terminate() // ends in a tx.Done event: treated as 408 (§16.8)
+				}
+			}
+		}
+	}
+	f.sendBest()
+}
+
+func (f *fork) moreWaves() bool {
+	return f.d.by == "location" && f.nextWave < len(f.d.waves) && !f.got2xx && !f.got6xx && !f.cancelled
+}
+
+// startWave forks the next q group in parallel (RFC 3261 §16.6).
+func (f *fork) startWave() {
+	w := f.d.waves[f.nextWave]
+	f.nextWave++
+	for _, t := range w {
+		f.startBranch(&branch{tgt: t})
+	}
+}
+
+func (f *fork) startBranch(b *branch) {
+	f.branches = append(f.branches, b)
+	f.launch(b)
+}
+
+// launch sends the branch's request for its current flow. A failure to
+// even build or send it is handled like a transport error (§16.9).
+func (f *fork) launch(b *branch) {
+	b.gen++
+	b.provisional, b.cancelWant, b.cancelSent, b.tx = false, false, false, nil
+	ruri, routes := b.ruri, b.routes
+	if b.location() {
+		bd := b.tgt.flows[b.flow]
+		if err := parseSIPURI(bd.Contact, &ruri); err != nil {
+			f.failed(b, outcomeBadTarget, err)
+			return
+		}
+		routes = bd.Path // RFC 3327: Route = Path; the Contact is never dialled directly
+	}
+	var hop *sip.Uri
+	if len(b.alts) > 0 {
+		hop = &b.alts[b.alt]
+	}
+	out, dst, err := f.p.buildForward(f.req, fwdOpts{ruri: ruri, routes: routes, hop: hop, loopKey: f.d.loopKey,
+		recordRoute: f.rr, uaOriginated: f.d.uaOriginated, identity: f.d.identity})
+	if err != nil {
+		f.failed(b, outcomeBadTarget, err)
+		return
+	}
+	b.req = out
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tx, err := f.p.client.TransactionRequest(ctx, out, noBuild)
+	if err != nil {
+		f.p.log.Info("branch send failed", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
+		f.failed(b, outcomeTransport, err)
+		return
+	}
+	b.tx = tx
+	if f.invite {
+		// RFC 6026 Accepted state: 2xx retransmissions are handed to us,
+		// and a proxy forwards them statelessly (§16.7 step 5).
+		tx.OnRetransmission(func(res *sip.Response) {
+			if res.IsSuccess() {
+				f.relayStateless(res)
+			}
+		})
+	}
+	f.running++
+	gen := b.gen
+	go func() {
+		for {
+			select {
+			case res := <-tx.Responses():
+				f.events <- branchEvent{b: b, gen: gen, res: res}
+				if res.StatusCode >= 200 {
+					return
+				}
+			case <-tx.Done():
+				f.events <- branchEvent{b: b, gen: gen, err: tx.Err()}
+				return
+			}
+		}
+	}()
+}
+
+func (f *fork) handle(ev branchEvent) {
+	b := ev.b
+	terminal := ev.err != nil || ev.res.StatusCode >= 200
+	if terminal {
+		f.running--
+	}
+	if ev.gen != b.gen || b.done {
+		return
+	}
+	switch {
+	case ev.err != nil:
+		outcome := outcomeTransport
+		if !errors.Is(ev.err, sip.ErrTransactionTransport) {
+			outcome = outcomeTimeout // Timer B/F, or abandoned after Timer C
+		}
+		f.failed(b, outcome, ev.err)
+	case ev.res.StatusCode < 200:
+		f.provisional(b, ev.res)
+	default:
+		f.final(b, ev.res)
+	}
+}
+
+func (f *fork) provisional(b *branch, res *sip.Response) {
+	b.provisional = true
+	if b.cancelWant && !b.cancelSent {
+		f.sendCancel(b) // §9.1: only now that the branch is proceeding
+	}
+	if res.StatusCode == 100 || f.finalSent {
+		return // §16.7 step 3: 100 is hop-by-hop
+	}
+	if f.timerC != nil {
+		f.timerC.Reset(timerC) // §16.7 step 2: a 101–199 restarts Timer C
+	}
+	if err := f.tx.Respond(f.upstream(res)); err != nil {
+		f.p.log.Info("relay provisional", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
+	}
+}
+
+// final handles a final response on branch b (RFC 3261 §16.7).
+func (f *fork) final(b *branch, res *sip.Response) {
+	code := res.StatusCode
+	if b.location() && code == 430 {
+		// RFC 5626 §7: the edge no longer has this flow.
+		f.p.m.branch.WithLabelValues(outcomeFlowFailed).Inc()
+		f.removeFlow(b.tgt.flows[b.flow])
+		if f.nextFlow(b) {
+			return
+		}
+		f.done(b, f.synth(480, "Temporarily Unavailable"))
+		return
+	}
+	if code == 430 {
+		// Never relayed upstream (RFC 5626 §5.3): the core cannot act on it.
+		f.p.m.branch.WithLabelValues(outcomeFlowFailed).Inc()
+		f.done(b, f.synth(480, "Temporarily Unavailable"))
+		return
+	}
+	if (code == 408 || code == 503) && f.nextAlt(b) {
+		f.p.m.branch.WithLabelValues(outcomeResponse).Inc()
+		return
+	}
+	if b.outbound() && code == 408 && f.nextFlow(b) {
+		f.p.m.branch.WithLabelValues(outcomeTimeout).Inc()
+		return
+	}
+	f.p.m.branch.WithLabelValues(outcomeResponse).Inc()
+	f.done(b, res)
+}
+
+// failed handles a branch that ended without a response: a timeout
+// (§16.8: as if 408) or a transport error (§16.9: as if 503). An RFC 5626
+// instance gets its next flow first; when none is left the answer is 480.
+func (f *fork) failed(b *branch, outcome string, err error) {
+	f.p.m.branch.WithLabelValues(outcome).Inc()
+	f.p.log.Debug("branch failed", "reason", outcome, "error", err, "call_id", headerValue(f.req, "call-id"))
+	if (b.outbound() && f.nextFlow(b)) || f.nextAlt(b) {
+		return
+	}
+	switch {
+	case b.cancelWant:
+		f.done(b, f.synth(487, "Request Terminated"))
+	case outcome == outcomeTimeout:
+		f.done(b, f.synth(408, "Request Timeout"))
+	case b.outbound():
+		f.done(b, f.synth(480, "Temporarily Unavailable"))
+	default:
+		f.done(b, f.synth(503, "Service Unavailable"))
+	}
+}
+
+// nextFlow moves an RFC 5626 target to its next flow (next reg-id) unless
+// the fork no longer wants new requests; it reports whether one was sent.
+func (f *fork) nextFlow(b *branch) bool {
+	if !b.outbound() || b.flow+1 >= len(b.tgt.flows) || b.cancelWant || f.cancelled || f.got2xx || f.got6xx {
+		return false
+	}
+	b.flow++
+	f.launch(b)
+	return true
+}
+
+// nextAlt moves a PBX branch to its next PBX (failover on 408, 503 or a
+// transport error, RFC 3263 §4.3 style) unless the fork is over.
+func (f *fork) nextAlt(b *branch) bool {
+	if b.alt+1 >= len(b.alts) || b.cancelWant || f.cancelled || f.got2xx || f.got6xx {
+		return false
+	}
+	b.alt++
+	f.launch(b)
+	return true
+}
+
+// done records branch b's final answer and applies §16.7 steps 5–6.
+func (f *fork) done(b *branch, res *sip.Response) {
+	b.done = true
+	code := res.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		f.got2xx = true
+		if !f.finalSent {
+			f.finalSent = true
+			f.p.m.final.WithLabelValues("2xx").Inc()
+			if err := f.tx.Respond(f.upstream(res)); err != nil {
+				f.relayStateless(res) // the server tx is gone (e.g. CANCEL raced the 2xx)
+			}
+		} else if f.invite {
+			// Every 2xx to an INVITE is forwarded (§16.7 step 5), also
+			// after a CANCEL from upstream (sipgo notes §5).
+			if f.cancelled || f.tx.Respond(f.upstream(res)) != nil {
+				f.relayStateless(res)
+			}
+		}
+		if f.invite {
+			f.cancelAll(b) // §16.7 step 10
+		}
+	case code >= 600:
+		f.got6xx = true
+		f.best = res
+		if f.invite {
+			f.cancelAll(b)
+		}
+	default:
+		if !f.got6xx {
+			f.best = better(f.best, res)
+		}
+	}
+}
+
+// better implements the §16.7 step 6 choice among 3xx–5xx finals: the
+// lowest class wins; within a class a specific answer beats the generic
+// ones a proxy synthesises (408, 480, 503).
+func better(cur, res *sip.Response) *sip.Response {
+	if cur == nil {
+		return res
+	}
+	cc, rc := cur.StatusCode/100, res.StatusCode/100
+	if rc != cc {
+		if rc < cc {
+			return res
+		}
+		return cur
+	}
+	generic := func(c int) bool { return c == 408 || c == 480 || c == 503 }
+	if generic(cur.StatusCode) && !generic(res.StatusCode) {
+		return res
+	}
+	return cur
+}
+
+// sendBest sends the final response once every branch has ended without
+// a 2xx having been forwarded (§16.7 step 6).
+func (f *fork) sendBest() {
+	if f.finalSent {
+		return
+	}
+	res := f.best
+	if res == nil {
+		res = f.synth(408, "Request Timeout")
+	}
+	if res.StatusCode == 503 {
+		// §16.7 step 6: a 503 from downstream must not make the upstream
+		// think this proxy is overloaded.
+		up := f.synth(500, "Server Internal Error")
+		res = up
+	}
+	f.finalSent = true
+	f.p.m.final.WithLabelValues(strconv.Itoa(res.StatusCode/100) + "xx").Inc()
+	if err := f.tx.Respond(f.upstream(res)); err != nil {
+		f.p.log.Info("send final response", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
+	}
+}
+
+// synth makes a response the proxy generates itself for a branch. It
+// carries a Via of ours on top, like a received one, so upstream() treats
+// both alike.
+func (f *fork) synth(code int, phrase string) *sip.Response {
+	res := sip.NewResponseFromRequest(f.req, code, phrase, nil)
+	res.PrependHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP",
+		Host: "synthetic.invalid", Params: sip.HeaderParams{}})
+	return res
+}
+
+// upstream turns a branch response into the response we send upstream:
+// our Via removed (§16.7 step 9 / §16.7 step 3), sent back to where the
+// request came from (RFC 3581 symmetric response).
+func (f *fork) upstream(res *sip.Response) *sip.Response {
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	up.SetTransport(f.req.Transport())
+	up.SetDestination(f.req.Source())
+	return up
+}
+
+// relayStateless forwards a 2xx outside the server transaction (a
+// retransmission, or one that arrived after the transaction ended).
+func (f *fork) relayStateless(res *sip.Response) {
+	if err := f.p.s.srv.WriteResponse(f.upstream(res)); err != nil {
+		f.p.log.Info("relay 2xx statelessly", "error", err, "call_id", headerValue(f.req, "call-id"))
+	}
+}
+
+// cancelAll asks every pending branch except keep to stop (§16.7 step
+// 10, §16.10). CANCEL goes out once the branch has sent a provisional.
+func (f *fork) cancelAll(keep *branch) {
+	for _, b := range f.branches {
+		if b == keep || b.done || b.cancelWant {
+			continue
+		}
+		b.cancelWant = true
+		if !f.invite {
+			continue
+		}
+		if b.provisional && !b.cancelSent {
+			f.sendCancel(b)
+		}
+	}
+}
+
+// sendCancel sends a CANCEL for branch b's INVITE (RFC 3261 §9.1): same
+// Request-URI, Call-ID, From, To, CSeq number, Route and our single Via
+// with the INVITE's branch, to the same next hop. Its own transaction runs
+// in the background; the INVITE's answer (487) ends the branch.
+func (f *fork) sendCancel(b *branch) {
+	b.cancelSent = true
+	inv := b.req
+	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	if v := inv.Via(); v != nil {
+		c.AppendHeader(v.Clone())
+	}
+	for _, h := range inv.GetHeaders("Route") {
+		c.AppendHeader(sip.NewHeader("Route", h.Value()))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	c.AppendHeader(&mf)
+	for _, name := range []string{"From", "To", "Call-ID"} {
+		if h := inv.GetHeader(name); h != nil {
+			c.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	if cs := inv.CSeq(); cs != nil {
+		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
+	}
+	c.SetBody(nil)
+	c.SetTransport(inv.Transport())
+	c.SetDestination(inv.Destination())
+	c.Laddr = inv.Laddr
+	p := f.p
+	callID := headerValue(f.req, "call-id")
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timerCGrace)
+		defer cancel()
+		res, err := p.client.Do(ctx, c, noBuild)
+		if err != nil {
+			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
+			return
+		}
+		p.log.Debug("CANCEL branch answered", "status", res.StatusCode, "call_id", callID)
+	}()
+}
+
+// removeFlow deletes the binding whose flow the edge reported dead (430,
+// RFC 5626 §7), but only if the stored binding still carries that flow:
+// same Path, Call-ID, CSeq and update time. A REGISTER that refreshed or
+// replaced the binding meanwhile wins, so a late 430 never deletes a
+// fresh registration.
+func (f *fork) removeFlow(dead Binding) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.p.reg.cfg.StoreTimeout)
+	defer cancel()
+	removed := false
+	_, err := f.p.reg.store.Update(ctx, dead.AOR, func(cur []Binding) ([]Binding, error) {
+		removed = false
+		out := make([]Binding, 0, len(cur))
+		for _, b := range cur {
+			if b.Key == dead.Key && slices.Equal(b.Path, dead.Path) && b.CallID == dead.CallID &&
+				b.CSeq == dead.CSeq && b.Updated.Equal(dead.Updated) {
+				removed = true
+				continue
+			}
+			out = append(out, b)
+		}
+		if !removed {
+			return nil, errFlowReplaced
+		}
+		return out, nil
+	})
+	switch {
+	case errors.Is(err, errFlowReplaced):
+		f.p.log.Info("430 for a flow already replaced; binding kept", "aor", dead.AOR, "call_id", headerValue(f.req, "call-id"))
+	case err != nil:
+		f.p.log.Warn("remove failed flow", "aor", dead.AOR, "error", err)
+	default:
+		f.p.m.removed.Inc()
+		f.p.log.Info("binding removed after 430 Flow Failed", "aor", dead.AOR, "flow", flowOf(dead))
+	}
+}
+
+var errFlowReplaced = errors.New("binding no longer carries the failed flow")
+
+func flowOf(b Binding) string {
+	if len(b.Path) > 0 {
+		if es, err := routeset.ParseRouteList(b.Path[:1]); err == nil {
+			tok, _ := routeset.FlowTokenFromURI(es[0].URI)
+			if len(tok) > 12 {
+				tok = tok[:12] + "…"
+			}
+			return tok
+		}
+	}
+	return strings.TrimSpace(b.Key)
+}
+
+// onStrayResponse handles responses that match no client transaction
+// (sipgo's unhandled-response hook): a 2xx to an INVITE we forwarded
+// whose transaction is gone is forwarded statelessly by its Via (RFC 3261
+// §16.7 step 5 with RFC 6026); anything else is dropped.
+func (p *proxy) onStrayResponse(res *sip.Response) {
+	p.init()
+	v := res.Via()
+	cs := res.CSeq()
+	if v == nil || cs == nil || cs.MethodName != sip.INVITE || !res.IsSuccess() {
+		return
+	}
+	br, _ := v.Params.Get("branch")
+	u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port}
+	if !strings.HasPrefix(br, "z9hG4bK-ph") || !p.self.IsSelf(u) {
+		return
+	}
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	next := up.Via()
+	if next == nil {
+		return
+	}
+	up.SetTransport(next.Transport)
+	up.SetDestination("")
+	if err := p.s.srv.WriteResponse(up); err != nil {
+		p.log.Info("relay stray 2xx", "error", err, "call_id", res.CallID().Value())
+	}
+}

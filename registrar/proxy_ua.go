@@ -1,0 +1,92 @@
+package registrar
+
+import (
+	"context"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/routeset"
+)
+
+// UA-originated requests (DESIGN.md "UA-originated request", issue 5 item
+// 6). A UA preloads the Service-Route it got at registration (RFC 3608
+// §6); the registrar recognises such a request by the Route entry of its
+// own that it pops: a Service-Route URI carries the "orig" marker, as the
+// user part (sip:orig@host;lr, the 3GPP convention) or as a URI parameter
+// (sip:host;lr;orig). Record-Route entries, which the PBX's in-dialog
+// requests carry, never do, so the source address plays no part.
+//
+// Such a request is authenticated as a home proxy does (RFC 3261 §22.3:
+// 407 + Proxy-Authenticate) when registrar.auth is on, the From AOR must
+// belong to the authenticated user (403), every P-Asserted-Identity from
+// the UA is removed and the AOR asserted instead (RFC 3325 §5), and its
+// Proxy-Authorization is consumed. Without a further Route it goes to the
+// PBX (registrar.pbx).
+
+const origMarker = "orig"
+
+// hasOrigMarker reports whether one of the popped Route entries is a
+// Service-Route URI of ours.
+func hasOrigMarker(popped []routeset.Entry) bool {
+	for _, e := range popped {
+		if strings.EqualFold(e.URI.User, origMarker) {
+			return true
+		}
+		for _, kv := range e.URI.UriParams {
+			if strings.EqualFold(kv.K, origMarker) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// authenticateUA returns the identity to assert for a UA-originated
+// request, or the rejection (407 challenge, 403). With authentication off
+// nothing is asserted (and any UA-supplied identity is still stripped).
+func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection) {
+	from := req.From()
+	if from == nil {
+		return "", reject(400, "missing_from", "Missing From", "")
+	}
+	aor := CanonicalAOR(&from.Address)
+	r := p.reg
+	if r.auth == nil {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+	defer cancel()
+	res, err := r.auth.Authenticate(ctx, auth.Request{
+		Method:        string(req.Method),
+		RequestURI:    req.Recipient.String(),
+		Authorization: headerValues(req, "proxy-authorization"),
+		UserAgent:     headerValue(req, "user-agent"),
+		Source:        r.uaAddr(req, src),
+		Body:          req.Body(),
+		Proxy:         true,
+	})
+	if err != nil {
+		return "", r.unavailable(err)
+	}
+	r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
+	switch res.Status {
+	case 0:
+	case 401, 407:
+		hdrs := make([]sip.Header, 0, len(res.Challenges))
+		for _, c := range res.Challenges {
+			hdrs = append(hdrs, sip.NewHeader(res.ChallengeHeader, c))
+		}
+		return "", reject(res.Status, "auth_"+string(res.Outcome), "Proxy Authentication Required", "user="+res.Username, hdrs...)
+	case 403:
+		return "", reject(403, "auth_"+string(res.Outcome), "Forbidden", "")
+	default:
+		return "", reject(400, "auth_"+string(res.Outcome), "Bad Proxy-Authorization", "user="+res.Username)
+	}
+	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
+		r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()
+		return "", reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
+	}
+	return aor, nil
+}
