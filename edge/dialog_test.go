@@ -176,3 +176,158 @@ func TestRFC3261_16_10_CancelThroughEdge(t *testing.T) {
 	readUntilStatus(t, ua, r, 487)
 	core.recv("ACK") // the edge's client transaction ACKs the 487 hop by hop
 }
+
+// TestRFC3261_16_3_LoopVersusSpiral: a request that comes back to the edge
+// unchanged is a loop (482); one whose Request-URI changed on the way (a
+// registrar's location lookup) is a spiral and passes (RFC 3261 §16.3
+// item 4).
+func TestRFC3261_16_3_LoopVersusSpiral(t *testing.T) {
+	core := newCoreUDP(t)
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	msg := "MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + ua.LocalAddr().String() + ";branch=z9hG4bK-loop1;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=l1\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: loop-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := core.recv("MESSAGE")
+	back := func(ruri, branch string) string {
+		var sb strings.Builder
+		sb.WriteString("MESSAGE " + ruri + " SIP/2.0\r\n")
+		sb.WriteString("Via: SIP/2.0/UDP " + core.c.LocalAddr().String() + ";branch=" + branch + ";rport\r\n")
+		for _, v := range got.all("Via") {
+			sb.WriteString("Via: " + v + "\r\n")
+		}
+		sb.WriteString("Max-Forwards: 68\r\nFrom: " + got.get("From") + "\r\nTo: " + got.get("To") + "\r\n")
+		sb.WriteString("Call-ID: loop-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n")
+		return sb.String()
+	}
+	if res := core.send(env.edgeUDP, back("sip:bob@127.0.0.1", "z9hG4bK-core-loop")); res.status() != 482 {
+		t.Errorf("unchanged request back at the edge: %s, want 482 Loop Detected", res.start)
+	}
+	if _, err := core.c.WriteToUDP([]byte(back("sip:bob@10.0.0.7:5060", "z9hG4bK-core-spiral")), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	spiral, _ := core.recv("MESSAGE")
+	if !strings.HasPrefix(spiral.start, "MESSAGE sip:bob@10.0.0.7:5060") {
+		t.Errorf("spiral not forwarded: %q", spiral.start)
+	}
+}
+
+// TestRFC3261_16_3_SpiralThroughRegistrar: UA (UDP) → edge → real
+// registrar → edge → UA (TCP): the INVITE spirals through the edge twice
+// (loop detection lets it pass, RFC 3261 §16.3 item 4) and reaches alice
+// over her registered flow (RFC 5626 §5.3); her answer goes back along the
+// Vias.
+func TestRFC3261_16_3_SpiralThroughRegistrar(t *testing.T) {
+	env := startEnv(t, nil)
+	alice, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	ar := bufio.NewReader(alice)
+	if _, err := alice.Write([]byte(registerMsg("TCP", alice.LocalAddr().String(), "alice", true))); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := readStreamMsg(alice, ar); err != nil || res.status() != 200 {
+		t.Fatalf("alice REGISTER: %v %v", res, err)
+	}
+	bob := newCoreUDP(t) // a UDP UA, raw
+	local := bob.c.LocalAddr().String()
+	invite := "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-bobinv;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:bob@127.0.0.1>;tag=b1\r\nTo: <sip:alice@127.0.0.1>\r\n" +
+		"Call-ID: spiral-1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@" + local + ">\r\nContent-Length: 0\r\n\r\n"
+	if _, err := bob.c.WriteToUDP([]byte(invite), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readStreamMsg(alice, ar)
+	if err != nil {
+		t.Fatalf("alice did not get the spiralled INVITE: %v", err)
+	}
+	if got.method() != "INVITE" || len(got.all("Via")) != 4 {
+		t.Fatalf("alice got %q with Vias %v, want INVITE via edge, registrar, edge", got.start, got.all("Via"))
+	}
+	if _, err := alice.Write([]byte(respondTo(got, 486, "Busy Here"))); err != nil {
+		t.Fatal(err)
+	}
+	if res := bob.final(); res.status() != 486 {
+		t.Errorf("bob got %s, want 486", res.start)
+	}
+}
+
+// TestRFC3261_18_1_1_LargeRequestSwitchesToTCP: a request toward a UDP core
+// that would exceed 1300 bytes goes over TCP to the same host:port.
+func TestRFC3261_18_1_1_LargeRequestSwitchesToTCP(t *testing.T) {
+	core := newCoreUDP(t)
+	ln, err := net.Listen("tcp", core.c.LocalAddr().String())
+	if err != nil {
+		t.Skip("TCP port of the core socket taken:", err)
+	}
+	defer ln.Close()
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	body := strings.Repeat("x", 2000)
+	msg := "MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + ua.LocalAddr().String() + ";branch=z9hG4bK-big1;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=g1\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: big-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
+	if _, err := ua.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := readStreamMsg(c, bufio.NewReader(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.method() != "MESSAGE" || len(got.body) != 2000 || !strings.HasPrefix(got.all("Via")[0], "SIP/2.0/TCP ") {
+		t.Fatalf("core got %q body %d Via %q", got.start, len(got.body), got.all("Via")[0])
+	}
+	if _, err := c.Write([]byte(respondTo(got, 200, "OK"))); err != nil {
+		t.Fatal(err)
+	}
+	if res := readUntilStatus(t, ua, bufio.NewReader(ua), 200); res == nil {
+		t.Fatal("no 200")
+	}
+}
+
+// TestRFC6026_2xxRetransmissionRelayed: a retransmitted 2xx to an INVITE is
+// relayed too (RFC 3261 §16.7 step 10, RFC 6026 §7.2), so a 2xx lost on
+// the UA's UDP leg is recovered by the UAS's retransmission.
+func TestRFC6026_2xxRetransmissionRelayed(t *testing.T) {
+	core := newCoreUDP(t)
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua := newCoreUDP(t) // a raw UDP UA
+	local := ua.c.LocalAddr().String()
+	invite := "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-rtx1;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=r1\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: rtx-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@" + local + ">\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.c.WriteToUDP([]byte(invite), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	inv, from := core.recv("INVITE")
+	contact := "Contact: <sip:bob@" + core.c.LocalAddr().String() + ">\r\n"
+	for i := range 2 {
+		core.reply(inv, from, 200, "OK", contact)
+		if res := ua.final(); res.status() != 200 {
+			t.Fatalf("UA got %s on 2xx #%d", res.start, i+1)
+		}
+	}
+}

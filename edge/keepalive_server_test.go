@@ -10,6 +10,8 @@ import (
 	"github.com/pion/stun/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
 )
 
 // TestRFC5626_3_5_1_PongsThroughRunningEdge: split and coalesced CRLFCRLF
@@ -94,8 +96,9 @@ func TestRFC5389_STUNOnRunningEdgeUDP(t *testing.T) {
 	if got := counterValue(env.edge.m.keepalives.WithLabelValues("udp")); got != 1 {
 		t.Errorf("udp keep-alives = %v, want 1", got)
 	}
-	if env.edge.table.Len() != 1 {
-		t.Errorf("flows = %d, want the STUN sender's flow", env.edge.table.Len())
+	key := flowtable.FlowKey{Transport: flowtable.UDP, Local: env.edge.listeners[0].local, Remote: mustAddrPort(t, c.LocalAddr().String())}
+	if _, ok := env.edge.table.Lookup(key); !ok {
+		t.Errorf("no flow for the STUN sender %v", key)
 	}
 }
 
@@ -105,4 +108,23 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestMetricsRegistered: the edge registers its pinhole_edge_* metrics on
+// the injected registry.
+func TestMetricsRegistered(t *testing.T) {
+	env := startEnv(t, nil)
+	mfs, err := env.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, want := range []string{"pinhole_edge_flows", "pinhole_edge_registrars_up"} {
+		if !names[want] {
+			t.Errorf("%s not registered (have %v)", want, names)
+		}
+	}
 }

@@ -16,7 +16,6 @@ const (
 	reasonFlowGone      = "flow_gone"         // 430, RFC 5626 §5.3
 	reasonUntrusted     = "untrusted_core"    // 403: token route from outside trusted_core
 	reasonDraining      = "draining"          // 503
-	reasonNoRegistrar   = "no_registrar"      // 503
 	reasonBadRequest    = "bad_request"       // 400
 	reasonUpstreamError = "upstream_error"    // 408/503 from a failed client transaction
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself

@@ -181,3 +181,34 @@ func TestRFC5626_UDPFlowExpiry(t *testing.T) {
 	}
 	_ = strings.TrimSpace
 }
+
+// TestRegistrarFailoverOnRefusedConnection: a REGISTER whose registrar
+// refuses the TCP connection is retried on the next registrar at once.
+func TestRegistrarFailoverOnRefusedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	env := startEnv(t, func(c *Config) {
+		c.Registrar = URIList{"sip:" + refused + ";transport=tcp", c.Registrar[0]}
+	})
+	env.edge.probeAll()
+	env.edge.regUp[0].Store(true) // pretend it answered the last probe
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	if _, err := ua.Write([]byte(registerMsg("TCP", ua.LocalAddr().String(), "hank", true))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := readStreamMsg(ua, bufio.NewReader(ua))
+	if err != nil || res.status() != 200 {
+		t.Fatalf("REGISTER: %v %v, want 200 from the second registrar", res, err)
+	}
+	if env.edge.regUp[0].Load() {
+		t.Error("refusing registrar still marked up")
+	}
+}

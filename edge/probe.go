@@ -9,16 +9,18 @@ import (
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
-// currentRegistrar is the first registrar (in configured order) that
-// answered its last OPTIONS probe; before any probe, or when none answers,
-// the first one.
-func (s *Server) currentRegistrar() sip.Uri {
+// registrarOrder lists registrar indexes for a REGISTER: those that
+// answered their last probe first (configured order), then the rest.
+func (s *Server) registrarOrder() []int {
+	var up, down []int
 	for i := range s.registrars {
 		if s.regUp[i].Load() {
-			return s.registrars[i]
+			up = append(up, i)
+		} else {
+			down = append(down, i)
 		}
 	}
-	return s.registrars[0]
+	return append(up, down...)
 }
 
 // probeLoop sends OPTIONS to every registrar every ProbeInterval; any

@@ -405,6 +405,16 @@ func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string)
 // inbound transaction (hence over the same flow), blocking until the final
 // response. onResponse may edit a response before it is relayed.
 func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response)) {
+	_ = s.forwardTry(req, tx, in, fwd, lg, hash, onResponse, false)
+}
+
+// errNoAnswer: the next hop could not be reached and nothing was relayed;
+// the caller may try another one.
+var errNoAnswer = errors.New("next hop did not answer")
+
+// forwardTry is forward; with mayRetry it does not answer a request whose
+// next hop failed before any response and returns errNoAnswer instead.
+func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response), mayRetry bool) error {
 	// RFC 3261 §18.1.1: a large request toward the core switches to TCP.
 	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
 		lg = s.coreLeg(lg.target, "tcp")
@@ -420,10 +430,31 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 	defer cancel()
 	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
 	if err != nil {
+		if mayRetry {
+			return fmt.Errorf("%w: %w", errNoAnswer, err)
+		}
 		s.forwardFailed(req, tx, in, lg, err)
-		return
+		return nil
 	}
-	defer clTx.Terminate()
+	keepAccepted := false
+	defer func() {
+		// An INVITE client transaction that saw a 2xx stays in RFC 6026
+		// Accepted until Timer M so 2xx retransmissions are relayed.
+		if !keepAccepted {
+			clTx.Terminate()
+		}
+	}()
+	if ctx2, ok := clTx.(*sip.ClientTx); ok && req.IsInvite() {
+		ctx2.OnRetransmission(func(res *sip.Response) {
+			if res.StatusCode < 200 || res.StatusCode >= 300 {
+				return
+			}
+			r := res.Clone()
+			r.RemoveHeader("Via")
+			r.SetDestination("")
+			s.respond(tx, in, r)
+		})
+	}
 	if req.IsInvite() {
 		if stx, ok := tx.(*sip.ServerTx); ok {
 			stx.OnCancel(func(*sip.Request) {
@@ -433,11 +464,12 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 			})
 		}
 	}
+	relayed := false
 	for {
 		select {
 		case res, ok := <-clTx.Responses():
 			if !ok {
-				return
+				return nil
 			}
 			if res.StatusCode == 100 {
 				continue // hop by hop (RFC 3261 §16.7 step 3)
@@ -447,13 +479,21 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 				onResponse(res)
 			}
 			res.SetDestination("")
+			if req.IsInvite() && res.StatusCode >= 200 && res.StatusCode < 300 {
+				s.rememberAccepted(branch, tx, in)
+				keepAccepted = true
+			}
 			s.respond(tx, in, res)
+			relayed = true
 			if res.StatusCode >= 200 {
-				return
+				return nil
 			}
 		case <-clTx.Done():
+			if mayRetry && !relayed {
+				return fmt.Errorf("%w: %w", errNoAnswer, clTx.Err())
+			}
 			s.forwardFailed(req, tx, in, lg, clTx.Err())
-			return
+			return nil
 		}
 	}
 }
@@ -563,10 +603,44 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	}
 }
 
-// onStrayResponse sees responses matching no client transaction, e.g.
-// retransmitted 2xx to an INVITE after its transaction ended. They are
-// dropped: the end points' 2xx retransmission and ACK recover.
+// acceptedTx is an INVITE server transaction that relayed a 2xx, kept for
+// relaying retransmissions of that 2xx (RFC 6026 §7.2; RFC 3261 §16.7
+// step 10 forwards every 2xx).
+type acceptedTx struct {
+	tx sip.ServerTransaction
+	in inbound
+}
+
+// acceptedLinger is how long 2xx retransmissions are relayed: Timer M
+// (64*T1, RFC 6026).
+const acceptedLinger = 32 * time.Second
+
+func (s *Server) rememberAccepted(branch string, tx sip.ServerTransaction, in inbound) {
+	s.accepted.Store(branch, &acceptedTx{tx: tx, in: in})
+	time.AfterFunc(acceptedLinger, func() { s.accepted.Delete(branch) })
+}
+
+// onStrayResponse sees responses matching no client transaction: a
+// retransmitted 2xx to an INVITE whose client transaction already ended is
+// relayed over the server transaction that relayed the first one (the
+// branch in our Via names it); anything else is dropped.
 func (s *Server) onStrayResponse(res *sip.Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic relaying a stray response", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	if v := res.Via(); v != nil && res.StatusCode >= 200 && res.StatusCode < 300 {
+		if b, ok := v.Params.Get("branch"); ok {
+			if a, ok := s.accepted.Load(b); ok {
+				at := a.(*acceptedTx)
+				res.RemoveHeader("Via")
+				res.SetDestination("")
+				s.respond(at.tx, at.in, res)
+				return
+			}
+		}
+	}
 	s.log.Debug("stray response dropped", "status", res.StatusCode, "call_id", callID(res))
 }
 

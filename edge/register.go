@@ -37,14 +37,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
 
-	target := s.currentRegistrar()
-	lg := s.coreLeg(target, "")
-	token := s.keys.Encode(in.key)
-	path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
-	fwd.PrependHeader(sip.NewHeader("Path", path))
-	// A Route naming the registrar itself is kept; the destination is the
-	// registrar either way.
-	s.forward(req, tx, in, fwd, lg, hash, func(res *sip.Response) {
+	onResp := func(res *sip.Response) {
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return
 		}
@@ -57,7 +50,26 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 			}
 			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(ft.Seconds()))))
 		}
-	})
+	}
+	// Registrars in failover order: the current one first, then the
+	// others; a registrar that fails before answering at all (e.g. a
+	// refused TCP connection) is marked down and the next one tried.
+	order := s.registrarOrder()
+	token := s.keys.Encode(in.key)
+	for i, idx := range order {
+		target := s.registrars[idx]
+		lg := s.coreLeg(target, "")
+		try := fwd.Clone()
+		path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
+		try.PrependHeader(sip.NewHeader("Path", path))
+		err := s.forwardTry(req, tx, in, try, lg, hash, onResp, i < len(order)-1)
+		if err == nil {
+			return
+		}
+		s.regUp[idx].Store(false)
+		s.log.Warn("registrar unreachable, failing over", "registrar", target.String(), "error", err,
+			"call_id", callID(req))
+	}
 }
 
 // outboundIdentities lists the Contacts carrying +sip.instance and reg-id

@@ -102,8 +102,9 @@ type Server struct {
 	byLocal   map[string]*listener // udp listeners by bound address
 	self      routeset.Self
 
-	conns   sync.Map // *StreamConn → *streamConn
-	connsID sync.Map // uint64 global ConnID → *streamConn
+	accepted sync.Map // our Via branch → *acceptedTx (2xx retransmissions)
+	conns    sync.Map // *StreamConn → *streamConn
+	connsID  sync.Map // uint64 global ConnID → *streamConn
 
 	inflight  inflight
 	draining  atomic.Bool
@@ -409,7 +410,11 @@ func (s *Server) Serve() error {
 	for e := range errs {
 		all = append(all, e)
 	}
-	return errors.Join(all...)
+	if len(all) > 0 {
+		return errors.Join(all...)
+	}
+	<-s.done // Drain closes stream listeners; Serve still lasts until Close
+	return nil
 }
 
 // awaitServing waits until sipgo has registered every UDP listener in its

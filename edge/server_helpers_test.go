@@ -241,6 +241,7 @@ func startEnvOpts(t *testing.T, mutate func(*Config), now func() time.Time) *tes
 		Listen:       []registrar.ListenConfig{{Transport: "udp", Address: "127.0.0.1:0"}, {Transport: "tcp", Address: "127.0.0.1:0"}},
 		Domains:      []string{"127.0.0.1"},
 		TrustedEdges: []string{"127.0.0.0/8"},
+		TrustedPeers: []string{"127.0.0.0/8"},
 	}
 	rcfg.SetDefaults()
 	r, err := registrar.New(rcfg, env.store, registrar.Options{})

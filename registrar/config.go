@@ -30,7 +30,9 @@ type Config struct {
 	TrustedEdges        []string            `yaml:"trusted_edges"`    // CIDRs whose Path is accepted
 	TrustedPeers        []string            `yaml:"trusted_peers"`    // CIDRs that may send non-REGISTER requests
 	PBX                 []PBXTarget         `yaml:"pbx"`
-	Auth                auth.Config         `yaml:"auth"`
+	// PBXProbeInterval is how often each pbx target gets an OPTIONS probe. Default 5s.
+	PBXProbeInterval time.Duration `yaml:"pbx_probe_interval"`
+	Auth             auth.Config   `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`
@@ -101,6 +103,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
+	}
+	if c.PBXProbeInterval == 0 {
+		c.PBXProbeInterval = 5 * time.Second
 	}
 	c.Auth.SetDefaults()
 	if c.Auth.Realm == "" && len(c.Domains) > 0 {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -72,7 +73,7 @@ func newProxy(s *Server) (*proxy, error) {
 		if err := parseSIPURI(strings.Trim(t.URI, "<>"), &u); err != nil {
 			return nil, fmt.Errorf("registrar: pbx[%d]: %w", i, err)
 		}
-		pbx = append(pbx, pbxTarget{uri: u, priority: t.Priority, weight: t.Weight})
+		pbx = append(pbx, pbxTarget{uri: u, priority: t.Priority, weight: t.Weight, down: new(atomic.Bool)})
 	}
 	return &proxy{s: s, reg: s.reg, client: client, log: s.log, m: s.reg.route, peers: peers, pbx: pbx}, nil
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	register     *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
 	auth         *prometheus.CounterVec
+	pbxUp        prometheus.Gauge
 }
 
 // newMetrics registers the registrar's metrics on reg. Labels are bounded:
@@ -31,6 +32,10 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 			Name: "pinhole_registrar_auth_total",
 			Help: "Digest authentication outcomes (unknown_user and wrong_password look identical to clients).",
 		}, []string{"outcome"}),
+		pbxUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pinhole_registrar_pbx_up",
+			Help: "registrar.pbx targets answering OPTIONS at the last probe.",
+		}),
 	}
 	bindings := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pinhole_registrar_bindings",
@@ -44,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 		}
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.register, m.storeLatency, m.auth, bindings} {
+	for _, c := range []prometheus.Collector{m.register, m.storeLatency, m.auth, m.pbxUp, bindings} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
 		}

@@ -3,6 +3,7 @@ package registrar
 import (
 	"cmp"
 	"slices"
+	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -76,12 +77,29 @@ type pbxTarget struct {
 	uri      sip.Uri
 	priority int
 	weight   int
+	// down is set by the OPTIONS prober (pbxprobe.go) while the target
+	// does not answer; shared by every copy of the target.
+	down *atomic.Bool
 }
 
 // orderPBX returns the PBX next hops in failover order: lowest priority
 // first; within one priority a weighted random order as in RFC 2782
 // (weight 0 entries only after all weighted ones). rnd is uniform in [0,1).
 func orderPBX(targets []pbxTarget, rnd func() float64) []sip.Uri {
+	// Targets the prober found down go last (still tried: the probe may be
+	// older than the outage's end).
+	var up, down []pbxTarget
+	for _, t := range targets {
+		if t.down != nil && t.down.Load() {
+			down = append(down, t)
+		} else {
+			up = append(up, t)
+		}
+	}
+	return append(orderGroup(up, rnd), orderGroup(down, rnd)...)
+}
+
+func orderGroup(targets []pbxTarget, rnd func() float64) []sip.Uri {
 	byPrio := slices.Clone(targets)
 	slices.SortStableFunc(byPrio, func(a, b pbxTarget) int { return cmp.Compare(a.priority, b.priority) })
 	out := make([]sip.Uri, 0, len(byPrio))

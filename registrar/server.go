@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -32,17 +33,20 @@ func NewParser() *sip.Parser {
 
 // Server binds the Registrar to SIP listeners.
 type Server struct {
-	reg      *Registrar
-	ua       *sipgo.UserAgent
-	srv      *sipgo.Server
-	log      *slog.Logger
-	inflight sync.WaitGroup
-	draining atomic.Bool
-	mu       sync.Mutex
-	closers  []net.Listener
-	pconns   []net.PacketConn
-	addrs    []net.Addr
-	proxy    *proxy // location-service proxy for non-REGISTER requests (inbound.go)
+	reg       *Registrar
+	ua        *sipgo.UserAgent
+	srv       *sipgo.Server
+	log       *slog.Logger
+	inflight  sync.WaitGroup
+	draining  atomic.Bool
+	mu        sync.Mutex
+	closers   []net.Listener
+	pconns    []net.PacketConn
+	addrs     []net.Addr
+	proxy     *proxy // location-service proxy for non-REGISTER requests (inbound.go)
+	done      chan struct{}
+	closeOnce sync.Once
+	pbxUp     prometheus.Gauge
 }
 
 // NewServer creates the SIP side of the registrar. Call Listen, then Serve.
@@ -64,7 +68,7 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger}
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), pbxUp: reg.metrics.pbxUp}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
 	}
@@ -166,6 +170,7 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // Serve runs all listeners until Close. It returns when all have stopped.
 func (s *Server) Serve() error {
+	go s.proxy.probeLoop(s.done, s.reg.cfg.PBXProbeInterval, s.pbxUp)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.pconns)+len(s.closers))
 	for _, pc := range s.pconns {
@@ -209,6 +214,7 @@ func (s *Server) Drain(timeout time.Duration) bool {
 
 // Close stops listening and releases the SIP stack.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
 	for _, ln := range s.closers {
 		_ = ln.Close()
 	}

@@ -311,6 +311,7 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar_store", reg.Ready)
+	o.AddCheck("registrar_pbx", srv.PBXReady)
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.Network()+"/"+a.String())
