@@ -566,7 +566,7 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 			}
 		}
 		for _, sr := range routes {
-			res.AppendHeader(sip.NewHeader("Service-Route", angle(sr)))
+			res.AppendHeader(sip.NewHeader("Service-Route", serviceRoute(sr)))
 		}
 	}
 	if r.gruu != nil {
@@ -608,11 +608,17 @@ func contactValue(b Binding, now time.Time) string {
 	return sb.String()
 }
 
-func angle(s string) string {
-	if strings.HasPrefix(s, "<") {
-		return s
+// serviceRoute renders one Service-Route value with the "orig" marker
+// parameter (proxy_ua.go): when the UA preloads it and the request comes
+// back to us, the marker tells a UA-originated request from a PBX one by
+// the route it arrived with, never by source address (DESIGN.md).
+func serviceRoute(uri string) string {
+	u := strings.TrimSuffix(strings.TrimPrefix(uri, "<"), ">")
+	var parsed sip.Uri
+	if parseSIPURI(u, &parsed) == nil && !parsed.UriParams.Has(origMarker) && !strings.EqualFold(parsed.User, origMarker) {
+		u += ";" + origMarker
 	}
-	return "<" + s + ">"
+	return "<" + u + ">"
 }
 
 // parseDelta parses delta-seconds (RFC 3261 §25.1: 1*DIGIT), saturating.

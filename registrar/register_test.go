@@ -137,7 +137,7 @@ func TestRFC3261_10_3_RegisterFetchAndExpires(t *testing.T) {
 	if res.GetHeader("Date") == nil {
 		t.Fatal("200 OK without Date (§10.3 step 8)")
 	}
-	if sr := res.GetHeader("Service-Route"); sr == nil || sr.Value() != "<sip:127.0.0.1:5070;lr>" {
+	if sr := res.GetHeader("Service-Route"); sr == nil || sr.Value() != "<sip:127.0.0.1:5070;lr;orig>" {
 		t.Fatalf("Service-Route = %v", sr)
 	}
 	// Fetch (no Contact) lists the binding with the remaining time.
@@ -391,7 +391,7 @@ func TestRFC3608_ServiceRoutePerDomain(t *testing.T) {
 	})
 	res := h.send("Contact: <sip:a@192.0.2.1>")
 	srs := res.GetHeaders("Service-Route")
-	if len(srs) != 2 || srs[0].Value() != "<sip:core.example.com;lr>" || srs[1].Value() != "<sip:pbx.example.com;lr>" {
+	if len(srs) != 2 || srs[0].Value() != "<sip:core.example.com;lr;orig>" || srs[1].Value() != "<sip:pbx.example.com;lr;orig>" {
 		t.Fatalf("Service-Route %v", srs)
 	}
 }
