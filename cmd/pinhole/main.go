@@ -173,6 +173,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// TCP (RFC 3261 §18.1.1); a registrar's 200 OK listing many bindings
 	// with Path vectors can exceed that, so allow large datagrams.
 	sip.UDPMTUSize = 65000
+	// sipgo's transports log through its package default logger; route
+	// them through ours so the format and level settings apply.
+	sip.SetDefaultLogger(logger.With("component", "sipgo"))
 
 	o := ops.New(logger)
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
