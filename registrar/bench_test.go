@@ -3,14 +3,20 @@ package registrar_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 
 	"github.com/pinhole-sip/pinhole/internal/redistest"
 	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
@@ -65,6 +71,89 @@ func BenchmarkHandleRegister(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "registers/s")
+		})
+	}
+}
+
+// BenchmarkRefreshWithDigest measures a REGISTER refresh that reuses the
+// nonce with a higher nc (RFC 7616 §3.4.5: no new 401), against the same
+// refresh without authentication. Client-side digest computation is
+// excluded from the timing.
+//
+//	go test -run '^$' -bench RefreshWithDigest -benchmem ./registrar/
+func BenchmarkRefreshWithDigest(b *testing.B) {
+	for _, withAuth := range []bool{false, true} {
+		name := "noauth"
+		if withAuth {
+			name = "md5"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := baseConfig()
+			opts := registrar.Options{}
+			if withAuth {
+				path := filepath.Join(b.TempDir(), "users.yaml")
+				if err := os.WriteFile(path, []byte("users:\n  - username: alice\n    password: secret\n"), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				users, err := auth.LoadUsers(path, "example.com", true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				acfg := auth.Config{Enabled: true, Realm: "example.com", AllowPlaintext: true, Algorithms: []string{"MD5"}}
+				acfg.SetDefaults()
+				v, err := auth.New(acfg, users, memstore.NewAuthState(nil), slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts.Auth, opts.Users = v, users
+			}
+			reg, err := registrar.New(cfg, memstore.New(nil), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			parser := registrar.NewParser()
+			src := registrar.Source{Transport: "UDP", Addr: netip.MustParseAddrPort("192.0.2.1:5060")}
+			build := func(cseq int, authz string) *sip.Request {
+				raw := fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK%d\r\n"+
+					"To: <sip:alice@example.com>\r\nFrom: <sip:alice@example.com>;tag=1\r\nCall-ID: bench\r\n"+
+					"CSeq: %d REGISTER\r\nContact: <sip:alice@192.0.2.1:5060>;expires=3600\r\n%sContent-Length: 0\r\n\r\n", cseq, cseq, authz)
+				m, err := parser.ParseSIP([]byte(raw))
+				if err != nil {
+					b.Fatal(err)
+				}
+				return m.(*sip.Request)
+			}
+			ctx := context.Background()
+			var chal *digest.Challenge
+			if withAuth {
+				res := reg.HandleRegister(ctx, build(1, ""), src)
+				if res.StatusCode != 401 {
+					b.Fatalf("challenge: %d", res.StatusCode)
+				}
+				chal, err = digest.ParseChallenge(res.GetHeader("WWW-Authenticate").Value())
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				authz := ""
+				if withAuth {
+					cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:example.com",
+						Username: "alice", Password: "secret", Count: i + 1, Cnonce: "c"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					authz = "Authorization: " + cred.String() + "\r\n"
+				}
+				req := build(i+2, authz)
+				b.StartTimer()
+				if res := reg.HandleRegister(ctx, req, src); res.StatusCode != 200 {
+					b.Fatalf("refresh %d: %d", i, res.StatusCode)
+				}
+			}
 		})
 	}
 }
