@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -69,5 +70,18 @@ func TestConfigDefaults(t *testing.T) {
 	e := cfg.Registrar.Expires
 	if e.Default.Seconds() != 3600 || e.Min.Seconds() != 60 || e.Max.Seconds() != 7200 || cfg.Registrar.Store.Backend != "memory" {
 		t.Fatalf("defaults: %+v", cfg.Registrar)
+	}
+}
+
+// TestDeployConfigsValidate keeps every example under deploy/config valid.
+func TestDeployConfigsValidate(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/config/*.yaml")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("deploy configs: %v %v", files, err)
+	}
+	for _, f := range files {
+		if _, err := loadConfig(f); err != nil {
+			t.Errorf("%v", err)
+		}
 	}
 }
