@@ -1,0 +1,268 @@
+package main_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startAllInOne runs edge + registrar in one binary on free ports and
+// returns the process, the edge SIP port and the registrar SIP port.
+func startAllInOne(t *testing.T) (*proc, int, int) {
+	t.Helper()
+	bin := pinholeBinary(t)
+	edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
+log: {level: debug, format: text}
+edge:
+  listen:
+    - {transport: udp, address: 127.0.0.1:%[2]d}
+    - {transport: tcp, address: 127.0.0.1:%[2]d}
+  registrar: sip:127.0.0.1:%[3]d
+  trusted_core: [127.0.0.0/8]
+registrar:
+  listen:
+    - {transport: udp, address: 127.0.0.1:%[3]d}
+    - {transport: tcp, address: 127.0.0.1:%[3]d}
+  domains: [127.0.0.1]
+  expires: {jitter: 0}
+  trusted_edges: [127.0.0.0/8]
+  trusted_peers: [127.0.0.0/8]
+`, opsPort, edgePort, regPort)
+	path := filepath.Join(t.TempDir(), "aio.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{sip: edgePort, ops: opsPort, logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "-config", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("pinhole logs:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if code, _ := p.get("/readyz"); code == 200 {
+			return p, edgePort, regPort
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready\n%s", p.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sipMsg is a parsed SIP message: start line and headers (order kept).
+type sipMsg struct {
+	start string
+	hdrs  [][2]string
+}
+
+func (m sipMsg) get(name string) []string {
+	var out []string
+	for _, h := range m.hdrs {
+		if strings.EqualFold(h[0], name) {
+			out = append(out, h[1])
+		}
+	}
+	return out
+}
+
+func parseMsg(t *testing.T, raw string) sipMsg {
+	t.Helper()
+	lines := strings.Split(strings.SplitN(raw, "\r\n\r\n", 2)[0], "\r\n")
+	m := sipMsg{start: lines[0]}
+	for _, l := range lines[1:] {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			t.Fatalf("bad header line %q", l)
+		}
+		m.hdrs = append(m.hdrs, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+	}
+	return m
+}
+
+// readStreamSIP reads one message from a stream (headers + Content-Length
+// body), skipping CRLF keep-alive pongs.
+func readStreamSIP(t *testing.T, c net.Conn, br *bufio.Reader, d time.Duration) (sipMsg, error) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return sipMsg{}, err
+		}
+		if line == "\r\n" && b.Len() == 0 {
+			continue
+		}
+		b.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+	}
+	m := parseMsg(t, b.String())
+	if cl := m.get("Content-Length"); len(cl) > 0 {
+		n, _ := strconv.Atoi(cl[0])
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return sipMsg{}, err
+		}
+	}
+	return m, nil
+}
+
+// outboundUA is one TCP flow of a RFC 5626 UA registered through the edge.
+type outboundUA struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func registerOutbound(t *testing.T, edgePort, regID int) *outboundUA {
+	t.Helper()
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", edgePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	la := c.LocalAddr().String()
+	msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + la + ";branch=z9hG4bKreg" + strconv.Itoa(regID) + ";rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:carol@127.0.0.1>\r\nFrom: <sip:carol@127.0.0.1>;tag=r" + strconv.Itoa(regID) + "\r\n" +
+		"Call-ID: ob-carol-" + strconv.Itoa(regID) + "\r\nCSeq: 1 REGISTER\r\nSupported: outbound, path\r\n" +
+		"Contact: <sip:carol@" + la + ";transport=tcp;ob>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-00000000ca01>\";reg-id=" + strconv.Itoa(regID) + "\r\n" +
+		"Expires: 600\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	ua := &outboundUA{c: c, br: bufio.NewReader(c)}
+	for {
+		m, err := readStreamSIP(t, c, ua.br, 5*time.Second)
+		if err != nil {
+			t.Fatalf("REGISTER reg-id %d: %v", regID, err)
+		}
+		if strings.HasPrefix(m.start, "SIP/2.0 100") {
+			continue
+		}
+		if !strings.HasPrefix(m.start, "SIP/2.0 200") || len(m.get("Require")) == 0 || len(m.get("Flow-Timer")) == 0 {
+			t.Fatalf("REGISTER reg-id %d: %s %v", regID, m.start, m.hdrs)
+		}
+		return ua
+	}
+}
+
+// answer waits for an INVITE on the flow and answers 200 OK.
+func (u *outboundUA) answer(t *testing.T) sipMsg {
+	t.Helper()
+	for {
+		m, err := readStreamSIP(t, u.c, u.br, 5*time.Second)
+		if err != nil {
+			t.Fatalf("UA flow: no INVITE: %v", err)
+		}
+		if !strings.HasPrefix(m.start, "INVITE ") {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("SIP/2.0 200 OK\r\n")
+		for _, v := range m.get("Via") {
+			b.WriteString("Via: " + v + "\r\n")
+		}
+		for _, v := range m.get("Record-Route") {
+			b.WriteString("Record-Route: " + v + "\r\n")
+		}
+		b.WriteString("From: " + m.get("From")[0] + "\r\nTo: " + m.get("To")[0] + ";tag=ua\r\n")
+		b.WriteString("Call-ID: " + m.get("Call-ID")[0] + "\r\nCSeq: " + m.get("CSeq")[0] + "\r\n")
+		b.WriteString("Contact: <sip:carol@" + u.c.LocalAddr().String() + ";transport=tcp;ob>\r\nContent-Length: 0\r\n\r\n")
+		if _, err := u.c.Write([]byte(b.String())); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+}
+
+// pbxInvite sends an INVITE for carol to the registrar over UDP and
+// returns the final status.
+func pbxInvite(t *testing.T, regPort int, callID string) int {
+	t.Helper()
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", regPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	la := c.LocalAddr().String()
+	msg := "INVITE sip:carol@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + ";rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:carol@127.0.0.1>\r\nFrom: <sip:pbx@127.0.0.1>;tag=pbx\r\nCall-ID: " + callID + "\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sip:pbx@" + la + ">\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("PBX: no final response to %s: %v", callID, err)
+		}
+		f := strings.Fields(string(buf[:n]))
+		if len(f) < 2 || f[0] != "SIP/2.0" {
+			continue
+		}
+		code, _ := strconv.Atoi(f[1])
+		if code >= 200 {
+			return code
+		}
+	}
+}
+
+// TestE2E_RFC5626_PBXCallReachesFlowAndFailsOver is issue 5's "done when"
+// through the real all-in-one binary: a UA registers two outbound flows
+// (reg-id 1 and 2, one TCP connection each) through the edge; an INVITE
+// the PBX sends to the registrar arrives over the reg-id 1 flow; once that
+// connection is gone the next INVITE fails over to reg-id 2 (the edge
+// answers 430, never relayed); with no flow left the PBX gets 480.
+func TestE2E_RFC5626_PBXCallReachesFlowAndFailsOver(t *testing.T) {
+	p, edgePort, regPort := startAllInOne(t)
+	ua1 := registerOutbound(t, edgePort, 1)
+	ua2 := registerOutbound(t, edgePort, 2)
+
+	codes := make(chan int, 1)
+	go func() { codes <- pbxInvite(t, regPort, "call-1") }()
+	inv := ua1.answer(t)
+	if !strings.Contains(inv.start, "sip:carol@"+ua1.c.LocalAddr().String()) {
+		t.Errorf("Request-URI %q is not the registered Contact of reg-id 1", inv.start)
+	}
+	if code := <-codes; code != 200 {
+		t.Fatalf("first call: PBX got %d, want 200", code)
+	}
+
+	_ = ua1.c.Close()
+	go func() { codes <- pbxInvite(t, regPort, "call-2") }()
+	ua2.answer(t)
+	if code := <-codes; code != 200 {
+		t.Fatalf("failover call: PBX got %d, want 200", code)
+	}
+
+	_ = ua2.c.Close()
+	if code := pbxInvite(t, regPort, "call-3"); code != 480 {
+		t.Fatalf("no flow left: PBX got %d, want 480 (never 430)", code)
+	}
+	_, m := p.get("/metrics")
+	if !strings.Contains(m, `pinhole_edge_rejections_total{reason="flow_gone"}`) {
+		t.Errorf("edge did not count the dead flow:\n%s", grepLines(m, "rejections"))
+	}
+}
