@@ -183,7 +183,12 @@ func New(cfg Config, opt Options) (*Server, error) {
 	s.cua, err = sipgo.NewUA(sipgo.WithUserAgent(""),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(s.log)),
 		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse)))
+			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse),
+			// A core connection that dies (registrar crashed, reset) must
+			// fail its pending client transactions at once so the REGISTER
+			// fails over to the next registrar, instead of waiting 32 s for
+			// Timer F on a dead TCP connection.
+			sip.WithTransactionLayerTerminateOnConnClose()))
 	if err != nil {
 		return nil, fmt.Errorf("edge: core user agent: %w", err)
 	}
