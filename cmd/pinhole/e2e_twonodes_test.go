@@ -104,11 +104,10 @@ edge:
 	_ = r1.cmd.Process.Kill()
 	// A new flow registering through edge 1 must still succeed: edge 1
 	// fails over to registrar 2, which shares the bindings in Redis.
-	ua2 := registerOutbound(t, e1, 2)
+	registerOutbound(t, e1, 2)
 	go func() { codes <- pbxInvite(t, r2Port, "x-call-2") }()
 	ua.answer(t) // reg-id 1 flow is still alive and preferred
 	if code := <-codes; code != 200 {
 		t.Fatalf("after registrar 1 died: %d, want 200", code)
 	}
-	_ = ua2
 }
