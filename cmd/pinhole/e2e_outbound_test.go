@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +15,6 @@ import (
 // returns the process, the edge SIP port and the registrar SIP port.
 func startAllInOne(t *testing.T) (*proc, int, int) {
 	t.Helper()
-	bin := pinholeBinary(t)
 	edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
 log: {level: debug, format: text}
@@ -37,34 +33,7 @@ registrar:
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
 `, opsPort, edgePort, regPort)
-	path := filepath.Join(t.TempDir(), "aio.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{sip: edgePort, ops: opsPort, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "-config", path)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("pinhole logs:\n%s", p.logs.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if code, _ := p.get("/readyz"); code == 200 {
-			return p, edgePort, regPort
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready\n%s", p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return startConfig(t, "all-in-one", cfg, edgePort, opsPort), edgePort, regPort
 }
 
 // sipMsg is a parsed SIP message: start line and headers (order kept).

@@ -99,8 +99,7 @@ func (s *syncBuffer) String() string {
 // and starts the binary; it waits for /readyz.
 func startPinhole(t *testing.T, storeYAML string, extra string) *proc {
 	t.Helper()
-	bin := pinholeBinary(t)
-	p := &proc{sip: freePort(t), ops: freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &proc{sip: freePort(t), ops: freePort(t)}
 	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
 log: {level: debug, format: text}
 registrar:
@@ -115,10 +114,19 @@ registrar:
   retry_after_max: 9s
   service_route: [sip:127.0.0.1:%d;lr]
 %s`, p.ops, p.sip, p.sip, storeYAML, p.sip, extra)
-	path := filepath.Join(t.TempDir(), "pinhole.yaml")
+	return startConfig(t, "pinhole", cfg, p.sip, p.ops)
+}
+
+// startConfig starts the binary with a full YAML body, stops it (by PID)
+// when the test ends, and waits for /readyz.
+func startConfig(t *testing.T, name, cfg string, sipPort, opsPort int) *proc {
+	t.Helper()
+	bin := pinholeBinary(t)
+	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p := &proc{sip: sipPort, ops: opsPort, logs: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "-config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -129,7 +137,7 @@ registrar:
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			t.Logf("pinhole logs:\n%s", p.logs.String())
+			t.Logf("%s logs:\n%s", name, lastLines(p.logs.String(), 200))
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
@@ -139,11 +147,12 @@ registrar:
 		}
 		select {
 		case err := <-p.exited:
-			t.Fatalf("pinhole exited early: %v\n%s", err, p.logs.String())
+			p.exited <- err
+			t.Fatalf("%s exited early: %v\n%s", name, err, p.logs.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("pinhole not ready in 15s\n%s", p.logs.String())
+	t.Fatalf("%s not ready in 15s\n%s", name, p.logs.String())
 	return nil
 }
 

@@ -3,48 +3,12 @@ package main_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/redistest"
 )
-
-// startConfig starts the binary with a full YAML body and waits for /readyz.
-func startConfig(t *testing.T, name, cfg string, sipPort, opsPort int) *proc {
-	t.Helper()
-	bin := pinholeBinary(t)
-	path := filepath.Join(t.TempDir(), name+".yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{sip: sipPort, ops: opsPort, logs: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "-config", path)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", name, lastLines(p.logs.String(), 60))
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if code, _ := p.get("/readyz"); code == 200 {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready\n%s", name, p.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // TestE2E_TwoEdgesTwoRegistrarsOneRedis (issue 5 item 7): two edge and two
 // registrar processes share one redis-server. A UA registered with
