@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -84,4 +85,49 @@ type Store interface {
 	Count(ctx context.Context) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Clone returns a deep copy of b (the Path slice is not shared).
+func (b Binding) Clone() Binding {
+	if b.Path != nil {
+		b.Path = append([]string(nil), b.Path...)
+	}
+	return b
+}
+
+// CloneBindings returns deep copies of bs.
+func CloneBindings(bs []Binding) []Binding {
+	out := make([]Binding, len(bs))
+	for i, b := range bs {
+		out[i] = b.Clone()
+	}
+	return out
+}
+
+// LiveBindings returns deep copies of the bindings in bs that are live at now.
+func LiveBindings(bs []Binding, now time.Time) []Binding {
+	out := make([]Binding, 0, len(bs))
+	for _, b := range bs {
+		if b.Live(now) {
+			out = append(out, b.Clone())
+		}
+	}
+	return out
+}
+
+// CheckBindings enforces the Store.Update precondition that an UpdateFunc's
+// result belongs to aor and has distinct keys; stores refuse other results
+// so that a buggy caller cannot corrupt the location service.
+func CheckBindings(aor string, bs []Binding) error {
+	seen := make(map[string]struct{}, len(bs))
+	for i, b := range bs {
+		if b.AOR != aor {
+			return fmt.Errorf("binding %d has AOR %q", i, b.AOR)
+		}
+		if _, dup := seen[b.Key]; dup {
+			return fmt.Errorf("duplicate binding key %q", b.Key)
+		}
+		seen[b.Key] = struct{}{}
+	}
+	return nil
 }

@@ -92,7 +92,7 @@ func (s *Store) Get(ctx context.Context, aor string) ([]registrar.Binding, error
 	if e == nil {
 		return []registrar.Binding{}, nil
 	}
-	return liveCopy(e.bindings, now), nil
+	return registrar.LiveBindings(e.bindings, now), nil
 }
 
 // Update atomically replaces the live bindings of aor with fn's result.
@@ -109,7 +109,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	e := sh.aors[aor]
 	var cur []registrar.Binding
 	if e != nil {
-		cur = liveCopy(e.bindings, now)
+		cur = registrar.LiveBindings(e.bindings, now)
 	} else {
 		cur = []registrar.Binding{}
 	}
@@ -117,7 +117,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	if err != nil {
 		return nil, err
 	}
-	if err := validate(aor, next); err != nil {
+	if err := registrar.CheckBindings(aor, next); err != nil {
 		return nil, fmt.Errorf("memstore update %s: %w", aor, err)
 	}
 	// Re-check ctx after fn: a caller that gave up must not see a write
@@ -125,9 +125,9 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("memstore update %s: %w", aor, err)
 	}
-	stored := liveCopy(next, now)
+	stored := registrar.LiveBindings(next, now)
 	s.replaceLocked(sh, aor, e, stored)
-	return copyBindings(stored), nil
+	return registrar.CloneBindings(stored), nil
 }
 
 // replaceLocked stores bs (already live and owned by the store) as the
@@ -182,7 +182,7 @@ func (s *Store) sweepLocked(sh *shard, now time.Time) int {
 	removed := 0
 	for sh.exp.Len() > 0 && !sh.exp[0].minExp.After(now) {
 		e := sh.exp[0]
-		live := liveCopy(e.bindings, now)
+		live := registrar.LiveBindings(e.bindings, now)
 		removed += len(e.bindings) - len(live)
 		s.replaceLocked(sh, e.aor, e, live)
 	}
@@ -227,49 +227,6 @@ func (s *Store) Close() error {
 	if cancel != nil {
 		cancel()
 		<-done
-	}
-	return nil
-}
-
-// liveCopy returns deep copies of the bindings in bs that are live at now.
-func liveCopy(bs []registrar.Binding, now time.Time) []registrar.Binding {
-	out := make([]registrar.Binding, 0, len(bs))
-	for _, b := range bs {
-		if b.Live(now) {
-			out = append(out, copyBinding(b))
-		}
-	}
-	return out
-}
-
-func copyBindings(bs []registrar.Binding) []registrar.Binding {
-	out := make([]registrar.Binding, len(bs))
-	for i, b := range bs {
-		out[i] = copyBinding(b)
-	}
-	return out
-}
-
-func copyBinding(b registrar.Binding) registrar.Binding {
-	if b.Path != nil {
-		b.Path = append([]string(nil), b.Path...)
-	}
-	return b
-}
-
-// validate checks the Store precondition that fn's result belongs to aor
-// and has distinct keys, so a buggy caller cannot corrupt the location
-// service.
-func validate(aor string, bs []registrar.Binding) error {
-	seen := make(map[string]struct{}, len(bs))
-	for i, b := range bs {
-		if b.AOR != aor {
-			return fmt.Errorf("binding %d has AOR %q", i, b.AOR)
-		}
-		if _, dup := seen[b.Key]; dup {
-			return fmt.Errorf("duplicate binding key %q", b.Key)
-		}
-		seen[b.Key] = struct{}{}
 	}
 	return nil
 }

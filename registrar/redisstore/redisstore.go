@@ -227,7 +227,7 @@ func (s *Store) Get(ctx context.Context, aor string) ([]registrar.Binding, error
 	if err != nil {
 		return nil, backendErr("get "+aor, err)
 	}
-	return liveCopy(st.bs, s.now()), nil
+	return registrar.LiveBindings(st.bs, s.now()), nil
 }
 
 // read fetches the AOR's version and bindings and caches them.
@@ -275,7 +275,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			}
 		}
 		now := s.now()
-		next, err := fn(liveCopy(st.bs, now))
+		next, err := fn(registrar.LiveBindings(st.bs, now))
 		if err != nil {
 			if fromCache {
 				// A policy error computed on a possibly stale cached
@@ -290,10 +290,10 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			}
 			return nil, err
 		}
-		if err := validate(aor, next); err != nil {
+		if err := registrar.CheckBindings(aor, next); err != nil {
 			return nil, fmt.Errorf("redis %s: %w", op, err)
 		}
-		next = liveCopy(next, now)
+		next = registrar.LiveBindings(next, now)
 		if err := ctx.Err(); err != nil {
 			return nil, backendErr(op, err)
 		}
@@ -324,7 +324,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			if len(next) == 0 {
 				s.forget(aor)
 			}
-			return copyBindings(next), nil
+			return registrar.CloneBindings(next), nil
 		}
 		st, fromCache = cur, false
 		s.remember(aor, st)
@@ -509,22 +509,6 @@ func decodeState(v, b any) (cached, error) {
 	return cached{v: vs, bs: out}, nil
 }
 
-// validate checks the Store precondition that fn's result belongs to aor
-// and has distinct keys.
-func validate(aor string, bs []registrar.Binding) error {
-	seen := make(map[string]struct{}, len(bs))
-	for i, b := range bs {
-		if b.AOR != aor {
-			return fmt.Errorf("binding %d has AOR %q", i, b.AOR)
-		}
-		if _, dup := seen[b.Key]; dup {
-			return fmt.Errorf("duplicate binding key %q", b.Key)
-		}
-		seen[b.Key] = struct{}{}
-	}
-	return nil
-}
-
 func hasKey(bs []registrar.Binding, key string) bool {
 	for _, b := range bs {
 		if b.Key == key {
@@ -542,30 +526,4 @@ func maxExpires(bs []registrar.Binding) time.Time {
 		}
 	}
 	return m
-}
-
-// liveCopy returns deep copies of the bindings in bs that are live at now.
-func liveCopy(bs []registrar.Binding, now time.Time) []registrar.Binding {
-	out := make([]registrar.Binding, 0, len(bs))
-	for _, b := range bs {
-		if b.Live(now) {
-			out = append(out, copyBinding(b))
-		}
-	}
-	return out
-}
-
-func copyBindings(bs []registrar.Binding) []registrar.Binding {
-	out := make([]registrar.Binding, len(bs))
-	for i, b := range bs {
-		out[i] = copyBinding(b)
-	}
-	return out
-}
-
-func copyBinding(b registrar.Binding) registrar.Binding {
-	if b.Path != nil {
-		b.Path = append([]string(nil), b.Path...)
-	}
-	return b
 }
