@@ -240,7 +240,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	switch {
 	case len(contacts) == 0:
 		reason = "fetched"
-	case in.wildcard:
+	case in.wildcard || removalOnly(in.contacts):
 		reason = "unregistered"
 	}
 	r.metrics.register.WithLabelValues("200", reason).Inc()
@@ -252,6 +252,17 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	}
 	infoName, infoValue := r.authInfo(authInfo, granted)
 	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, infoName, infoValue, aor, src.Transport), nil
+}
+
+// removalOnly reports whether every Contact of the request asked for
+// expiry 0.
+func removalOnly(cs []contactReq) bool {
+	for _, c := range cs {
+		if c.granted != 0 {
+			return false
+		}
+	}
+	return len(cs) > 0
 }
 
 func (r *Registrar) unavailable(err error) *rejection {

@@ -49,3 +49,43 @@ func TestE2E_BaresipRegistersWithDigest(t *testing.T) {
 		t.Fatal("baresip was offered SHA-256 despite the override")
 	}
 }
+
+// TestE2E_RFC5626_BaresipOutboundThroughEdge: baresip with sipnat=outbound
+// registers over TCP through the edge of the all-in-one binary: the 2xx it
+// receives carries the edge's Path with a flow token and ;ob, Require:
+// outbound, Flow-Timer and GRUUs, and the edge holds its TCP flow.
+func TestE2E_RFC5626_BaresipOutboundThroughEdge(t *testing.T) {
+	bin, err := exec.LookPath("baresip")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("baresip not found and CI is set: install baresip-core (see .ci/run)")
+		}
+		t.Skip("baresip not installed")
+	}
+	_, edgePort, _ := startAllInOne(t)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("sip_listen\t\t127.0.0.1:%d\nmodule_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tuuid.so\nmodule\t\t\tg711.so\n"+
+		"module\t\t\taufile.so\nmodule_app\t\taccount.so\naudio_player\t\taufile,/dev/null\naudio_source\t\taufile,/dev/null\n", freePort(t))
+	acct := fmt.Sprintf("<sip:dave@127.0.0.1;transport=tcp>;outbound=\"sip:127.0.0.1:%d;transport=tcp\";sipnat=outbound;regint=600\n", edgePort)
+	for name, body := range map[string]string{"config": cfg, "accounts": acct} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-f", dir, "-t", "3", "-s")
+	cmd.Dir = dir
+	out, _ := cmd.CombinedOutput()
+	trace := string(out)
+	ok := strings.Index(trace, "SIP/2.0 200 OK")
+	if ok < 0 {
+		t.Fatalf("baresip got no 200 OK:\n%s", lastLines(trace, 80))
+	}
+	reply := trace[ok:]
+	for _, want := range []string{";lr;ob>", "Require: outbound", "Flow-Timer: 120", "pub-gruu=", "+sip.instance="} {
+		if !strings.Contains(reply, want) {
+			t.Errorf("REGISTER 200 lacks %q:\n%s", want, lastLines(trace, 80))
+		}
+	}
+}

@@ -30,6 +30,7 @@ registrar:
     - {transport: tcp, address: 127.0.0.1:%[3]d}
   domains: [127.0.0.1]
   expires: {jitter: 0}
+  gruu: true
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
 `, opsPort, edgePort, regPort)
