@@ -28,7 +28,7 @@ registrar:
   listen:
     - {transport: udp, address: 127.0.0.1:%[3]d}
     - {transport: tcp, address: 127.0.0.1:%[3]d}
-  domains: [127.0.0.1]
+  domains: [127.0.0.1, example.com]
   expires: {jitter: 0}
   gruu: true
   trusted_edges: [127.0.0.0/8]
@@ -103,7 +103,7 @@ type outboundUA struct {
 	br *bufio.Reader
 }
 
-func registerOutbound(t *testing.T, edgePort, regID int) *outboundUA {
+func registerOutbound(t *testing.T, edgePort, regID int, domain string) *outboundUA {
 	t.Helper()
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", edgePort))
 	if err != nil {
@@ -111,9 +111,9 @@ func registerOutbound(t *testing.T, edgePort, regID int) *outboundUA {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	la := c.LocalAddr().String()
-	msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
+	msg := "REGISTER sip:" + domain + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/TCP " + la + ";branch=z9hG4bKreg" + strconv.Itoa(regID) + ";rport\r\n" +
-		"Max-Forwards: 70\r\nTo: <sip:carol@127.0.0.1>\r\nFrom: <sip:carol@127.0.0.1>;tag=r" + strconv.Itoa(regID) + "\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:carol@" + domain + ">\r\nFrom: <sip:carol@" + domain + ">;tag=r" + strconv.Itoa(regID) + "\r\n" +
 		"Call-ID: ob-carol-" + strconv.Itoa(regID) + "\r\nCSeq: 1 REGISTER\r\nSupported: outbound, path\r\n" +
 		"Contact: <sip:carol@" + la + ";transport=tcp;ob>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-00000000ca01>\";reg-id=" + strconv.Itoa(regID) + "\r\n" +
 		"Expires: 600\r\nContent-Length: 0\r\n\r\n"
@@ -136,32 +136,86 @@ func registerOutbound(t *testing.T, edgePort, regID int) *outboundUA {
 	}
 }
 
-// answer waits for an INVITE on the flow and answers 200 OK.
-func (u *outboundUA) answer(t *testing.T) sipMsg {
+// await reads the flow until a request with method arrives.
+func (u *outboundUA) await(t *testing.T, method string) sipMsg {
 	t.Helper()
 	for {
 		m, err := readStreamSIP(t, u.c, u.br, 5*time.Second)
 		if err != nil {
-			t.Fatalf("UA flow: no INVITE: %v", err)
+			t.Fatalf("UA flow: no %s: %v", method, err)
 		}
-		if !strings.HasPrefix(m.start, "INVITE ") {
-			continue
+		if strings.HasPrefix(m.start, method+" ") {
+			return m
 		}
-		var b strings.Builder
-		b.WriteString("SIP/2.0 200 OK\r\n")
-		for _, v := range m.get("Via") {
-			b.WriteString("Via: " + v + "\r\n")
-		}
-		for _, v := range m.get("Record-Route") {
+	}
+}
+
+// reply answers req on the flow; the To-tag is always "ua", and a 2xx to
+// an INVITE carries the Record-Route set and a Contact (RFC 3261 §12.1.1).
+func (u *outboundUA) reply(t *testing.T, req sipMsg, status string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + status + "\r\n")
+	for _, v := range req.get("Via") {
+		b.WriteString("Via: " + v + "\r\n")
+	}
+	to := req.get("To")[0]
+	if !strings.Contains(to, ";tag=") {
+		to += ";tag=ua"
+	}
+	b.WriteString("From: " + req.get("From")[0] + "\r\nTo: " + to + "\r\n")
+	b.WriteString("Call-ID: " + req.get("Call-ID")[0] + "\r\nCSeq: " + req.get("CSeq")[0] + "\r\n")
+	if strings.HasPrefix(req.start, "INVITE ") {
+		for _, v := range req.get("Record-Route") {
 			b.WriteString("Record-Route: " + v + "\r\n")
 		}
-		b.WriteString("From: " + m.get("From")[0] + "\r\nTo: " + m.get("To")[0] + ";tag=ua\r\n")
-		b.WriteString("Call-ID: " + m.get("Call-ID")[0] + "\r\nCSeq: " + m.get("CSeq")[0] + "\r\n")
-		b.WriteString("Contact: <sip:carol@" + u.c.LocalAddr().String() + ";transport=tcp;ob>\r\nContent-Length: 0\r\n\r\n")
-		if _, err := u.c.Write([]byte(b.String())); err != nil {
-			t.Fatal(err)
+		b.WriteString("Contact: <sip:carol@" + u.c.LocalAddr().String() + ";transport=tcp;ob>\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	if _, err := u.c.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answer waits for an INVITE on the flow and answers 200 OK.
+func (u *outboundUA) answer(t *testing.T) sipMsg {
+	t.Helper()
+	inv := u.await(t, "INVITE")
+	u.reply(t, inv, "200 OK")
+	return inv
+}
+
+// hangUp sends BYE in the dialog inv created, as its UAS: Route set = the
+// INVITE's Record-Route in order, Request-URI = the caller's Contact
+// (RFC 3261 §12.1.1, §12.2.1.1), over the registered flow; it waits for
+// the 200.
+func (u *outboundUA) hangUp(t *testing.T, inv sipMsg) {
+	t.Helper()
+	contact := inv.get("Contact")[0]
+	target := contact[strings.Index(contact, "<")+1 : strings.Index(contact, ">")]
+	var b strings.Builder
+	b.WriteString("BYE " + target + " SIP/2.0\r\n")
+	b.WriteString("Via: SIP/2.0/TCP " + u.c.LocalAddr().String() + ";branch=z9hG4bKbye-" + inv.get("Call-ID")[0] + ";rport\r\n")
+	for _, v := range inv.get("Record-Route") {
+		b.WriteString("Route: " + v + "\r\n")
+	}
+	b.WriteString("Max-Forwards: 70\r\nFrom: " + inv.get("To")[0] + ";tag=ua\r\nTo: " + inv.get("From")[0] + "\r\n")
+	b.WriteString("Call-ID: " + inv.get("Call-ID")[0] + "\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n")
+	if _, err := u.c.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := readStreamSIP(t, u.c, u.br, 5*time.Second)
+		if err != nil {
+			t.Fatalf("UA flow: no answer to BYE: %v", err)
 		}
-		return m
+		if strings.HasPrefix(m.start, "SIP/2.0 1") {
+			continue
+		}
+		if !strings.HasPrefix(m.start, "SIP/2.0 200") || !strings.HasSuffix(m.get("CSeq")[0], "BYE") {
+			t.Fatalf("BYE: got %s %v", m.start, m.hdrs)
+		}
+		return
 	}
 }
 
@@ -207,8 +261,8 @@ func pbxInvite(t *testing.T, regPort int, callID string) int {
 // answers 430, never relayed); with no flow left the PBX gets 480.
 func TestE2E_RFC5626_PBXCallReachesFlowAndFailsOver(t *testing.T) {
 	p, edgePort, regPort := startAllInOne(t)
-	ua1 := registerOutbound(t, edgePort, 1)
-	ua2 := registerOutbound(t, edgePort, 2)
+	ua1 := registerOutbound(t, edgePort, 1, "127.0.0.1")
+	ua2 := registerOutbound(t, edgePort, 2, "127.0.0.1")
 
 	codes := make(chan int, 1)
 	go func() { codes <- pbxInvite(t, regPort, "call-1") }()
@@ -234,5 +288,46 @@ func TestE2E_RFC5626_PBXCallReachesFlowAndFailsOver(t *testing.T) {
 	_, m := p.get("/metrics")
 	if !strings.Contains(m, `pinhole_edge_rejections_total{reason="flow_gone"}`) {
 		t.Errorf("edge did not count the dead flow:\n%s", grepLines(m, "rejections"))
+	}
+}
+
+// TestE2E_RFC5626_SippPBXCallThroughEdge: sipp plays the PBX (the
+// registrar package's call scenarios, INVITE to sip:carol@example.com);
+// carol is a RFC 5626 UA registered through the edge over TCP. The INVITE
+// reaches her over the registered flow, the PBX's ACK follows the
+// Record-Route set (registrar, then edge with the flow token) onto the same
+// connection, and the call is torn down by BYE from either side through
+// the edge (RFC 3261 §12.2, §16.12; RFC 5626 §5.3).
+func TestE2E_RFC5626_SippPBXCallThroughEdge(t *testing.T) {
+	needSipp(t)
+	for _, tc := range []struct {
+		name, scenario string
+		uaHangsUp      bool
+	}{
+		{"pbx_hangs_up", "../../../registrar/testdata/sipp/uac_bye.xml", false},
+		{"ua_hangs_up", "../../../registrar/testdata/sipp/uac_wait_bye.xml", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, edgePort, regPort := startAllInOne(t)
+			ua := registerOutbound(t, edgePort, 1, "example.com")
+			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freePort(t)))
+			inv := ua.answer(t)
+			if !strings.Contains(inv.start, "sip:carol@"+ua.c.LocalAddr().String()) {
+				t.Errorf("Request-URI %q is not carol's registered Contact", inv.start)
+			}
+			if rr := strings.Join(inv.get("Record-Route"), ","); strings.Count(rr, "<sip:") < 2 {
+				t.Errorf("INVITE Record-Route %q: want the registrar's and the edge's entries", rr)
+			}
+			ack := ua.await(t, "ACK")
+			if len(ack.get("Route")) != 0 {
+				t.Errorf("ACK reached the UA with Route %v: every proxy must pop its own entry", ack.get("Route"))
+			}
+			if tc.uaHangsUp {
+				ua.hangUp(t, inv)
+			} else {
+				ua.reply(t, ua.await(t, "BYE"), "200 OK")
+			}
+			pbx.wait(t)
+		})
 	}
 }

@@ -181,6 +181,22 @@ func needSipp(t *testing.T) string {
 
 func runSipp(t *testing.T, scenario string, target int, transport string, extra ...string) {
 	t.Helper()
+	startSipp(t, scenario, target, transport, extra...).wait(t)
+}
+
+// sippRun is one sipp process started by startSipp.
+type sippRun struct {
+	name string
+	cmd  *exec.Cmd
+	out  syncBuffer
+	dir  string
+	stop context.CancelFunc
+}
+
+// startSipp starts sipp on scenario (a path under testdata/, or relative to
+// it) against 127.0.0.1:target without waiting for it; wait collects it.
+func startSipp(t *testing.T, scenario string, target int, transport string, extra ...string) *sippRun {
+	t.Helper()
 	sipp := needSipp(t)
 	dir := t.TempDir()
 	scen, err := filepath.Abs(filepath.Join("testdata", scenario))
@@ -191,18 +207,30 @@ func runSipp(t *testing.T, scenario string, target int, transport string, extra 
 		"-t", transport, "-timeout", "20s", "-timeout_error", "-trace_err", "-nostdin",
 		fmt.Sprintf("127.0.0.1:%d", target)}, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sipp, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	r := &sippRun{name: scenario + " over " + transport, dir: dir, stop: cancel}
+	r.cmd = exec.CommandContext(ctx, sipp, args...)
+	r.cmd.Dir = dir
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start sipp %s: %v", r.name, err)
+	}
+	t.Cleanup(func() { cancel(); _ = r.cmd.Wait() })
+	return r
+}
+
+func (r *sippRun) wait(t *testing.T) {
+	t.Helper()
+	err := r.cmd.Wait()
+	r.stop()
 	if err != nil {
-		logs, _ := filepath.Glob(filepath.Join(dir, "*errors.log"))
+		logs, _ := filepath.Glob(filepath.Join(r.dir, "*errors.log"))
 		var errs string
 		for _, l := range logs {
 			b, _ := os.ReadFile(l)
 			errs += string(b)
 		}
-		t.Fatalf("sipp %s over %s failed: %v\n%s\nerrors:\n%s", scenario, transport, err, lastLines(string(out), 30), errs)
+		t.Fatalf("sipp %s failed: %v\n%s\nerrors:\n%s", r.name, err, lastLines(r.out.String(), 30), errs)
 	}
 }
 

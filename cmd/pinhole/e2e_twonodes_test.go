@@ -53,7 +53,7 @@ edge:
 	e1 := edgeNode("edge1")
 	edgeNode("edge2")
 
-	ua := registerOutbound(t, e1, 1)
+	ua := registerOutbound(t, e1, 1, "127.0.0.1")
 	codes := make(chan int, 1)
 	go func() { codes <- pbxInvite(t, r2Port, "x-call-1") }()
 	inv := ua.answer(t)
@@ -68,7 +68,7 @@ edge:
 	_ = r1.cmd.Process.Kill()
 	// A new flow registering through edge 1 must still succeed: edge 1
 	// fails over to registrar 2, which shares the bindings in Redis.
-	registerOutbound(t, e1, 2)
+	registerOutbound(t, e1, 2, "127.0.0.1")
 	go func() { codes <- pbxInvite(t, r2Port, "x-call-2") }()
 	ua.answer(t) // reg-id 1 flow is still alive and preferred
 	if code := <-codes; code != 200 {
