@@ -87,6 +87,12 @@ func TestRFC3261_16_UAToCoreDialog(t *testing.T) {
 	if len(rr) != 2 || !strings.Contains(rr[0], "transport=udp") || !strings.Contains(rr[1], "transport=tcp") {
 		t.Fatalf("Record-Route = %v, want core side (udp) then access side (tcp)", rr)
 	}
+	// Our Via names the UA's flow for the registrar (issue 5 item 6): the
+	// same token as in our Record-Route.
+	tok := strings.TrimPrefix(strings.SplitN(rr[1], "@", 2)[0], "<sip:")
+	if !strings.Contains(vias[0], ";flow="+tok) {
+		t.Errorf("top Via %q lacks flow=%s", vias[0], tok)
+	}
 	core.reply(inv, from, 200, "OK", "Contact: <sip:bob@"+core.c.LocalAddr().String()+">\r\n")
 	ok := readUntilStatus(t, ua, r, 200)
 	if got := ok.all("Record-Route"); len(got) != 2 {

@@ -14,7 +14,8 @@ import (
 // initial request without any Route goes to edge.core. Dialog-forming
 // requests arriving on a flow are Record-Routed with that flow's token so
 // in-dialog requests from the core come back over the same flow (RFC 5626
-// §5.3; RFC 5658 double Record-Route when the two sides differ).
+// §5.3; RFC 5658 double Record-Route when the two sides differ), and every
+// request from a flow names it on our Via (leg.viaFlow).
 func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbound, popped, rest []routeset.Entry, hash string) {
 	target := s.core
 	switch {
@@ -26,10 +27,14 @@ func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbou
 	lg := s.coreLeg(target, "")
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	if in.hasFlow && dialogForming(req) {
-		outAddr := lg.via
-		outAddr.Transport = lowerTransport(outAddr.Transport)
-		addRecordRoute(fwd, s.keys.Encode(in.key), in.l.adv, outAddr)
+	if in.hasFlow {
+		tok := s.keys.Encode(in.key)
+		lg.viaFlow = tok
+		if dialogForming(req) {
+			outAddr := lg.via
+			outAddr.Transport = lowerTransport(outAddr.Transport)
+			addRecordRoute(fwd, tok, in.l.adv, outAddr)
+		}
 	}
 	s.forward(req, tx, in, fwd, lg, hash, nil)
 }

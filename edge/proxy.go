@@ -43,6 +43,13 @@ type leg struct {
 	via       routeset.Address // our sent-by; Transport is the Via token
 	flow      bool             // toward a UA flow: failures are 430 (RFC 5626 §5.3)
 	target    sip.Uri          // core side: where it goes (for the UDP→TCP switch)
+	// viaFlow, toward the core, is the token of the UA flow the request
+	// came in on; it goes on our Via as the "flow" parameter so the
+	// registrar can check that a UA-originated request comes from a flow
+	// with a live binding (issue 5 item 6) without trusting anything the
+	// UA wrote. Only our own Via carries it; a registrar believes it only
+	// from a trusted edge.
+	viaFlow string
 }
 
 // noBuild stops sipgo's client from "completing" a proxied request
@@ -391,6 +398,9 @@ func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string)
 		Host: lg.via.Host, Port: lg.via.Port, Params: sip.NewParams()}
 	via.Params.Add("branch", branch)
 	via.Params.Add("rport", "")
+	if lg.viaFlow != "" {
+		via.Params.Add("flow", lg.viaFlow)
+	}
 	fwd.PrependHeader(via)
 	fwd.SetTransport(lg.transport)
 	fwd.SetDestination(lg.dest)
@@ -417,7 +427,9 @@ var errNoAnswer = errors.New("next hop did not answer")
 func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response), mayRetry bool) error {
 	// RFC 3261 §18.1.1: a large request toward the core switches to TCP.
 	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+		flow := lg.viaFlow
 		lg = s.coreLeg(lg.target, "tcp")
+		lg.viaFlow = flow
 	}
 	branch := routeset.LoopBranch(hash, randHex(6))
 	s.prepareHop(fwd, in, lg, branch)

@@ -256,3 +256,31 @@ func readAddrPort(b []byte) (netip.AddrPort, []byte, error) {
 	port := binary.BigEndian.Uint16(b[1+n:])
 	return netip.AddrPortFrom(a, port), b[1+n+2:], nil
 }
+
+// SameFlow reports whether tokens a and b name the same flow, whichever
+// key signed each. It does not verify either MAC: it is for a party that
+// already trusts where both came from (the registrar comparing the token
+// a trusted edge put on its Via with the one in a stored Path, which that
+// edge verified when it minted it), so that a flow-token key rotation
+// does not make a UA's flow look new. Malformed tokens are never the same.
+func SameFlow(a, b string) bool {
+	pa, okA := flowPayload(a)
+	pb, okB := flowPayload(b)
+	return okA && okB && bytes.Equal(pa, pb)
+}
+
+// flowPayload returns the version and flow body of tok: everything but the
+// key id and the MAC.
+func flowPayload(tok string) ([]byte, bool) {
+	if len(tok) > maxTokenLen {
+		return nil, false
+	}
+	b, err := tokenEncoding.DecodeString(strings.ToLower(tok))
+	if err != nil || len(b) < 3+macLen || b[0] != tokenVersion {
+		return nil, false
+	}
+	body := b[:len(b)-macLen]
+	out := make([]byte, 0, len(body)-1)
+	out = append(out, body[0])
+	return append(out, body[2:]...), true
+}

@@ -309,3 +309,37 @@ func FuzzDecodeToken(f *testing.F) {
 		}
 	})
 }
+
+// TestSameFlowAcrossKeyRotation: the registrar matches the token on an
+// edge's Via with the one in a stored Path (issue 5 item 6); a key
+// rotation between the REGISTER and the request must not make the flow
+// look new, and a different flow (even one connection id apart) must not
+// match.
+func TestSameFlowAcrossKeyRotation(t *testing.T) {
+	oldK := mustKeys(t, Key{ID: 1, Secret: secret(1)})
+	newK := mustKeys(t, Key{ID: 2, Secret: secret(2)}, Key{ID: 1, Secret: secret(1)})
+	f := FlowKey{Transport: TCP, Local: ap("192.0.2.1:5060"), Remote: ap("198.51.100.7:40000"), ConnID: 12}
+	g := f
+	g.ConnID = 13
+	h := f
+	h.Transport = TLS
+	tests := []struct {
+		name string
+		a, b string
+		want bool
+	}{
+		{"same key", oldK.Encode(f), oldK.Encode(f), true},
+		{"rotated key", oldK.Encode(f), newK.Encode(f), true},
+		{"upper case", strings.ToUpper(oldK.Encode(f)), newK.Encode(f), true},
+		{"other connection", oldK.Encode(f), oldK.Encode(g), false},
+		{"other transport", oldK.Encode(f), oldK.Encode(h), false},
+		{"garbage", oldK.Encode(f), "not-a-token", false},
+		{"empty", "", "", false},
+		{"truncated", oldK.Encode(f)[:10], oldK.Encode(f)[:10], false},
+	}
+	for _, tc := range tests {
+		if got := SameFlow(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: SameFlow = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -30,6 +30,10 @@ type Config struct {
 	TrustedEdges        []string            `yaml:"trusted_edges"`    // CIDRs whose Path is accepted
 	TrustedPeers        []string            `yaml:"trusted_peers"`    // CIDRs that may send non-REGISTER requests
 	PBX                 []PBXTarget         `yaml:"pbx"`
+	// RequireRegisteredFlow: a UA-originated request (one that arrives by
+	// our Service-Route) must come from a flow with a live binding of its
+	// From AOR. Default true.
+	RequireRegisteredFlow *bool `yaml:"require_registered_flow"`
 	// PBXProbeInterval is how often each pbx target gets an OPTIONS probe. Default 5s.
 	PBXProbeInterval time.Duration `yaml:"pbx_probe_interval"`
 	Auth             auth.Config   `yaml:"auth"`
@@ -67,6 +71,11 @@ type PBXTarget struct {
 	URI      string `yaml:"uri"`
 	Priority int    `yaml:"priority"`
 	Weight   int    `yaml:"weight"`
+}
+
+// RegisteredFlowRequired reports RequireRegisteredFlow with its default.
+func (c *Config) RegisteredFlowRequired() bool {
+	return c.RequireRegisteredFlow == nil || *c.RequireRegisteredFlow
 }
 
 // SetDefaults fills in every unset field with its documented default.

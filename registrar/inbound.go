@@ -142,12 +142,14 @@ func (p *proxy) addressedToSelf(req *sip.Request) bool {
 
 // routeDecision is how a request is forwarded.
 type routeDecision struct {
-	by      string    // location | route | request_uri | pbx (metric label)
-	waves   []wave    // location: bindings to fork to
-	pbx     []sip.Uri // pbx: next hops in failover order
-	ruri    sip.Uri
-	routes  []routeset.Entry // route/request_uri: remaining Route set
-	loopKey string           // BranchHash of the request as received
+	by     string    // location | route | request_uri | pbx (metric label)
+	waves  []wave    // location: bindings to fork to
+	pbx    []sip.Uri // pbx: next hops in failover order
+	ruri   sip.Uri
+	routes []routeset.Entry // route/request_uri: remaining Route set
+	// inDialog: the request has a To-tag (RFC 3261 §12.2).
+	inDialog bool
+	loopKey  string // BranchHash of the request as received
 	// uaOriginated: the request arrived through our Service-Route (its
 	// popped Route entry carries the orig marker); identity is what the
 	// registrar asserts for it after authentication.
@@ -172,18 +174,28 @@ func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
 		p.reject(req, tx, src, 481, reasonNoTransaction, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	d, rej := p.decide(req)
+	d, rej := p.classify(req)
 	if rej != nil {
 		p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
 		return
 	}
 	if d.uaOriginated {
+		// Before any routing: a location lookup's 404/480 must not tell
+		// an unauthenticated sender which AORs exist.
 		id, rej := p.authenticateUA(req, src)
 		if rej != nil {
 			p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
 			return
 		}
 		d.identity = id
+		if rej := p.fromRegisteredFlow(req, src); rej != nil {
+			p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
+			return
+		}
+	}
+	if d, rej = p.route(req, d); rej != nil {
+		p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
+		return
 	}
 	p.m.forwarded.WithLabelValues(d.by).Inc()
 	p.forward(req, tx, src, d)
@@ -192,6 +204,16 @@ func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
 // decide runs RFC 3261 §16.3–16.5 on req and returns how to forward it, or
 // the rejection to answer.
 func (p *proxy) decide(req *sip.Request) (routeDecision, *rejection) {
+	d, rej := p.classify(req)
+	if rej != nil {
+		return d, rej
+	}
+	return p.route(req, d)
+}
+
+// classify is the first half of decide: request validation (§16.3) and
+// Route preprocessing (§16.4), which tells a UA-originated request.
+func (p *proxy) classify(req *sip.Request) (routeDecision, *rejection) {
 	var d routeDecision
 	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (notes §5).
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
@@ -222,8 +244,15 @@ func (p *proxy) decide(req *sip.Request) (routeDecision, *rejection) {
 		_, inDialog = to.Params.Get("tag")
 	}
 	d.uaOriginated = !inDialog && hasOrigMarker(popped)
-	if len(rest) > 0 {
-		d.by, d.routes = "route", rest
+	d.inDialog, d.routes = inDialog, rest
+	return d, nil
+}
+
+// route is the second half of decide: where the request goes (§16.5).
+func (p *proxy) route(req *sip.Request, d routeDecision) (routeDecision, *rejection) {
+	ruri, inDialog := d.ruri, d.inDialog
+	if len(d.routes) > 0 {
+		d.by = "route"
 		return d, nil
 	}
 	if d.uaOriginated && len(p.pbx) > 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
@@ -215,8 +216,11 @@ func (p *peer) read(d time.Duration) sip.Message {
 // for non-2xx finals) unless method is ACK itself.
 func (p *peer) request(method sip.RequestMethod) *sip.Request {
 	p.t.Helper()
+	// One deadline for the whole wait: PBX probes arrive every few seconds
+	// and must not keep a missing request's wait alive forever.
+	deadline := time.Now().Add(readTimeout)
 	for {
-		m := p.read(readTimeout)
+		m := p.read(time.Until(deadline))
 		if m == nil {
 			p.t.Fatalf("%s: no %s within %s", p.name, method, readTimeout)
 		}
@@ -885,13 +889,33 @@ func (h *proxyHarness) counter(name string, labels ...string) float64 {
 	return 0
 }
 
+// uaFlowKeys signs the flow tokens of the fake edge in these tests.
+var uaFlowKeys = flowtable.RandomKeys()
+
+// uaFlowToken is the token of the fake edge's flow number n toward a UA.
+func uaFlowToken(n uint64) string {
+	return uaFlowKeys.Encode(flowtable.FlowKey{Transport: flowtable.TCP,
+		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("198.51.100.7:40000"), ConnID: n})
+}
+
+// bindFlow registers aor over the fake edge's flow n (Path with its token).
+func (h *proxyHarness) bindFlow(edge *peer, aor string, n uint64) {
+	h.bind(registrar.Binding{AOR: aor, Contact: "sip:ua@192.0.2.50:5060;ob", Instance: "<urn:uuid:ua>", RegID: 1, Q: -1,
+		Path: []string{fmt.Sprintf("<sip:%s@%s;transport=udp;lr;ob>", uaFlowToken(n), edge.addr)}, Source: "udp " + edge.addr.String()})
+}
+
 // uaInvite builds an INVITE as an edge relays it from a UA that preloaded
-// the registrar's Service-Route (RFC 3608 §6), marked "orig".
+// the registrar's Service-Route (RFC 3608 §6), marked "orig", over the
+// edge's flow 1 (named by the flow parameter on the edge's Via).
 func (h *proxyHarness) uaInvite(edge *peer, from, ruri string, extra ...string) *sip.Request {
+	return h.uaInviteOnFlow(edge, ";flow="+uaFlowToken(1), from, ruri, extra...)
+}
+
+func (h *proxyHarness) uaInviteOnFlow(edge *peer, viaFlow, from, ruri string, extra ...string) *sip.Request {
 	n := callSeq.Add(1)
 	lines := []string{
 		"INVITE " + ruri + " SIP/2.0",
-		fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKedge%d", edge.addr, n),
+		fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKedge%d%s", edge.addr, n, viaFlow),
 		fmt.Sprintf("Via: SIP/2.0/UDP 192.0.2.50:5060;branch=z9hG4bKua%d;received=198.51.100.7", n),
 		"Max-Forwards: 69",
 		fmt.Sprintf("Route: <sip:orig@127.0.0.1:%d;lr>", h.udp.Port()),
@@ -919,6 +943,7 @@ func TestItem6_UAOriginatedToPBXWithFailover(t *testing.T) {
 		}
 	}})
 	edge := newPeer(t, "edge")
+	h.bindFlow(edge, "sip:alice@example.com", 1)
 	inv := h.uaInvite(edge, "sip:alice@example.com", "sip:+15551234@example.com")
 	edge.send(h.udp, inv)
 
@@ -957,6 +982,7 @@ func TestItem6_UAOriginatedAuthenticated(t *testing.T) {
 		},
 	})
 	edge := newPeer(t, "edge")
+	h.bindFlow(edge, "sip:erin@example.com", 1)
 	const ruri = "sip:+15550000@example.com"
 	edge.send(h.udp, h.uaInvite(edge, "sip:erin@example.com", ruri))
 	res := edge.expectStatus(407)
@@ -1006,4 +1032,104 @@ func TestItem6_UAOriginatedAuthenticated(t *testing.T) {
 func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestItem6_UAOriginatedNeedsRegisteredFlow: a UA-originated request is
+// forwarded only when it comes from a flow that carries a live binding of
+// its From AOR (issue 5 item 6): the edge names the flow on its own Via,
+// matched with the token in the binding's Path whichever edge key signed
+// it; a UA reached directly is matched by transport and source address.
+// Everything else gets 403, counted as unregistered_flow.
+func TestItem6_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
+	pbx := newPeer(t, "pbx")
+	h := newProxyHarness(t, proxyOpts{mutate: func(c *registrar.Config) {
+		c.PBX = []registrar.PBXTarget{{URI: "sip:" + pbx.addr.String(), Priority: 1, Weight: 1}}
+	}})
+	edge := newPeer(t, "edge")
+	const ruri = "sip:+15557777@example.com"
+	h.bindFlow(edge, "sip:frank@example.com", 1)
+
+	rotated, err := flowtable.NewKeys(flowtable.Key{ID: 99, Secret: []byte("another-key-0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow1Rotated := rotated.Encode(flowtable.FlowKey{Transport: flowtable.TCP,
+		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("198.51.100.7:40000"), ConnID: 1})
+	for _, tc := range []struct {
+		name, from, viaFlow string
+		want                int
+	}{
+		{"registered flow", "sip:frank@example.com", ";flow=" + uaFlowToken(1), 200},
+		{"same flow, edge key rotated", "sip:frank@example.com", ";flow=" + flow1Rotated, 200},
+		{"another flow of the edge", "sip:frank@example.com", ";flow=" + uaFlowToken(2), 403},
+		{"edge names no flow", "sip:frank@example.com", "", 403},
+		{"AOR without bindings", "sip:grace@example.com", ";flow=" + uaFlowToken(1), 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edge.send(h.udp, h.uaInviteOnFlow(edge, tc.viaFlow, tc.from, ruri))
+			if tc.want != 200 {
+				edge.expectStatus(tc.want)
+				return
+			}
+			in := pbx.request(sip.INVITE)
+			pbx.answer(h.udp, in, 200, "OK")
+			edge.expectStatus(200)
+		})
+	}
+	if n := h.counter("pinhole_registrar_route_rejected_total", "reason", "unregistered_flow"); n != 3 {
+		t.Errorf("unregistered_flow rejections = %v, want 3", n)
+	}
+
+	// Expired binding: the flow no longer counts.
+	h.bind(registrar.Binding{AOR: "sip:frank@example.com", Contact: "sip:ua@192.0.2.50:5060;ob", Instance: "<urn:uuid:ua>", RegID: 1, Q: -1,
+		Expires: time.Now().Add(-time.Second), Path: []string{fmt.Sprintf("<sip:%s@%s;lr;ob>", uaFlowToken(1), edge.addr)}})
+	edge.send(h.udp, h.uaInvite(edge, "sip:frank@example.com", ruri))
+	edge.expectStatus(403)
+}
+
+// TestItem6_DirectUAMatchedBySource: without an edge (the UA is not a
+// trusted edge), the request must come from the transport and address
+// the binding was registered from.
+func TestItem6_DirectUAMatchedBySource(t *testing.T) {
+	pbx := newPeer(t, "pbx")
+	h := newProxyHarness(t, proxyOpts{mutate: func(c *registrar.Config) {
+		c.PBX = []registrar.PBXTarget{{URI: "sip:" + pbx.addr.String(), Priority: 1, Weight: 1}}
+		c.TrustedEdges = []string{"192.0.2.0/24"}
+	}})
+	ua, other := newPeer(t, "ua"), newPeer(t, "other")
+	h.bind(registrar.Binding{AOR: "sip:heidi@example.com", Contact: "sip:heidi@" + ua.addr.String(), Q: -1, Source: "udp " + ua.addr.String()})
+	const ruri = "sip:+15558888@example.com"
+	inv := func(p *peer) *sip.Request {
+		n := callSeq.Add(1)
+		return p.build([]string{
+			"INVITE " + ruri + " SIP/2.0",
+			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKdirect%d;rport", p.addr, n),
+			"Max-Forwards: 70",
+			fmt.Sprintf("Route: <sip:orig@127.0.0.1:%d;lr>", h.udp.Port()),
+			"From: <sip:heidi@example.com>;tag=d" + fmt.Sprint(n),
+			"To: <" + ruri + ">",
+			fmt.Sprintf("Call-ID: direct-%d", n),
+			"CSeq: 1 INVITE",
+			"Contact: <sip:heidi@" + p.addr.String() + ">",
+		})
+	}
+	other.send(h.udp, inv(other))
+	other.expectStatus(403)
+	ua.send(h.udp, inv(ua))
+	in := pbx.request(sip.INVITE)
+	pbx.answer(h.udp, in, 486, "Busy Here")
+	ua.expectStatus(486)
+}
+
+// TestItem6_UAOriginatedAuthBeforeLocation: without registrar.pbx a
+// UA-originated request is routed by location, but only after it has
+// authenticated; an unauthenticated sender learns nothing about which AORs
+// exist (407, never 404 or 480).
+func TestItem6_UAOriginatedAuthBeforeLocation(t *testing.T) {
+	h := newProxyHarness(t, proxyOpts{users: "users:\n  - username: ivan\n    password: secret\n"})
+	edge := newPeer(t, "edge")
+	for _, ruri := range []string{"sip:nosuchuser@example.com", "sip:ivan@example.com"} {
+		edge.send(h.udp, h.uaInvite(edge, "sip:ivan@example.com", ruri))
+		edge.expectStatus(407)
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -89,4 +90,96 @@ func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection
 		return "", reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
 	}
 	return aor, nil
+}
+
+// fromRegisteredFlow checks that a UA-originated request comes from a flow
+// that carries a live binding of its From AOR (issue 5 item 6; the
+// authenticated user alone is not enough: a stolen password must not let a
+// device that never registered place calls, and a de-registered phone
+// stops being able to). The flow is named by what nobody but us and our
+// edges write:
+//   - from a trusted edge, the "flow" parameter on the edge's own (top)
+//     Via, compared with the flow token in each binding's Path
+//     (flowtable.SameFlow, so an edge key rotation changes nothing);
+//   - from anywhere else (a UA reached directly), the transport and source
+//     address, compared with each Path-less binding's recorded Source.
+//
+// registrar.require_registered_flow: false turns the check off (for edges
+// that do not name flows).
+func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
+	r := p.reg
+	if !r.cfg.RegisteredFlowRequired() {
+		return nil
+	}
+	from := req.From()
+	if from == nil {
+		return reject(400, "missing_from", "Missing From", "")
+	}
+	aor := CanonicalAOR(&from.Address)
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+	defer cancel()
+	bs, err := r.store.Get(ctx, aor)
+	if err != nil {
+		rej := r.unavailable(err)
+		rej.reason = string(reasonStore)
+		return rej
+	}
+	now := r.now()
+	viaFlow := ""
+	fromEdge := r.trustedEdge(src.Addr.Addr().Unmap())
+	if fromEdge {
+		if v := req.Via(); v != nil {
+			viaFlow, _ = v.Params.Get("flow")
+		}
+	}
+	for _, b := range bs {
+		if !b.Live(now) {
+			continue
+		}
+		if !fromEdge {
+			if len(b.Path) == 0 && b.Source == src.String() {
+				return nil
+			}
+			continue
+		}
+		if viaFlow == "" {
+			break
+		}
+		for _, pv := range b.Path {
+			if tok := pathToken(pv); tok != "" && flowtable.SameFlow(tok, viaFlow) {
+				return nil
+			}
+		}
+	}
+	detail := "aor=" + aor + " source=" + src.String()
+	if fromEdge && viaFlow == "" {
+		detail += " (the edge named no flow on its Via)"
+	}
+	return reject(403, string(reasonNotRegistered), "Forbidden", detail)
+}
+
+// pathToken returns the user part of a Path header value's URI (where an
+// edge puts its flow token, RFC 5626 §5.2), or "".
+func pathToken(v string) string {
+	s := strings.TrimSpace(v)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		s = s[i+1:]
+		if j := strings.IndexByte(s, '>'); j >= 0 {
+			s = s[:j]
+		}
+	}
+	lower := strings.ToLower(s)
+	switch {
+	case strings.HasPrefix(lower, "sip:"):
+		s = s[4:]
+	case strings.HasPrefix(lower, "sips:"):
+		s = s[5:]
+	default:
+		return ""
+	}
+	at := strings.IndexByte(s, '@')
+	if at <= 0 {
+		return ""
+	}
+	return s[:at]
 }

@@ -31,6 +31,7 @@ registrar:
   domains: [127.0.0.1, example.com]
   expires: {jitter: 0}
   gruu: true
+  service_route: [sip:127.0.0.1:%[3]d;lr]
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
 `, opsPort, edgePort, regPort)
@@ -101,6 +102,7 @@ func readStreamSIP(t *testing.T, c net.Conn, br *bufio.Reader, d time.Duration) 
 type outboundUA struct {
 	c  net.Conn
 	br *bufio.Reader
+	ok sipMsg // the REGISTER's 200
 }
 
 func registerOutbound(t *testing.T, edgePort, regID int, domain string) *outboundUA {
@@ -132,6 +134,7 @@ func registerOutbound(t *testing.T, edgePort, regID int, domain string) *outboun
 		if !strings.HasPrefix(m.start, "SIP/2.0 200") || len(m.get("Require")) == 0 || len(m.get("Flow-Timer")) == 0 {
 			t.Fatalf("REGISTER reg-id %d: %s %v", regID, m.start, m.hdrs)
 		}
+		ua.ok = m
 		return ua
 	}
 }
@@ -329,5 +332,58 @@ func TestE2E_RFC5626_SippPBXCallThroughEdge(t *testing.T) {
 			}
 			pbx.wait(t)
 		})
+	}
+}
+
+// TestE2E_UAOriginatedNeedsRegisteredFlow (issue 5 item 6): an INVITE a UA
+// sends along the Service-Route of its REGISTER 2xx is served only when it
+// comes over the flow that registered: the edge names that flow on its Via
+// and the registrar matches it with the binding's Path. The same INVITE
+// over a second, unregistered connection to the edge gets 403.
+func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
+	p, edgePort, _ := startAllInOne(t)
+	ua := registerOutbound(t, edgePort, 1, "127.0.0.1")
+	sr := ua.ok.get("Service-Route")
+	if len(sr) == 0 || !strings.Contains(strings.Join(sr, ","), "orig") {
+		t.Fatalf("REGISTER 200 Service-Route %v, want the registrar's orig-marked route", sr)
+	}
+	invite := func(c net.Conn, br *bufio.Reader, n int) string {
+		la := c.LocalAddr().String()
+		var b strings.Builder
+		b.WriteString("INVITE sip:nobody@127.0.0.1 SIP/2.0\r\n")
+		b.WriteString("Via: SIP/2.0/TCP " + la + ";branch=z9hG4bKorig" + strconv.Itoa(n) + ";rport\r\n")
+		for _, r := range sr {
+			b.WriteString("Route: " + r + "\r\n")
+		}
+		b.WriteString("Max-Forwards: 70\r\nFrom: <sip:carol@127.0.0.1>;tag=o" + strconv.Itoa(n) + "\r\nTo: <sip:nobody@127.0.0.1>\r\n")
+		b.WriteString("Call-ID: orig-" + strconv.Itoa(n) + "\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@" + la + ";transport=tcp;ob>\r\nContent-Length: 0\r\n\r\n")
+		if _, err := c.Write([]byte(b.String())); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := readStreamSIP(t, c, br, 10*time.Second)
+			if err != nil {
+				t.Fatalf("INVITE %d: %v", n, err)
+			}
+			if strings.HasPrefix(m.start, "SIP/2.0 ") && !strings.HasPrefix(m.start, "SIP/2.0 1") {
+				return m.start
+			}
+		}
+	}
+	// Registered flow: accepted and routed (nobody is registered: 480).
+	if got := invite(ua.c, ua.br, 1); !strings.HasPrefix(got, "SIP/2.0 480") {
+		t.Fatalf("INVITE over the registered flow: %s, want 480 (routed, no binding)", got)
+	}
+	rogue, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", edgePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
+	if got := invite(rogue, bufio.NewReader(rogue), 2); !strings.HasPrefix(got, "SIP/2.0 403") {
+		t.Fatalf("INVITE over an unregistered connection: %s, want 403", got)
+	}
+	_, m := p.get("/metrics")
+	if !strings.Contains(m, `pinhole_registrar_route_rejected_total{code="403",reason="unregistered_flow"} 1`) {
+		t.Errorf("403 not counted:\n%s", grepLines(m, "route_rejected"))
 	}
 }
