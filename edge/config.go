@@ -133,7 +133,12 @@ func (c *Config) SetDefaults() {
 		c.FlowTimer.Stream = DefaultFlowTimerTCP
 	}
 	if c.Core == "" && len(c.Registrar) > 0 {
-		c.Core = c.Registrar[0]
+		// The registrar tells UA-originated requests by the "orig" marker
+		// on the Route they arrive with (the Service-Route it hands out);
+		// a UA that preloads no route reaches it through this default, so
+		// the marker goes here too, or such requests would pass as the
+		// PBX's and skip authentication.
+		c.Core = c.Registrar[0] + ";lr;orig"
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval

@@ -37,7 +37,7 @@ udp_crlf_pong: true
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Registrar) != 1 || c.Core != "sip:127.0.0.1:5070" {
+	if len(c.Registrar) != 1 || c.Core != "sip:127.0.0.1:5070;lr;orig" {
 		t.Errorf("registrar %v core %q", c.Registrar, c.Core)
 	}
 	if c.Listen[0].Role != RoleBoth || c.Listen[1].IdleTimeout != 200*time.Second || c.Listen[2].MaxConnections != DefaultMaxConnections {

@@ -247,6 +247,11 @@ func TestRFC3261_16_3_SpiralThroughRegistrar(t *testing.T) {
 	}
 	bob := newCoreUDP(t) // a UDP UA, raw
 	local := bob.c.LocalAddr().String()
+	// The registrar serves UA-originated requests only from flows with a
+	// live binding of the caller (issue 5 item 6): bob registers first.
+	if res := bob.send(env.edgeUDP, registerMsg("UDP", local, "bob", false)); res.status() != 200 {
+		t.Fatalf("bob REGISTER: %s", res.start)
+	}
 	invite := "INVITE sip:alice@127.0.0.1 SIP/2.0\r\n" +
 		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-bobinv;rport\r\n" +
 		"Max-Forwards: 70\r\nFrom: <sip:bob@127.0.0.1>;tag=b1\r\nTo: <sip:alice@127.0.0.1>\r\n" +

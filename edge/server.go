@@ -88,6 +88,7 @@ type Server struct {
 	regUp      []atomic.Bool
 	probed     atomic.Bool
 	core       sip.Uri
+	coreRoute  sip.Uri // core as a loose Route entry (;lr)
 
 	// Access UA: all listeners; never dials (TCP dialer always fails).
 	aua  *sipgo.UserAgent
@@ -159,6 +160,13 @@ func New(cfg Config, opt Options) (*Server, error) {
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
 	s.core, _ = parseSIPURI(cfg.Core)
+	s.coreRoute = *s.core.Clone()
+	if s.coreRoute.UriParams == nil {
+		s.coreRoute.UriParams = sip.NewParams()
+	}
+	if !s.coreRoute.UriParams.Has("lr") {
+		s.coreRoute.UriParams.Add("lr", "")
+	}
 	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}

@@ -339,7 +339,8 @@ func TestE2E_RFC5626_SippPBXCallThroughEdge(t *testing.T) {
 // sends along the Service-Route of its REGISTER 2xx is served only when it
 // comes over the flow that registered: the edge names that flow on its Via
 // and the registrar matches it with the binding's Path. The same INVITE
-// over a second, unregistered connection to the edge gets 403.
+// over a second, unregistered connection to the edge gets 403, with or
+// without the preloaded route.
 func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 	p, edgePort, _ := startAllInOne(t)
 	ua := registerOutbound(t, edgePort, 1, "127.0.0.1")
@@ -347,7 +348,7 @@ func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 	if len(sr) == 0 || !strings.Contains(strings.Join(sr, ","), "orig") {
 		t.Fatalf("REGISTER 200 Service-Route %v, want the registrar's orig-marked route", sr)
 	}
-	invite := func(c net.Conn, br *bufio.Reader, n int) string {
+	invite := func(c net.Conn, br *bufio.Reader, n int, sr []string) string {
 		la := c.LocalAddr().String()
 		var b strings.Builder
 		b.WriteString("INVITE sip:nobody@127.0.0.1 SIP/2.0\r\n")
@@ -371,7 +372,7 @@ func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 		}
 	}
 	// Registered flow: accepted and routed (nobody is registered: 480).
-	if got := invite(ua.c, ua.br, 1); !strings.HasPrefix(got, "SIP/2.0 480") {
+	if got := invite(ua.c, ua.br, 1, sr); !strings.HasPrefix(got, "SIP/2.0 480") {
 		t.Fatalf("INVITE over the registered flow: %s, want 480 (routed, no binding)", got)
 	}
 	rogue, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", edgePort))
@@ -379,11 +380,22 @@ func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rogue.Close()
-	if got := invite(rogue, bufio.NewReader(rogue), 2); !strings.HasPrefix(got, "SIP/2.0 403") {
+	rbr := bufio.NewReader(rogue)
+	if got := invite(rogue, rbr, 2, sr); !strings.HasPrefix(got, "SIP/2.0 403") {
 		t.Fatalf("INVITE over an unregistered connection: %s, want 403", got)
 	}
+	// Without a preloaded Route the edge sends it to edge.core, by default
+	// the registrar with the orig marker: still UA-originated, still 403
+	// (it must not pass as a PBX request and be location-routed).
+	if got := invite(rogue, rbr, 3, nil); !strings.HasPrefix(got, "SIP/2.0 403") {
+		t.Fatalf("Route-less INVITE over an unregistered connection: %s, want 403", got)
+	}
+	// The registered flow may also omit the Route.
+	if got := invite(ua.c, ua.br, 4, nil); !strings.HasPrefix(got, "SIP/2.0 480") {
+		t.Fatalf("Route-less INVITE over the registered flow: %s, want 480", got)
+	}
 	_, m := p.get("/metrics")
-	if !strings.Contains(m, `pinhole_registrar_route_rejected_total{code="403",reason="unregistered_flow"} 1`) {
+	if !strings.Contains(m, `pinhole_registrar_route_rejected_total{code="403",reason="unregistered_flow"} 2`) {
 		t.Errorf("403 not counted:\n%s", grepLines(m, "route_rejected"))
 	}
 }
