@@ -155,3 +155,65 @@ func TestE2E_RFC5626_BaresipAnswersPBXCallThroughEdge(t *testing.T) {
 		}
 	}
 }
+
+// TestE2E_RFC5626_BaresipOverTLSThroughEdge: baresip registers with
+// sipnat=outbound over TLS (the edge's self-signed development
+// certificate), and a PBX call reaches it over that TLS flow. Debian's sipp
+// has no TLS, so this is the real-UA run over TLS.
+func TestE2E_RFC5626_BaresipOverTLSThroughEdge(t *testing.T) {
+	bin, err := exec.LookPath("baresip")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("baresip not found and CI is set: install baresip-core (see .ci/run)")
+		}
+		t.Skip("baresip not installed")
+	}
+	needSipp(t)
+	tlsPort := freePort(t)
+	p, _, regPort := startAllInOne(t, fmt.Sprintf("{transport: tls, address: 127.0.0.1:%d, tls: {self_signed: true}}", tlsPort))
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("sip_listen\t\t127.0.0.1:%d\nmodule_path\t\t/usr/lib/baresip/modules\nmodule\t\t\tuuid.so\nmodule\t\t\tg711.so\n"+
+		"module\t\t\tausine.so\nmodule\t\t\taufile.so\nmodule_app\t\taccount.so\nmodule_app\t\tmenu.so\n"+
+		"audio_player\t\taufile,%s\naudio_source\t\tausine,440\nausrc_srate\t\t48000\nausrc_channels\t\t2\n", freePort(t), filepath.Join(dir, "heard.wav"))
+	acct := fmt.Sprintf("<sip:tina@example.com;transport=tls>;outbound=\"sip:127.0.0.1:%d;transport=tls\";sipnat=outbound;regint=600;answermode=auto\n", tlsPort)
+	for name, body := range map[string]string{"config": cfg, "accounts": acct} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out syncBuffer
+	cmd := exec.CommandContext(ctx, bin, "-f", dir, "-t", "15", "-s")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+
+	registered := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, m := p.get("/metrics"); strings.Contains(m, `pinhole_registrar_register_total{code="200",reason="registered"}`) {
+			registered = true
+			break
+		}
+	}
+	if !registered {
+		t.Fatalf("baresip did not register over TLS:\n%s", lastLines(out.String(), 60))
+	}
+	if _, m := p.get("/metrics"); !strings.Contains(m, `pinhole_edge_flows{transport="tls"} 1`) {
+		t.Errorf("edge does not hold one TLS flow:\n%s", grepLines(m, "pinhole_edge_flows"))
+	}
+	pbx := startSipp(t, "../../../registrar/testdata/sipp/uac_bye.xml", regPort, "u1", "-s", "tina", "-mp", strconv.Itoa(freePort(t)))
+	if err := pbx.cmd.Wait(); err != nil {
+		t.Fatalf("PBX call to baresip over TLS failed: %v\nsipp:\n%s\nbaresip:\n%s", err, lastLines(pbx.out.String(), 20), lastLines(out.String(), 80))
+	}
+	trace := out.String()
+	for _, method := range []string{"INVITE", "BYE"} {
+		re := regexp.MustCompile(fmt.Sprintf(`TLS 127\.0\.0\.1:%d -> 127\.0\.0\.1:\d+\r?\n%s sip:tina`, tlsPort, method))
+		if !re.MatchString(trace) {
+			t.Errorf("baresip received no %s from the edge over its TLS flow:\n%s", method, lastLines(trace, 60))
+		}
+	}
+}

@@ -13,16 +13,20 @@ import (
 
 // startAllInOne runs edge + registrar in one binary on free ports and
 // returns the process, the edge SIP port and the registrar SIP port.
-func startAllInOne(t *testing.T) (*proc, int, int) {
+func startAllInOne(t *testing.T, extraEdgeListen ...string) (*proc, int, int) {
 	t.Helper()
 	edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
+	extra := ""
+	for _, l := range extraEdgeListen {
+		extra += "    - " + l + "\n"
+	}
 	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
 log: {level: debug, format: text}
 edge:
   listen:
     - {transport: udp, address: 127.0.0.1:%[2]d}
     - {transport: tcp, address: 127.0.0.1:%[2]d}
-  registrar: sip:127.0.0.1:%[3]d
+%[4]s  registrar: sip:127.0.0.1:%[3]d
   trusted_core: [127.0.0.0/8]
 registrar:
   listen:
@@ -34,7 +38,7 @@ registrar:
   service_route: [sip:127.0.0.1:%[3]d;lr]
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
-`, opsPort, edgePort, regPort)
+`, opsPort, edgePort, regPort, extra)
 	return startConfig(t, "all-in-one", cfg, edgePort, opsPort), edgePort, regPort
 }
 
