@@ -22,6 +22,9 @@ const (
 	DefaultFlowTimerUDP   = 25 * time.Second  // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP   = 120 * time.Second // RFC 5626 §4.4.1
 	DefaultProbeInterval  = 5 * time.Second
+	// DefaultRegistrarTimeout is well above a healthy registrar's answer
+	// time (its store timeout is 1 s) and well below a UA's Timer F.
+	DefaultRegistrarTimeout = 4 * time.Second
 )
 
 // Listener roles: an access listener faces UAs, a core listener faces the
@@ -56,6 +59,10 @@ type Config struct {
 	UDPCRLFPong bool `yaml:"udp_crlf_pong"`
 	// ProbeInterval is how often each registrar is probed with OPTIONS.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// RegistrarTimeout: a REGISTER that gets no response at all (not even
+	// 100 Trying) from a registrar within this time is sent to the next
+	// registrar, when there is one, instead of waiting out Timer F (32 s).
+	RegistrarTimeout time.Duration `yaml:"registrar_timeout"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
@@ -142,6 +149,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.RegistrarTimeout == 0 {
+		c.RegistrarTimeout = DefaultRegistrarTimeout
 	}
 }
 
@@ -235,6 +245,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProbeInterval < 0 {
 		bad("edge.probe_interval: must not be negative")
+	}
+	if c.RegistrarTimeout < 0 {
+		bad("edge.registrar_timeout: must not be negative")
 	}
 	return errors.Join(errs...)
 }

@@ -212,3 +212,42 @@ func TestRegistrarFailoverOnRefusedConnection(t *testing.T) {
 		t.Error("refusing registrar still marked up")
 	}
 }
+
+// TestRegistrarFailoverOnSilentUDP: a registrar that swallows the REGISTER
+// over UDP (no response at all) is given up on after registrar_timeout and
+// the REGISTER goes to the next registrar, long before Timer F (32 s) would
+// have fired; the silent one is marked down.
+func TestRegistrarFailoverOnSilentUDP(t *testing.T) {
+	hole, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	env := startEnv(t, func(c *Config) {
+		c.Registrar = URIList{"sip:" + hole.LocalAddr().String(), c.Registrar[0]}
+		c.RegistrarTimeout = 300 * time.Millisecond
+	})
+	env.edge.regUp[0].Store(true) // pretend it answered the last probe
+	env.edge.regUp[1].Store(true)
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	if _, err := ua.Write([]byte(registerMsg("TCP", ua.LocalAddr().String(), "ivy", true))); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded by the read deadline of readStreamMsg, far below Timer F.
+	res, err := readStreamMsg(ua, bufio.NewReader(ua))
+	if err != nil || res.status() != 200 {
+		t.Fatalf("REGISTER: %v %v, want 200 from the second registrar", res, err)
+	}
+	buf := make([]byte, 4096)
+	_ = hole.SetReadDeadline(time.Now().Add(time.Second))
+	if n, _, err := hole.ReadFromUDP(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "REGISTER ") && !strings.HasPrefix(string(buf[:n]), "OPTIONS ") {
+		t.Errorf("the silent registrar saw nothing: %v", err)
+	}
+	if env.edge.regUp[0].Load() {
+		t.Error("silent registrar still marked up")
+	}
+}

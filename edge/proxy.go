@@ -477,12 +477,25 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		}
 	}
 	relayed := false
+	// With another next hop to try (a REGISTER with registrars left), a
+	// hop that stays silent is given up on after registrar_timeout rather
+	// than Timer F: over UDP a dead registrar is otherwise only noticed
+	// after 32 s, longer than the UA waits.
+	var silent <-chan time.Time
+	if mayRetry && s.cfg.RegistrarTimeout > 0 {
+		t := time.NewTimer(s.cfg.RegistrarTimeout)
+		defer t.Stop()
+		silent = t.C
+	}
 	for {
 		select {
+		case <-silent:
+			return fmt.Errorf("%w: no response within %s", errNoAnswer, s.cfg.RegistrarTimeout)
 		case res, ok := <-clTx.Responses():
 			if !ok {
 				return nil
 			}
+			silent = nil
 			if res.StatusCode == 100 {
 				continue // hop by hop (RFC 3261 §16.7 step 3)
 			}
