@@ -23,31 +23,45 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/redistest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// pinholeBinary builds cmd/pinhole once per test run, with the race
+// detector (the e2e tests are where races between a real client and the
+// binary show up).
+func pinholeBinary(t *testing.T) string { return pinholeBuild(t, true) }
 
-// pinholeBinary builds cmd/pinhole once per test run.
-func pinholeBinary(t *testing.T) string {
+// binBuild is one build of cmd/pinhole.
+type binBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var binBuilds = map[bool]*binBuild{true: {}, false: {}}
+
+// pinholeBuild builds cmd/pinhole once per test run and flavour; memory
+// measurements need the build without -race (its shadow memory would
+// dominate RSS).
+func pinholeBuild(t *testing.T, race bool) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	b := binBuilds[race]
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "pinhole-e2e")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "pinhole")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		b.path = filepath.Join(dir, "pinhole")
+		args := []string{"build", "-o", b.path, "."}
+		if race {
+			args = []string{"build", "-race", "-o", b.path, "."}
+		}
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 func freePort(t *testing.T) int {
@@ -121,7 +135,12 @@ registrar:
 // when the test ends, and waits for /readyz.
 func startConfig(t *testing.T, name, cfg string, sipPort, opsPort int) *proc {
 	t.Helper()
-	bin := pinholeBinary(t)
+	return startBinary(t, pinholeBinary(t), name, cfg, sipPort, opsPort)
+}
+
+// startBinary is startConfig with a given build of the binary.
+func startBinary(t *testing.T, bin, name, cfg string, sipPort, opsPort int) *proc {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
