@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +44,7 @@ func startBaresip(t *testing.T, acct string, seconds int) *baresip {
 	for attempt := 1; ; attempt++ {
 		dir := t.TempDir()
 		cfg := fmt.Sprintf("sip_listen\t\t127.0.0.1:%d\nnet_interface\t\t127.0.0.1\nmodule_path\t\t/usr/lib/baresip/modules\n%saudio_player\t\taufile,%s\n",
-			freePort(t), baresipModules, filepath.Join(dir, "heard.wav"))
+			baresipPort(t), baresipModules, filepath.Join(dir, "heard.wav"))
 		for name, body := range map[string]string{"config": cfg, "accounts": acct} {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 				t.Fatal(err)
@@ -69,10 +70,25 @@ func startBaresip(t *testing.T, acct string, seconds int) *baresip {
 		}
 		cancel()
 		_ = b.cmd.Wait()
-		if attempt == 3 {
+		if attempt == 5 {
 			t.Fatalf("baresip could not start:\n%s", lastLines(b.out.String(), 20))
 		}
 	}
+}
+
+// baresipPort returns a port p such that p (UDP and TCP, SIP) and p+1
+// (TCP, where baresip puts SIP over TLS) were free a moment ago.
+func baresipPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		p := freePort(t)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1))); err == nil {
+			_ = l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port pair for baresip")
+	return 0
 }
 
 // waitMetric polls /metrics until it contains want (bounded by d).
