@@ -18,10 +18,17 @@ import (
 // Defaults of Config.
 const (
 	DefaultMaxConnections = 10000
-	DefaultIdleTimeout    = 300 * time.Second
-	DefaultFlowTimerUDP   = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP   = 120 * time.Second // RFC 5626 §4.4.1
-	DefaultProbeInterval  = 5 * time.Second
+	// DefaultMaxConnectionsPerIP leaves room for hundreds of TCP phones
+	// behind one NAT address.
+	DefaultMaxConnectionsPerIP = 1000
+	// DefaultRequestsPerSecond per source address: far above one phone
+	// (and above the 100/s an office NAT or a load test needs), far below
+	// a scanner.
+	DefaultRequestsPerSecond = 200
+	DefaultIdleTimeout       = 300 * time.Second
+	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultProbeInterval     = 5 * time.Second
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
 	DefaultRegistrarTimeout = 4 * time.Second
@@ -63,6 +70,18 @@ type Config struct {
 	// 100 Trying) from a registrar within this time is sent to the next
 	// registrar, when there is one, instead of waiting out Timer F (32 s).
 	RegistrarTimeout time.Duration `yaml:"registrar_timeout"`
+	// RateLimit caps SIP traffic per source address on the access side.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+}
+
+// RateLimitConfig is a token bucket per source IP (trusted_core peers are
+// exempt). Over it, UDP datagrams are dropped unanswered (no reflection
+// toward a spoofed source) and requests on a connection get 503 with
+// Retry-After.
+type RateLimitConfig struct {
+	RequestsPerSecond float64 `yaml:"requests_per_second"` // default 200
+	Burst             int     `yaml:"burst"`               // default 2 × requests_per_second
+	Disabled          bool    `yaml:"disabled"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
@@ -81,6 +100,9 @@ type ListenConfig struct {
 	TLS       certs.Config `yaml:"tls"`
 	// MaxConnections caps concurrent stream connections (default 10000).
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps them per source address (default 1000, so
+	// an office NAT of TCP phones fits).
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// IdleTimeout closes a stream connection silent that long (default
 	// 300s); it must exceed flow_timer.stream.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -125,6 +147,9 @@ func (c *Config) SetDefaults() {
 			if l.MaxConnections == 0 {
 				l.MaxConnections = DefaultMaxConnections
 			}
+			if l.MaxConnectionsPerIP == 0 {
+				l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
 			}
@@ -152,6 +177,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.RegistrarTimeout == 0 {
 		c.RegistrarTimeout = DefaultRegistrarTimeout
+	}
+	if c.RateLimit.RequestsPerSecond == 0 {
+		c.RateLimit.RequestsPerSecond = DefaultRequestsPerSecond
+	}
+	if c.RateLimit.Burst == 0 {
+		c.RateLimit.Burst = int(2 * c.RateLimit.RequestsPerSecond)
 	}
 }
 
@@ -197,6 +228,9 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnections < 0 {
 			bad("%s.max_connections: must not be negative", p)
+		}
+		if l.MaxConnectionsPerIP < 0 {
+			bad("%s.max_connections_per_ip: must not be negative", p)
 		}
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)
@@ -248,6 +282,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
+		bad("edge.rate_limit: requests_per_second and burst must not be negative")
+	} else if c.RateLimit.Burst < 1 || float64(c.RateLimit.Burst) < c.RateLimit.RequestsPerSecond/10 {
+		bad("edge.rate_limit.burst: %d is below a tenth of requests_per_second", c.RateLimit.Burst)
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,9 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // Reasons passed to ListenerOptions.OnReject; bounded, usable as a metric
 // label and a log attribute.
 const (
-	RejectConnLimit = "conn_limit"
-	RejectHandshake = "handshake_failed"
+	RejectConnLimit      = "conn_limit"
+	RejectConnLimitPerIP = "conn_limit_per_ip"
+	RejectHandshake      = "handshake_failed"
 )
 
 // ListenerOptions configures a Listener. Every field is optional.
@@ -37,6 +39,9 @@ type ListenerOptions struct {
 	// it a new connection is closed at once and OnReject(RejectConnLimit)
 	// is called. 0 means no limit.
 	MaxConns int
+	// MaxConnsPerIP caps concurrent connections from one source address
+	// (OnReject(RejectConnLimitPerIP) over it). 0 means no limit.
+	MaxConnsPerIP int
 	// MaxMessage, IdleTimeout, WriteTimeout: see StreamOptions.
 	MaxMessage   int
 	IdleTimeout  time.Duration
@@ -79,6 +84,9 @@ type Listener struct {
 	conns  atomic.Int64
 	nextID atomic.Uint64
 
+	perIPMu sync.Mutex
+	perIP   map[netip.Addr]int
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -94,6 +102,7 @@ func NewListener(inner net.Listener, opt ListenerOptions) *Listener {
 		log:   opt.Logger,
 		ready: make(chan net.Conn),
 		done:  make(chan struct{}),
+		perIP: make(map[netip.Addr]int),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -122,7 +131,7 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 		IdleTimeout:  l.opt.IdleTimeout,
 		WriteTimeout: l.opt.WriteTimeout,
 		OnClose: func(err error) {
-			l.conns.Add(-1)
+			l.release(remote)
 			if l.opt.OnClose != nil {
 				l.opt.OnClose(id, remote, err)
 			}
@@ -190,6 +199,12 @@ func (l *Listener) acceptLoop() {
 			l.reject(c.RemoteAddr(), RejectConnLimit, nil)
 			continue
 		}
+		if !l.takePerIP(c.RemoteAddr()) {
+			l.conns.Add(-1)
+			c.Close()
+			l.reject(c.RemoteAddr(), RejectConnLimitPerIP, nil)
+			continue
+		}
 		go l.prepare(c)
 	}
 }
@@ -207,7 +222,7 @@ func (l *Listener) prepare(raw net.Conn) {
 	c, err := l.handshake(raw)
 	if err != nil {
 		raw.Close()
-		l.conns.Add(-1)
+		l.release(raw.RemoteAddr())
 		l.reject(raw.RemoteAddr(), RejectHandshake, err)
 		return
 	}
@@ -215,8 +230,48 @@ func (l *Listener) prepare(raw net.Conn) {
 	case l.ready <- c:
 	case <-l.done:
 		c.Close()
-		l.conns.Add(-1)
+		l.release(raw.RemoteAddr())
 	}
+}
+
+// takePerIP counts a new connection from remote against MaxConnsPerIP.
+func (l *Listener) takePerIP(remote net.Addr) bool {
+	if l.opt.MaxConnsPerIP <= 0 {
+		return true
+	}
+	a := addrOf(remote)
+	l.perIPMu.Lock()
+	defer l.perIPMu.Unlock()
+	if l.perIP[a] >= l.opt.MaxConnsPerIP {
+		return false
+	}
+	l.perIP[a]++
+	return true
+}
+
+// release undoes the counting of one connection from remote.
+func (l *Listener) release(remote net.Addr) {
+	l.conns.Add(-1)
+	if l.opt.MaxConnsPerIP <= 0 {
+		return
+	}
+	a := addrOf(remote)
+	l.perIPMu.Lock()
+	defer l.perIPMu.Unlock()
+	if n := l.perIP[a] - 1; n > 0 {
+		l.perIP[a] = n
+	} else {
+		delete(l.perIP, a)
+	}
+}
+
+// addrOf is the source IP of a TCP remote address (unmapped).
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap()
 }
 
 func (l *Listener) handshake(raw net.Conn) (net.Conn, error) {

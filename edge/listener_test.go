@@ -268,3 +268,55 @@ func TestListenerWithSipgo(t *testing.T) {
 		t.Fatalf("status line %q, %v", line, err)
 	}
 }
+
+// dialFrom dials addr over TCP from the loopback address src.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestListenerMaxConnsPerIP: one source address gets at most MaxConnsPerIP
+// connections; another address is unaffected, and a closed connection
+// frees its slot.
+func TestListenerMaxConnsPerIP(t *testing.T) {
+	rejected := make(chan string, 4)
+	l := newTestListener(t, ListenerOptions{
+		MaxConnsPerIP: 2,
+		OnReject:      func(_ net.Addr, reason string, _ error) { rejected <- reason },
+	})
+	addr := l.Addr().String()
+	dialFrom(t, "127.0.0.5", addr)
+	acceptTimeout(t, l)
+	dialFrom(t, "127.0.0.5", addr)
+	sc2 := acceptTimeout(t, l)
+	over := dialFrom(t, "127.0.0.5", addr)
+	select {
+	case r := <-rejected:
+		if r != RejectConnLimitPerIP {
+			t.Errorf("reason %q, want %q", r, RejectConnLimitPerIP)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("third connection from one address not rejected")
+	}
+	over.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Errorf("over-limit client read: %v, want EOF", err)
+	}
+	dialFrom(t, "127.0.0.6", addr)
+	acceptTimeout(t, l)
+
+	sc2.Close()
+	dialFrom(t, "127.0.0.5", addr)
+	acceptTimeout(t, l)
+	select {
+	case r := <-rejected:
+		t.Errorf("unexpected rejection %q", r)
+	default:
+	}
+}

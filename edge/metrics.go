@@ -20,6 +20,7 @@ const (
 	reasonUpstreamError = "upstream_error"    // 408/503 from a failed client transaction
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
+	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
 )
 
 var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}

@@ -87,6 +87,15 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(req, tx, in, 503, "Service Unavailable", reasonDraining, nil, sip.NewHeader("Retry-After", "5"))
 		return
 	}
+	// edge.rate_limit on connections (UDP is limited before parsing, in
+	// the PacketConn): 503 + Retry-After, RFC 3261 §21.5.4.
+	if in.hasFlow && in.key.Transport != flowtable.UDP && !s.allowed(in.src, string(in.key.Transport)) {
+		// Counted and logged (once per episode) by allowed.
+		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+		s.respond(tx, in, res)
+		return
+	}
 	if req.IsCancel() {
 		// sipgo answers a CANCEL matching a live INVITE transaction itself
 		// (and our OnCancel forwards it); one reaching a handler matches

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -83,6 +84,7 @@ type Server struct {
 	table   *flowtable.Table
 	keys    *flowtable.Keys
 	trusted []netip.Prefix
+	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
 	regUp      []atomic.Bool
@@ -159,6 +161,9 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.registrars = append(s.registrars, u)
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
+	if !cfg.RateLimit.Disabled {
+		s.limiter = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now)
+	}
 	s.core, _ = parseSIPURI(cfg.Core)
 	s.coreRoute = *s.core.Clone()
 	if s.coreRoute.UriParams == nil {
@@ -183,7 +188,13 @@ func New(cfg Config, opt Options) (*Server, error) {
 				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: noDial}},
 			})),
 		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse)),
+			sip.WithTransactionLayerUnhandledResponseHandler(s.onStrayResponse),
+			// A request written to a UA's connection just as the UA
+			// closed it (the FIN not yet read) must fail at once with 430
+			// when the read side sees the close, so the registrar moves to
+			// the next flow now rather than after Timer B/F (RFC 5626
+			// §5.3); otherwise the write "succeeds" into a dead socket.
+			sip.WithTransactionLayerTerminateOnConnClose()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("edge: access user agent: %w", err)
@@ -260,6 +271,7 @@ func (s *Server) bind(l *listener) error {
 		l.pc = NewPacketConn(c, PacketOptions{
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
+			Allow:    s.allowDatagram,
 			OnActivity: func(from netip.AddrPort) {
 				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
@@ -271,15 +283,16 @@ func (s *Server) bind(l *listener) error {
 		s.byLocal[c.LocalAddr().String()] = l
 	default:
 		opt := ListenerOptions{
-			WebSocket:    l.transport == flowtable.WS || l.transport == flowtable.WSS,
-			MaxConns:     lc.MaxConnections,
-			MaxMessage:   lc.MaxMessage,
-			IdleTimeout:  lc.IdleTimeout,
-			WriteTimeout: 10 * time.Second,
-			Logger:       s.log,
-			OnAccept:     func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
-			OnClose:      func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
-			OnActivity:   func(id uint64) { s.touchConn(l, id) },
+			WebSocket:     l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:      lc.MaxConnections,
+			MaxConnsPerIP: lc.MaxConnectionsPerIP,
+			MaxMessage:    lc.MaxMessage,
+			IdleTimeout:   lc.IdleTimeout,
+			WriteTimeout:  10 * time.Second,
+			Logger:        s.log,
+			OnAccept:      func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:       func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:    func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
 			},
@@ -643,3 +656,25 @@ func (f *inflight) idle() <-chan struct{} {
 	}
 	return c
 }
+
+// allowed applies edge.rate_limit to one message from src (trusted_core
+// peers are exempt); the first refusal of an episode is logged, every one
+// is counted.
+func (s *Server) allowed(src netip.AddrPort, transport string) bool {
+	if s.limiter == nil || s.isTrusted(src.Addr()) {
+		return true
+	}
+	ok, first := s.limiter.Allow(src.Addr())
+	if !ok {
+		s.m.rejections.WithLabelValues(reasonRateLimited).Inc()
+		if first {
+			s.log.Warn("source over edge.rate_limit: dropping (UDP) / 503 (streams) until it slows down",
+				"raddr", src.String(), "transport", transport)
+		}
+	}
+	return ok
+}
+
+// allowDatagram is the UDP listeners' rate-limit hook: a datagram over the
+// limit is dropped before parsing, unanswered.
+func (s *Server) allowDatagram(from netip.AddrPort) bool { return s.allowed(from, "udp") }

@@ -3,8 +3,10 @@ package edge
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -262,3 +264,85 @@ func TestRFC3261_Hygiene(t *testing.T) {
 }
 
 var _ = sip.OPTIONS
+
+// optionsToEdge is an OPTIONS addressed to the edge itself.
+func optionsToEdge(transport, local string, n int) string {
+	return "OPTIONS sip:127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/" + transport + " " + local + ";branch=z9hG4bK-rl" + strconv.Itoa(n) + uniq() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:flood@127.0.0.1>;tag=rl\r\nTo: <sip:127.0.0.1>\r\n" +
+		"Call-ID: rl-" + strconv.Itoa(n) + uniq() + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+}
+
+// TestRateLimitPerSource: edge.rate_limit lets a source's burst through,
+// then drops its UDP datagrams unanswered and answers its requests on a
+// connection with 503 + Retry-After; trusted_core peers are exempt.
+func TestRateLimitPerSource(t *testing.T) {
+	env := startEnv(t, func(c *Config) {
+		c.TrustedCore = []string{"127.0.0.1/32"}
+		c.RateLimit = RateLimitConfig{RequestsPerSecond: 1, Burst: 5}
+	})
+	udpFrom := func(src string) *net.UDPConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	count := func(c *net.UDPConn, n int) int {
+		for i := range n {
+			if _, err := c.WriteToUDP([]byte(optionsToEdge("UDP", c.LocalAddr().String(), i)), env.edgeUDP); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := 0
+		buf := make([]byte, 65535)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := c.ReadFromUDP(buf); err != nil {
+				return got
+			}
+			got++
+		}
+	}
+	// 20 datagrams at once from 127.0.0.5: the burst of 5 (perhaps one
+	// refilled token) answered, the rest dropped without an answer.
+	if got := count(udpFrom("127.0.0.5"), 20); got < 5 || got > 6 {
+		t.Errorf("UDP flood: %d answers, want the burst (5, or 6 with a refill)", got)
+	}
+	// The trusted core address is exempt.
+	if got := count(udpFrom("127.0.0.1"), 20); got != 20 {
+		t.Errorf("trusted_core source: %d answers, want 20", got)
+	}
+
+	// Over TCP from 127.0.0.6: 200 for the burst, then 503 + Retry-After.
+	c := dialFrom(t, "127.0.0.6", env.edgeTCP.String())
+	r := bufio.NewReader(c)
+	ok, busy := 0, 0
+	for i := range 10 {
+		if _, err := c.Write([]byte(optionsToEdge("TCP", c.LocalAddr().String(), i))); err != nil {
+			t.Fatal(err)
+		}
+		res, err := readStreamMsg(c, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch res.status() {
+		case 200:
+			ok++
+		case 503:
+			busy++
+			if res.get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After")
+			}
+		default:
+			t.Fatalf("got %d", res.status())
+		}
+	}
+	if ok < 5 || ok > 6 || busy != 10-ok {
+		t.Errorf("TCP: %d × 200, %d × 503; want the burst answered and the rest 503", ok, busy)
+	}
+	if n := counterValue(env.edge.m.rejections.WithLabelValues(reasonRateLimited)); n < 18 {
+		t.Errorf("rate_limited rejections = %v, want at least 18", n)
+	}
+}

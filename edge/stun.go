@@ -120,6 +120,9 @@ type PacketOptions struct {
 	OnKeepalive func(from netip.AddrPort)
 	// Logger receives debug logs about dropped datagrams; nil discards.
 	Logger *slog.Logger
+	// Allow, when set, is asked for every datagram before anything else;
+	// false drops it unanswered (rate limiting).
+	Allow func(from netip.AddrPort) bool
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
@@ -159,6 +162,9 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		backoff = time.Millisecond
+		if p.opt.Allow != nil && !p.opt.Allow(from) {
+			continue
+		}
 		data := b[:n]
 		switch {
 		case IsSTUN(data):

@@ -403,3 +403,22 @@ func TestE2E_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 		t.Errorf("403 not counted:\n%s", grepLines(m, "route_rejected"))
 	}
 }
+
+// TestE2E_RFC5626_FlowDiesMidInviteFailsOverAtOnce: the UA's reg-id 1
+// connection closes right after the INVITE was written to it (the write
+// "succeeded"); the edge fails that transaction with 430 as soon as it
+// reads the close, and the registrar moves on to reg-id 2 at once instead
+// of after Timer B (32 s) (RFC 5626 §5.3, §7).
+func TestE2E_RFC5626_FlowDiesMidInviteFailsOverAtOnce(t *testing.T) {
+	_, edgePort, regPort := startAllInOne(t)
+	ua1 := registerOutbound(t, edgePort, 1, "127.0.0.1")
+	ua2 := registerOutbound(t, edgePort, 2, "127.0.0.1")
+	codes := make(chan int, 1)
+	go func() { codes <- pbxInvite(t, regPort, "mid-call") }()
+	ua1.await(t, "INVITE")
+	_ = ua1.c.Close()
+	ua2.answer(t) // within readStreamSIP's 5 s, far below Timer B
+	if code := <-codes; code != 200 {
+		t.Fatalf("PBX got %d, want 200 from reg-id 2", code)
+	}
+}
