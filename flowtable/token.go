@@ -269,6 +269,31 @@ func SameFlow(a, b string) bool {
 	return okA && okB && bytes.Equal(pa, pb)
 }
 
+// SameSource reports whether tokens a and b name flows over the same
+// transport from the same remote IP address (any port, any connection),
+// whichever key signed each. Like SameFlow it verifies no MAC and is for a
+// party that trusts where both tokens came from. The registrar uses it for
+// bindings without RFC 5626 outbound, whose UAs may open a new connection
+// per transaction.
+func SameSource(a, b string) bool {
+	fa, okA := peekFlow(a)
+	fb, okB := peekFlow(b)
+	return okA && okB && fa.Transport == fb.Transport && fa.Remote.Addr().Unmap() == fb.Remote.Addr().Unmap()
+}
+
+// peekFlow parses tok's flow without verifying its MAC.
+func peekFlow(tok string) (FlowKey, bool) {
+	p, ok := flowPayload(tok)
+	if !ok {
+		return FlowKey{}, false
+	}
+	f, err := parseBody(p[1:])
+	if err != nil {
+		return FlowKey{}, false
+	}
+	return f.canonical(), true
+}
+
 // flowPayload returns the version and flow body of tok: everything but the
 // key id and the MAC.
 func flowPayload(tok string) ([]byte, bool) {

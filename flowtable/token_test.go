@@ -343,3 +343,32 @@ func TestSameFlowAcrossKeyRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestSameSource: flows of one remote IP over one transport match
+// whatever the port or connection; another IP or transport does not.
+func TestSameSource(t *testing.T) {
+	k1 := mustKeys(t, Key{ID: 1, Secret: secret(1)})
+	k2 := mustKeys(t, Key{ID: 2, Secret: secret(2)})
+	f := FlowKey{Transport: TCP, Local: ap("192.0.2.1:5060"), Remote: ap("198.51.100.7:40000"), ConnID: 12}
+	newConn := FlowKey{Transport: TCP, Local: ap("192.0.2.1:5060"), Remote: ap("198.51.100.7:40001"), ConnID: 13}
+	otherIP := FlowKey{Transport: TCP, Local: ap("192.0.2.1:5060"), Remote: ap("198.51.100.8:40000"), ConnID: 12}
+	otherTransport := FlowKey{Transport: TLS, Local: ap("192.0.2.1:5061"), Remote: ap("198.51.100.7:40000"), ConnID: 12}
+	mapped := FlowKey{Transport: TCP, Local: ap("192.0.2.1:5060"), Remote: ap("[::ffff:198.51.100.7]:40002"), ConnID: 14}
+	for _, tc := range []struct {
+		name string
+		b    FlowKey
+		want bool
+	}{
+		{"new connection, new port", newConn, true},
+		{"v4-mapped spelling", mapped, true},
+		{"other IP", otherIP, false},
+		{"other transport", otherTransport, false},
+	} {
+		if got := SameSource(k1.Encode(f), k2.Encode(tc.b)); got != tc.want {
+			t.Errorf("%s: SameSource = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if SameSource("junk", k1.Encode(f)) {
+		t.Error("junk matched")
+	}
+}

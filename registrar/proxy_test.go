@@ -1048,6 +1048,10 @@ func TestItem6_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 	edge := newPeer(t, "edge")
 	const ruri = "sip:+15557777@example.com"
 	h.bindFlow(edge, "sip:frank@example.com", 1)
+	h.bind(registrar.Binding{AOR: "sip:kim@example.com", Contact: "sip:kim@192.0.2.50:5060", Q: -1,
+		Path: []string{fmt.Sprintf("<sip:%s@%s;transport=udp;lr>", uaFlowToken(1), edge.addr)}, Source: "udp " + edge.addr.String()})
+	otherIPToken := uaFlowKeys.Encode(flowtable.FlowKey{Transport: flowtable.TCP,
+		Local: netip.MustParseAddrPort("127.0.0.1:5060"), Remote: netip.MustParseAddrPort("203.0.113.9:40000"), ConnID: 1})
 
 	rotated, err := flowtable.NewKeys(flowtable.Key{ID: 99, Secret: []byte("another-key-0123456789")})
 	if err != nil {
@@ -1064,6 +1068,8 @@ func TestItem6_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 		{"another flow of the edge", "sip:frank@example.com", ";flow=" + uaFlowToken(2), 403},
 		{"edge names no flow", "sip:frank@example.com", "", 403},
 		{"AOR without bindings", "sip:grace@example.com", ";flow=" + uaFlowToken(1), 403},
+		{"plain binding, new connection of the same device", "sip:kim@example.com", ";flow=" + uaFlowToken(2), 200},
+		{"plain binding, another address", "sip:kim@example.com", ";flow=" + otherIPToken, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			edge.send(h.udp, h.uaInviteOnFlow(edge, tc.viaFlow, tc.from, ruri))
@@ -1076,8 +1082,8 @@ func TestItem6_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 			edge.expectStatus(200)
 		})
 	}
-	if n := h.counter("pinhole_registrar_route_rejected_total", "reason", "unregistered_flow"); n != 3 {
-		t.Errorf("unregistered_flow rejections = %v, want 3", n)
+	if n := h.counter("pinhole_registrar_route_rejected_total", "reason", "unregistered_flow"); n != 4 {
+		t.Errorf("unregistered_flow rejections = %v, want 4", n)
 	}
 
 	// Expired binding: the flow no longer counts.
@@ -1088,8 +1094,10 @@ func TestItem6_UAOriginatedNeedsRegisteredFlow(t *testing.T) {
 }
 
 // TestItem6_DirectUAMatchedBySource: without an edge (the UA is not a
-// trusted edge), the request must come from the transport and address
-// the binding was registered from.
+// trusted edge), the request must come from where the binding was
+// registered: exactly the same transport and address for an outbound
+// binding; the same transport and IP address (any port: a new connection
+// per transaction) for a plain one.
 func TestItem6_DirectUAMatchedBySource(t *testing.T) {
 	pbx := newPeer(t, "pbx")
 	h := newProxyHarness(t, proxyOpts{mutate: func(c *registrar.Config) {
@@ -1097,28 +1105,38 @@ func TestItem6_DirectUAMatchedBySource(t *testing.T) {
 		c.TrustedEdges = []string{"192.0.2.0/24"}
 	}})
 	ua, other := newPeer(t, "ua"), newPeer(t, "other")
-	h.bind(registrar.Binding{AOR: "sip:heidi@example.com", Contact: "sip:heidi@" + ua.addr.String(), Q: -1, Source: "udp " + ua.addr.String()})
+	h.bind(registrar.Binding{AOR: "sip:heidi@example.com", Contact: "sip:heidi@" + ua.addr.String() + ";ob",
+		Instance: "<urn:uuid:heidi>", RegID: 1, Q: -1, Source: "udp " + ua.addr.String()})
+	h.bind(registrar.Binding{AOR: "sip:ivan@example.com", Contact: "sip:ivan@127.0.0.1:9", Q: -1, Source: "udp 127.0.0.1:9"})
+	h.bind(registrar.Binding{AOR: "sip:judy@example.com", Contact: "sip:judy@192.0.2.99", Q: -1, Source: "udp 192.0.2.99:5060"})
 	const ruri = "sip:+15558888@example.com"
-	inv := func(p *peer) *sip.Request {
+	inv := func(p *peer, from string) *sip.Request {
 		n := callSeq.Add(1)
 		return p.build([]string{
 			"INVITE " + ruri + " SIP/2.0",
 			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKdirect%d;rport", p.addr, n),
 			"Max-Forwards: 70",
 			fmt.Sprintf("Route: <sip:orig@127.0.0.1:%d;lr>", h.udp.Port()),
-			"From: <sip:heidi@example.com>;tag=d" + fmt.Sprint(n),
+			"From: <" + from + ">;tag=d" + fmt.Sprint(n),
 			"To: <" + ruri + ">",
 			fmt.Sprintf("Call-ID: direct-%d", n),
 			"CSeq: 1 INVITE",
-			"Contact: <sip:heidi@" + p.addr.String() + ">",
+			"Contact: <sip:x@" + p.addr.String() + ">",
 		})
 	}
-	other.send(h.udp, inv(other))
-	other.expectStatus(403)
-	ua.send(h.udp, inv(ua))
-	in := pbx.request(sip.INVITE)
-	pbx.answer(h.udp, in, 486, "Busy Here")
-	ua.expectStatus(486)
+	served := func(p *peer, from string) {
+		t.Helper()
+		p.send(h.udp, inv(p, from))
+		in := pbx.request(sip.INVITE)
+		pbx.answer(h.udp, in, 486, "Busy Here")
+		p.expectStatus(486)
+	}
+	other.send(h.udp, inv(other, "sip:heidi@example.com"))
+	other.expectStatus(403) // outbound: another port is another flow
+	served(ua, "sip:heidi@example.com")
+	served(other, "sip:ivan@example.com") // plain: same IP, any port
+	ua.send(h.udp, inv(ua, "sip:judy@example.com"))
+	ua.expectStatus(403) // plain, but another IP
 }
 
 // TestItem6_UAOriginatedAuthBeforeLocation: without registrar.pbx a

@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -104,6 +105,9 @@ func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection
 //   - from anywhere else (a UA reached directly), the transport and source
 //     address, compared with each Path-less binding's recorded Source.
 //
+// An outbound binding (reg-id) must match its flow exactly; a plain
+// binding matches any flow of the same transport from the same IP address.
+//
 // registrar.require_registered_flow: false turns the check off (for edges
 // that do not name flows).
 func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
@@ -136,8 +140,12 @@ func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
 		if !b.Live(now) {
 			continue
 		}
+		// An outbound binding names one flow (RFC 5626); a plain one only
+		// a device, which may open a new connection (or NAT port) per
+		// transaction, so the same transport and IP address suffice.
+		outbound := b.RegID > 0
 		if !fromEdge {
-			if len(b.Path) == 0 && b.Source == src.String() {
+			if len(b.Path) == 0 && sameDirectSource(b.Source, src, outbound) {
 				return nil
 			}
 			continue
@@ -146,7 +154,11 @@ func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
 			break
 		}
 		for _, pv := range b.Path {
-			if tok := pathToken(pv); tok != "" && flowtable.SameFlow(tok, viaFlow) {
+			tok := pathToken(pv)
+			if tok == "" {
+				continue
+			}
+			if (outbound && flowtable.SameFlow(tok, viaFlow)) || (!outbound && flowtable.SameSource(tok, viaFlow)) {
 				return nil
 			}
 		}
@@ -156,6 +168,21 @@ func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
 		detail += " (the edge named no flow on its Via)"
 	}
 	return reject(403, string(reasonNotRegistered), "Forbidden", detail)
+}
+
+// sameDirectSource compares a binding's recorded Source ("tcp
+// 192.0.2.1:5060") with where a request came from: exactly for an outbound
+// binding, by transport and IP address otherwise.
+func sameDirectSource(recorded string, src Source, outbound bool) bool {
+	if outbound {
+		return recorded == src.String()
+	}
+	tr, addr, ok := strings.Cut(recorded, " ")
+	if !ok || !strings.EqualFold(tr, src.Transport) {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().Unmap() == src.Addr.Addr().Unmap()
 }
 
 // pathToken returns the user part of a Path header value's URI (where an
