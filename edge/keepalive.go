@@ -85,6 +85,7 @@ type StreamConn struct {
 	wmu sync.Mutex // serialises writes to Conn
 
 	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
 	errMu     sync.Mutex
 	closeErr  error // first read error; reported to OnClose
 }
@@ -94,8 +95,11 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}, closed: make(chan struct{})}
 }
+
+// Closed is closed once the connection has been closed.
+func (s *StreamConn) Closed() <-chan struct{} { return s.closed }
 
 // ID returns StreamOptions.ID.
 func (s *StreamConn) ID() uint64 { return s.opt.ID }
@@ -202,6 +206,7 @@ func (s *StreamConn) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		err = s.Conn.Close()
+		close(s.closed)
 		if s.opt.OnClose != nil {
 			s.errMu.Lock()
 			reason := s.closeErr

@@ -50,6 +50,9 @@ type leg struct {
 	// UA wrote. Only our own Via carries it; a registrar believes it only
 	// from a trusted edge.
 	viaFlow string
+	// closed, toward a stream flow, is its connection's Closed channel: a
+	// request still pending when it closes can never be answered.
+	closed <-chan struct{}
 }
 
 // noBuild stops sipgo's client from "completing" a proxied request
@@ -370,7 +373,7 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	// sipgo pools accepted connections under their remote address; the
 	// access UA cannot dial, so a vanished connection fails rather than
 	// being re-dialled (sipgo notes §2).
-	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true}
+	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed()}
 	lg.via.Transport = sc.l.viaTransport()
 	return lg, sc.l, nil
 }
@@ -496,8 +499,21 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		defer t.Stop()
 		silent = t.C
 	}
+	var flowDead <-chan time.Time
 	for {
 		select {
+		case <-lg.closed:
+			// RFC 5626 §5.3: the flow died under a pending request (also
+			// when it closed between the flow lookup and the write, which
+			// sipgo would otherwise leave to Timer B/F). sipgo dispatches
+			// each message read on its own goroutine, so a response read
+			// just before the close may still be on its way: give it a
+			// moment, then answer 430.
+			lg.closed = nil
+			flowDead = time.After(200 * time.Millisecond)
+		case <-flowDead:
+			s.forwardFailed(req, tx, in, lg, errFlowGone)
+			return nil
 		case <-silent:
 			return fmt.Errorf("%w: no response within %s", errNoAnswer, s.cfg.RegistrarTimeout)
 		case res, ok := <-clTx.Responses():
