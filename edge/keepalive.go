@@ -130,11 +130,13 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			}
 			pings, ferr := s.fr.feed(s.rbuf[:n], &s.pending)
 			for range pings {
-				if werr := s.pong(); werr != nil {
-					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
-				}
+				// Counted before the pong goes out, so whoever sees the
+				// pong also sees the keep-alive recorded.
 				if s.opt.OnKeepalive != nil {
 					s.opt.OnKeepalive()
+				}
+				if werr := s.pong(); werr != nil {
+					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
 				}
 			}
 			if ferr != nil {

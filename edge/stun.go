@@ -173,21 +173,23 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				p.log.Debug("stun dropped", "raddr", from, "error", err)
 				continue
 			}
-			if _, err := p.UDPConn.WriteToUDPAddrPort(resp, from); err != nil {
-				p.log.Debug("stun response not sent", "raddr", from, "error", err)
-			}
+			// Liveness is recorded before the answer goes out, so whoever
+			// sees the answer also sees the flow refreshed.
 			if p.opt.OnKeepalive != nil {
 				p.opt.OnKeepalive(from)
 			}
+			if _, err := p.UDPConn.WriteToUDPAddrPort(resp, from); err != nil {
+				p.log.Debug("stun response not sent", "raddr", from, "error", err)
+			}
 			continue
 		case onlyCRLF(data):
+			if n > 0 && p.opt.OnKeepalive != nil {
+				p.opt.OnKeepalive(from)
+			}
 			if n > 0 && p.opt.CRLFPong {
 				if _, err := p.UDPConn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
 					p.log.Debug("crlf pong not sent", "raddr", from, "error", err)
 				}
-			}
-			if n > 0 && p.opt.OnKeepalive != nil {
-				p.opt.OnKeepalive(from)
 			}
 			continue
 		}
