@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -420,5 +421,57 @@ func TestE2E_RFC5626_FlowDiesMidInviteFailsOverAtOnce(t *testing.T) {
 	ua2.answer(t) // within readStreamSIP's 5 s, far below Timer B
 	if code := <-codes; code != 200 {
 		t.Fatalf("PBX got %d, want 200 from reg-id 2", code)
+	}
+}
+
+// TestE2E_SIGTERMDrainsInFlightCall: SIGTERM while a PBX call is ringing
+// at a UA behind the edge: /readyz turns not-ready at once, the edge stops
+// accepting connections, the call still completes when the UA answers,
+// and the process exits cleanly within ops.drain_timeout.
+func TestE2E_SIGTERMDrainsInFlightCall(t *testing.T) {
+	p, edgePort, regPort := startAllInOne(t)
+	ua := registerOutbound(t, edgePort, 1, "127.0.0.1")
+	codes := make(chan int, 1)
+	go func() { codes <- pbxInvite(t, regPort, "drain-call") }()
+	inv := ua.await(t, "INVITE")
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	notReady := false
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, _ := p.get("/readyz"); code == 503 {
+			notReady = true
+			break
+		}
+	}
+	if !notReady {
+		t.Error("/readyz still ready after SIGTERM")
+	}
+	refused := false
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", edgePort), 200*time.Millisecond)
+		if err != nil {
+			refused = true
+			break
+		}
+		_ = c.Close()
+	}
+	if !refused {
+		t.Error("edge still accepts TCP connections while draining")
+	}
+
+	ua.reply(t, inv, "200 OK")
+	if code := <-codes; code != 200 {
+		t.Fatalf("in-flight call got %d during drain, want 200", code)
+	}
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("did not exit within drain_timeout (3s) + margin")
 	}
 }
