@@ -128,3 +128,42 @@ func TestMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPResponseCreatesNoFlow: a response datagram from an address with
+// no flow (the registrar or PBX answering us) creates none; a request
+// from an address does.
+func TestUDPResponseCreatesNoFlow(t *testing.T) {
+	env := startEnv(t, nil)
+	sock := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	keyOf := func(c *net.UDPConn) flowtable.FlowKey {
+		return flowtable.FlowKey{Transport: flowtable.UDP, Local: env.edge.listeners[0].local, Remote: mustAddrPort(t, c.LocalAddr().String())}
+	}
+	responder, requester := sock(), sock()
+	stray := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-nosuch\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\n" +
+		"To: <sip:b@127.0.0.1>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	if _, err := responder.WriteToUDP([]byte(stray), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	// The edge reads its socket in order: once the request after it is
+	// answered, the response has been through the read path too.
+	if _, err := requester.WriteToUDP([]byte(optionsToEdge("UDP", requester.LocalAddr().String(), 1)), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	_ = requester.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := requester.ReadFromUDP(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := env.edge.table.Lookup(keyOf(requester)); !ok {
+		t.Fatal("the request created no flow")
+	}
+	if _, ok := env.edge.table.Lookup(keyOf(responder)); ok {
+		t.Error("a stray response created a flow")
+	}
+}

@@ -275,6 +275,11 @@ func (s *Server) bind(l *listener) error {
 			OnActivity: func(from netip.AddrPort) {
 				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
+			// A response refreshes a UA's flow but never creates one: the
+			// registrar's and PBX's answers to us are not flows.
+			OnResponse: func(from netip.AddrPort) {
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+			},
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
 				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})

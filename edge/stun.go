@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -113,8 +114,10 @@ type PacketOptions struct {
 	// edge.udp_crlf_pong). RFC 5626 §4.4.1 makes STUN the UDP keep-alive,
 	// so this is off by default; such datagrams always count as liveness.
 	CRLFPong bool
-	// OnActivity is called for each datagram returned to the caller.
+	// OnActivity is called for each request datagram returned to the
+	// caller; OnResponse for each response ("SIP/2.0 " start line).
 	OnActivity func(from netip.AddrPort)
+	OnResponse func(from netip.AddrPort)
 	// OnKeepalive is called for each keep-alive absorbed (STUN Binding
 	// request or CR/LF-only datagram).
 	OnKeepalive func(from netip.AddrPort)
@@ -193,12 +196,18 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			continue
 		}
-		if p.opt.OnActivity != nil {
+		if bytes.HasPrefix(data, sipResponsePrefix) {
+			if p.opt.OnResponse != nil {
+				p.opt.OnResponse(from)
+			}
+		} else if p.opt.OnActivity != nil {
 			p.opt.OnActivity(from)
 		}
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}
 }
+
+var sipResponsePrefix = []byte("SIP/2.0 ")
 
 func onlyCRLF(b []byte) bool {
 	for _, c := range b {

@@ -167,6 +167,20 @@ func (t *Table) Touch(key FlowKey) (f Flow, created bool, err error) {
 	return e.snapshot(), true, nil
 }
 
+// Refresh records traffic on key if the flow exists (it never creates
+// one) and reports whether it did.
+func (t *Table) Refresh(key FlowKey) bool {
+	key = key.canonical()
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.flows[key]
+	if ok {
+		e.flow.LastSeen = now
+	}
+	return ok
+}
+
 // Lookup returns the flow named by key, e.g. after decoding a flow token.
 func (t *Table) Lookup(key FlowKey) (Flow, bool) {
 	key = key.canonical()

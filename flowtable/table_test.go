@@ -471,3 +471,24 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("identities = %d, want ≤ 3", s.Identities)
 	}
 }
+
+// TestRefreshNeverCreates: Refresh updates LastSeen of an existing flow
+// and never creates one (responses the edge receives are not flows).
+func TestRefreshNeverCreates(t *testing.T) {
+	tb, c := newTable(t, Config{})
+	k := tcpKey(1, 40000)
+	if tb.Refresh(k) {
+		t.Fatal("Refresh of an unknown flow reported true")
+	}
+	if tb.Len() != 0 {
+		t.Fatalf("Refresh created a flow: Len = %d", tb.Len())
+	}
+	f := mustTouch(t, tb, k)
+	c.advance(7 * time.Second)
+	if !tb.Refresh(k) {
+		t.Fatal("Refresh of a known flow reported false")
+	}
+	if got, _ := tb.Lookup(k); !got.LastSeen.Equal(c.t) || got.ID != f.ID {
+		t.Fatalf("after Refresh: %+v", got)
+	}
+}
