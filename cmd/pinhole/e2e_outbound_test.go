@@ -231,14 +231,20 @@ func (u *outboundUA) hangUp(t *testing.T, inv sipMsg) {
 // returns the final status.
 func pbxInvite(t *testing.T, regPort int, callID string) int {
 	t.Helper()
+	return pbxInviteTo(t, regPort, "sip:carol@127.0.0.1", callID)
+}
+
+// pbxInviteTo is pbxInvite for any Request-URI.
+func pbxInviteTo(t *testing.T, regPort int, ruri, callID string) int {
+	t.Helper()
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", regPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	la := c.LocalAddr().String()
-	msg := "INVITE sip:carol@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + ";rport\r\n" +
-		"Max-Forwards: 70\r\nTo: <sip:carol@127.0.0.1>\r\nFrom: <sip:pbx@127.0.0.1>;tag=pbx\r\nCall-ID: " + callID + "\r\n" +
+	msg := "INVITE " + ruri + " SIP/2.0\r\nVia: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + ";rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <" + ruri + ">\r\nFrom: <sip:pbx@127.0.0.1>;tag=pbx\r\nCall-ID: " + callID + "\r\n" +
 		"CSeq: 1 INVITE\r\nContact: <sip:pbx@" + la + ">\r\nContent-Length: 0\r\n\r\n"
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
