@@ -77,6 +77,9 @@ type fork struct {
 	nextWave int
 
 	best      *sip.Response // best final non-2xx so far (§16.7 step 6)
+	// challenges: every WWW-Authenticate / Proxy-Authenticate of the 401
+	// and 407 finals received so far (§16.7 step 7).
+	challenges []sip.Header
 	got2xx    bool
 	got6xx    bool
 	finalSent bool
@@ -380,6 +383,13 @@ func (f *fork) done(b *branch, res *sip.Response) {
 			f.cancelAll(b)
 		}
 	default:
+		if code == 401 || code == 407 {
+			for _, name := range []string{"WWW-Authenticate", "Proxy-Authenticate"} {
+				for _, h := range res.GetHeaders(name) {
+					f.challenges = append(f.challenges, sip.NewHeader(name, h.Value()))
+				}
+			}
+		}
 		if !f.got6xx {
 			f.best = better(f.best, res)
 		}
@@ -404,6 +414,12 @@ func better(cur, res *sip.Response) *sip.Response {
 	if generic(cur.StatusCode) && !generic(res.StatusCode) {
 		return res
 	}
+	// Within 4xx, prefer answers that tell the caller how to resubmit
+	// (§16.7 step 6): 401, 407, 415, 420, 484.
+	resubmit := func(c int) bool { return c == 401 || c == 407 || c == 415 || c == 420 || c == 484 }
+	if rc == 4 && resubmit(res.StatusCode) && !resubmit(cur.StatusCode) {
+		return res
+	}
 	return cur
 }
 
@@ -416,6 +432,16 @@ func (f *fork) sendBest() {
 	res := f.best
 	if res == nil {
 		res = f.synth(408, "Request Timeout")
+	}
+	if (res.StatusCode == 401 || res.StatusCode == 407) && len(f.challenges) > 0 {
+		// §16.7 step 7: the chosen challenge carries every branch's
+		// challenges, unmodified, so the caller can answer all of them.
+		res = res.Clone()
+		for res.RemoveHeader("WWW-Authenticate") || res.RemoveHeader("Proxy-Authenticate") {
+		}
+		for _, h := range f.challenges {
+			res.AppendHeader(h)
+		}
 	}
 	if res.StatusCode == 503 {
 		// §16.7 step 6: a 503 from downstream must not make the upstream

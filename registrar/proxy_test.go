@@ -1151,3 +1151,36 @@ func TestItem6_UAOriginatedAuthBeforeLocation(t *testing.T) {
 		edge.expectStatus(407)
 	}
 }
+
+// TestRFC3261_16_7_ForkedChallengesMerged: two parallel branches answer
+// 401 and 407; the caller gets one of them carrying both branches'
+// challenges unmodified (RFC 3261 §16.7 step 7), and a challenge is
+// preferred over another 4xx (step 6).
+func TestRFC3261_16_7_ForkedChallengesMerged(t *testing.T) {
+	h := newProxyHarness(t, proxyOpts{})
+	pbx, ua1, ua2, ua3 := newPeer(t, "pbx"), newPeer(t, "ua1"), newPeer(t, "ua2"), newPeer(t, "ua3")
+	const aor = "sip:ursula@example.com"
+	h.bind(uaBinding(aor, ua1, "u1", -1))
+	h.bind(uaBinding(aor, ua2, "u2", -1))
+	h.bind(uaBinding(aor, ua3, "u3", -1))
+	pbx.send(h.udp, pbx.invite(aor))
+	in1, in2, in3 := ua1.request(sip.INVITE), ua2.request(sip.INVITE), ua3.request(sip.INVITE)
+
+	r1 := sip.NewResponseFromRequest(in1, 401, "Unauthorized", nil)
+	r1.AppendHeader(sip.NewHeader("WWW-Authenticate", `Digest realm="one.example", nonce="n1", qop="auth"`))
+	ua1.send(h.udp, r1)
+	ua3.answer(h.udp, in3, 486, "Busy Here")
+	r2 := sip.NewResponseFromRequest(in2, 407, "Proxy Authentication Required", nil)
+	r2.AppendHeader(sip.NewHeader("Proxy-Authenticate", `Digest realm="two.example", nonce="n2", qop="auth"`))
+	ua2.send(h.udp, r2)
+
+	res := pbx.response()
+	if res.StatusCode != 401 && res.StatusCode != 407 {
+		t.Fatalf("final %d, want a challenge (preferred over 486)", res.StatusCode)
+	}
+	www, proxy := res.GetHeaders("WWW-Authenticate"), res.GetHeaders("Proxy-Authenticate")
+	if len(www) != 1 || www[0].Value() != `Digest realm="one.example", nonce="n1", qop="auth"` ||
+		len(proxy) != 1 || proxy[0].Value() != `Digest realm="two.example", nonce="n2", qop="auth"` {
+		t.Fatalf("challenges WWW-Authenticate %v, Proxy-Authenticate %v; want both branches' challenges", www, proxy)
+	}
+}
