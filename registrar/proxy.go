@@ -76,15 +76,15 @@ type fork struct {
 	branches []*branch
 	nextWave int
 
-	best      *sip.Response // best final non-2xx so far (§16.7 step 6)
+	best *sip.Response // best final non-2xx so far (§16.7 step 6)
 	// challenges: every WWW-Authenticate / Proxy-Authenticate of the 401
 	// and 407 finals received so far (§16.7 step 7).
 	challenges []sip.Header
-	got2xx    bool
-	got6xx    bool
-	finalSent bool
-	cancelled bool // the upstream sent CANCEL (sipgo already answered 487)
-	timerC    *time.Timer
+	got2xx     bool
+	got6xx     bool
+	finalSent  bool
+	cancelled  bool // the upstream sent CANCEL (sipgo already answered 487)
+	timerC     *time.Timer
 }
 
 // forward proxies req statefully per decision d and returns when every
