@@ -9,9 +9,11 @@ import (
 // fromAccess forwards a UA-originated request (or an in-dialog request
 // whose remaining route leads away from the UAs) toward the core: by the
 // remaining Route (a preloaded Service-Route, RFC 3608, or a dialog's route
-// set); with no Route left, an in-dialog request or one that was routed to
-// this edge goes to its Request-URI (RFC 3261 §16.5, §16.6 step 6), and an
-// initial request without any Route goes to edge.core. Dialog-forming
+// set); with no Route left, an in-dialog request goes to its Request-URI
+// (the remote target, RFC 3261 §16.5, §16.6 step 6) and an initial request
+// to edge.core, pushed as a loose Route, whether or not the UA routed it
+// to this edge as its outbound proxy: the edge never relays a UA's initial
+// request by its Request-URI (it is not an open relay). Dialog-forming
 // requests arriving on a flow are Record-Routed with that flow's token so
 // in-dialog requests from the core come back over the same flow (RFC 5626
 // §5.3; RFC 5658 double Record-Route when the two sides differ), and every
@@ -21,12 +23,12 @@ func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbou
 	switch {
 	case len(rest) > 0:
 		target = rest[0].URI
-	case len(popped) > 0 || hasToTag(req):
+	case hasToTag(req):
 		target = req.Recipient
 	}
 	lg := s.coreLeg(target, "")
 	fwd := req.Clone()
-	if len(rest) == 0 && len(popped) == 0 && !hasToTag(req) {
+	if len(rest) == 0 && !hasToTag(req) {
 		// Our routing policy for a Route-less initial request: push
 		// edge.core as a loose route (RFC 3261 §16.6 step 7) so the next
 		// hop sees how the request came (the registrar's "orig" marker).

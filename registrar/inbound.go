@@ -192,6 +192,14 @@ func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
 			p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
 			return
 		}
+		if d.identity == "" && p.reg.cfg.RegisteredFlowRequired() {
+			// Without Digest, a request over a flow that carries a live
+			// binding of its From AOR is as sure an identity as this
+			// registrar has: assert it (RFC 3325 §5).
+			if from := req.From(); from != nil {
+				d.identity = CanonicalAOR(&from.Address)
+			}
+		}
 	}
 	if d, rej = p.route(req, d); rej != nil {
 		p.reject(req, tx, src, rej.code, routeReason(rej.reason), rej.phrase, rej.detail, rej.hdrs...)
@@ -493,17 +501,27 @@ type fwdOpts struct {
 }
 
 func (p *proxy) buildForward(req *sip.Request, o fwdOpts) (*sip.Request, string, error) {
+	out, addr, _, err := p.buildForwardFallback(req, o)
+	return out, addr, err
+}
+
+// buildForwardFallback is buildForward that also returns, when size moved
+// the request from UDP to TCP, the UDP copy to retry with should the TCP
+// connection be refused (RFC 3261 §18.1.1: "the element SHOULD retry the
+// request, using UDP"); many PBXs listen on UDP only.
+func (p *proxy) buildForwardFallback(req *sip.Request, o fwdOpts) (out *sip.Request, addr string, udp *sip.Request, err error) {
 	_, transport, addr, err := p.nextHop(o.ruri, o.routes, o.hop)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	out := p.buildFor(req, o, transport, addr)
+	out = p.buildFor(req, o, transport, addr)
 	// RFC 3261 §18.1.1: a request over 1300 bytes (path MTU unknown) goes
-	// over TCP to the same host and port; sipgo would refuse it on UDP.
+	// over TCP to the same host and port.
 	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > udpMaxRequest {
+		udp = out
 		out = p.buildFor(req, o, "tcp", addr)
 	}
-	return out, addr, nil
+	return out, addr, udp, nil
 }
 
 func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *sip.Request {

@@ -197,7 +197,7 @@ func (f *fork) launch(b *branch) {
 	if len(b.alts) > 0 {
 		hop = &b.alts[b.alt]
 	}
-	out, dst, err := f.p.buildForward(f.req, fwdOpts{ruri: ruri, routes: routes, hop: hop, loopKey: f.d.loopKey,
+	out, dst, udp, err := f.p.buildForwardFallback(f.req, fwdOpts{ruri: ruri, routes: routes, hop: hop, loopKey: f.d.loopKey,
 		recordRoute: f.rr, uaOriginated: f.d.uaOriginated, identity: f.d.identity})
 	if err != nil {
 		f.failed(b, outcomeBadTarget, err)
@@ -207,6 +207,14 @@ func (f *fork) launch(b *branch) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tx, err := f.p.client.TransactionRequest(ctx, out, noBuild)
+	if err != nil && udp != nil {
+		// §18.1.1: TCP only because of the size, and the connection was
+		// refused: send it over UDP after all (sipgo allows large
+		// datagrams, main sets sip.UDPMTUSize).
+		f.p.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
+		b.req = udp
+		tx, err = f.p.client.TransactionRequest(ctx, udp, noBuild)
+	}
 	if err != nil {
 		f.p.log.Info("branch send failed", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
 		f.failed(b, outcomeTransport, err)

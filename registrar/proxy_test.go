@@ -933,7 +933,7 @@ func (h *proxyHarness) uaInviteOnFlow(edge *peer, viaFlow, from, ruri string, ex
 // TestItem6_UAOriginatedToPBXWithFailover: a request that arrives through
 // the registrar's Service-Route goes to the PBX (registrar.pbx: lowest
 // priority first, next one on 503), R-URI untouched, Record-Routed, the
-// UA's P-Asserted-Identity removed (RFC 3325 §5).
+// UA's P-Asserted-Identity replaced by the registrar's (RFC 3325 §5).
 func TestItem6_UAOriginatedToPBXWithFailover(t *testing.T) {
 	pbx1, pbx2 := newPeer(t, "pbx1"), newPeer(t, "pbx2")
 	h := newProxyHarness(t, proxyOpts{mutate: func(c *registrar.Config) {
@@ -954,8 +954,11 @@ func TestItem6_UAOriginatedToPBXWithFailover(t *testing.T) {
 	if r := header(in, "Route"); len(r) != 0 {
 		t.Fatalf("Route %v, want ours popped and none added", r)
 	}
-	if pai := header(in, "P-Asserted-Identity"); len(pai) != 0 {
-		t.Fatalf("UA-supplied P-Asserted-Identity forwarded: %v", pai)
+	// The UA's own PAI (<sip:ceo@example.com>) is replaced by the identity
+	// the registrar asserts: without Digest, the From AOR whose live
+	// binding the request's flow carries.
+	if pai := header(in, "P-Asserted-Identity"); len(pai) != 1 || pai[0] != "<sip:alice@example.com>" {
+		t.Fatalf("P-Asserted-Identity %v, want only the registrar's <sip:alice@example.com>", pai)
 	}
 	if rr := header(in, "Record-Route"); len(rr) != 2 || !strings.Contains(rr[0], fmt.Sprintf(":%d;", h.udp.Port())) {
 		t.Fatalf("Record-Route %v, want ours above the edge's", rr)
@@ -1183,4 +1186,27 @@ func TestRFC3261_16_7_ForkedChallengesMerged(t *testing.T) {
 		len(proxy) != 1 || proxy[0].Value() != `Digest realm="two.example", nonce="n2", qop="auth"` {
 		t.Fatalf("challenges WWW-Authenticate %v, Proxy-Authenticate %v; want both branches' challenges", www, proxy)
 	}
+}
+
+// TestRFC3261_18_1_1_LargeRequestFallsBackToUDP: a request over 1300 bytes
+// goes to the next hop over TCP; when that connection is refused (a
+// UDP-only PBX) it is sent over UDP after all (§18.1.1: "SHOULD retry the
+// request, using UDP").
+func TestRFC3261_18_1_1_LargeRequestFallsBackToUDP(t *testing.T) {
+	pbx := newPeer(t, "pbx") // UDP only: TCP to its port is refused
+	h := newProxyHarness(t, proxyOpts{mutate: func(c *registrar.Config) {
+		c.PBX = []registrar.PBXTarget{{URI: "sip:" + pbx.addr.String(), Priority: 1, Weight: 1}}
+	}})
+	edge := newPeer(t, "edge")
+	h.bindFlow(edge, "sip:alice@example.com", 1)
+	edge.send(h.udp, h.uaInvite(edge, "sip:alice@example.com", "sip:+15559999@example.com", "X-Padding: "+strings.Repeat("p", 1500)))
+	in := pbx.request(sip.INVITE)
+	if len(in.String()) <= 1300 {
+		t.Fatalf("forwarded INVITE is %d bytes; the test needs a large one", len(in.String()))
+	}
+	if v := in.Via(); !strings.EqualFold(v.Transport, "UDP") {
+		t.Errorf("top Via transport %s, want UDP after the fallback", v.Transport)
+	}
+	pbx.answer(h.udp, in, 486, "Busy Here")
+	edge.expectStatus(486)
 }

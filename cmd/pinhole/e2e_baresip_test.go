@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,12 +20,13 @@ type baresip struct {
 	cmd *exec.Cmd
 	out *syncBuffer
 	dir string
+	in  io.WriteCloser // its console (stdio module): "/dial URI\n", "/hangup\n"
 }
 
 // baresipModules are the modules every run loads: a UUID for
 // +sip.instance, G.711, a 440 Hz tone as microphone (ausine only does 48 kHz
 // stereo) and a WAV file as speaker, and auto-answer (menu).
-const baresipModules = "module\t\t\tuuid.so\nmodule\t\t\tg711.so\nmodule\t\t\tausine.so\nmodule\t\t\taufile.so\n" +
+const baresipModules = "module\t\t\tstdio.so\nmodule\t\t\tuuid.so\nmodule\t\t\tg711.so\nmodule\t\t\tausine.so\nmodule\t\t\taufile.so\n" +
 	"module_app\t\taccount.so\nmodule_app\t\tmenu.so\n" +
 	"audio_source\t\tausine,440\nausrc_srate\t\t48000\nausrc_channels\t\t2\n"
 
@@ -55,6 +57,10 @@ func startBaresip(t *testing.T, acct string, seconds int) *baresip {
 		b.cmd = exec.CommandContext(ctx, bin, "-f", dir, "-t", strconv.Itoa(seconds), "-s")
 		b.cmd.Dir = dir
 		b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
+		if b.in, err = b.cmd.StdinPipe(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
 		if err := b.cmd.Start(); err != nil {
 			cancel()
 			t.Fatalf("start baresip: %v", err)
@@ -204,4 +210,128 @@ func TestE2E_RFC5626_BaresipOverTLSThroughEdge(t *testing.T) {
 		t.Fatalf("edge holds no TLS flow:\n%s\nbaresip:\n%s", grepLines(m, "pinhole_edge_flows"), lastLines(ua.out.String(), 60))
 	}
 	baresipTakesCall(t, p, ua, regPort, "tina", "TLS", tlsPort)
+}
+
+// fakePBX is a UDP UAS standing in for the PBX: it answers OPTIONS probes
+// and INVITEs with 200 (with an SDP answer), and reports each request it
+// receives on got.
+type fakePBX struct {
+	c   *net.UDPConn
+	got chan sipMsg
+}
+
+func startFakePBX(t *testing.T, port int) *fakePBX {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	f := &fakePBX{c: c, got: make(chan sipMsg, 64)}
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			raw := string(buf[:n])
+			if strings.HasPrefix(raw, "SIP/2.0") {
+				continue
+			}
+			lines := strings.Split(strings.SplitN(raw, "\r\n\r\n", 2)[0], "\r\n")
+			m := sipMsg{start: lines[0]}
+			for _, l := range lines[1:] {
+				if k, v, ok := strings.Cut(l, ":"); ok {
+					m.hdrs = append(m.hdrs, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+				}
+			}
+			method, _, _ := strings.Cut(m.start, " ")
+			if method != "OPTIONS" {
+				f.got <- m
+			}
+			if method == "ACK" {
+				continue
+			}
+			var b strings.Builder
+			b.WriteString("SIP/2.0 200 OK\r\n")
+			for _, v := range m.get("Via") {
+				b.WriteString("Via: " + v + "\r\n")
+			}
+			to := strings.Join(m.get("To"), "")
+			if !strings.Contains(to, ";tag=") {
+				to += ";tag=pbx"
+			}
+			b.WriteString("From: " + strings.Join(m.get("From"), "") + "\r\nTo: " + to + "\r\n")
+			b.WriteString("Call-ID: " + strings.Join(m.get("Call-ID"), "") + "\r\nCSeq: " + strings.Join(m.get("CSeq"), "") + "\r\n")
+			body := ""
+			if method == "INVITE" {
+				for _, v := range m.get("Record-Route") {
+					b.WriteString("Record-Route: " + v + "\r\n")
+				}
+				b.WriteString(fmt.Sprintf("Contact: <sip:pbx@127.0.0.1:%d>\r\nContent-Type: application/sdp\r\n", port))
+				body = "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+			}
+			b.WriteString(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body))
+			_, _ = c.WriteToUDP([]byte(b.String()), from)
+		}
+	}()
+	return f
+}
+
+// expect waits for the next request with method (bounded).
+func (f *fakePBX) expect(t *testing.T, method string, ua *baresip) sipMsg {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-f.got:
+			if strings.HasPrefix(m.start, method+" ") {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("PBX: no %s\nbaresip:\n%s", method, lastLines(ua.out.String(), 60))
+		}
+	}
+}
+
+// TestE2E_BaresipCallsPBXThroughEdge: a UA-originated call with a real UA.
+// baresip (sipnat=outbound) registers through the edge and dials a number;
+// the INVITE goes edge → registrar (edge.core, orig-marked; the flow is
+// checked against baresip's binding; P-Asserted-Identity set) → the PBX,
+// is answered, ACKed, and hung up by baresip, ACK and BYE following the
+// Record-Route set (RFC 3608, RFC 3261 §16, RFC 3325).
+func TestE2E_BaresipCallsPBXThroughEdge(t *testing.T) {
+	a := newAllInOne(t)
+	pbxPort := freePort(t)
+	a.extraRegistrar = fmt.Sprintf("  pbx: [{uri: \"sip:127.0.0.1:%d\", priority: 1, weight: 1}]\n", pbxPort)
+	pbx := startFakePBX(t, pbxPort)
+	p := a.start(t) // ready only once the PBX answers its OPTIONS probe
+	ua := startBaresip(t, fmt.Sprintf("<sip:olga@example.com;transport=tcp>;outbound=\"sip:127.0.0.1:%d;transport=tcp\";sipnat=outbound;regint=600\n", a.edgePort), 30)
+	if !waitMetric(p, registeredMetric, 20*time.Second) {
+		t.Fatalf("baresip did not register:\n%s", lastLines(ua.out.String(), 60))
+	}
+	if _, err := io.WriteString(ua.in, "/dial sip:+15550100@example.com\n"); err != nil {
+		t.Fatal(err)
+	}
+	inv := pbx.expect(t, "INVITE", ua)
+	if pai := inv.get("P-Asserted-Identity"); len(pai) != 1 || pai[0] != "<sip:olga@example.com>" {
+		t.Errorf("P-Asserted-Identity %v, want the registrar's <sip:olga@example.com>", pai)
+	}
+	if rr := strings.Join(inv.get("Record-Route"), ","); strings.Count(rr, "<sip:") < 2 {
+		t.Errorf("Record-Route %q: want the registrar's and the edge's", rr)
+	}
+	pbx.expect(t, "ACK", ua)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(ua.out.String(), "Call established"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("baresip never established the call:\n%s", lastLines(ua.out.String(), 60))
+		}
+	}
+	if _, err := io.WriteString(ua.in, "/hangup\n"); err != nil {
+		t.Fatal(err)
+	}
+	pbx.expect(t, "BYE", ua)
+	if _, m := p.get("/metrics"); !strings.Contains(m, `pinhole_registrar_route_forwarded_total{by="pbx"} 1`) {
+		t.Errorf("the INVITE did not go to the PBX as UA-originated:\n%s", grepLines(m, "route_forwarded"))
+	}
 }

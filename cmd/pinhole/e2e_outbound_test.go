@@ -12,13 +12,21 @@ import (
 	"time"
 )
 
-// startAllInOne runs edge + registrar in one binary on free ports and
-// returns the process, the edge SIP port and the registrar SIP port.
-func startAllInOne(t *testing.T, extraEdgeListen ...string) (*proc, int, int) {
+// allInOne is an all-in-one configuration on free loopback ports.
+type allInOne struct {
+	edgePort, regPort, opsPort int
+	extraEdgeListen            []string // more edge.listen entries (flow YAML)
+	extraRegistrar             string   // more registrar keys, each line indented by two spaces
+}
+
+func newAllInOne(t *testing.T) *allInOne {
+	return &allInOne{edgePort: freePort(t), regPort: freePort(t), opsPort: freePort(t)}
+}
+
+func (a *allInOne) start(t *testing.T) *proc {
 	t.Helper()
-	edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
 	extra := ""
-	for _, l := range extraEdgeListen {
+	for _, l := range a.extraEdgeListen {
 		extra += "    - " + l + "\n"
 	}
 	cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
@@ -39,8 +47,17 @@ registrar:
   service_route: [sip:127.0.0.1:%[3]d;lr]
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
-`, opsPort, edgePort, regPort, extra)
-	return startConfig(t, "all-in-one", cfg, edgePort, opsPort), edgePort, regPort
+%[5]s`, a.opsPort, a.edgePort, a.regPort, extra, a.extraRegistrar)
+	return startConfig(t, "all-in-one", cfg, a.edgePort, a.opsPort)
+}
+
+// startAllInOne runs edge + registrar in one binary on free ports and
+// returns the process, the edge SIP port and the registrar SIP port.
+func startAllInOne(t *testing.T, extraEdgeListen ...string) (*proc, int, int) {
+	t.Helper()
+	a := newAllInOne(t)
+	a.extraEdgeListen = extraEdgeListen
+	return a.start(t), a.edgePort, a.regPort
 }
 
 // sipMsg is a parsed SIP message: start line and headers (order kept).

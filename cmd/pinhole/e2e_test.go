@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -222,9 +223,12 @@ func startSipp(t *testing.T, scenario string, target int, transport string, extr
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"-sf", scen, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(freePort(t)),
-		"-t", transport, "-timeout", "20s", "-timeout_error", "-trace_err", "-nostdin",
-		fmt.Sprintf("127.0.0.1:%d", target)}, extra...)
+	args := []string{"-sf", scen, "-m", "1", "-i", "127.0.0.1"}
+	if !slices.Contains(extra, "-p") { // a local port chosen by the caller (a UAS)
+		args = append(args, "-p", strconv.Itoa(freePort(t)))
+	}
+	args = append(append(args, "-t", transport, "-timeout", "20s", "-timeout_error", "-trace_err", "-nostdin",
+		fmt.Sprintf("127.0.0.1:%d", target)), extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	r := &sippRun{name: scenario + " over " + transport, dir: dir, stop: cancel}
 	r.cmd = exec.CommandContext(ctx, sipp, args...)
