@@ -342,3 +342,35 @@ func TestRFC6026_2xxRetransmissionRelayed(t *testing.T) {
 		}
 	}
 }
+
+// TestUARoutedToEdgeGoesToCore: a UA that uses the edge as its outbound
+// proxy (Route: the edge) for an initial request to a foreign domain gets
+// it delivered to edge.core with edge.core pushed as a loose Route (RFC
+// 3261 §16.6 step 7), never resolved by its Request-URI: the edge is not
+// an open relay.
+func TestUARoutedToEdgeGoesToCore(t *testing.T) {
+	core := newCoreUDP(t)
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() + ";lr;orig" })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	local := ua.LocalAddr().String()
+	msg := "MESSAGE sip:someone@elsewhere.invalid SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + local + ";branch=z9hG4bK-uamsg1;rport\r\n" +
+		"Route: <sip:" + env.edgeTCP.String() + ";transport=tcp;lr>\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=m1\r\nTo: <sip:someone@elsewhere.invalid>\r\n" +
+		"Call-ID: msg-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := core.recv("MESSAGE")
+	if !strings.HasPrefix(got.start, "MESSAGE sip:someone@elsewhere.invalid ") {
+		t.Errorf("Request-URI changed: %q", got.start)
+	}
+	routes := got.all("Route")
+	if len(routes) != 1 || !strings.Contains(routes[0], core.c.LocalAddr().String()) || !strings.Contains(routes[0], ";orig") {
+		t.Errorf("Route %v, want only edge.core with its orig marker", routes)
+	}
+}
