@@ -70,6 +70,9 @@ type Config struct {
 	// 100 Trying) from a registrar within this time is sent to the next
 	// registrar, when there is one, instead of waiting out Timer F (32 s).
 	RegistrarTimeout time.Duration `yaml:"registrar_timeout"`
+	// coreFollowsRegistrar: Core was defaulted, so UA requests follow the
+	// registrar failover (the first registrar answering OPTIONS).
+	coreFollowsRegistrar bool
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
@@ -171,6 +174,7 @@ func (c *Config) SetDefaults() {
 		// the marker goes here too, or such requests would pass as the
 		// PBX's and skip authentication.
 		c.Core = c.Registrar[0] + ";lr;orig"
+		c.coreFollowsRegistrar = true
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval

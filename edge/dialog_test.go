@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recvMethod reads datagrams on the core socket until a request of method
@@ -372,5 +373,35 @@ func TestUARoutedToEdgeGoesToCore(t *testing.T) {
 	routes := got.all("Route")
 	if len(routes) != 1 || !strings.Contains(routes[0], core.c.LocalAddr().String()) || !strings.Contains(routes[0], ";orig") {
 		t.Errorf("Route %v, want only edge.core with its orig marker", routes)
+	}
+}
+
+// TestUARequestsFollowRegistrarFailover: with edge.core left to its
+// default, a UA's initial request goes to the registrar REGISTERs go to
+// now (the first answering OPTIONS), orig-marked, so calls fail over with
+// registrations.
+func TestUARequestsFollowRegistrarFailover(t *testing.T) {
+	down, up := newCoreUDP(t), newCoreUDP(t)
+	env := startEnv(t, func(c *Config) {
+		c.Registrar = URIList{"sip:" + down.c.LocalAddr().String(), "sip:" + up.c.LocalAddr().String()}
+		c.ProbeInterval = time.Hour
+	})
+	env.edge.regUp[0].Store(false)
+	env.edge.regUp[1].Store(true)
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	msg := "MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + ua.LocalAddr().String() + ";branch=z9hG4bK-uamsg2;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=m2\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: msg-2\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := up.recv("MESSAGE")
+	if routes := got.all("Route"); len(routes) != 1 || !strings.Contains(routes[0], up.c.LocalAddr().String()) || !strings.Contains(routes[0], "orig") {
+		t.Errorf("Route %v, want the answering registrar, orig-marked", routes)
 	}
 }

@@ -19,7 +19,13 @@ import (
 // §5.3; RFC 5658 double Record-Route when the two sides differ), and every
 // request from a flow names it on our Via (leg.viaFlow).
 func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbound, popped, rest []routeset.Entry, hash string) {
-	target := s.core
+	core := s.coreRoute
+	if len(s.registrarRoutes) > 0 {
+		// edge.core defaulted to the registrars: the one REGISTERs go to
+		// now (first answering OPTIONS), so calls fail over with them.
+		core = s.registrarRoutes[s.registrarOrder()[0]]
+	}
+	target := core
 	switch {
 	case len(rest) > 0:
 		target = rest[0].URI
@@ -32,7 +38,7 @@ func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbou
 		// Our routing policy for a Route-less initial request: push
 		// edge.core as a loose route (RFC 3261 §16.6 step 7) so the next
 		// hop sees how the request came (the registrar's "orig" marker).
-		rest = []routeset.Entry{{URI: s.coreRoute}}
+		rest = []routeset.Entry{{URI: core}}
 	}
 	setRoutes(fwd, rest)
 	if in.hasFlow {

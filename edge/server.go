@@ -91,6 +91,9 @@ type Server struct {
 	probed     atomic.Bool
 	core       sip.Uri
 	coreRoute  sip.Uri // core as a loose Route entry (;lr)
+	// registrarRoutes, when edge.core was defaulted, are the registrars as
+	// orig-marked loose routes: UA requests follow registrar failover.
+	registrarRoutes []sip.Uri
 
 	// Access UA: all listeners; never dials (TCP dialer always fails).
 	aua  *sipgo.UserAgent
@@ -171,6 +174,17 @@ func New(cfg Config, opt Options) (*Server, error) {
 	}
 	if !s.coreRoute.UriParams.Has("lr") {
 		s.coreRoute.UriParams.Add("lr", "")
+	}
+	if cfg.coreFollowsRegistrar {
+		for _, u := range s.registrars {
+			r := *u.Clone()
+			if r.UriParams == nil {
+				r.UriParams = sip.NewParams()
+			}
+			r.UriParams.Add("lr", "")
+			r.UriParams.Add("orig", "")
+			s.registrarRoutes = append(s.registrarRoutes, r)
+		}
 	}
 	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
