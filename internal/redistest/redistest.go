@@ -18,10 +18,11 @@ import (
 
 // Server is one redis-server process started by a test.
 type Server struct {
-	Addr string // 127.0.0.1:port
-	cmd  *exec.Cmd
-	port int
-	dir  string
+	Addr  string // 127.0.0.1:port
+	cmd   *exec.Cmd
+	port  int
+	dir   string
+	extra []string // more redis-server arguments
 }
 
 // URL returns the redis:// URL of the server, database 0.
@@ -48,10 +49,10 @@ func Start(t testing.TB) *Server {
 
 func (s *Server) start(t testing.TB, bin string) {
 	t.Helper()
-	s.cmd = exec.Command(bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--protected-mode", "yes", "--loglevel", "warning")
+		"--protected-mode", "yes", "--loglevel", "warning"}
+	s.cmd = exec.Command(bin, append(args, s.extra...)...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}

@@ -555,3 +555,79 @@ func TestContractCluster(t *testing.T) {
 		t.Errorf("keys on %d of %d masters; want the AORs spread over several", used, len(cl.Addrs))
 	}
 }
+
+// TestContractSentinel runs the contract suite through a Redis Sentinel
+// (the store asks the sentinel for the primary, then talks to it).
+func TestContractSentinel(t *testing.T) {
+	sn := redistest.StartSentinel(t)
+	storetest.Run(t, func(t *testing.T, now func() time.Time) registrar.Store {
+		s, err := redisstore.New(redisstore.Config{Sentinel: &redisstore.SentinelConfig{MasterName: sn.MasterName, Addrs: []string{sn.Addr}},
+			KeyPrefix: uniquePrefix(), Timeout: 5 * time.Second}, now)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return s
+	})
+}
+
+// TestSentinelFailover: the primary dies; while the sentinel has not yet
+// promoted the replica every write fails with ErrUnavailable (the
+// registrar's 503 + Retry-After, never a 200 that was not saved), and once
+// it has, the same store writes to the new primary without a restart.
+func TestSentinelFailover(t *testing.T) {
+	sn := redistest.StartSentinelWithReplica(t)
+	ctx := context.Background()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
+	defer sc.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		reps, err := sc.Replicas(ctx, sn.MasterName).Result()
+		if err == nil && len(reps) > 0 && !strings.Contains(fmt.Sprint(reps[0]["flags"]), "disconnected") &&
+			fmt.Sprint(reps[0]["master-link-status"]) == "ok" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sentinel never saw a healthy replica: %v %v", reps, err)
+		}
+	}
+	clock := storetest.NewClock(storetest.Epoch)
+	s, err := redisstore.New(redisstore.Config{Sentinel: &redisstore.SentinelConfig{MasterName: sn.MasterName, Addrs: []string{sn.Addr}},
+		KeyPrefix: uniquePrefix(), Timeout: 500 * time.Millisecond}, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const aor = "sip:fiona@example.com"
+	if _, err := s.Update(ctx, aor, addKey(aor, "before", clock.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+
+	sn.Primary.Stop()
+	failures := 0
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := s.Update(ctx, aor, addKey(aor, "after", clock.Now().Add(time.Hour)))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, registrar.ErrUnavailable) {
+			t.Fatalf("during failover: %v, want ErrUnavailable", err)
+		}
+		failures++
+		if time.Now().After(deadline) {
+			t.Fatalf("no write succeeded within 30s of the primary's death (%d failures): %v", failures, err)
+		}
+	}
+	if failures == 0 {
+		t.Error("a write succeeded with the primary dead and no failover yet")
+	}
+	got, err := s.Get(ctx, aor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, b := range got {
+		found = found || b.Key == "after"
+	}
+	if !found {
+		t.Errorf("after failover Get = %+v, want the binding written to the new primary", got)
+	}
+}
