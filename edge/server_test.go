@@ -346,3 +346,51 @@ func TestRateLimitPerSource(t *testing.T) {
 		t.Errorf("rate_limited rejections = %v, want at least 18", n)
 	}
 }
+
+// TestDefaultLimitsLetAnOfficeThrough (issue 4 item 1): with every limit at
+// its default, 20 concurrent TCP connections from one address sending 100
+// requests/s between them for two seconds are all served (no 503, no
+// refused connection).
+func TestDefaultLimitsLetAnOfficeThrough(t *testing.T) {
+	env := startEnv(t, func(c *Config) { c.TrustedCore = []string{"127.0.0.1/32"} }) // 127.0.0.9 is not exempt
+	const conns, perConnPerSecond, seconds = 20, 5, 2
+	type result struct{ ok, other int }
+	results := make(chan result, conns)
+	for i := range conns {
+		c := dialFrom(t, "127.0.0.9", env.edgeTCP.String())
+		go func(i int, c net.Conn) {
+			r := bufio.NewReader(c)
+			var res result
+			tick := time.NewTicker(time.Second / perConnPerSecond)
+			defer tick.Stop()
+			for n := range perConnPerSecond * seconds {
+				<-tick.C
+				if _, err := c.Write([]byte(optionsToEdge("TCP", c.LocalAddr().String(), i*1000+n))); err != nil {
+					break
+				}
+				m, err := readStreamMsg(c, r)
+				if err != nil {
+					break
+				}
+				if m.status() == 200 {
+					res.ok++
+				} else {
+					res.other++
+				}
+			}
+			results <- res
+		}(i, c)
+	}
+	total, other := 0, 0
+	for range conns {
+		r := <-results
+		total += r.ok
+		other += r.other
+	}
+	if want := conns * perConnPerSecond * seconds; total != want || other != 0 {
+		t.Errorf("%d of %d requests answered 200 (%d other answers); want all", total, want, other)
+	}
+	if n := counterValue(env.edge.m.rejections.WithLabelValues(reasonRateLimited)); n != 0 {
+		t.Errorf("rate_limited = %v, want 0", n)
+	}
+}
