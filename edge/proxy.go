@@ -92,7 +92,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	// edge.rate_limit on connections (UDP is limited before parsing, in
 	// the PacketConn): 503 + Retry-After, RFC 3261 §21.5.4.
-	if in.hasFlow && in.key.Transport != flowtable.UDP && !s.allowed(in.src, string(in.key.Transport)) {
+	if in.hasFlow && in.l != nil && in.l.access() && in.key.Transport != flowtable.UDP && !s.allowed(in.src, string(in.key.Transport)) {
 		// Counted and logged (once per episode) by allowed.
 		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 		res.AppendHeader(sip.NewHeader("Retry-After", "5"))

@@ -285,7 +285,7 @@ func (s *Server) bind(l *listener) error {
 		l.pc = NewPacketConn(c, PacketOptions{
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
-			Allow:    s.allowDatagram,
+			Allow:    s.allowDatagramOn(l),
 			OnActivity: func(from netip.AddrPort) {
 				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
@@ -694,6 +694,12 @@ func (s *Server) allowed(src netip.AddrPort, transport string) bool {
 	return ok
 }
 
-// allowDatagram is the UDP listeners' rate-limit hook: a datagram over the
-// limit is dropped before parsing, unanswered.
-func (s *Server) allowDatagram(from netip.AddrPort) bool { return s.allowed(from, "udp") }
+// allowDatagramOn is the rate-limit hook of a UDP listener facing UAs (a
+// datagram over the limit is dropped before parsing, unanswered); a
+// core-only listener has none: the core is never limited.
+func (s *Server) allowDatagramOn(l *listener) func(netip.AddrPort) bool {
+	if !l.access() {
+		return nil
+	}
+	return func(from netip.AddrPort) bool { return s.allowed(from, "udp") }
+}

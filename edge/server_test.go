@@ -280,6 +280,7 @@ func TestRateLimitPerSource(t *testing.T) {
 	env := startEnv(t, func(c *Config) {
 		c.TrustedCore = []string{"127.0.0.1/32"}
 		c.RateLimit = RateLimitConfig{RequestsPerSecond: 1, Burst: 5}
+		c.Listen = append(c.Listen, ListenConfig{Transport: "udp", Address: "127.0.0.1:0", Role: RoleCore})
 	})
 	udpFrom := func(src string) *net.UDPConn {
 		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(src)})
@@ -289,9 +290,9 @@ func TestRateLimitPerSource(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	count := func(c *net.UDPConn, n int) int {
+	countTo := func(to *net.UDPAddr, c *net.UDPConn, n int) int {
 		for i := range n {
-			if _, err := c.WriteToUDP([]byte(optionsToEdge("UDP", c.LocalAddr().String(), i)), env.edgeUDP); err != nil {
+			if _, err := c.WriteToUDP([]byte(optionsToEdge("UDP", c.LocalAddr().String(), i)), to); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -305,10 +306,17 @@ func TestRateLimitPerSource(t *testing.T) {
 			got++
 		}
 	}
+	count := func(c *net.UDPConn, n int) int { return countTo(env.edgeUDP, c, n) }
 	// 20 datagrams at once from 127.0.0.5: the burst of 5 (perhaps one
 	// refilled token) answered, the rest dropped without an answer.
-	if got := count(udpFrom("127.0.0.5"), 20); got < 5 || got > 6 {
+	flooder := udpFrom("127.0.0.5")
+	if got := count(flooder, 20); got < 5 || got > 6 {
 		t.Errorf("UDP flood: %d answers, want the burst (5, or 6 with a refill)", got)
+	}
+	// A core-only listener is never limited, even for that source.
+	coreUDP := net.UDPAddrFromAddrPort(env.edge.listeners[2].local)
+	if got := countTo(coreUDP, flooder, 10); got != 10 {
+		t.Errorf("core-only listener: %d answers, want 10", got)
 	}
 	// The trusted core address is exempt.
 	if got := count(udpFrom("127.0.0.1"), 20); got != 20 {
