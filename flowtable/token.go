@@ -178,23 +178,9 @@ func (k *Keys) Encode(f FlowKey) string {
 // wrap ErrMalformed, ErrUnknownKey or ErrBadMAC. The MAC is compared in
 // constant time and checked before the payload is interpreted.
 func (k *Keys) Decode(tok string) (FlowKey, error) {
-	if len(tok) > maxTokenLen {
-		return FlowKey{}, fmt.Errorf("decode flow token: %w: %d characters", ErrMalformed, len(tok))
-	}
-	lower := strings.ToLower(tok)
-	b, err := tokenEncoding.DecodeString(lower)
+	b, err := rawToken(tok)
 	if err != nil {
-		return FlowKey{}, fmt.Errorf("decode flow token: %w: %v", ErrMalformed, err)
-	}
-	// Reject non-canonical spellings (stray low bits in the last character).
-	if tokenEncoding.EncodeToString(b) != lower {
-		return FlowKey{}, fmt.Errorf("decode flow token: %w: non-canonical encoding", ErrMalformed)
-	}
-	if len(b) < 3+macLen {
-		return FlowKey{}, fmt.Errorf("decode flow token: %w: %d bytes", ErrMalformed, len(b))
-	}
-	if b[0] != tokenVersion {
-		return FlowKey{}, fmt.Errorf("decode flow token: %w: version %d", ErrMalformed, b[0])
+		return FlowKey{}, fmt.Errorf("decode flow token: %w", err)
 	}
 	secret, ok := k.lookup(b[1])
 	if !ok {
@@ -209,6 +195,30 @@ func (k *Keys) Decode(tok string) (FlowKey, error) {
 		return FlowKey{}, fmt.Errorf("decode flow token: %w: %v", ErrMalformed, err)
 	}
 	return f, nil
+}
+
+// rawToken decodes tok's bytes (version | key id | body | MAC) and checks
+// their shape, not the MAC. Errors wrap ErrMalformed.
+func rawToken(tok string) ([]byte, error) {
+	if len(tok) > maxTokenLen {
+		return nil, fmt.Errorf("%w: %d characters", ErrMalformed, len(tok))
+	}
+	lower := strings.ToLower(tok)
+	b, err := tokenEncoding.DecodeString(lower)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Reject non-canonical spellings (stray low bits in the last character).
+	if tokenEncoding.EncodeToString(b) != lower {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
+	}
+	if len(b) < 3+macLen {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	if b[0] != tokenVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrMalformed, b[0])
+	}
+	return b, nil
 }
 
 // parseBody parses transport | local | remote | conn id of an authenticated
@@ -264,9 +274,9 @@ func readAddrPort(b []byte) (netip.AddrPort, []byte, error) {
 // edge verified when it minted it), so that a flow-token key rotation
 // does not make a UA's flow look new. Malformed tokens are never the same.
 func SameFlow(a, b string) bool {
-	pa, okA := flowPayload(a)
-	pb, okB := flowPayload(b)
-	return okA && okB && bytes.Equal(pa, pb)
+	fa, okA := peekFlow(a)
+	fb, okB := peekFlow(b)
+	return okA && okB && fa == fb
 }
 
 // SameSource reports whether tokens a and b name flows over the same
@@ -278,34 +288,22 @@ func SameFlow(a, b string) bool {
 func SameSource(a, b string) bool {
 	fa, okA := peekFlow(a)
 	fb, okB := peekFlow(b)
-	return okA && okB && fa.Transport == fb.Transport && fa.Remote.Addr().Unmap() == fb.Remote.Addr().Unmap()
+	return okA && okB && fa.Transport == fb.Transport && fa.Remote.Addr() == fb.Remote.Addr()
 }
 
-// peekFlow parses tok's flow without verifying its MAC.
+// peekFlow parses tok's flow without verifying its MAC; addresses are
+// unmapped and zone-free so equal flows compare equal.
 func peekFlow(tok string) (FlowKey, bool) {
-	p, ok := flowPayload(tok)
-	if !ok {
-		return FlowKey{}, false
-	}
-	f, err := parseBody(p[1:])
+	b, err := rawToken(tok)
 	if err != nil {
 		return FlowKey{}, false
 	}
-	return f.canonical(), true
-}
-
-// flowPayload returns the version and flow body of tok: everything but the
-// key id and the MAC.
-func flowPayload(tok string) ([]byte, bool) {
-	if len(tok) > maxTokenLen {
-		return nil, false
+	f, err := parseBody(b[2 : len(b)-macLen])
+	if err != nil {
+		return FlowKey{}, false
 	}
-	b, err := tokenEncoding.DecodeString(strings.ToLower(tok))
-	if err != nil || len(b) < 3+macLen || b[0] != tokenVersion {
-		return nil, false
-	}
-	body := b[:len(b)-macLen]
-	out := make([]byte, 0, len(body)-1)
-	out = append(out, body[0])
-	return append(out, body[2:]...), true
+	f = f.canonical()
+	f.Local = netip.AddrPortFrom(f.Local.Addr().Unmap(), f.Local.Port())
+	f.Remote = netip.AddrPortFrom(f.Remote.Addr().Unmap(), f.Remote.Port())
+	return f, true
 }
