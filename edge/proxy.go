@@ -272,7 +272,7 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, h
 		s.reject(req, tx, in, 404, "Not Found", reasonNotRoutable, nil)
 		return
 	}
-	s.fromAccess(req, tx, in, popped, rest, hash)
+	s.fromAccess(req, tx, in, rest, hash)
 }
 
 // setRoutes replaces req's Route headers with routes.
