@@ -405,3 +405,33 @@ func TestUARequestsFollowRegistrarFailover(t *testing.T) {
 		t.Errorf("Route %v, want the answering registrar, orig-marked", routes)
 	}
 }
+
+// TestRFC3261_18_1_1_LargeRequestFallsBackToUDP: the core listens on UDP
+// only; a large request tried over TCP is refused and goes over UDP after
+// all ("SHOULD retry the request, using UDP").
+func TestRFC3261_18_1_1_LargeRequestFallsBackToUDP(t *testing.T) {
+	core := newCoreUDP(t) // nothing listens on its TCP port: refused
+	env := startEnv(t, func(c *Config) { c.Core = "sip:" + core.c.LocalAddr().String() })
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	body := strings.Repeat("y", 2000)
+	msg := "MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + ua.LocalAddr().String() + ";branch=z9hG4bK-big2;rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=g2\r\nTo: <sip:bob@127.0.0.1>\r\n" +
+		"Call-ID: big-2\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
+	if _, err := ua.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	got, from := core.recv("MESSAGE")
+	if !strings.HasPrefix(got.all("Via")[0], "SIP/2.0/UDP ") || len(got.all("Via")) != 2 {
+		t.Fatalf("core got Vias %v, want one of ours, over UDP, above the UA's", got.all("Via"))
+	}
+	core.reply(got, from, 200, "OK", "")
+	if res := readUntilStatus(t, ua, bufio.NewReader(ua), 200); res == nil {
+		t.Fatal("no 200")
+	}
+}

@@ -437,8 +437,14 @@ var errNoAnswer = errors.New("next hop did not answer")
 // forwardTry is forward; with mayRetry it does not answer a request whose
 // next hop failed before any response and returns errNoAnswer instead.
 func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response), mayRetry bool) error {
-	// RFC 3261 §18.1.1: a large request toward the core switches to TCP.
+	// RFC 3261 §18.1.1: a large request toward the core switches to TCP;
+	// should that connection be refused, it goes over UDP after all
+	// ("the element SHOULD retry the request, using UDP").
+	var udpLeg *leg
+	var udpFwd *sip.Request
 	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+		saved := lg
+		udpLeg, udpFwd = &saved, fwd.Clone()
 		flow := lg.viaFlow
 		lg = s.coreLeg(lg.target, "tcp")
 		lg.viaFlow = flow
@@ -453,6 +459,13 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
+	if err != nil && udpLeg != nil {
+		s.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", callID(req), "error", err)
+		lg, fwd = *udpLeg, udpFwd
+		branch = routeset.LoopBranch(hash, randHex(6))
+		s.prepareHop(fwd, in, lg, branch)
+		clTx, err = lg.client.TransactionRequest(ctx, fwd, noBuild)
+	}
 	if err != nil {
 		if mayRetry {
 			return fmt.Errorf("%w: %w", errNoAnswer, err)
