@@ -22,6 +22,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -112,7 +113,7 @@ type Server struct {
 	conns    sync.Map // *StreamConn → *streamConn
 	connsID  sync.Map // uint64 global ConnID → *streamConn
 
-	inflight  inflight
+	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool
 	done      chan struct{}
@@ -547,7 +548,7 @@ func (s *Server) Drain(timeout time.Duration) bool {
 			_ = l.ln.Close()
 		}
 	}
-	done := s.inflight.idle()
+	done := s.inflight.Idle()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -638,42 +639,6 @@ func hostPort(u sip.Uri, transport string) string {
 		}
 	}
 	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
-}
-
-// inflight counts transactions being handled. Unlike sync.WaitGroup it
-// allows Add while someone waits for zero (Drain runs concurrently with
-// new requests, which are then refused).
-type inflight struct {
-	mu      sync.Mutex
-	n       int
-	waiters []chan struct{}
-}
-
-func (f *inflight) Add(d int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.n += d
-	if f.n == 0 {
-		for _, w := range f.waiters {
-			close(w)
-		}
-		f.waiters = nil
-	}
-}
-
-func (f *inflight) Done() { f.Add(-1) }
-
-// idle returns a channel closed when no transaction is in flight.
-func (f *inflight) idle() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := make(chan struct{})
-	if f.n == 0 {
-		close(c)
-	} else {
-		f.waiters = append(f.waiters, c)
-	}
-	return c
 }
 
 // allowed applies edge.rate_limit to one message from src (trusted_core

@@ -16,6 +16,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/internal/inflight"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -37,7 +39,7 @@ type Server struct {
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
 	log       *slog.Logger
-	inflight  sync.WaitGroup
+	inflight  inflight.Counter // not sync.WaitGroup: Drain waits while new requests still Add
 	draining  atomic.Bool
 	mu        sync.Mutex
 	closers   []net.Listener
@@ -202,10 +204,8 @@ func (s *Server) Serve() error {
 // timeout for in-flight ones to finish.
 func (s *Server) Drain(timeout time.Duration) bool {
 	s.draining.Store(true)
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.inflight.Idle():
 		return true
 	case <-time.After(timeout):
 		return false
