@@ -4,13 +4,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/pinhole-sip/pinhole/internal/siptune"
 )
 
-// TestMain runs the package's tests with sipgo's UDP size limit raised
-// exactly as cmd/pinhole does at start-up (sipgo otherwise refuses UDP
-// messages over 1300 bytes instead of following RFC 3261 §18.1.1).
+// TestMain runs the package's tests with the process-wide sipgo settings
+// of cmd/pinhole.
 func TestMain(m *testing.M) {
-	sip.UDPMTUSize = 65000
+	siptune.Apply()
 	os.Exit(m.Run())
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
+	"github.com/pinhole-sip/pinhole/internal/siptune"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
@@ -169,10 +170,7 @@ type role struct {
 // (SIGTERM), then drains: /readyz turns not-ready, new transactions get
 // 503, in-flight ones get up to ops.drain_timeout to finish.
 func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
-	// sipgo refuses UDP messages above 1300 bytes instead of switching to
-	// TCP (RFC 3261 §18.1.1); a registrar's 200 OK listing many bindings
-	// with Path vectors can exceed that, so allow large datagrams.
-	sip.UDPMTUSize = 65000
+	siptune.Apply()
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
