@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,6 +110,7 @@ func TestE2E_Sipp_CallThroughLocationService(t *testing.T) {
 				t.Fatalf("after REGISTER: %d bindings, want 1", len(bs))
 			}
 			uas := startSipp(t, ctx, tc.uas, uasPort, remote, user)
+			waitBound(t, uasPort) // the INVITE must not arrive before sipp listens
 			uac := startSipp(t, ctx, tc.uac, freeUDPPort(t), remote, user)
 			uac.wait(t, "uac "+tc.uac)
 			uas.wait(t, "uas "+tc.uas)
@@ -124,4 +126,25 @@ func TestE2E_Sipp_CallThroughLocationService(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitBound returns once something (sipp) has bound UDP port on 127.0.0.1.
+// It reads /proc/net/udp rather than trying to bind the port itself, which
+// could make sipp's own bind fail.
+func waitBound(t *testing.T, port int) {
+	t.Helper()
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/net/udp")
+		if err != nil {
+			time.Sleep(500 * time.Millisecond) // no procfs: give sipp a moment and go on
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[1] == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("nothing bound UDP port %d within 10s", port)
 }

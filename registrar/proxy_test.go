@@ -117,7 +117,30 @@ func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
 		_ = srv.Close()
 		<-done
 	})
+	h.waitServing()
 	return h
+}
+
+// waitServing returns once the UDP listener answers an OPTIONS: sipgo
+// registers its UDP listener socket for sending only when ServeUDP runs,
+// so a request arriving over TCP first could not be forwarded over UDP.
+func (h *proxyHarness) waitServing() {
+	h.t.Helper()
+	probe := newPeer(h.t, "readiness")
+	for i := range 50 {
+		probe.send(h.udp, probe.build([]string{
+			fmt.Sprintf("OPTIONS sip:127.0.0.1:%d SIP/2.0", h.udp.Port()),
+			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKready%d", probe.addr, i),
+			"Max-Forwards: 70", "From: <sip:probe@127.0.0.1>;tag=r", fmt.Sprintf("To: <sip:127.0.0.1:%d>", h.udp.Port()),
+			fmt.Sprintf("Call-ID: ready-%d", i), "CSeq: 1 OPTIONS",
+		}))
+		if m := probe.read(100 * time.Millisecond); m != nil {
+			if r, ok := m.(*sip.Response); ok && r.StatusCode == 200 {
+				return
+			}
+		}
+	}
+	h.t.Fatal("registrar UDP listener not serving within 5s")
 }
 
 // bind stores a binding directly (the REGISTER path is tested elsewhere).
