@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,16 +34,26 @@ func sippPath(t *testing.T) string {
 }
 
 // freeUDPPort returns a port that was free a moment ago (sipp needs a
-// number; the window for a collision is tiny on loopback).
+// number) and that it has not returned before in this test process: the
+// kernel may offer a closed port again at once.
 func freeUDPPort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := c.LocalAddr().(*net.UDPAddr).Port
+		_ = c.Close()
+		if _, dup := handedOut.LoadOrStore(p, true); !dup {
+			return p
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free UDP port")
+	return 0
 }
+
+var handedOut sync.Map
 
 type sippRun struct {
 	cmd *exec.Cmd

@@ -65,10 +65,15 @@ func pinholeBuild(t *testing.T, race bool) string {
 	return b.path
 }
 
+// handedOut remembers every port freePort returned in this test process:
+// the kernel may offer a closed port again at once, and two parts of one
+// test (a PBX socket, the binary's listeners) must never get the same one.
+var handedOut sync.Map
+
 func freePort(t *testing.T) int {
 	t.Helper()
-	// A port free for both UDP and TCP on loopback.
-	for i := 0; i < 50; i++ {
+	// A port free for both UDP and TCP on loopback, not handed out before.
+	for i := 0; i < 200; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -76,8 +81,11 @@ func freePort(t *testing.T) int {
 		p := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		l.Close()
-		if err == nil {
-			u.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if _, dup := handedOut.LoadOrStore(p, true); !dup {
 			return p
 		}
 	}
