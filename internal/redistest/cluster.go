@@ -36,27 +36,12 @@ func StartCluster(t testing.TB) *Cluster {
 	for range 3 {
 		s := &Server{dir: t.TempDir(), port: clusterPort(t)}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-		s.cmd = exec.Command(bin,
-			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port),
-			"--cluster-enabled", "yes", "--cluster-config-file", s.dir+"/nodes.conf",
-			"--cluster-node-timeout", "2000",
-			"--save", "", "--appendonly", "no", "--dir", s.dir,
-			"--protected-mode", "yes", "--loglevel", "warning")
-		if err := s.cmd.Start(); err != nil {
-			t.Fatalf("start redis-server (cluster): %v", err)
-		}
+		s.extra = []string{"--cluster-enabled", "yes", "--cluster-config-file", s.dir + "/nodes.conf",
+			"--cluster-node-timeout", "2000"}
+		s.start(t, bin)
 		t.Cleanup(s.Stop)
 		c.nodes = append(c.nodes, s)
 		c.Addrs = append(c.Addrs, s.Addr)
-	}
-	for _, s := range c.nodes {
-		deadline := time.Now().Add(10 * time.Second)
-		for ping(s.Addr) != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s did not answer PING within 10s", s.Addr)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

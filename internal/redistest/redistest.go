@@ -56,15 +56,26 @@ func (s *Server) start(t testing.TB, bin string) {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
+	if err := waitPing(s.Addr); err != nil {
+		s.Stop()
+		t.Fatalf("redis-server on %s: %v", s.Addr, err)
+	}
+}
+
+// waitPing waits up to 10 s for the Redis (or Sentinel) at addr to answer
+// PING.
+func waitPing(addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if ping(s.Addr) == nil {
-			return
+	for {
+		err := ping(addr)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer to PING within 10s: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.Stop()
-	t.Fatalf("redis-server on %s did not answer PING within 10s", s.Addr)
 }
 
 // Stop kills the server process (only the one this test started, by PID)

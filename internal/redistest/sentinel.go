@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 )
 
 // Sentinel is a redis-server primary watched by one Redis Sentinel, both
@@ -68,12 +67,8 @@ func startSentinel(t testing.TB, withReplica bool) *Sentinel {
 		_ = s.cmd.Process.Kill()
 		_, _ = s.cmd.Process.Wait()
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for ping(s.Addr) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("sentinel on %s did not answer PING within 10s", s.Addr)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitPing(s.Addr); err != nil {
+		t.Fatalf("sentinel on %s: %v", s.Addr, err)
 	}
 	return s
 }
