@@ -24,6 +24,7 @@ import (
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -118,7 +119,8 @@ type Server struct {
 	draining  atomic.Bool
 	listening atomic.Bool
 	done      chan struct{}
-	serving   chan struct{} // closed once sipgo serves every listener
+	serving   chan struct{}      // closed once sipgo serves every listener
+	rejected  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 }
@@ -188,7 +190,8 @@ func New(cfg Config, opt Options) (*Server, error) {
 			s.registrarRoutes = append(s.registrarRoutes, r)
 		}
 	}
-	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
+	s.rejected = sipproxy.NewRejected(0, 0, nil)
+	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 
