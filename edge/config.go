@@ -55,6 +55,11 @@ type Config struct {
 	// Core is the default next hop for UA-originated non-REGISTER requests
 	// without a Route; default: the first registrar.
 	Core string `yaml:"core"`
+	// AllowedRoutes lists where else, besides the registrars and Core, a
+	// UA's request may be routed (a preloaded Route or an in-dialog
+	// Request-URI): SIP URIs or host[:port] (matched by host and port) and
+	// CIDRs or bare IPs. Anything else gets 403: the edge is no open relay.
+	AllowedRoutes []string `yaml:"allowed_routes"`
 	// TrustedCore lists CIDRs (or bare IPs) that may send core→UA requests
 	// carrying flow tokens (RFC 5626 §5.3). Empty: nobody.
 	TrustedCore []string `yaml:"trusted_core"`
@@ -197,6 +202,12 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if len(c.Listen) == 0 {
 		bad("edge.listen: at least one listener is required")
+	}
+	var rp relayPolicy
+	for i, a := range c.AllowedRoutes {
+		if err := rp.add(a); err != nil {
+			bad("edge.allowed_routes[%d]: %v", i, err)
+		}
 	}
 	access, core := false, false
 	for i, l := range c.Listen {

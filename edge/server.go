@@ -121,6 +121,7 @@ type Server struct {
 	done      chan struct{}
 	serving   chan struct{}      // closed once sipgo serves every listener
 	rejected  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	relay     relayPolicy        // where access-side requests may go
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 }
@@ -188,6 +189,15 @@ func New(cfg Config, opt Options) (*Server, error) {
 			r.UriParams.Add("lr", "")
 			r.UriParams.Add("orig", "")
 			s.registrarRoutes = append(s.registrarRoutes, r)
+		}
+	}
+	for _, u := range s.registrars {
+		s.relay.addURI(u)
+	}
+	s.relay.addURI(s.core)
+	for _, a := range cfg.AllowedRoutes {
+		if err := s.relay.add(a); err != nil {
+			return nil, fmt.Errorf("edge.allowed_routes: %w", err)
 		}
 	}
 	s.rejected = sipproxy.NewRejected(0, 0, nil)
