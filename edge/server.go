@@ -353,12 +353,13 @@ func (s *Server) bind(l *listener) error {
 }
 
 // advertised computes a listener's own address for Path, Record-Route and
-// Via: its advertise, else edge.advertise, else the bound address.
+// Via: its advertise, else (core-facing listeners only) edge.advertise,
+// else the bound address.
 func (s *Server) advertised(l *listener) routeset.Address {
 	a := routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)}
 	adv := l.cfg.Advertise
-	if adv == "" {
-		adv = s.cfg.Advertise
+	if adv == "" && l.cfg.Role != RoleAccess {
+		adv = s.cfg.Advertise // the core side's address; never toward UAs
 	}
 	if adv != "" {
 		h, p, _ := splitHostPort(adv)
