@@ -40,7 +40,7 @@ type Config struct {
 	// (RFC 3261 §16.6 step 11). Default 180s; the RFC asks for more than
 	// 3 minutes.
 	TimerC time.Duration `yaml:"timer_c"`
-	Auth             auth.Config   `yaml:"auth"`
+	Auth   auth.Config   `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`
