@@ -158,7 +158,17 @@ func decodeConfig(name string, b []byte) (*Config, *yaml.Node, configErrors) {
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
-		errs = append(errs, valueErrors(name, &root, t, err)...)
+		// A key whose value could not be decoded was left unset: its
+		// "required" or "out of range" complaint would only repeat that.
+		undecoded := map[string]bool{}
+		for _, e := range errs {
+			undecoded[e.path] = true
+		}
+		for _, e := range valueErrors(name, &root, t, err) {
+			if !undecoded[e.path] {
+				errs = append(errs, e)
+			}
+		}
 	}
 	return &cfg, &root, errs
 }

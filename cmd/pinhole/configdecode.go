@@ -80,23 +80,55 @@ var (
 	textUnmarshalType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// checkNode reports every decoding problem of the document n against t.
+// checkNode reports every decoding problem of the document n against t,
+// and turns the offending values into nulls (and drops repeated keys) so
+// that n then decodes into t without error.
 func checkNode(file string, n *yaml.Node, t reflect.Type) configErrors {
-	w := &walker{file: file}
+	w := &walker{file: file, dups: map[*yaml.Node]bool{}}
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
 	w.walk(n, t, "")
+	if len(w.dups) > 0 {
+		removeKeys(n, w.dups, map[*yaml.Node]bool{})
+	}
 	return w.errs
+}
+
+// removeKeys deletes the key/value pairs whose key node is in keys.
+func removeKeys(n *yaml.Node, keys, seen map[*yaml.Node]bool) {
+	if seen[n] {
+		return
+	}
+	seen[n] = true
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if !keys[n.Content[i]] {
+				kept = append(kept, n.Content[i], n.Content[i+1])
+			}
+		}
+		n.Content = kept
+	}
+	for _, c := range n.Content {
+		removeKeys(c, keys, seen)
+	}
 }
 
 type walker struct {
 	file string
 	errs configErrors
+	dups map[*yaml.Node]bool // keys defined a second time in their mapping
 }
 
 func (w *walker) add(n *yaml.Node, path, format string, a ...any) {
 	w.errs = append(w.errs, configError{file: w.file, line: n.Line, path: path, msg: fmt.Sprintf(format, a...)})
+}
+
+// drop makes a value yaml would refuse a null, so that the rest of the
+// document still decodes and its values can be validated in the same run.
+func drop(n *yaml.Node) {
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 }
 
 func join(path, key string) string {
@@ -124,6 +156,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if pt.Implements(unmarshalerType) || (n.Kind == yaml.ScalarNode && pt.Implements(textUnmarshalType)) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			w.add(n, path, "%s", yamlMessage(err))
+			drop(n)
 		}
 		return
 	}
@@ -138,6 +171,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			key := k.Value
 			if first, dup := seen[key]; dup {
 				w.add(k, join(path, key), "defined twice (first at line %d)", first)
+				w.dups[k] = true // yaml refuses duplicates
 				return
 			}
 			seen[key] = k.Line
@@ -158,6 +192,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		w.mapping(n, func(k, v *yaml.Node) {
 			if first, dup := seen[k.Value]; dup {
 				w.add(k, join(path, k.Value), "defined twice (first at line %d)", first)
+				w.dups[k] = true
 				return
 			}
 			seen[k.Value] = k.Line
@@ -178,6 +213,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			w.add(n, path, "%s is not %s", quoteScalar(n), kindName(t))
+			drop(n)
 		}
 	}
 }
@@ -205,6 +241,7 @@ func (w *walker) expect(n *yaml.Node, kind yaml.Kind, path, want string) bool {
 	}
 	got := map[yaml.Kind]string{yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list", yaml.ScalarNode: quoteScalar(n)}[n.Kind]
 	w.add(n, path, "expected %s, got %s", want, cmp.Or(got, "something else"))
+	drop(n)
 	return false
 }
 
@@ -217,10 +254,12 @@ func (w *walker) duration(n *yaml.Node, path string) {
 	switch n.ShortTag() {
 	case "!!int", "!!float":
 		w.add(n, path, "%s has no unit: write %ss", n.Value, n.Value)
+		drop(n)
 		return
 	}
 	if _, err := time.ParseDuration(n.Value); err != nil {
 		w.add(n, path, "%s is not a duration: write a number with a unit, such as 30s, 5m or 1h30m", quoteScalar(n))
+		drop(n)
 	}
 }
 
@@ -274,7 +313,16 @@ func suggest(key string, fields map[string]reflect.Type) string {
 		}
 	}
 	if best == "" || bestD > max(2, len(key)/3) {
-		return ""
+		// Not a typo; maybe a longer or shorter form ("minimum" for "min").
+		best = ""
+		for k := range fields {
+			if len(k) >= 3 && (strings.HasPrefix(key, k) || strings.HasPrefix(k, key) && len(key) >= 3) && (best == "" || len(k) < len(best) || len(k) == len(best) && k < best) {
+				best = k
+			}
+		}
+		if best == "" {
+			return ""
+		}
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
 }
