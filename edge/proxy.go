@@ -81,9 +81,17 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	s.m.requests.WithLabelValues(dir, methodLabel(string(req.Method))).Inc()
 	if req.IsAck() {
+		// The ACK for a non-2xx final we sent belongs to our server
+		// transaction, which sipgo may already have ended: absorb it,
+		// never forward it (RFC 3261 §17.2.1, §16.11).
+		if s.rejected.Match(req) {
+			s.m.acks.WithLabelValues("absorbed").Inc()
+			return
+		}
 		s.forwardAck(req, in)
 		return
 	}
+	tx = s.rejected.Wrap(req, tx)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	if s.draining.Load() {
@@ -493,13 +501,11 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		})
 	}
 	if req.IsInvite() {
-		if stx, ok := tx.(*sip.ServerTx); ok {
-			stx.OnCancel(func(*sip.Request) {
-				// sipgo already answered the CANCEL and sent 487 upstream;
-				// cancel the downstream branch (RFC 3261 §16.10).
-				go s.sendCancel(fwd, lg)
-			})
-		}
+		tx.OnCancel(func(*sip.Request) {
+			// sipgo already answered the CANCEL and sent 487 upstream;
+			// cancel the downstream branch (RFC 3261 §16.10).
+			go s.sendCancel(fwd, lg)
+		})
 	}
 	relayed := false
 	// With another next hop to try (a REGISTER with registrars left), a
@@ -613,8 +619,8 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 }
 
 // forwardAck relays an ACK for a 2xx (a new request routed by Route, RFC
-// 3261 §13.2.2.4, §16.6) statelessly. ACKs for non-2xx never get here: the
-// transactions absorb them.
+// 3261 §13.2.2.4, §16.6) statelessly. ACKs for a non-2xx we sent never get
+// here: handle absorbs them (s.rejected).
 func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
 	if err != nil {
@@ -656,14 +662,23 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 		case len(popped) > 0 || hasToTag(req):
 			target = req.Recipient
 		}
+		if len(rest) == 0 && s.self.IsSelf(target) {
+			// Addressed to ourselves with no route left: forwarding it
+			// would loop until Max-Forwards runs out.
+			s.m.acks.WithLabelValues("dropped").Inc()
+			return
+		}
 		lg = s.coreLeg(target, "")
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
 	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
 	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
+		return
 	}
+	s.m.acks.WithLabelValues("forwarded").Inc()
 }
 
 // acceptedTx is an INVITE server transaction that relayed a 2xx, kept for

@@ -394,8 +394,8 @@ func (p *proxy) reject(req *sip.Request, tx sip.ServerTransaction, src Source, c
 	}
 }
 
-// onAck forwards an ACK that matched no server transaction: the ACK for a
-// 2xx, which is end-to-end (RFC 3261 §13.2.2.4, §16.7 item 9 note): it is
+// onAck handles an ACK that matched no live server transaction. The ACK
+// for a non-2xx we sent is absorbed; the ACK for a 2xx is end-to-end (RFC 3261 §13.2.2.4, §16.7 item 9 note): it is
 // routed by its Route set like any in-dialog request, statelessly (§16.11).
 // ACKs are never answered; whatever cannot be forwarded is dropped.
 func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
@@ -406,6 +406,13 @@ func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		}
 	}()
 	p.init()
+	// The ACK for a non-2xx final we sent belongs to our server
+	// transaction, which sipgo may already have ended (at once on TCP):
+	// absorb it, never forward it (RFC 3261 §17.2.1, §16.11).
+	if p.reg.rejectedInv.Match(req) {
+		p.m.acks.WithLabelValues("absorbed").Inc()
+		return
+	}
 	drop := func(why string) {
 		p.m.acks.WithLabelValues("dropped").Inc()
 		p.log.Debug("ACK dropped", "reason", why, "call_id", headerValue(req, "call-id"), "raddr", req.Source())

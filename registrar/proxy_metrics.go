@@ -73,7 +73,7 @@ func newRouteMetrics(reg prometheus.Registerer) (*routeMetrics, error) {
 		}),
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_registrar_route_acks_total",
-			Help: "ACKs for 2xx handled statelessly, by outcome (forwarded, dropped).",
+			Help: "ACKs that matched no live transaction, by outcome: absorbed (for a non-2xx the registrar sent, RFC 3261 §17.2.1), forwarded (for a 2xx, statelessly), dropped.",
 		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.rejected, m.forwarded, m.final, m.branch, m.removed, m.acks} {
