@@ -21,6 +21,7 @@ const (
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
+	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
 )
 
 var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}

@@ -287,6 +287,12 @@ func (p *proxy) route(req *sip.Request, d routeDecision) (routeDecision, *reject
 	if p.self.IsSelf(ruri) {
 		return d, reject(404, string(reasonNotForUs), "Not Found", "Request-URI names the registrar")
 	}
+	if d.uaOriginated {
+		// A UA's request for a domain we do not serve, with no
+		// registrar.pbx to take it: refuse rather than resolve a name the
+		// UA chose (issue 8 item 1: no relay, no DNS look-ups on demand).
+		return d, reject(403, string(reasonRelayDenied), "Forbidden (Domain Not Served)", ruri.Host)
+	}
 	d.by = "request_uri" // §16.5: a domain we are not responsible for
 	return d, nil
 }

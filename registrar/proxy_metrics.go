@@ -35,6 +35,7 @@ const (
 	reasonStore           routeReason = "store_unavailable"    // 503
 	reasonNoTransaction   routeReason = "no_transaction"       // 481
 	reasonNotForUs        routeReason = "addressed_to_self"    // 404
+	reasonRelayDenied     routeReason = "relay_denied"         // 403: a UA's request for a domain not served, no PBX
 	reasonNotRegistered   routeReason = "unregistered_flow"    // 403, issue 5 item 6
 	reasonUnsupportedNext routeReason = "unsupported_next_hop" // 502 (synthesised per branch)
 )
