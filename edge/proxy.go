@@ -75,11 +75,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 	in := s.inboundOf(req, tx)
-	dir := "access"
-	if !in.hasFlow {
-		dir = "core"
-	}
-	s.m.requests.WithLabelValues(dir, methodLabel(string(req.Method))).Inc()
+	s.m.requests.WithLabelValues(s.direction(req, in), methodLabel(string(req.Method))).Inc()
 	if req.IsAck() {
 		// The ACK for a non-2xx final we sent belongs to our server
 		// transaction, which sipgo may already have ended: absorb it,
@@ -134,6 +130,35 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.route(req, tx, in, hash)
+}
+
+// direction labels a request for metrics: "core" when it came from the
+// core side (a core-role listener, no access flow, or a trusted_core peer
+// routing to a UA by a flow token that is not its own flow), else
+// "access". It decides nothing else.
+func (s *Server) direction(req *sip.Request, in inbound) string {
+	if !in.hasFlow || (in.l != nil && !in.l.access()) {
+		return "core"
+	}
+	if !s.isTrusted(in.src.Addr()) {
+		return "access"
+	}
+	h := req.GetHeader("Route")
+	if h == nil {
+		return "access"
+	}
+	routes, err := routeset.ParseRouteList([]string{h.Value()})
+	if err != nil || len(routes) == 0 || !s.self.IsSelf(routes[0].URI) {
+		return "access"
+	}
+	tok, _ := routeset.FlowTokenFromURI(routes[0].URI)
+	if tok == "" {
+		return "access"
+	}
+	if key, err := s.keys.Decode(tok); err == nil && key == in.key {
+		return "access" // our Record-Route naming the UA's own flow
+	}
+	return "core"
 }
 
 // inboundOf finds the flow a request arrived on from its server

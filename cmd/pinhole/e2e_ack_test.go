@@ -148,6 +148,17 @@ func TestE2E_RFC3261_17_2_1_RejectedCallOneAckPerHop(t *testing.T) {
 		})
 	}
 	_, m := p.get("/metrics")
+	// Metrics truth (issue 14 item 7): alice's INVITEs came from the access
+	// side, the registrar's toward carol from the core, although all share
+	// loopback (and trusted_core).
+	for _, want := range []string{
+		`pinhole_edge_requests_total{direction="access",method="INVITE"} 2`,
+		`pinhole_edge_requests_total{direction="core",method="INVITE"} 2`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("want %s:\n%s", want, grepLines(m, "pinhole_edge_requests_total"))
+		}
+	}
 	if !strings.Contains(m, `pinhole_registrar_route_acks_total{outcome="absorbed"}`) {
 		t.Errorf("registrar absorbed no ACK:\n%s", grepLines(m, "acks_total"))
 	}

@@ -50,7 +50,7 @@ func TestE2E_SplitLocalhostCall(t *testing.T) {
 			if p := strings.Join(ua.ok.get("Path"), ","); p != "" && !strings.Contains(p, "127.0.0.2:"+strconv.Itoa(edgePort)) {
 				t.Errorf("Path %q does not name the edge's core side", p)
 			}
-			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freePort(t)),
+			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freeMediaPort(t)),
 				"-rsa", "127.0.0.3:"+strconv.Itoa(regPort))
 			inv := ua.answer(t)
 			rr := inv.get("Record-Route")
