@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pinhole-sip/pinhole/edge"
 )
 
 // TestCheckConfigTestdata loads each file under testdata/config the way
@@ -202,5 +209,57 @@ func TestDeployConfigsValidate(t *testing.T) {
 	}
 	if _, err := loadConfig("../../deploy/config/quickstart.yaml"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCheckNodeAnyType: the checks are driven by the `yaml` tags of
+// whatever type they are given, so keys added to any section later are
+// checked, suggested and located without changes to the checker.
+func TestCheckNodeAnyType(t *testing.T) {
+	type inner struct {
+		Prefix netip.Prefix `yaml:"prefix"` // encoding.TextUnmarshaler
+		Every  time.Duration
+	}
+	type embedded struct {
+		Shared string `yaml:"shared"`
+	}
+	type section struct {
+		New      int              `yaml:"brand_new_key"`
+		Inner    *inner           `yaml:"inner"`
+		List     []inner          `yaml:"list"`
+		ByName   map[string]inner `yaml:"by_name"`
+		URIs     edge.URIList     `yaml:"uris"` // yaml.Unmarshaler
+		embedded `yaml:",inline"`
+	}
+	type doc struct {
+		S section `yaml:"s"`
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(`s:
+  brand_new_kye: 1
+  inner: {prefix: 10.0.0.0/33, every: 5}
+  list: [{prefix: 10.0.0.0/8}, {every: soon}]
+  by_name: {a: {prefx: 10.0.0.0/8}}
+  uris: {not: a list}
+  shared: yes
+  sharde: x
+`), &root); err != nil {
+		t.Fatal(err)
+	}
+	got := checkNode("x.yaml", &root, reflect.TypeFor[doc]()).Error()
+	want := `x.yaml:2: s.brand_new_kye: unknown key; did you mean "brand_new_key"?
+x.yaml:3: s.inner.prefix: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range
+x.yaml:3: s.inner.every: 5 has no unit: write 5s
+x.yaml:4: s.list[1].every: "soon" is not a duration: write a number with a unit, such as 30s, 5m or 1h30m
+x.yaml:5: s.by_name.a.prefx: unknown key; did you mean "prefix"?
+x.yaml:6: s.uris: expected a SIP URI or a list of SIP URIs
+x.yaml:8: s.sharde: unknown key; did you mean "shared"?`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	// What remains decodes without error.
+	var d doc
+	if err := root.Decode(&d); err != nil {
+		t.Fatalf("after the check: %v", err)
 	}
 }
