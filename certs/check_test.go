@@ -69,3 +69,16 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWithoutClock: a zero time skips the validity period (a start
+// serves an expired certificate with a warning; check-config refuses it).
+func TestCheckWithoutClock(t *testing.T) {
+	now := time.Now()
+	crt, key := writeValidPair(t, t.TempDir(), "old", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	if err := (Config{CertFile: crt, KeyFile: key}).Check(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Config{CertFile: crt, KeyFile: key}).Check(now); err == nil {
+		t.Fatal("expired certificate accepted with a clock")
+	}
+}

@@ -98,13 +98,24 @@ func (c *Config) validate() error {
 // users, certificates). Every error is "FILE:LINE: key.path: problem";
 // one run reports all of them, sorted by line.
 func loadConfig(path string) (*Config, error) {
+	return readConfig(path, time.Time{})
+}
+
+// checkConfig is loadConfig for `pinhole check-config`: certificates must
+// also be valid at now. A start only warns about an expired certificate
+// (some phones do not check), check-config refuses it.
+func checkConfig(path string, now time.Time) (*Config, error) {
+	return readConfig(path, now)
+}
+
+func readConfig(path string, now time.Time) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	cfg, root, errs := decodeConfig(path, b)
 	if cfg != nil {
-		if err := cfg.checkFiles(); err != nil {
+		if err := cfg.checkFiles(now); err != nil {
 			errs = append(errs, valueErrors(path, root, reflect.TypeFor[Config](), err)...)
 		}
 	}
@@ -115,14 +126,15 @@ func loadConfig(path string) (*Config, error) {
 }
 
 // checkFiles opens and parses every file the configuration names, as the
-// roles will at start; errors start with the key path.
-func (c *Config) checkFiles() error {
+// roles will at start; errors start with the key path. A non-zero now also
+// checks certificate validity periods.
+func (c *Config) checkFiles(now time.Time) error {
 	var errs []error
 	if c.Registrar != nil {
 		errs = append(errs, c.Registrar.CheckFiles())
 	}
 	if c.Edge != nil {
-		errs = append(errs, c.Edge.CheckFiles())
+		errs = append(errs, c.Edge.CheckFiles(now))
 	}
 	return errors.Join(errs...)
 }
@@ -158,12 +170,14 @@ func decodeConfig(name string, b []byte) (*Config, *yaml.Node, configErrors) {
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
-		// A key whose value could not be decoded was left unset: its
-		// "required" or "out of range" complaint would only repeat that.
+		// A key whose value could not be decoded was left unset, as was
+		// the key a misspelt one was meant to be: their "required" or
+		// "out of range" complaints would only repeat that.
 		undecoded := map[string]bool{}
 		for _, e := range errs {
-			undecoded[e.path] = true
+			undecoded[e.path], undecoded[e.covers] = true, true
 		}
+		delete(undecoded, "") // file-level errors never repeat one another
 		for _, e := range valueErrors(name, &root, t, err) {
 			if !undecoded[e.path] {
 				errs = append(errs, e)

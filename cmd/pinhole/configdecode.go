@@ -32,6 +32,9 @@ type configError struct {
 	line int    // 0: unknown
 	path string // key path, "" for the whole file
 	msg  string
+	// covers is a key path whose value error would only repeat this
+	// one: the key an unknown key was probably meant to be.
+	covers string
 }
 
 func (e configError) String() string {
@@ -178,7 +181,11 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			ft, ok := fields[key]
 			if !ok {
 				if !open {
-					w.add(k, join(path, key), "unknown key%s", suggest(key, fields))
+					best := suggest(key, fields)
+					w.add(k, join(path, key), "unknown key%s", didYouMean(best))
+					if best != "" {
+						w.errs[len(w.errs)-1].covers = join(path, best)
+					}
 				}
 				return
 			}
@@ -302,8 +309,16 @@ func yamlFields(t reflect.Type) (fields map[string]reflect.Type, open bool) {
 	return fields, open
 }
 
-// suggest returns `; did you mean "x"?` for the known key closest to key
-// by edit distance, when one is close enough to be a likely typo.
+func didYouMean(key string) string {
+	if key == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", key)
+}
+
+// suggest returns the known key closest to key by edit distance, when one
+// is close enough to be a likely typo, or a known key that is a prefix of
+// key or has key as its prefix; else "".
 func suggest(key string, fields map[string]reflect.Type) string {
 	best, bestD := "", 0
 	for k := range fields {
@@ -320,11 +335,8 @@ func suggest(key string, fields map[string]reflect.Type) string {
 				best = k
 			}
 		}
-		if best == "" {
-			return ""
-		}
 	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b.

@@ -75,7 +75,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "usage: pinhole check-config FILE")
 				return 2
 			}
-			if _, err := loadConfig(args[1]); err != nil {
+			if _, err := checkConfig(args[1], time.Now()); err != nil {
 				fmt.Fprintln(stderr, err)
 				return 1
 			}
