@@ -236,7 +236,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.RetryAfterMin < time.Second || c.RetryAfterMax < c.RetryAfterMin {
-		bad("registrar.retry_after_min/max: need 1s <= min <= max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
+		bad("registrar.retry_after_max: need 1s <= retry_after_min <= retry_after_max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
