@@ -62,8 +62,8 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // handle is the single request handler of both user agents. It recovers
 // from panics, tracks in-flight transactions for Drain, applies RFC 3261
 // §16.3 hygiene and dispatches by direction. It blocks until the final
-// response is relayed (sipgo notes §5: returning early kills the
-// transaction).
+// response is relayed (docs/sipgo.md#proxying: returning early kills
+// the transaction).
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -129,7 +129,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // inboundOf finds the flow a request arrived on from its server
-// transaction's connection (sipgo notes §2).
+// transaction's connection (docs/sipgo.md#connections).
 func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 	src, _ := netip.ParseAddrPort(req.Source())
 	in := inbound{src: unmap(src)}
@@ -372,7 +372,7 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	}
 	// sipgo pools accepted connections under their remote address; the
 	// access UA cannot dial, so a vanished connection fails rather than
-	// being re-dialled (sipgo notes §2).
+	// being re-dialled (docs/sipgo.md#connections).
 	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed()}
 	lg.via.Transport = sc.l.viaTransport()
 	return lg, sc.l, nil
@@ -386,7 +386,7 @@ func randHex(n int) string {
 
 // prepareHop does the per-hop rewrite of RFC 3261 §16.6: received/rport
 // on the previous Via (RFC 3261 §18.2.1, RFC 3581 §4), Max-Forwards
-// decremented (steps 3; sipgo's helper underflows, notes TL;DR 7), our
+// decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
 	if v := fwd.Via(); v != nil && in.src.IsValid() {

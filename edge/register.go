@@ -119,7 +119,7 @@ func contactIdentity(c *sip.ContactHeader) (string, int64, bool) {
 }
 
 // paramCI gets a header parameter by case-insensitive name (sipgo's Get is
-// case-sensitive, notes §6).
+// case-sensitive, docs/sipgo.md#headers).
 func paramCI(p sip.HeaderParams, name string) (string, bool) {
 	for _, kv := range p {
 		if strings.EqualFold(kv.K, name) {

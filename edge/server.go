@@ -29,7 +29,7 @@ import (
 
 // errNoDial is what the access side's TCP dialer always returns: the edge
 // never opens a connection toward a UA (RFC 5626 §5.3: a dead flow is 430,
-// never a re-dial; sipgo notes §2).
+// never a re-dial; docs/sipgo.md#connections).
 var errNoDial = errors.New("edge never dials toward a UA")
 
 // ErrNotListening is returned by Serve before Listen.
@@ -437,7 +437,7 @@ func (s *Server) Serve() error {
 			} else {
 				// Every stream transport goes through ServeTCP: the
 				// Listener already did TLS and the WebSocket upgrade and
-				// hands sipgo a plain SIP byte stream (sipgo notes §1).
+				// hands sipgo a plain SIP byte stream (docs/sipgo.md#transports).
 				// The transport in Via / Path comes from the listener.
 				err = s.asrv.ServeTCP(l.ln)
 			}
@@ -465,8 +465,8 @@ func (s *Server) Serve() error {
 
 // awaitServing waits until sipgo has registered every UDP listener in its
 // connection pool (ServeUDP does that asynchronously): before that a
-// request sent "from" a listener would leave from a fresh socket (sipgo
-// notes §2). It closes s.serving.
+// request sent "from" a listener would leave from a fresh socket (docs/sipgo.md
+// #connections). It closes s.serving.
 func (s *Server) awaitServing() {
 	defer close(s.serving)
 	pool := s.aua.TransportLayer().Pool("udp")

@@ -328,7 +328,7 @@ func contactKey(u *sip.Uri) string {
 }
 
 // quoteParam renders a header parameter value as a quoted-string
-// (sipgo does not quote values itself, see sipgo notes §6).
+// (sipgo does not quote values itself, see docs/sipgo.md#headers).
 func quoteParam(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(v) + `"`

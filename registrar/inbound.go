@@ -159,7 +159,7 @@ type routeDecision struct {
 
 // serve handles every non-REGISTER request except ACK (onAck) and OPTIONS
 // for the registrar itself. It blocks until the proxy transaction is over
-// (sipgo notes §5: the handler must not return early).
+// (docs/sipgo.md#proxying: the handler must not return early).
 func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
 	p.init()
 	src := sourceOf(req)
@@ -223,7 +223,7 @@ func (p *proxy) decide(req *sip.Request) (routeDecision, *rejection) {
 // Route preprocessing (§16.4), which tells a UA-originated request.
 func (p *proxy) classify(req *sip.Request) (routeDecision, *rejection) {
 	var d routeDecision
-	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (notes §5).
+	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (docs/sipgo.md#proxying).
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return d, reject(483, string(reasonTooManyHops), "Too Many Hops", "")
 	}
@@ -483,8 +483,8 @@ func (p *proxy) nextHop(ruri sip.Uri, routes []string, hop *sip.Uri) (u sip.Uri,
 // buildForward copies req for one branch (RFC 3261 §16.6): Request-URI,
 // Route set, Max-Forwards decremented, Record-Route when asked, our Via
 // with the loop-detection branch, transport and destination of the next
-// hop. For UDP the request leaves from our listener socket (sipgo notes
-// §2: a never-seen destination would otherwise get a new ephemeral port).
+// hop. For UDP the request leaves from our listener socket (docs/sipgo.md
+// #connections: a never-seen destination would otherwise get a new ephemeral port).
 // fwdOpts says how to build one forwarded copy of a request.
 type fwdOpts struct {
 	ruri        sip.Uri

@@ -376,7 +376,7 @@ func (f *fork) done(b *branch, res *sip.Response) {
 			}
 		} else if f.invite {
 			// Every 2xx to an INVITE is forwarded (§16.7 step 5), also
-			// after a CANCEL from upstream (sipgo notes §5).
+			// after a CANCEL from upstream (docs/sipgo.md#proxying).
 			if f.cancelled || f.tx.Respond(f.upstream(res)) != nil {
 				f.relayStateless(res)
 			}

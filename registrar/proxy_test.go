@@ -766,7 +766,7 @@ func TestRFC5658_DoubleRecordRouteAcrossTransports(t *testing.T) {
 		t.Fatalf("Record-Route %v, want [%s %s]", rr, wantOut, wantIn)
 	}
 	if v := in.Via(); v.Transport != "UDP" {
-		t.Fatalf("top Via transport %s, want UDP (sipgo notes §2: SetTransport)", v.Transport)
+		t.Fatalf("top Via transport %s, want UDP (docs/sipgo.md#connections: SetTransport)", v.Transport)
 	}
 	ua.answer(h.udp, in, 200, "OK")
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
