@@ -10,14 +10,15 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/registrar/auth"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
 )
 
-// Config is the `registrar:` section of the YAML configuration.
+// Config is the `registrar:` section of the YAML configuration, except
+// `store:`: choosing and configuring the Store implementation is the
+// binary's job (cmd/pinhole), so this package never depends on a store
+// implementation or on go-redis.
 type Config struct {
 	Listen            []ListenConfig `yaml:"listen"`
 	Domains           []string       `yaml:"domains"`
-	Store             StoreConfig    `yaml:"store"`
 	Expires           ExpiresConfig  `yaml:"expires"`
 	MaxContacts       int            `yaml:"max_contacts"`        // per AOR; default 10
 	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
@@ -51,12 +52,6 @@ type ListenConfig struct {
 	Address   string `yaml:"address"`   // host:port
 }
 
-// StoreConfig selects the binding store.
-type StoreConfig struct {
-	Backend            string `yaml:"backend"` // memory (default) | redis
-	redisconfig.Config `yaml:",inline"`
-}
-
 // ExpiresConfig is the RFC 3261 §10.3 expiry policy.
 type ExpiresConfig struct {
 	Default     time.Duration `yaml:"default"`      // used when the UA asks for nothing; default 3600s
@@ -80,9 +75,6 @@ func (c *Config) RegisteredFlowRequired() bool {
 
 // SetDefaults fills in every unset field with its documented default.
 func (c *Config) SetDefaults() {
-	if c.Store.Backend == "" {
-		c.Store.Backend = "memory"
-	}
 	if c.Expires.Default == 0 {
 		c.Expires.Default = 3600 * time.Second
 	}
@@ -151,15 +143,6 @@ func (c *Config) Validate() error {
 		if d == "" || strings.ContainsAny(d, " @;:/<>") && !isIPv6Literal(d) {
 			bad("registrar.domains[%d]: %q is not a host name or IP literal", i, d)
 		}
-	}
-	switch c.Store.Backend {
-	case "memory":
-	case "redis":
-		if err := c.Store.Config.Validate(); err != nil {
-			bad("registrar.store: %w", err)
-		}
-	default:
-		bad("registrar.store.backend: %q is not memory or redis", c.Store.Backend)
 	}
 	e := c.Expires
 	if e.Min <= 0 || e.Min > time.Hour {

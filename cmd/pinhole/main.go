@@ -29,7 +29,6 @@ import (
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -109,7 +108,7 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 // newAuth builds Digest authentication: the users file (reloaded on
 // change and on SIGHUP) and the nonce/failure state, shared through Redis
 // when the bindings are.
-func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
+func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
 	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
 	if err != nil {
 		return nil, nil, fmt.Errorf("users file: %w", err)
@@ -132,30 +131,11 @@ func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, l
 			}
 		}
 	}()
-	var st auth.State
-	if rs, ok := store.(*redisstore.Store); ok {
-		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
-	} else {
-		st = memstore.NewAuthState(nil)
-	}
-	v, err := auth.New(rc.Auth, users, st, logger, time.Now)
+	v, err := auth.New(rc.Auth, users, newAuthState(rc.Store, store), logger, time.Now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
 	return v, users, nil
-}
-
-func newStore(c registrar.StoreConfig) (registrar.Store, error) {
-	switch c.Backend {
-	case "redis":
-		s, err := redisstore.New(c.Config, nil)
-		if err != nil {
-			return nil, fmt.Errorf("redis store: %w", err)
-		}
-		return s, nil
-	default:
-		return memstore.New(nil), nil
-	}
 }
 
 // role is one running part of the process (registrar, edge).
@@ -282,7 +262,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 
 // startRegistrar builds the store, auth and SIP server of the registrar
 // role and starts serving.
-func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
+func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
 	store, err := newStore(rc.Store)
 	if err != nil {
 		return nil, nil, err
@@ -297,7 +277,7 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 			return nil, closeStore, err
 		}
 	}
-	reg, err := registrar.New(*rc, store, opts)
+	reg, err := registrar.New(rc.Config, store, opts)
 	if err != nil {
 		return nil, closeStore, err
 	}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/registrar/memstore"
+	"github.com/pinhole-sip/pinhole/registrar/redisstore"
+)
+
+// RegistrarConfig is the `registrar:` section: the role's own settings plus
+// the choice of store. The store is chosen here, in the binary, so that
+// package registrar depends only on its Store interface (DESIGN.md: it must
+// not import a store implementation or go-redis).
+type RegistrarConfig struct {
+	registrar.Config `yaml:",inline"`
+	Store            StoreConfig `yaml:"store"`
+}
+
+// StoreConfig is registrar.store: {backend: memory} or {backend: redis,
+// url | sentinel | cluster, ...} with the keys of redisstore.Config.
+type StoreConfig struct {
+	Backend           string `yaml:"backend"` // memory (default) | redis
+	redisstore.Config `yaml:",inline"`
+}
+
+// SetDefaults applies the registrar's and the store's defaults.
+func (c *RegistrarConfig) SetDefaults() {
+	c.Config.SetDefaults()
+	if c.Store.Backend == "" {
+		c.Store.Backend = "memory"
+	}
+}
+
+// Validate reports every problem in the registrar section, store included.
+func (c *RegistrarConfig) Validate() error {
+	var errs []error
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Store.Backend {
+	case "memory":
+	case "redis":
+		if err := c.Store.Config.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("registrar.store: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("registrar.store.backend: %q is not memory or redis", c.Store.Backend))
+	}
+	return errors.Join(errs...)
+}
+
+func newStore(c StoreConfig) (registrar.Store, error) {
+	switch c.Backend {
+	case "redis":
+		s, err := redisstore.New(c.Config, nil)
+		if err != nil {
+			return nil, fmt.Errorf("redis store: %w", err)
+		}
+		return s, nil
+	default:
+		return memstore.New(nil), nil
+	}
+}
+
+// newAuthState puts auth's nonce and failure counters where the bindings
+// are: in Redis when the store is Redis (shared by replicas), else in
+// memory.
+func newAuthState(c StoreConfig, store registrar.Store) auth.State {
+	if rs, ok := store.(*redisstore.Store); ok {
+		return redisstore.NewAuthState(rs.Client(), c.Config.WithDefaults().KeyPrefix+":auth:")
+	}
+	return memstore.NewAuthState(nil)
+}
