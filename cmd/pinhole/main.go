@@ -26,6 +26,7 @@ import (
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
@@ -109,11 +110,12 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 // change and on SIGHUP) and the nonce/failure state, shared through Redis
 // when the bindings are.
 func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
-	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
+	uf, err := usersfile.Load(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("users file: %w", err)
+		return nil, nil, err
 	}
-	go users.Watch(ctx, time.Second, logger)
+	users := uf.Users()
+	go uf.Watch(ctx, time.Second, logger)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -123,7 +125,7 @@ func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, lo
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := users.Reload(); err != nil {
+				if err := uf.Reload(); err != nil {
 					logger.Error("users file reload failed; keeping the previous users", "error", err)
 				} else {
 					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
@@ -131,7 +133,11 @@ func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, lo
 			}
 		}
 	}()
-	v, err := auth.New(rc.Auth, users, newAuthState(rc.Store, store), logger, time.Now)
+	acfg := rc.Auth
+	if acfg.NonceSecrets, err = readNonceSecrets(acfg.NonceSecretFile); err != nil {
+		return nil, nil, err
+	}
+	v, err := auth.New(acfg, users, newAuthState(rc.Store, store), logger, time.Now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
@@ -73,4 +74,21 @@ func newAuthState(c StoreConfig, store registrar.Store) auth.State {
 		return redisstore.NewAuthState(rs.Client(), c.Config.WithDefaults().KeyPrefix+":auth:")
 	}
 	return memstore.NewAuthState(nil)
+}
+
+// readNonceSecrets reads registrar.auth.nonce_secret_file (registrar/auth
+// does no I/O); "" means none, and auth then uses a random secret.
+func readNonceSecrets(path string) ([][]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read nonce secret file: %w", err)
+	}
+	secrets, err := auth.ParseSecrets(data)
+	if err != nil {
+		return nil, fmt.Errorf("nonce secret file %s: %w", path, err)
+	}
+	return secrets, nil
 }

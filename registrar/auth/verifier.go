@@ -80,8 +80,8 @@ type Verifier struct {
 }
 
 // New builds a Verifier. cfg gets its defaults applied; users and st are
-// required. The nonce secret is read from cfg.NonceSecretFile, or random
-// (with a warning) when that key is empty.
+// required. The nonce secrets come from cfg.NonceSecrets (the parsed
+// nonce_secret_file), or are random (with a warning) when neither is set.
 func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() time.Time) (*Verifier, error) {
 	cfg.SetDefaults()
 	cfg.Enabled = true
@@ -94,14 +94,17 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 	if users == nil || st == nil || logger == nil || now == nil {
 		return nil, errors.New("auth: New needs users, state, logger and clock")
 	}
-	var secrets [][]byte
-	if cfg.NonceSecretFile != "" {
-		s, err := loadSecrets(cfg.NonceSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+	secrets := cfg.NonceSecrets
+	switch {
+	case len(secrets) > 0:
+		for i, sec := range secrets {
+			if len(sec) < minSecretLen {
+				return nil, fmt.Errorf("auth: nonce secret %d shorter than %d bytes", i+1, minSecretLen)
+			}
 		}
-		secrets = s
-	} else {
+	case cfg.NonceSecretFile != "":
+		return nil, fmt.Errorf("auth: nonce_secret_file %s is set but its secrets were not supplied (NonceSecrets)", cfg.NonceSecretFile)
+	default:
 		s, err := randomSecret()
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
