@@ -24,6 +24,7 @@ import (
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -464,34 +465,23 @@ func (s *Server) Serve() error {
 }
 
 // awaitServing waits until sipgo has registered every UDP listener in its
-// connection pool (ServeUDP does that asynchronously): before that a
-// request sent "from" a listener would leave from a fresh socket (docs/sipgo.md
-// #connections). It closes s.serving.
+// connection pool, then closes s.serving; Ready reports not-ready before.
 func (s *Server) awaitServing() {
-	defer close(s.serving)
-	pool := s.aua.TransportLayer().Pool("udp")
-	deadline := time.Now().Add(2 * time.Second)
+	var addrs []string
 	for _, l := range s.listeners {
-		if l.pc == nil {
-			continue
-		}
-		addr := l.pc.LocalAddr().String()
-		for {
-			if c := pool.Get(addr); c != nil {
-				_, _ = c.TryClose() // Get took a reference; listeners never close on it
-				break
-			}
-			if time.Now().After(deadline) {
-				s.log.Warn("udp listener not registered with sipgo", "laddr", addr)
-				break
-			}
-			select {
-			case <-s.done:
-				return
-			case <-time.After(time.Millisecond):
-			}
+		if l.pc != nil {
+			addrs = append(addrs, l.pc.LocalAddr().String())
 		}
 	}
+	if !sipserve.AwaitUDP(s.aua.TransportLayer(), addrs, s.done, 5*time.Second) {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(s.serving)
 }
 
 // expireLoop removes idle UDP flows (RFC 5626 §4.4.1).
@@ -523,6 +513,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	if !s.listening.Load() {
 		return errors.New("edge: not listening")
+	}
+	select {
+	case <-s.serving:
+	default:
+		return errors.New("edge: listeners not serving yet")
 	}
 	if s.draining.Load() {
 		return errors.New("edge: draining")

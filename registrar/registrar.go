@@ -89,7 +89,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	r.metrics, err = newMetrics(reg, store)
+	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
 	if err != nil {
 		return nil, err
 	}

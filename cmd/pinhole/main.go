@@ -161,6 +161,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// them through ours so the format and level settings apply.
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
 
+	// The ops server serves from the start (liveness, metrics), but
+	// /readyz says "starting" until every role is bound, serving and has
+	// registered its checks (o.Started below).
 	o := ops.New(logger)
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
 		return err
@@ -210,6 +213,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			}
 		})
 	}
+	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
 	var runErr error
@@ -297,8 +301,11 @@ func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, log
 	}
 	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
 	go func() { r.served <- srv.Serve() }()
+	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)
-	o.AddCheck("registrar_pbx", srv.PBXReady)
+	if len(rc.PBX) > 0 {
+		o.AddCheck("registrar_pbx", srv.PBXReady)
+	}
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.Network()+"/"+a.String())
