@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Defaults of Config.
@@ -271,7 +272,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.TrustedCore {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := prefixlist.ParsePrefix(p); err != nil {
 			bad("edge.trusted_core[%d]: %v", i, err)
 		}
 	}
@@ -307,21 +308,6 @@ func parseSIPURI(s string) (sip.Uri, error) {
 		return u, fmt.Errorf("%q has no host", s)
 	}
 	return u, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // splitHostPort splits host[:port]; IPv6 literals may be bracketed.

@@ -23,6 +23,7 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
@@ -85,7 +86,7 @@ type Server struct {
 	m       *metrics
 	table   *flowtable.Table
 	keys    *flowtable.Keys
-	trusted []netip.Prefix
+	trusted prefixlist.List
 	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
@@ -157,10 +158,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.keys = flowtable.RandomKeys()
 		s.log.Warn("edge.flow_token_key_file not set: random flow-token key, tokens die with the process")
 	}
-	for _, p := range cfg.TrustedCore {
-		pfx, _ := parsePrefix(p)
-		s.trusted = append(s.trusted, pfx)
-	}
+	s.trusted, _ = prefixlist.Parse(cfg.TrustedCore) // checked by Validate
 	for _, r := range cfg.Registrar {
 		u, _ := parseSIPURI(r)
 		s.registrars = append(s.registrars, u)
@@ -584,15 +582,7 @@ func (s *Server) closeListeners() {
 }
 
 // isTrusted reports whether a is in edge.trusted_core.
-func (s *Server) isTrusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isTrusted(a netip.Addr) bool { return s.trusted.Contains(a) }
 
 // coreListener is the listener the edge is reached on from the core for
 // transport t (Path / Record-Route host:port), else any core-facing one.

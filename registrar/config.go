@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -115,7 +116,7 @@ func (c *Config) SetDefaults() {
 	if c.Auth.Trusted == nil {
 		// Edges relay many UAs' failures: never count or ban the edge
 		// itself (the UA's own address is used behind a trusted edge).
-		c.Auth.Trusted, _ = ParsePrefixes(c.TrustedEdges)
+		c.Auth.Trusted, _ = prefixlist.Parse(c.TrustedEdges)
 	}
 }
 
@@ -199,10 +200,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if _, err := ParsePrefixes(c.TrustedEdges); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedEdges); err != nil {
 		bad("registrar.trusted_edges: %w", err)
 	}
-	if _, err := ParsePrefixes(c.TrustedPeers); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedPeers); err != nil {
 		bad("registrar.trusted_peers: %w", err)
 	}
 	for i, p := range c.PBX {
@@ -228,21 +229,4 @@ func (c *Config) Validate() error {
 func isIPv6Literal(s string) bool {
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
 	return err == nil && a.Is6()
-}
-
-// ParsePrefixes parses a list of CIDRs or bare IP addresses.
-func ParsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -50,7 +51,7 @@ type proxy struct {
 	client *sipgo.Client
 	log    *slog.Logger
 	m      *routeMetrics
-	peers  []netip.Prefix
+	peers  prefixlist.List
 	pbx    []pbxTarget
 
 	once      sync.Once
@@ -59,7 +60,7 @@ type proxy struct {
 }
 
 func newProxy(s *Server) (*proxy, error) {
-	peers, err := ParsePrefixes(s.reg.cfg.TrustedPeers)
+	peers, err := prefixlist.Parse(s.reg.cfg.TrustedPeers)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: trusted_peers: %w", err)
 	}
@@ -114,13 +115,7 @@ func (p *proxy) init() {
 }
 
 func (p *proxy) trusted(src Source) bool {
-	a := src.Addr.Addr().Unmap()
-	for _, pr := range p.peers {
-		if pr.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return p.peers.Contains(src.Addr.Addr())
 }
 
 // addressedToSelf reports whether an OPTIONS is for the registrar itself

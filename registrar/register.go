@@ -756,15 +756,7 @@ func (r *Registrar) servesHost(h string) bool {
 	return r.domains[h]
 }
 
-func (r *Registrar) trustedEdge(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range r.trustedEdges {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (r *Registrar) trustedEdge(a netip.Addr) bool { return r.trustedEdges.Contains(a) }
 
 func (r *Registrar) randFloat() float64 {
 	if r.rand != nil {

@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Request is what Authenticate needs from a SIP request, as plain strings.
@@ -157,14 +159,7 @@ func (v *Verifier) algorithms(userAgent string) []string {
 	return v.cfg.Algorithms
 }
 
-func (v *Verifier) trusted(ip netip.Addr) bool {
-	for _, p := range v.cfg.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (v *Verifier) trusted(ip netip.Addr) bool { return prefixlist.List(v.cfg.Trusted).Contains(ip) }
 
 // Authenticate checks r's credentials. The error is non-nil only when State
 // fails (it wraps the State error; the caller answers 503); every client
