@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // Source is where a request reached the registrar from.
@@ -121,7 +123,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 		return nil, reject(420, "bad_extension", "Bad Extension", strings.Join(unsup, ","),
 			sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
 	}
-	supported := optionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
+	supported := routeset.OptionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
 
 	// §10.3 step 5: the AOR from To, canonicalised, in a served domain.
 	if s := strings.ToLower(to.Address.Scheme); s != "sip" && s != "sips" {
@@ -700,22 +702,9 @@ func headerValue(req *sip.Request, name string) string {
 	return ""
 }
 
-// optionTags parses Supported/Require values into a set of lower-case tags.
-func optionTags(vals []string) map[string]bool {
-	m := map[string]bool{}
-	for _, v := range vals {
-		for _, t := range strings.Split(v, ",") {
-			if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-				m[t] = true
-			}
-		}
-	}
-	return m
-}
-
 func (r *Registrar) unsupportedTags(require []string) []string {
 	var out []string
-	for t := range optionTags(require) {
+	for t := range routeset.OptionTags(require) {
 		if !supportedTags[t] && !(t == "gruu" && r.gruu != nil) {
 			out = append(out, t)
 		}
