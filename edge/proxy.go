@@ -2,8 +2,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -17,12 +15,9 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
-
-// udpMaxRequest is the RFC 3261 §18.1.1 threshold: a request this large
-// toward the core goes over TCP instead of UDP.
-const udpMaxRequest = 1300
 
 var errFlowGone = errors.New("flow gone")
 
@@ -54,10 +49,6 @@ type leg struct {
 	// request still pending when it closes can never be answered.
 	closed <-chan struct{}
 }
-
-// noBuild stops sipgo's client from "completing" a proxied request
-// (it would add its own Via, From tag, ...).
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 
 // handle is the single request handler of both user agents. It recovers
 // from panics, tracks in-flight transactions for Drain, applies RFC 3261
@@ -277,23 +268,9 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, h
 
 // setRoutes replaces req's Route headers with routes.
 func setRoutes(req *sip.Request, routes []routeset.Entry) {
-	removeAll(req, "Route")
+	sipproxy.RemoveAll(req, "Route")
 	for _, e := range routes {
 		req.AppendHeader(sip.NewHeader("Route", e.String()))
-	}
-}
-
-// headerRemover is what sip.Request and sip.Response share for removal.
-type headerRemover interface {
-	GetHeaders(name string) []sip.Header
-	RemoveHeader(name string) bool
-}
-
-func removeAll(m headerRemover, name string) {
-	for _, h := range m.GetHeaders(name) {
-		n := h.Name()
-		for m.RemoveHeader(n) {
-		}
 	}
 }
 
@@ -378,12 +355,6 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	return lg, sc.l, nil
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // prepareHop does the per-hop rewrite of RFC 3261 §16.6: received/rport
 // on the previous Via (RFC 3261 §18.2.1, RFC 3581 §4), Max-Forwards
 // decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
@@ -442,14 +413,14 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	// ("the element SHOULD retry the request, using UDP").
 	var udpLeg *leg
 	var udpFwd *sip.Request
-	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > sipproxy.UDPMaxRequest {
 		saved := lg
 		udpLeg, udpFwd = &saved, fwd.Clone()
 		flow := lg.viaFlow
 		lg = s.coreLeg(lg.target, "tcp")
 		lg.viaFlow = flow
 	}
-	branch := routeset.LoopBranch(hash, randHex(6))
+	branch := routeset.LoopBranch(hash, sipproxy.RandHex(6))
 	s.prepareHop(fwd, in, lg, branch)
 
 	timeout := 40 * time.Second
@@ -458,13 +429,13 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
+	clTx, err := lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	if err != nil && udpLeg != nil {
 		s.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", callID(req), "error", err)
 		lg, fwd = *udpLeg, udpFwd
-		branch = routeset.LoopBranch(hash, randHex(6))
+		branch = routeset.LoopBranch(hash, sipproxy.RandHex(6))
 		s.prepareHop(fwd, in, lg, branch)
-		clTx, err = lg.client.TransactionRequest(ctx, fwd, noBuild)
+		clTx, err = lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	}
 	if err != nil {
 		if mayRetry {
@@ -599,7 +570,7 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 	c.Laddr = fwd.Laddr
 	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 	defer cancel()
-	t, err := lg.client.TransactionRequest(ctx, c, noBuild)
+	t, err := lg.client.TransactionRequest(ctx, c, sipproxy.NoBuild)
 	if err != nil {
 		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
 		return
@@ -660,8 +631,8 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
-	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	if err := lg.client.WriteRequest(fwd, sipproxy.NoBuild); err != nil {
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -32,7 +33,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	firstHop := len(routeset.SplitHeaderValues(headerValues(req, "Via"))) == 1
 	fwd := req.Clone()
 	if firstHop {
-		removeAll(fwd, "Path")
+		sipproxy.RemoveAll(fwd, "Path")
 	}
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
@@ -43,7 +44,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 		}
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
-			removeAll(res, "Flow-Timer")
+			sipproxy.RemoveAll(res, "Flow-Timer")
 			ft := s.cfg.FlowTimer.Stream
 			if in.key.Transport == flowtable.UDP {
 				ft = s.cfg.FlowTimer.UDP

@@ -2,8 +2,6 @@ package registrar
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -423,17 +422,13 @@ func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		drop(string(reasonUnsupportedNext))
 		return
 	}
-	if err := p.client.WriteRequest(out, noBuild); err != nil {
+	if err := p.client.WriteRequest(out, sipproxy.NoBuild); err != nil {
 		p.log.Info("ACK forward failed", "error", err, "call_id", headerValue(req, "call-id"), "raddr", hop)
 		drop(outcomeTransport)
 		return
 	}
 	p.m.acks.WithLabelValues("forwarded").Inc()
 }
-
-// noBuild is a sipgo ClientRequestOption that does nothing: passing any
-// option stops sipgo from "completing" a request we built as a proxy.
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 
 func routeValues(es []routeset.Entry) []string {
 	out := make([]string, 0, len(es))
@@ -512,7 +507,7 @@ func (p *proxy) buildForwardFallback(req *sip.Request, o fwdOpts) (out *sip.Requ
 	out = p.buildFor(req, o, transport, addr)
 	// RFC 3261 §18.1.1: a request over 1300 bytes (path MTU unknown) goes
 	// over TCP to the same host and port.
-	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > udpMaxRequest {
+	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > sipproxy.UDPMaxRequest {
 		udp = out
 		out = p.buildFor(req, o, "tcp", addr)
 	}
@@ -537,8 +532,8 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 	mfh := sip.MaxForwardsHeader(mf - 1)
 	out.AppendHeader(&mfh)
 	if o.uaOriginated {
-		removeAll(out, "P-Asserted-Identity")
-		removeAll(out, "Proxy-Authorization")
+		sipproxy.RemoveAll(out, "P-Asserted-Identity")
+		sipproxy.RemoveAll(out, "Proxy-Authorization")
 		if o.identity != "" {
 			out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<"+o.identity+">"))
 		}
@@ -573,7 +568,7 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
 		Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Params: sip.HeaderParams{},
 	}
-	via.Params.Add("branch", routeset.LoopBranch(loopKey, randHex(8)))
+	via.Params.Add("branch", routeset.LoopBranch(loopKey, sipproxy.RandHex(8)))
 	out.PrependHeader(via)
 	out.SetTransport(strings.ToUpper(transport))
 	out.SetDestination(addr)
@@ -582,27 +577,4 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 		out.Laddr = sip.Addr{IP: net.IP(lis.Addr().AsSlice()), Port: int(lis.Port())}
 	}
 	return out
-}
-
-// removeAll removes every header called name, whatever its case.
-func removeAll(m *sip.Request, name string) {
-	var names []string
-	for _, h := range m.Headers() {
-		if strings.EqualFold(h.Name(), name) {
-			names = append(names, h.Name())
-		}
-	}
-	for _, n := range names {
-		m.RemoveHeader(n)
-	}
-}
-
-// udpMaxRequest is the RFC 3261 §18.1.1 threshold above which a request
-// must use a congestion-controlled transport.
-const udpMaxRequest = 1300
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
