@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
@@ -27,8 +28,8 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
-	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultProbeInterval     = 5 * time.Second
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
@@ -89,11 +90,8 @@ type RateLimitConfig struct {
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
-// per transport class.
-type FlowTimerConfig struct {
-	UDP    time.Duration `yaml:"udp"`
-	Stream time.Duration `yaml:"stream"`
-}
+// per transport class; the registrar's registrar.flow_timer is the same type.
+type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {

@@ -45,11 +45,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")
-			ft := s.cfg.FlowTimer.Stream
-			if in.key.Transport == flowtable.UDP {
-				ft = s.cfg.FlowTimer.UDP
-			}
-			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(ft.Seconds()))))
+			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(in.key.Transport == flowtable.UDP)))
 		}
 	}
 	// Registrars in failover order: the current one first, then the

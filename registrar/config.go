@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 	// StoreTimeout bounds one store operation per REGISTER. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// FlowTimer is the Flow-Timer (RFC 5626 §4.4) the registrar gives an
+	// outbound UA that reached it directly (it is then the first hop);
+	// behind an edge the edge gives its own. Default {udp: 25s, stream: 120s}.
+	FlowTimer flowtable.Timer `yaml:"flow_timer"`
 }
 
 // ListenConfig is one SIP listener.
@@ -106,6 +111,7 @@ func (c *Config) SetDefaults() {
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
 	}
+	c.FlowTimer.SetDefaults()
 	if c.PBXProbeInterval == 0 {
 		c.PBXProbeInterval = 5 * time.Second
 	}
@@ -217,6 +223,12 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
+	}
+	if c.FlowTimer.UDP < time.Second {
+		bad("registrar.flow_timer.udp: %v must be at least 1s", c.FlowTimer.UDP)
+	}
+	if c.FlowTimer.Stream < time.Second {
+		bad("registrar.flow_timer.stream: %v must be at least 1s", c.FlowTimer.Stream)
 	}
 	if c.Auth.Enabled {
 		if err := c.Auth.Validate(); err != nil {

@@ -563,11 +563,7 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		// RFC 5626 §4.4: as the first hop (one Via, no Path) the
 		// registrar itself tells the UA how often to send keep-alives.
 		if len(pathVec) == 0 && len(req.GetHeaders("via")) == 1 {
-			ft := "120"
-			if strings.EqualFold(transport, "UDP") {
-				ft = "25"
-			}
-			res.AppendHeader(sip.NewHeader("Flow-Timer", ft))
+			res.AppendHeader(sip.NewHeader("Flow-Timer", r.cfg.FlowTimer.Header(strings.EqualFold(transport, "UDP"))))
 		}
 	}
 	if len(bindings) > 0 {

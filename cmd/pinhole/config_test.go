@@ -41,6 +41,16 @@ func TestConfigErrorsCarryLines(t *testing.T) {
   expires: {jitter: 0.9}
   max_contacts_policy: drop
 `, []string{"registrar.expires.jitter", "x.yaml:5: registrar.max_contacts_policy"}},
+		{"flow timer below a second", `registrar:
+  listen: [{transport: udp, address: 127.0.0.1:5070}]
+  domains: [example.com]
+  flow_timer: {udp: 500ms}
+`, []string{"x.yaml:4: registrar.flow_timer.udp"}},
+		{"store key unknown to the backend", `registrar:
+  listen: [{transport: udp, address: 127.0.0.1:5070}]
+  domains: [example.com]
+  store: {backend: redis, url: "redis://127.0.0.1:6379/0", bogus: 1}
+`, []string{"line 4: field bogus not found"}},
 		{"no role", `ops: {listen: 127.0.0.1:9060}
 `, []string{"no role configured"}},
 	}
