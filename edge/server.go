@@ -25,6 +25,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -119,7 +120,9 @@ type Server struct {
 	draining  atomic.Bool
 	listening atomic.Bool
 	done      chan struct{}
-	serving   chan struct{} // closed once sipgo serves every listener
+	serving   chan struct{}      // closed once sipgo serves every listener
+	rejected  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	relay     relayPolicy        // where access-side requests may go
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 }
@@ -186,7 +189,17 @@ func New(cfg Config, opt Options) (*Server, error) {
 			s.registrarRoutes = append(s.registrarRoutes, r)
 		}
 	}
-	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
+	for _, u := range s.registrars {
+		s.relay.addURI(u)
+	}
+	s.relay.addURI(s.core)
+	for _, a := range cfg.AllowedRoutes {
+		if err := s.relay.add(a); err != nil {
+			return nil, fmt.Errorf("edge.allowed_routes: %w", err)
+		}
+	}
+	s.rejected = sipproxy.NewRejected(0, 0, nil)
+	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 
@@ -338,12 +351,13 @@ func (s *Server) bind(l *listener) error {
 }
 
 // advertised computes a listener's own address for Path, Record-Route and
-// Via: its advertise, else edge.advertise, else the bound address.
+// Via: its advertise, else (core-facing listeners only) edge.advertise,
+// else the bound address.
 func (s *Server) advertised(l *listener) routeset.Address {
 	a := routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)}
 	adv := l.cfg.Advertise
-	if adv == "" {
-		adv = s.cfg.Advertise
+	if adv == "" && l.cfg.Role != RoleAccess {
+		adv = s.cfg.Advertise // the core side's address; never toward UAs
 	}
 	if adv != "" {
 		h, p, _ := splitHostPort(adv)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -33,7 +34,8 @@ type Registrar struct {
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
-	route        *routeMetrics // location service proxy (proxy_metrics.go)
+	route        *routeMetrics      // location service proxy (proxy_metrics.go)
+	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -95,6 +97,12 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
+	}
+	r.rejectedInv = sipproxy.NewRejected(0, 0, nil)
+	for _, c := range r.rejectedInv.Collectors("registrar") {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register registrar metrics: %w", err)
+		}
 	}
 	return r, nil
 }

@@ -91,6 +91,7 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		if req.IsAck() {
 			return
 		}
+		tx = s.reg.rejectedInv.Wrap(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		defer func() {

@@ -160,6 +160,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
+	routeRedisLogs(logger)
 
 	// The ops server serves from the start (liveness, metrics), but
 	// /readyz says "starting" until every role is bound, serving and has

@@ -1,7 +1,7 @@
-// Package sipproxy holds the RFC 3261 §16 proxy pieces both roles (edge and
-// registrar's location proxy) share. So far: the small helpers each role
-// used to carry its own copy of.
 package sipproxy
+
+// The small helpers the edge and the location proxy each used to carry a
+// copy of.
 
 import (
 	"crypto/rand"
