@@ -105,6 +105,23 @@ func FuzzSplitHeaderValues(f *testing.F) {
 		if again := SplitHeaderValues(out); !slices.Equal(again, out) {
 			t.Fatalf("re-split changed elements: %q → %q", out, again)
 		}
+		// The strict splitter is the same splitter: where it accepts a
+		// value, trimming its elements and dropping empty ones gives the
+		// lenient result, and its elements rejoin to the input.
+		if parts, err := SplitTopLevel(a, ','); err == nil {
+			if strings.Join(parts, ",") != a {
+				t.Fatalf("SplitTopLevel(%q) = %q does not rejoin", a, parts)
+			}
+			var trimmed []string
+			for _, p := range parts {
+				if p = strings.Trim(p, " \t\r\n"); p != "" {
+					trimmed = append(trimmed, p)
+				}
+			}
+			if lenient := SplitHeaderValues([]string{a}); !slices.Equal(trimmed, lenient) {
+				t.Fatalf("strict %q vs lenient %q", trimmed, lenient)
+			}
+		}
 	})
 }
 
