@@ -13,15 +13,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/edge"
-	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 // Config is the whole YAML file. Roles run when their section is present.
 type Config struct {
-	Ops       OpsConfig         `yaml:"ops"`
-	Log       LogConfig         `yaml:"log"`
-	Registrar *registrar.Config `yaml:"registrar"`
-	Edge      *edge.Config      `yaml:"edge"`
+	Ops       OpsConfig        `yaml:"ops"`
+	Log       LogConfig        `yaml:"log"`
+	Registrar *RegistrarConfig `yaml:"registrar"`
+	Edge      *edge.Config     `yaml:"edge"`
 }
 
 // OpsConfig is the operator HTTP endpoint.

@@ -27,10 +27,10 @@ import (
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -161,12 +161,13 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 // newAuth builds Digest authentication: the users file (reloaded on
 // change and on SIGHUP) and the nonce/failure state, shared through Redis
 // when the bindings are.
-func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
-	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
+func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
+	uf, err := usersfile.Load(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("users file: %w", err)
+		return nil, nil, err
 	}
-	go users.Watch(ctx, time.Second, logger)
+	users := uf.Users()
+	go uf.Watch(ctx, time.Second, logger)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -176,7 +177,7 @@ func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, l
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := users.Reload(); err != nil {
+				if err := uf.Reload(); err != nil {
 					logger.Error("users file reload failed; keeping the previous users", "error", err)
 				} else {
 					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
@@ -184,30 +185,15 @@ func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, l
 			}
 		}
 	}()
-	var st auth.State
-	if rs, ok := store.(*redisstore.Store); ok {
-		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
-	} else {
-		st = memstore.NewAuthState(nil)
+	acfg := rc.Auth
+	if acfg.NonceSecrets, err = readNonceSecrets(acfg.NonceSecretFile); err != nil {
+		return nil, nil, err
 	}
-	v, err := auth.New(rc.Auth, users, st, logger, time.Now)
+	v, err := auth.New(acfg, users, newAuthState(rc.Store, store), logger, time.Now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
 	return v, users, nil
-}
-
-func newStore(c registrar.StoreConfig) (registrar.Store, error) {
-	switch c.Backend {
-	case "redis":
-		s, err := redisstore.New(c.Config, nil)
-		if err != nil {
-			return nil, fmt.Errorf("redis store: %w", err)
-		}
-		return s, nil
-	default:
-		return memstore.New(nil), nil
-	}
 }
 
 // role is one running part of the process (registrar, edge).
@@ -339,7 +325,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 
 // startRegistrar builds the store, auth and SIP server of the registrar
 // role and starts serving.
-func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
+func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
 	store, err := newStore(rc.Store)
 	if err != nil {
 		return nil, nil, err
@@ -354,7 +340,7 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 			return nil, closeStore, err
 		}
 	}
-	reg, err := registrar.New(*rc, store, opts)
+	reg, err := registrar.New(rc.Config, store, opts)
 	if err != nil {
 		return nil, closeStore, err
 	}
