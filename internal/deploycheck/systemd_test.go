@@ -173,7 +173,11 @@ func maxDrainTimeout(t *testing.T) time.Duration {
 // TestSystemdSysusers: the sysusers.d entry for the unit's user parses.
 func TestSystemdSysusers(t *testing.T) {
 	su := needTool(t, "systemd-sysusers", "systemd")
-	out, err := exec.Command(su, "--dry-run", "--root", t.TempDir(), deployPath("systemd", "pinhole.sysusers.conf")).CombinedOutput()
+	conf, err := filepath.Abs(deployPath("systemd", "pinhole.sysusers.conf")) // --root would prefix a relative path
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(su, "--dry-run", "--root", t.TempDir(), conf).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Creating user 'pinhole'") {
 		t.Errorf("systemd-sysusers: %v\n%s", err, out)
 	}
