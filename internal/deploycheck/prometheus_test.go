@@ -131,3 +131,28 @@ func githubAnchor(h string) string {
 	}
 	return b.String()
 }
+
+var (
+	localLinkRE  = regexp.MustCompile(`\]\(#([^)]+)\)`)
+	deployPathRE = regexp.MustCompile("`(deploy/[A-Za-z0-9_./@-]+)`")
+)
+
+// TestOperationsGuideLinks: every in-page link of docs/operations.md has
+// its heading, and every deploy/ path it names exists.
+func TestOperationsGuideLinks(t *testing.T) {
+	b, err := os.ReadFile(repoRoot + "/docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := docAnchors(t)
+	for _, m := range localLinkRE.FindAllStringSubmatch(string(b), -1) {
+		if !anchors[m[1]] {
+			t.Errorf("link #%s has no heading", m[1])
+		}
+	}
+	for _, m := range deployPathRE.FindAllStringSubmatch(string(b), -1) {
+		if _, err := os.Stat(repoRoot + "/" + m[1]); err != nil {
+			t.Errorf("docs/operations.md names %s: %v", m[1], err)
+		}
+	}
+}
