@@ -112,7 +112,8 @@ func exportedNames(text string) map[string]bool {
 // and deploy/grafana/pinhole.json use is in the /metrics output of the
 // real binary running both roles, so a rename cannot silently break an
 // alert or a panel. Vector metrics appear only once a label set has been
-// used, so the test drives the traffic each one counts: an RFC 5626
+// used, so the test drives the traffic each one counts (and configures a
+// PBX, whose gauge exists only then): an RFC 5626
 // outbound registration over TCP through the edge, a CRLF keep-alive, a
 // PBX call answered 486 by the UA (RFC 3261 §16 forwarding), a call to an
 // unregistered user (480), a request with Max-Forwards 0 (483, RFC 3261
@@ -127,6 +128,11 @@ func TestDeployMetricsExist(t *testing.T) {
 	a := newAllInOne(t)
 	limited := freePort(t)
 	a.extraEdgeListen = []string{fmt.Sprintf("{transport: tcp, address: 127.0.0.1:%d, max_connections: 1}", limited)}
+	// A PBX answering OPTIONS: pinhole_registrar_pbx_up exists only when
+	// registrar.pbx is configured.
+	pbxPort := freePort(t)
+	startFakePBX(t, pbxPort)
+	a.extraRegistrar = fmt.Sprintf("  pbx: [{uri: \"sip:127.0.0.1:%d\", priority: 1, weight: 1}]\n", pbxPort)
 	p := a.start(t)
 
 	ua := registerOutbound(t, a.edgePort, 1, "127.0.0.1")
