@@ -19,7 +19,7 @@ import (
 // a private buildah storage, checks its configuration (non-root user,
 // entrypoint, exposed ports), checks the binary is stamped with the
 // version, then runs the image (buildah run, chroot isolation, host
-// network) with a mounted config and waits for /readyz.
+// network) with a mounted config and waits for /readyz, then /healthz.
 func TestContainerImage(t *testing.T) {
 	buildah := needTool(t, "buildah", "buildah")
 	store := t.TempDir()
@@ -140,5 +140,14 @@ registrar:
 			t.Fatalf("container exited: %v\n%s", err, logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+	// The liveness path the Kubernetes manifests probe.
+	res, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", opsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("/healthz: %d", res.StatusCode)
 	}
 }
