@@ -26,6 +26,7 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
+	DefaultMessageTimeout    = 10 * time.Second
 	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
 	DefaultProbeInterval     = 5 * time.Second
@@ -84,7 +85,10 @@ type Config struct {
 type RateLimitConfig struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"` // default 200
 	Burst             int     `yaml:"burst"`               // default 2 × requests_per_second
-	Disabled          bool    `yaml:"disabled"`
+	// MaxSources caps the buckets kept (least recently seen evicted
+	// first), so spoofed sources cost bounded memory; default 65536.
+	MaxSources int  `yaml:"max_sources"`
+	Disabled   bool `yaml:"disabled"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
@@ -111,6 +115,10 @@ type ListenConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxMessage bounds one SIP message in bytes (default 65535).
 	MaxMessage int `yaml:"max_message"`
+	// MessageTimeout: once the first byte of a SIP message has arrived
+	// on a stream, the whole message must arrive within it or the
+	// connection is closed (slowloris; default 10s).
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
 
 // URIList is one SIP URI or a list of them in YAML.
@@ -155,6 +163,9 @@ func (c *Config) SetDefaults() {
 			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
+			}
+			if l.MessageTimeout == 0 {
+				l.MessageTimeout = DefaultMessageTimeout
 			}
 		}
 		if l.MaxMessage == 0 {
@@ -239,6 +250,9 @@ func (c *Config) Validate() error {
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)
 		}
+		if l.MessageTimeout < 0 {
+			bad("%s.message_timeout: must not be negative", p)
+		}
 		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
 			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
 		}
@@ -286,6 +300,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.RateLimit.MaxSources < 0 {
+		bad("edge.rate_limit.max_sources: must not be negative")
 	}
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")

@@ -166,7 +166,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
 	if !cfg.RateLimit.Disabled {
-		s.limiter = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now)
+		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}
 	s.core, _ = parseSIPURI(cfg.Core)
 	s.coreRoute = *s.core.Clone()
