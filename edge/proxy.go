@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -159,7 +160,7 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, code int, phrase, reason string, err error, hdrs ...sip.Header) {
 	s.m.rejections.WithLabelValues(reason).Inc()
 	s.log.Info("request rejected", "method", string(req.Method), "call_id", callID(req), "status", code,
-		"reason", reason, "raddr", req.Source(), "error", err)
+		"reason", reason, "raddr", req.Source(), "error", err, logthrottle.Key(in.src.Addr().String()))
 	res := sip.NewResponseFromRequest(req, code, phrase, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
@@ -390,8 +391,11 @@ func randHex(n int) string {
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
 	if v := fwd.Via(); v != nil && in.src.IsValid() {
+		// received is always what we saw when the UA asked for rport
+		// (RFC 3581 §4) or wrote one itself: a UA-supplied value never
+		// survives, since the registrar counts auth failures against it.
 		ip := in.src.Addr().String()
-		if v.Host != ip {
+		if v.Host != ip || v.Params.Has("rport") || v.Params.Has("received") {
 			v.Params.Add("received", ip)
 		}
 		if v.Params.Has("rport") {

@@ -23,6 +23,7 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -653,7 +654,7 @@ func (s *Server) allowed(src netip.AddrPort, transport string) bool {
 		s.m.rejections.WithLabelValues(reasonRateLimited).Inc()
 		if first {
 			s.log.Warn("source over edge.rate_limit: dropping (UDP) / 503 (streams) until it slows down",
-				"raddr", src.String(), "transport", transport)
+				"raddr", src.String(), "transport", transport, logthrottle.Key(src.Addr().String()))
 		}
 	}
 	return ok

@@ -291,6 +291,17 @@ func SameSource(a, b string) bool {
 	return okA && okB && fa.Transport == fb.Transport && fa.Remote.Addr() == fb.Remote.Addr()
 }
 
+// PeekRemote returns the remote (UA) address of the flow tok names,
+// without verifying its MAC; like SameFlow it is for a party that trusts
+// where tok came from (the registrar reading its trusted edge's Via).
+func PeekRemote(tok string) (netip.Addr, bool) {
+	f, ok := peekFlow(tok)
+	if !ok || !f.Remote.Addr().IsValid() {
+		return netip.Addr{}, false
+	}
+	return f.Remote.Addr(), true
+}
+
 // peekFlow parses tok's flow without verifying its MAC; addresses are
 // unmapped and zone-free so equal flows compare equal.
 func peekFlow(tok string) (FlowKey, bool) {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -49,6 +50,9 @@ type Server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	pbxUp     prometheus.Gauge
+	// bannedAnswered gates the one 403 per episode a banned source gets on
+	// a stream (banned.go).
+	bannedAnswered *ratelimit.Keyed[netip.Addr]
 }
 
 // NewServer creates the SIP side of the registrar. Call Listen, then Serve.
@@ -70,7 +74,8 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), pbxUp: reg.metrics.pbxUp}
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
+		bannedAnswered: newBannedGate(reg.now)}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
 	}
@@ -116,7 +121,11 @@ func sourceOf(req *sip.Request) Source {
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res := s.reg.HandleRegister(ctx, req, sourceOf(req))
+	src := sourceOf(req)
+	res, reason := s.reg.handleRegister(ctx, req, src)
+	if reason == reasonBanned && !s.answerBanned(src) {
+		return
+	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
 	}

@@ -76,10 +76,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	logger, logs := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, logs); err != nil {
 		logger.Error("pinhole stopped", "error", err)
 		return 1
 	}
@@ -94,16 +94,6 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "devel"
-}
-
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // newAuth builds Digest authentication: the users file (reloaded on
@@ -169,7 +159,7 @@ type role struct {
 // serve wires the configured roles, runs them until ctx is cancelled
 // (SIGTERM), then drains: /readyz turns not-ready, new transactions get
 // 503, in-flight ones get up to ops.drain_timeout to finish.
-func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState) error {
 	siptune.Apply()
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
@@ -177,6 +167,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 
 	o := ops.New(logger)
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
+		return err
+	}
+	if err := logs.register(o.Registry); err != nil {
 		return err
 	}
 	go func() {
