@@ -159,7 +159,9 @@ func (c *Config) SetDefaults() {
 				l.MaxConnections = DefaultMaxConnections
 			}
 			if l.MaxConnectionsPerIP == 0 {
-				l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+				// One address never gets more than half the listener, so
+				// it cannot starve the others.
+				l.MaxConnectionsPerIP = min(DefaultMaxConnectionsPerIP, max(1, l.MaxConnections/2))
 			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
@@ -246,6 +248,8 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnectionsPerIP < 0 {
 			bad("%s.max_connections_per_ip: must not be negative", p)
+		} else if l.MaxConnections > 1 && l.MaxConnectionsPerIP >= l.MaxConnections {
+			bad("%s.max_connections_per_ip: %d lets one address take all %d connections", p, l.MaxConnectionsPerIP, l.MaxConnections)
 		}
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)

@@ -29,6 +29,9 @@ var (
 	ErrFraming = errors.New("sip stream framing error")
 	// ErrIdleTimeout: nothing was read for StreamOptions.IdleTimeout.
 	ErrIdleTimeout = errors.New("idle timeout")
+	// ErrMessageTimeout: a SIP message was started but not completed
+	// within StreamOptions.MessageTimeout (slowloris).
+	ErrMessageTimeout = errors.New("message timeout")
 )
 
 // StreamOptions configures a StreamConn. Every field is optional.
@@ -43,6 +46,13 @@ type StreamOptions struct {
 	// no byte at all (keep-alives included) arrives for that long. Choose it
 	// above the Flow-Timer given to clients plus slack (RFC 5626 §4.4.1).
 	IdleTimeout time.Duration
+	// MessageTimeout, when > 0, bounds how long one SIP message may take to
+	// arrive: from its first byte (for a new connection, from the accept)
+	// to its last. Past it the connection is closed with ErrMessageTimeout,
+	// so a peer trickling a header block (slowloris) holds the connection
+	// for MessageTimeout, not IdleTimeout. Keep-alives between messages are
+	// not messages: they are bounded by IdleTimeout only.
+	MessageTimeout time.Duration
 	// WriteTimeout, when > 0, bounds every Write (pongs and the upper
 	// layer's messages) so a peer that stops reading cannot wedge a writer.
 	WriteTimeout time.Duration
@@ -81,6 +91,9 @@ type StreamConn struct {
 	pending []byte // framed SIP bytes not yet returned by Read
 	fr      framer
 	rerr    error // sticky read error
+	// msgStart is when the message being read began (the accept, for the
+	// first one); zero between messages once one has completed.
+	msgStart time.Time
 
 	wmu sync.Mutex // serialises writes to Conn
 
@@ -95,7 +108,7 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}, closed: make(chan struct{})}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}, closed: make(chan struct{}), msgStart: time.Now()}
 }
 
 // Closed is closed once the connection has been closed.
@@ -118,8 +131,9 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 		if s.rbuf == nil {
 			s.rbuf = make([]byte, readChunk)
 		}
-		if s.opt.IdleTimeout > 0 {
-			if err := s.Conn.SetReadDeadline(time.Now().Add(s.opt.IdleTimeout)); err != nil {
+		msgDeadline := s.messageDeadline()
+		if deadline := s.readDeadline(msgDeadline); !deadline.IsZero() {
+			if err := s.Conn.SetReadDeadline(deadline); err != nil {
 				return 0, s.fail(fmt.Errorf("set read deadline: %w", err), false)
 			}
 		}
@@ -128,7 +142,14 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			if s.opt.OnActivity != nil {
 				s.opt.OnActivity()
 			}
+			done := s.fr.done
 			pings, ferr := s.fr.feed(s.rbuf[:n], &s.pending)
+			switch {
+			case s.fr.state == fsIdle && s.fr.done != done:
+				s.msgStart = time.Time{} // between messages
+			case s.fr.state != fsIdle && (s.fr.done != done || s.msgStart.IsZero()):
+				s.msgStart = time.Now() // a new message began in this chunk
+			}
 			for range pings {
 				// Counted before the pong goes out, so whoever sees the
 				// pong also sees the keep-alive recorded.
@@ -146,6 +167,9 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			}
 		}
 		if err != nil {
+			if !msgDeadline.IsZero() && isTimeout(err) && !time.Now().Before(msgDeadline) {
+				return 0, s.fail(fmt.Errorf("%w: message not complete after %v", ErrMessageTimeout, s.opt.MessageTimeout), true)
+			}
 			if s.opt.IdleTimeout > 0 && isTimeout(err) {
 				return 0, s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
 			}
@@ -162,6 +186,27 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 		s.pending = s.pending[:0:0]
 	}
 	return n, nil
+}
+
+// messageDeadline is when the message being read must be complete; zero
+// when no message is in progress or MessageTimeout is off.
+func (s *StreamConn) messageDeadline() time.Time {
+	if s.opt.MessageTimeout <= 0 || s.msgStart.IsZero() {
+		return time.Time{}
+	}
+	return s.msgStart.Add(s.opt.MessageTimeout)
+}
+
+// readDeadline is the earlier of the idle deadline and msg (zero: none).
+func (s *StreamConn) readDeadline(msg time.Time) time.Time {
+	var d time.Time
+	if s.opt.IdleTimeout > 0 {
+		d = time.Now().Add(s.opt.IdleTimeout)
+	}
+	if !msg.IsZero() && (d.IsZero() || msg.Before(d)) {
+		d = msg
+	}
+	return d
 }
 
 // fail records err as the close reason, optionally closes the connection,
@@ -240,6 +285,7 @@ type framer struct {
 	hdr     []byte // header section of the current message so far
 	scanned int    // hdr bytes already searched for CRLFCRLF
 	body    int    // body bytes still expected
+	done    uint64 // messages completed so far
 }
 
 const (
@@ -323,6 +369,7 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			f.state = fsBody
 			if cl == 0 {
 				f.state = fsIdle
+				f.done++
 			}
 		case fsBody:
 			take := len(chunk)
@@ -334,6 +381,7 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			f.body -= take
 			if f.body == 0 {
 				f.state = fsIdle
+				f.done++
 			}
 		}
 	}

@@ -42,10 +42,12 @@ type ListenerOptions struct {
 	// MaxConnsPerIP caps concurrent connections from one source address
 	// (OnReject(RejectConnLimitPerIP) over it). 0 means no limit.
 	MaxConnsPerIP int
-	// MaxMessage, IdleTimeout, WriteTimeout: see StreamOptions.
-	MaxMessage   int
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
+	// MaxMessage, IdleTimeout, MessageTimeout, WriteTimeout: see
+	// StreamOptions.
+	MaxMessage     int
+	IdleTimeout    time.Duration
+	MessageTimeout time.Duration
+	WriteTimeout   time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 
@@ -126,10 +128,11 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 	id := l.nextID.Add(1)
 	remote := c.RemoteAddr()
 	opt := StreamOptions{
-		ID:           id,
-		MaxMessage:   l.opt.MaxMessage,
-		IdleTimeout:  l.opt.IdleTimeout,
-		WriteTimeout: l.opt.WriteTimeout,
+		ID:             id,
+		MaxMessage:     l.opt.MaxMessage,
+		IdleTimeout:    l.opt.IdleTimeout,
+		MessageTimeout: l.opt.MessageTimeout,
+		WriteTimeout:   l.opt.WriteTimeout,
 		OnClose: func(err error) {
 			l.release(remote)
 			if l.opt.OnClose != nil {

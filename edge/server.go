@@ -304,16 +304,17 @@ func (s *Server) bind(l *listener) error {
 		s.byLocal[c.LocalAddr().String()] = l
 	default:
 		opt := ListenerOptions{
-			WebSocket:     l.transport == flowtable.WS || l.transport == flowtable.WSS,
-			MaxConns:      lc.MaxConnections,
-			MaxConnsPerIP: lc.MaxConnectionsPerIP,
-			MaxMessage:    lc.MaxMessage,
-			IdleTimeout:   lc.IdleTimeout,
-			WriteTimeout:  10 * time.Second,
-			Logger:        s.log,
-			OnAccept:      func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
-			OnClose:       func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
-			OnActivity:    func(id uint64) { s.touchConn(l, id) },
+			WebSocket:      l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:       lc.MaxConnections,
+			MaxConnsPerIP:  lc.MaxConnectionsPerIP,
+			MaxMessage:     lc.MaxMessage,
+			IdleTimeout:    lc.IdleTimeout,
+			MessageTimeout: lc.MessageTimeout,
+			WriteTimeout:   10 * time.Second,
+			Logger:         s.log,
+			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:        func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
 			},
