@@ -15,6 +15,11 @@ import (
 // body) on a stream, equal to sipgo's sip.ParseMaxMessageLength.
 const DefaultMaxMessage = 65535
 
+// framingErrorGrace is how long a connection whose stream broke stays
+// open after its last complete message, so those get their answers (RFC
+// 4475 tests trailing garbage after complete messages).
+const framingErrorGrace = 2 * time.Second
+
 // readChunk is the size of a StreamConn's read buffer. It bounds per-flow
 // memory, not message size: messages are reassembled by sipgo's stream parser.
 const readChunk = 4096
@@ -60,6 +65,10 @@ type StreamOptions struct {
 	OnActivity func()
 	// OnKeepalive is called once per CRLFCRLF ping, after the pong is sent.
 	OnKeepalive func()
+	// Check, when set, is asked about each message's complete header
+	// section before any of it is passed on; !ok withholds the message
+	// (and its body) and writes reply, when non-nil, to the peer.
+	Check func(hdr []byte) (reply []byte, ok bool)
 	// OnClose is called exactly once when the connection is closed, with
 	// the reason: the read error that ended it (io.EOF when the peer closed),
 	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
@@ -94,6 +103,8 @@ type StreamConn struct {
 	// msgStart is when the message being read began (the accept, for the
 	// first one); zero between messages once one has completed.
 	msgStart time.Time
+	// broken is a framing error met after the messages still pending.
+	broken error
 
 	wmu sync.Mutex // serialises writes to Conn
 
@@ -108,7 +119,7 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}, closed: make(chan struct{}), msgStart: time.Now()}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{}), msgStart: time.Now()}
 }
 
 // Closed is closed once the connection has been closed.
@@ -127,6 +138,17 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 	for len(s.pending) == 0 {
 		if s.rerr != nil {
 			return 0, s.rerr
+		}
+		if s.broken != nil {
+			// The messages before the garbage have been handed on: give
+			// their handlers time to answer before the connection goes.
+			t := time.NewTimer(framingErrorGrace)
+			select {
+			case <-s.closed:
+			case <-t.C:
+			}
+			t.Stop()
+			return 0, s.fail(s.broken, true)
 		}
 		if s.rbuf == nil {
 			s.rbuf = make([]byte, readChunk)
@@ -160,10 +182,17 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
 				}
 			}
+			for _, r := range s.fr.replies {
+				if _, werr := s.Write(r); werr != nil {
+					return 0, s.fail(fmt.Errorf("write reply to a malformed request: %w", werr), true)
+				}
+			}
+			s.fr.replies = s.fr.replies[:0]
 			if ferr != nil {
-				// Drop what was framed so far: the stream is unusable.
-				s.pending = nil
-				return 0, s.fail(ferr, true)
+				// The stream is unusable past this point, but every
+				// message before it is complete: pass those on first.
+				s.broken = ferr
+				continue
 			}
 		}
 		if err != nil {
@@ -286,6 +315,10 @@ type framer struct {
 	scanned int    // hdr bytes already searched for CRLFCRLF
 	body    int    // body bytes still expected
 	done    uint64 // messages completed so far
+
+	check   func(hdr []byte) ([]byte, bool)
+	skip    bool     // the current message was refused by check: drop its body
+	replies [][]byte // answers to refused messages, for the caller to write
 }
 
 const (
@@ -346,13 +379,11 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 					return pings, fmt.Errorf("%w: header section over %d bytes", ErrMessageTooLarge, f.max)
 				}
 				f.scanned = len(f.hdr)
-				*out = append(*out, chunk[:take]...)
 				chunk = chunk[take:]
 				continue
 			}
 			end := from + i + len(crlfcrlf) // header section length
 			used := take - (len(f.hdr) - end)
-			*out = append(*out, chunk[:used]...)
 			chunk = chunk[used:]
 			cl, err := contentLength(f.hdr[:end])
 			if err != nil {
@@ -360,6 +391,20 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			}
 			if cl > f.max-end {
 				return pings, fmt.Errorf("%w: %d header bytes + Content-Length %d over %d", ErrMessageTooLarge, end, cl, f.max)
+			}
+			// The header section is passed on whole, once complete and
+			// checked (never a partial one to the parser).
+			f.skip = false
+			if f.check != nil {
+				if reply, ok := f.check(f.hdr[:end]); !ok {
+					f.skip = true
+					if reply != nil {
+						f.replies = append(f.replies, reply)
+					}
+				}
+			}
+			if !f.skip {
+				*out = append(*out, f.hdr[:end]...)
 			}
 			f.hdr = f.hdr[:0]
 			if cap(f.hdr) > readChunk {
@@ -376,7 +421,9 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			if take > f.body {
 				take = f.body
 			}
-			*out = append(*out, chunk[:take]...)
+			if !f.skip {
+				*out = append(*out, chunk[:take]...)
+			}
 			chunk = chunk[take:]
 			f.body -= take
 			if f.body == 0 {

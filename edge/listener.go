@@ -51,6 +51,9 @@ type ListenerOptions struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
 
+	// Check: see StreamOptions; remote is the connection's peer.
+	Check func(remote net.Addr, hdr []byte) (reply []byte, ok bool)
+
 	// OnAccept is called when Accept hands a connection to its caller.
 	OnAccept func(id uint64, c *StreamConn)
 	// OnClose is called once per accepted connection when it closes, with
@@ -145,6 +148,9 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 	}
 	if f := l.opt.OnKeepalive; f != nil {
 		opt.OnKeepalive = func() { f(id) }
+	}
+	if f := l.opt.Check; f != nil {
+		opt.Check = func(hdr []byte) ([]byte, bool) { return f(remote, hdr) }
 	}
 	sc := NewStreamConn(c, opt)
 	if l.opt.OnAccept != nil {

@@ -288,6 +288,7 @@ func (s *Server) bind(l *listener) error {
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
+			Check:    s.checkDatagram,
 			OnActivity: func(from netip.AddrPort) {
 				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
@@ -310,6 +311,7 @@ func (s *Server) bind(l *listener) error {
 			MaxMessage:     lc.MaxMessage,
 			IdleTimeout:    lc.IdleTimeout,
 			MessageTimeout: lc.MessageTimeout,
+			Check:          s.checkStream(l),
 			WriteTimeout:   10 * time.Second,
 			Logger:         s.log,
 			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },

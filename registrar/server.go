@@ -160,7 +160,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			if err != nil {
 				return fmt.Errorf("registrar listen udp %s: %w", l.Address, err)
 			}
-			s.pconns = append(s.pconns, pc)
+			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
