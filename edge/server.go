@@ -60,6 +60,7 @@ type listener struct {
 	local     netip.AddrPort
 	adv       routeset.Address // what Path / Record-Route / Via carry
 	tlsConfig *tls.Config
+	certs     *certs.Manager // tls, wss: reloaded on SIGHUP
 }
 
 func (l *listener) access() bool { return l.cfg.Role != RoleCore }
@@ -327,6 +328,7 @@ func (s *Server) bind(l *listener) error {
 			if err != nil {
 				return fmt.Errorf("tls: %w", err)
 			}
+			l.certs = mgr
 			opt.TLSConfig = mgr.TLSConfig()
 			l.tlsConfig = opt.TLSConfig
 		}

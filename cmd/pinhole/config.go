@@ -24,6 +24,9 @@ type Config struct {
 	Log       LogConfig         `yaml:"log"`
 	Registrar *registrar.Config `yaml:"registrar"`
 	Edge      *edge.Config      `yaml:"edge"`
+
+	path string         // the file it was loaded from (SIGHUP re-reads it)
+	hup  chan os.Signal // SIGHUP, caught from the start (reload.go)
 }
 
 // OpsConfig is the operator HTTP endpoint.

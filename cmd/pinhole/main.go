@@ -71,11 +71,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: pinhole -config FILE | check-config FILE | hash-password -realm R -user U | version")
 		return 2
 	}
+	hup := catchHUP()
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	cfg.path, cfg.hup = *cfgPath, hup
 	logger, logs := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -104,24 +106,7 @@ func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, l
 	if err != nil {
 		return nil, nil, fmt.Errorf("users file: %w", err)
 	}
-	go users.Watch(ctx, time.Second, logger)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := users.Reload(); err != nil {
-					logger.Error("users file reload failed; keeping the previous users", "error", err)
-				} else {
-					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
-				}
-			}
-		}
-	}()
+	go users.Watch(ctx, time.Second, logger) // SIGHUP also reloads it (reload.go)
 	var st auth.State
 	if rs, ok := store.(*redisstore.Store); ok {
 		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
@@ -154,6 +139,7 @@ type role struct {
 	served chan error // receives once when the role's listeners stop
 	drain  func(time.Duration) bool
 	close  func() error
+	reload func(*Config) error // on SIGHUP (reload.go)
 }
 
 // serve wires the configured roles, runs them until ctx is cancelled
@@ -217,6 +203,15 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 			}
 		})
 	}
+	if cfg.hup != nil {
+		var reloaders []func(*Config) error
+		for _, r := range roles {
+			reloaders = append(reloaders, r.reload)
+		}
+		rctx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go serveReload(rctx, cfg.hup, cfg.path, logs, logger, reloaders)
+	}
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
 	var runErr error
@@ -262,7 +257,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 		_ = e.Close()
 		return nil, err
 	}
-	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, reload: edgeReloader(e)}
 	go func() { r.served <- e.Serve() }()
 	o.AddCheck("edge", e.Ready)
 	addrs := make([]string, 0, len(e.Addrs()))
@@ -302,7 +297,8 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		_ = srv.Close()
 		return nil, closeStore, err
 	}
-	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
+	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close,
+		reload: registrarReloader(reg, opts.Users, opts.Auth)}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar_store", reg.Ready)
 	o.AddCheck("registrar_pbx", srv.PBXReady)
