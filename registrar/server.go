@@ -19,6 +19,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -50,6 +51,7 @@ type Server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	pbxUp     prometheus.Gauge
+	serving   chan struct{} // closed once sipgo serves every UDP listener
 	// bannedAnswered gates the one 403 per episode a banned source gets on
 	// a stream (banned.go).
 	bannedAnswered *ratelimit.Keyed[netip.Addr]
@@ -74,7 +76,7 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
 		bannedAnswered: newBannedGate(reg.now)}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
@@ -94,6 +96,7 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		if req.IsAck() {
 			return
 		}
+		tx = s.reg.rejectedInv.Wrap(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		defer func() {
@@ -181,6 +184,7 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // Serve runs all listeners until Close. It returns when all have stopped.
 func (s *Server) Serve() error {
+	go s.awaitServing()
 	go s.proxy.probeLoop(s.done, s.reg.cfg.PBXProbeInterval, s.pbxUp)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.pconns)+len(s.closers))
@@ -207,6 +211,41 @@ func (s *Server) Serve() error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// awaitServing closes s.serving once sipgo has registered every UDP
+// listener: before that the registrar cannot send from its own port.
+func (s *Server) awaitServing() {
+	addrs := make([]string, 0, len(s.pconns))
+	for _, pc := range s.pconns {
+		addrs = append(addrs, pc.LocalAddr().String())
+	}
+	if !sipserve.AwaitUDP(s.ua.TransportLayer(), addrs, s.done, 5*time.Second) {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(s.serving)
+}
+
+// Ready reports nil once every listener is bound and served, and the
+// server is not draining; the store and PBX have their own checks.
+func (s *Server) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-s.serving:
+	default:
+		return errors.New("registrar: listeners not serving yet")
+	}
+	if s.draining.Load() {
+		return errors.New("registrar: draining")
+	}
+	return nil
 }
 
 // Drain stops taking new transactions (they get 503) and waits up to
