@@ -30,6 +30,7 @@ const (
 	DefaultIdleTimeout       = 300 * time.Second
 	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
+	DefaultMessageTimeout    = 10 * time.Second
 	DefaultProbeInterval     = 5 * time.Second
 	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
@@ -101,7 +102,10 @@ type Config struct {
 type RateLimitConfig struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"` // default 200
 	Burst             int     `yaml:"burst"`               // default 2 × requests_per_second
-	Disabled          bool    `yaml:"disabled"`
+	// MaxSources caps the buckets kept (least recently seen evicted
+	// first), so spoofed sources cost bounded memory; default 65536.
+	MaxSources int  `yaml:"max_sources"`
+	Disabled   bool `yaml:"disabled"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
@@ -125,6 +129,10 @@ type ListenConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxMessage bounds one SIP message in bytes (default 65535).
 	MaxMessage int `yaml:"max_message"`
+	// MessageTimeout: once the first byte of a SIP message has arrived
+	// on a stream, the whole message must arrive within it or the
+	// connection is closed (slowloris; default 10s).
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
 
 // URIList is one SIP URI or a list of them in YAML.
@@ -165,10 +173,15 @@ func (c *Config) SetDefaults() {
 				l.MaxConnections = DefaultMaxConnections
 			}
 			if l.MaxConnectionsPerIP == 0 {
-				l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+				// One address never gets more than half the listener, so
+				// it cannot starve the others.
+				l.MaxConnectionsPerIP = min(DefaultMaxConnectionsPerIP, max(1, l.MaxConnections/2))
 			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
+			}
+			if l.MessageTimeout == 0 {
+				l.MessageTimeout = DefaultMessageTimeout
 			}
 		}
 		if l.MaxMessage == 0 {
@@ -258,9 +271,14 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnectionsPerIP < 0 {
 			bad("%s.max_connections_per_ip: must not be negative", p)
+		} else if l.MaxConnections > 1 && l.MaxConnectionsPerIP >= l.MaxConnections {
+			bad("%s.max_connections_per_ip: %d lets one address take all %d connections", p, l.MaxConnectionsPerIP, l.MaxConnections)
 		}
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)
+		}
+		if l.MessageTimeout < 0 {
+			bad("%s.message_timeout: must not be negative", p)
 		}
 		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
 			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
@@ -327,6 +345,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.RateLimit.MaxSources < 0 {
+		bad("edge.rate_limit.max_sources: must not be negative")
 	}
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")

@@ -21,6 +21,7 @@ const (
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
+	reasonMalformed     = "malformed"         // 400/416/505 before parsing (RFC 4475)
 	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
 	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )

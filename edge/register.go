@@ -56,6 +56,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	for i, idx := range order {
 		target := s.registrars[idx]
 		lg := s.coreLeg(target, "")
+		lg.viaFlow = token // the registrar's ban and metric identity of the UA
 		try := fwd.Clone()
 		path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
 		try.PrependHeader(sip.NewHeader("Path", path))
