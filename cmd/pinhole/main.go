@@ -176,6 +176,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
 
 	o := ops.New(logger)
+	if cfg.Ops.Pprof {
+		o.EnablePprof()
+		logger.Warn("ops.pprof: /debug/pprof/ served on the ops listener", "addr", cfg.Ops.Listen)
+	}
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 // Package ops is the operator HTTP endpoint: /healthz (process alive),
 // /readyz (every registered readiness check passes and the process is not
-// draining) and /metrics (Prometheus text format).
+// draining), /metrics (Prometheus text format) and, when enabled,
+// /debug/pprof/.
 package ops
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,7 @@ type Server struct {
 	checks   map[string]Check
 	draining atomic.Bool
 	http     *http.Server
+	mux      *http.ServeMux
 	ln       net.Listener
 }
 
@@ -47,7 +50,19 @@ func New(logger *slog.Logger) *Server {
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.mux = mux
 	return s
+}
+
+// EnablePprof serves net/http/pprof's profiles under /debug/pprof/ (config
+// ops.pprof, off by default: profiles expose internals and a CPU or trace
+// profile costs CPU while it runs). Call it before Serve.
+func (s *Server) EnablePprof() {
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // AddCheck registers a named readiness check.
