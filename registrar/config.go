@@ -43,6 +43,8 @@ type Config struct {
 	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 	// StoreTimeout bounds one store operation per REGISTER. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// Overload sheds new registrations in a storm (overload.go).
+	Overload OverloadConfig `yaml:"overload"`
 }
 
 // ListenConfig is one SIP listener.
@@ -113,6 +115,7 @@ func (c *Config) SetDefaults() {
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
 	}
+	c.Overload.setDefaults()
 	if c.PBXProbeInterval == 0 {
 		c.PBXProbeInterval = 5 * time.Second
 	}
@@ -233,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
+	}
+	if err := c.Overload.validate(); err != nil {
+		bad("%w", err)
 	}
 	if c.Auth.Enabled {
 		if err := c.Auth.Validate(); err != nil {

@@ -34,6 +34,7 @@ type Registrar struct {
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
 	route        *routeMetrics // location service proxy (proxy_metrics.go)
+	gate         *gate         // registrar.overload; nil when disabled
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -95,6 +96,13 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
+	}
+	if !cfg.Overload.Disabled {
+		oc := cfg.Overload
+		oc.setDefaults()
+		if r.gate, err = newGate(oc, r.now, r.log, reg); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

@@ -116,6 +116,12 @@ func sourceOf(req *sip.Request) Source {
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	release, shed, ok := s.reg.AdmitRegister(ctx, req)
+	if !ok {
+		_ = tx.Respond(shed)
+		return
+	}
+	defer release()
 	res := s.reg.HandleRegister(ctx, req, sourceOf(req))
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
