@@ -35,6 +35,9 @@ type Registrar struct {
 	users        *auth.Users
 	route        *routeMetrics // location service proxy (proxy_metrics.go)
 	gate         *gate         // registrar.overload; nil when disabled
+	// serviceRoutes caches the Service-Route header value of every
+	// configured route (it is the same for every 2xx).
+	serviceRoutes map[string]string
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -85,6 +88,15 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	for _, d := range cfg.Domains {
 		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true
+	}
+	r.serviceRoutes = map[string]string{}
+	for _, sr := range cfg.ServiceRoute {
+		r.serviceRoutes[sr] = serviceRoute(sr)
+	}
+	for _, list := range cfg.ServiceRouteDomains {
+		for _, sr := range list {
+			r.serviceRoutes[sr] = serviceRoute(sr)
+		}
 	}
 	reg := opt.Registry
 	if reg == nil {

@@ -152,8 +152,9 @@ start_pinhole() {
     auth_yaml="{enabled: true, realm: $realm, users_file: $run/users.yaml, algorithms: [MD5], nonce_secret_file: $run/nonce.secret}"
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/nonce.secret"
   fi
+  reg_ops=127.0.0.1:$(freeport)
   cat > "$run/registrar.yaml" <<EOF
-ops: {listen: 127.0.0.1:$(freeport)}
+ops: {listen: $reg_ops, pprof: true}
 log: {level: warn, format: json}
 registrar:
   listen: [{transport: udp, address: 127.0.0.1:$rp}, {transport: tcp, address: 127.0.0.1:$rp}]
@@ -170,8 +171,9 @@ EOF
   wait_udp "$rp"
   if [ "$topo" = chain ]; then
     ep=$(freeport)
+    edge_ops=127.0.0.1:$(freeport)
     cat > "$run/edge.yaml" <<EOF
-ops: {listen: 127.0.0.1:$(freeport)}
+ops: {listen: $edge_ops, pprof: true}
 log: {level: warn, format: json}
 edge:
   listen: [{transport: udp, address: 127.0.0.1:$ep}, {transport: tcp, address: 127.0.0.1:$ep}]
@@ -238,6 +240,7 @@ run_sut() {
   echo "== $name: topology $topo, store $([ "$name" = pinhole ] && echo "$store" || echo memory), auth $authm, $sockets client socket(s), $aors AORs"
   "start_$name"
   echo "   processes: $procs; target $target; run dir $run"
+  [ "$name" = pinhole ] && echo "   ops (metrics, /debug/pprof/): registrar http://$reg_ops${edge_ops:+, edge http://$edge_ops}"
   local t0=$SECONDS
   sipp_run "$run/$name-preload" "$aors" 5000 200
   echo "   preload: $(statcol "$run/$name-preload" 'SuccessfulCall(C)') of $aors registered in $((SECONDS - t0)) s (closed loop, 200 in flight)"
