@@ -93,6 +93,16 @@ type Config struct {
 	TimerC time.Duration `yaml:"timer_c"`
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// MaxFlows bounds the flow table (default 100000). Only provisional
+	// flows (a UDP flow no registrar 2xx has confirmed yet) are ever
+	// evicted to make room; see package flowtable.
+	MaxFlows int `yaml:"max_flows"`
+	// MaxProvisionalFlows bounds provisional UDP flows (default a tenth of
+	// max_flows); beyond it the least recently used one is evicted.
+	MaxProvisionalFlows int `yaml:"max_provisional_flows"`
+	// ProvisionalFlowIdle is the idle timeout of a provisional UDP flow
+	// (default 32s, one REGISTER transaction's lifetime).
+	ProvisionalFlowIdle time.Duration `yaml:"provisional_flow_idle"`
 }
 
 // RateLimitConfig is a token bucket per source IP (trusted_core peers are
@@ -218,6 +228,9 @@ func (c *Config) SetDefaults() {
 	if c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(2 * c.RateLimit.RequestsPerSecond)
 	}
+	if c.MaxFlows == 0 {
+		c.MaxFlows = flowtable.DefaultMaxFlows
+	}
 }
 
 // Validate checks c. Every error starts with its key path
@@ -286,6 +299,9 @@ func (c *Config) Validate() error {
 		if l.MaxMessage < 0 || l.MaxMessage > 1<<20 {
 			bad("%s.max_message: %d is not in 0..1048576", p, l.MaxMessage)
 		}
+	}
+	if err := c.flowTableConfig().Validate(); err != nil {
+		bad("edge: %v", strings.TrimPrefix(err.Error(), "flowtable config: "))
 	}
 	if len(c.Listen) > 0 && !access {
 		bad("edge.listen: no listener with role access or both")
@@ -389,4 +405,16 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q is not host[:port]", s)
 	}
 	return h, 0, nil
+}
+
+// flowTableConfig is the flow table's configuration from the edge's keys.
+func (c *Config) flowTableConfig() flowtable.Config {
+	return flowtable.Config{
+		MaxFlows:       c.MaxFlows,
+		MaxProvisional: c.MaxProvisionalFlows,
+		// A UDP flow is dead after missing several Flow-Timer keep-alives
+		// (RFC 5626 §4.4.1): four intervals plus slack.
+		IdleTimeout:     map[flowtable.Transport]time.Duration{flowtable.UDP: 4*c.FlowTimer.UDP + 20*time.Second},
+		ProvisionalIdle: c.ProvisionalFlowIdle,
+	}
 }

@@ -38,10 +38,14 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
 
+	s.admitFlow(req, in)
 	onResp := func(res *sip.Response) {
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return
 		}
+		// The registrar accepted a registration over this flow: it is
+		// real work, no longer provisional (issue 8).
+		s.confirmFlow(in.key)
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")

@@ -118,6 +118,8 @@ type Server struct {
 	conns    sync.Map // *StreamConn → *streamConn
 	connsID  sync.Map // uint64 global ConnID → *streamConn
 
+	flowFullLogged atomic.Uint64 // table-full refusals, for flowRefused's log
+
 	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool
@@ -142,13 +144,8 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	idle := map[flowtable.Transport]time.Duration{
-		// A UDP flow is dead after missing several Flow-Timer keep-alives
-		// (RFC 5626 §4.4.1): four intervals plus slack.
-		flowtable.UDP: 4*cfg.FlowTimer.UDP + 20*time.Second,
-	}
 	var err error
-	if s.table, err = flowtable.New(flowtable.Config{IdleTimeout: idle}, s.now); err != nil {
+	if s.table, err = flowtable.New(cfg.flowTableConfig(), s.now); err != nil {
 		return nil, fmt.Errorf("edge: flow table: %w", err)
 	}
 	if cfg.FlowTokenKeyFile != "" {
@@ -302,17 +299,21 @@ func (s *Server) bind(l *listener) error {
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
 			Check:    s.checkDatagram,
+			// A datagram refreshes a UA's flow but never creates one:
+			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 			// A response refreshes a UA's flow but never creates one: the
 			// registrar's and PBX's answers to us are not flows.
 			OnResponse: func(from netip.AddrPort) {
 				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
+			// A keep-alive (STUN, CRLF) is answered statelessly; it
+			// refreshes a known flow and creates nothing (issue 8).
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l

@@ -131,6 +131,12 @@ func sourceOf(req *sip.Request) Source {
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	release, shed, ok := s.reg.AdmitRegister(ctx, req)
+	if !ok {
+		_ = tx.Respond(shed)
+		return
+	}
+	defer release()
 	src := sourceOf(req)
 	res, reason := s.reg.handleRegister(ctx, req, src)
 	if reason == reasonBanned && !s.answerBanned(src) {
