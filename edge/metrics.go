@@ -23,7 +23,7 @@ const (
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
 )
 
-var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}
+var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS, flowtable.DTLS}
 
 type metrics struct {
 	keepalives  *prometheus.CounterVec // transport

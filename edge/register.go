@@ -45,7 +45,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 			s.bindFromResponse(in.key, req, res, ids)
 			removeAll(res, "Flow-Timer")
 			ft := s.cfg.FlowTimer.Stream
-			if in.key.Transport == flowtable.UDP {
+			if !in.key.Transport.Stream() { // UDP, DTLS
 				ft = s.cfg.FlowTimer.UDP
 			}
 			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(ft.Seconds()))))

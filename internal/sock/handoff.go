@@ -27,7 +27,7 @@ type Handoff struct {
 const (
 	tokenPrefix   = 16
 	tokenMagicLen = 8
-	tokenLen      = tokenPrefix + tokenMagicLen + 8
+	TokenLen      = tokenPrefix + tokenMagicLen + 8
 )
 
 var tokenMagic = []byte("\x00PHOVSZ\x00") // tokenMagicLen bytes
@@ -43,11 +43,12 @@ func NewHandoff() *Handoff {
 
 // isToken reports whether b has the shape of a token.
 func isToken(b []byte) bool {
-	return len(b) == tokenLen && bytes.Equal(b[tokenPrefix:tokenPrefix+len(tokenMagic)], tokenMagic)
+	return len(b) == TokenLen && bytes.Equal(b[tokenPrefix:tokenPrefix+len(tokenMagic)], tokenMagic)
 }
 
-// put stores d and writes its token into b (len(b) >= tokenLen).
-func (h *Handoff) put(d []byte, b []byte) int {
+// Put stores d and writes its token into b (len(b) >= TokenLen), returning
+// the token length.
+func (h *Handoff) Put(d []byte, b []byte) int {
 	id := h.next.Add(1)
 	h.mu.Lock()
 	h.m[id] = d
@@ -55,7 +56,7 @@ func (h *Handoff) put(d []byte, b []byte) int {
 	n := copy(b, d[:tokenPrefix])
 	n += copy(b[n:], tokenMagic)
 	binary.LittleEndian.PutUint64(b[n:], id)
-	return tokenLen
+	return TokenLen
 }
 
 // Swap returns the datagram a token stands for, or b itself when b is not

@@ -276,8 +276,8 @@ func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 				if isToken(d.b) {
 					continue // a datagram forged to look like a token
 				}
-				if len(d.b) > len(b) && len(b) >= tokenLen {
-					return c.handoff.put(d.b, b), d.from, nil
+				if len(d.b) > len(b) && len(b) >= TokenLen {
+					return c.handoff.Put(d.b, b), d.from, nil
 				}
 			}
 			return copy(b, d.b), d.from, nil

@@ -105,7 +105,7 @@ func TestHandoff(t *testing.T) {
 	}
 	defer c.Close()
 	cl := dial(t, c.LocalAddr().String())
-	forged := make([]byte, tokenLen)
+	forged := make([]byte, TokenLen)
 	copy(forged[tokenPrefix:], tokenMagic)
 	big := append([]byte("SIP/2.0 200 OK\r\n"), bytes.Repeat([]byte("y"), 40000)...)
 	for _, m := range [][]byte{forged, big, []byte("small")} {
@@ -118,7 +118,7 @@ func TestHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != tokenLen || !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 ")) {
+	if n != TokenLen || !bytes.HasPrefix(buf[:n], []byte("SIP/2.0 ")) {
 		t.Fatalf("token %q", buf[:n])
 	}
 	if got := h.Swap(buf[:n]); !bytes.Equal(got, big) {
