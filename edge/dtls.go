@@ -332,10 +332,12 @@ func (l *DTLSListener) run(a *Association) {
 	err = l.readRecords(a, dc)
 	l.established.Add(-1)
 	_ = dc.Close() // close_notify, unless the peer's already ended it
-	l.drop(a, err)
+	// The flow dies before Closed() is signalled, so whoever waits on it
+	// finds the flow gone.
 	if l.opt.OnClose != nil {
 		l.opt.OnClose(a, err)
 	}
+	l.drop(a, err)
 }
 
 func (l *DTLSListener) handshake(a *Association) (*dtls.Conn, string, error) {
@@ -358,7 +360,7 @@ func (l *DTLSListener) handshake(a *Association) (*dtls.Conn, string, error) {
 	}()
 	cfg := *l.cfg
 	cfg.ConnectContextMaker = func() (context.Context, func()) { return ctx, func() {} }
-	dc, err := dtls.ServerWithContext(ctx, &rawAssoc{a: a}, &cfg)
+	dc, err := dtls.ServerWithContext(ctx, newRawAssoc(a), &cfg)
 	if err == nil {
 		return dc, DTLSOK, nil
 	}
@@ -385,7 +387,7 @@ func handshakeOutcome(err error) string {
 	switch {
 	case strings.Contains(msg, "cookie"):
 		return DTLSCookieMismatch
-	case strings.Contains(msg, "certificate"):
+	case strings.Contains(msg, "certificate"), strings.Contains(msg, "client verification"), strings.Contains(msg, "acceptable ca"):
 		return DTLSBadCertificate
 	}
 	return DTLSFailed
@@ -525,31 +527,56 @@ var _ net.PacketConn = (*DTLSListener)(nil)
 // reads come from the listener's demultiplexer, writes go out of the shared
 // socket to the peer (from the address the peer sent to).
 type rawAssoc struct {
-	a        *Association
-	deadline atomic.Pointer[time.Time]
+	a      *Association
+	closed chan struct{} // closed by Close (pion closing its conn)
+	once   sync.Once
+
+	// The read deadline; pion (connctx) moves it into the past to unblock
+	// a pending Read, so a change wakes the reader through changed.
+	dmu      sync.Mutex
+	deadline time.Time
+	changed  chan struct{}
+}
+
+func newRawAssoc(a *Association) *rawAssoc {
+	return &rawAssoc{a: a, closed: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func (r *rawAssoc) Read(p []byte) (int, error) {
-	var timeout <-chan time.Time
-	if d := r.deadline.Load(); d != nil && !d.IsZero() {
-		t := time.NewTimer(time.Until(*d))
-		defer t.Stop()
-		timeout = t.C
-	}
-	select {
-	case b := <-r.a.in:
-		return copy(p, b), nil
-	case <-r.a.closed:
-		return 0, net.ErrClosed
-	case <-r.a.l.done:
-		return 0, net.ErrClosed
-	case <-timeout:
-		return 0, os.ErrDeadlineExceeded
+	for {
+		r.dmu.Lock()
+		d, changed := r.deadline, r.changed
+		r.dmu.Unlock()
+		var timeout <-chan time.Time
+		if !d.IsZero() {
+			wait := time.Until(d)
+			if wait <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			t := time.NewTimer(wait)
+			timeout = t.C
+			defer t.Stop()
+		}
+		select {
+		case b := <-r.a.in:
+			return copy(p, b), nil
+		case <-r.closed:
+			return 0, net.ErrClosed
+		case <-r.a.closed:
+			return 0, net.ErrClosed
+		case <-r.a.l.done:
+			return 0, net.ErrClosed
+		case <-timeout:
+			return 0, os.ErrDeadlineExceeded
+		case <-changed:
+		}
 	}
 }
 
 func (r *rawAssoc) Write(p []byte) (int, error) {
 	select {
+	case <-r.closed:
+		return 0, net.ErrClosed
 	case <-r.a.closed:
 		return 0, net.ErrClosed
 	default:
@@ -557,19 +584,22 @@ func (r *rawAssoc) Write(p []byte) (int, error) {
 	return r.a.l.sock.WriteToUDPAddrPort(p, r.a.Remote)
 }
 
+// Close unblocks pion's reader; the listener forgets the association
+// itself (run), after the flow is closed.
 func (r *rawAssoc) Close() error {
-	r.a.l.drop(r.a, net.ErrClosed)
+	r.once.Do(func() { close(r.closed) })
 	return nil
 }
 
 func (r *rawAssoc) LocalAddr() net.Addr  { return net.UDPAddrFromAddrPort(r.a.Local) }
 func (r *rawAssoc) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(r.a.Remote) }
-func (r *rawAssoc) SetDeadline(t time.Time) error {
-	r.deadline.Store(&t)
-	return nil
-}
+func (r *rawAssoc) SetDeadline(t time.Time) error { return r.SetReadDeadline(t) }
 func (r *rawAssoc) SetReadDeadline(t time.Time) error {
-	r.deadline.Store(&t)
+	r.dmu.Lock()
+	r.deadline = t
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.dmu.Unlock()
 	return nil
 }
 func (r *rawAssoc) SetWriteDeadline(time.Time) error { return nil }
