@@ -124,3 +124,22 @@ func setSockoptInt(c any, level, opt, v int) error {
 
 // nativeUint32 decodes a control message's 32-bit counter (host order).
 func nativeUint32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
+
+// DSCPListener marks every connection ln accepts with dscp (see SetDSCP).
+// A connection whose mark cannot be set is still returned.
+func DSCPListener(ln net.Listener, dscp int) net.Listener {
+	return dscpListener{Listener: ln, dscp: dscp}
+}
+
+type dscpListener struct {
+	net.Listener
+	dscp int
+}
+
+func (l dscpListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		_ = SetDSCP(c, l.dscp)
+	}
+	return c, err
+}
