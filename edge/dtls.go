@@ -591,8 +591,8 @@ func (r *rawAssoc) Close() error {
 	return nil
 }
 
-func (r *rawAssoc) LocalAddr() net.Addr  { return net.UDPAddrFromAddrPort(r.a.Local) }
-func (r *rawAssoc) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(r.a.Remote) }
+func (r *rawAssoc) LocalAddr() net.Addr           { return net.UDPAddrFromAddrPort(r.a.Local) }
+func (r *rawAssoc) RemoteAddr() net.Addr          { return net.UDPAddrFromAddrPort(r.a.Remote) }
 func (r *rawAssoc) SetDeadline(t time.Time) error { return r.SetReadDeadline(t) }
 func (r *rawAssoc) SetReadDeadline(t time.Time) error {
 	r.dmu.Lock()
