@@ -411,15 +411,16 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 			return err
 		}
 		data := buf[:n]
-		if onlyCRLF(data) {
-			if bytes.Contains(data, crlfcrlf) {
-				if l.opt.OnKeepalive != nil {
-					l.opt.OnKeepalive(a)
-				}
-				if _, err := dc.Write([]byte("\r\n")); err != nil {
-					return fmt.Errorf("write keep-alive pong: %w", err)
-				}
+		switch classifyRecord(data) {
+		case recordPing:
+			if l.opt.OnKeepalive != nil {
+				l.opt.OnKeepalive(a)
 			}
+			if _, err := dc.Write([]byte("\r\n")); err != nil {
+				return fmt.Errorf("write keep-alive pong: %w", err)
+			}
+			continue
+		case recordIgnore:
 			continue
 		}
 		if l.opt.OnActivity != nil {
@@ -431,6 +432,27 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 			l.queueDrops.Add(1)
 		}
 	}
+}
+
+// What one decrypted record carries.
+const (
+	recordMessage = iota // a SIP message (datagram semantics: the whole record)
+	recordPing           // a CRLFCRLF keep-alive: answered with CRLF
+	recordIgnore         // CR/LF only, not a whole ping (e.g. a stray pong)
+)
+
+// classifyRecord tells a keep-alive from a SIP message. A record is one
+// message; one made only of CR and LF bytes is a keep-alive when it holds a
+// CRLFCRLF (RFC 5626 §3.5.1), else ignored. Anything else goes to the SIP
+// parser whole.
+func classifyRecord(b []byte) int {
+	if !onlyCRLF(b) {
+		return recordMessage
+	}
+	if bytes.Contains(b, crlfcrlf) {
+		return recordPing
+	}
+	return recordIgnore
 }
 
 // drop forgets a (once) and frees its limits.
