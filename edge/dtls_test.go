@@ -128,11 +128,13 @@ func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 		t.Errorf("dtls keep-alives = %v", got)
 	}
 
-	// The core's INVITE arrives over the association.
+	// The PBX's INVITE, routed by the registrar over the stored Path,
+	// arrives over the association.
 	core := newCoreUDP(t)
+	regUDP := env.regUDP.(*net.UDPAddr)
 	done := make(chan *rawMsg, 1)
 	go func() {
-		done <- core.send(env.edgeUDP, coreRequest("INVITE", "UDP", core.c.LocalAddr().String(), path[0]))
+		done <- core.send(regUDP, pbxInvite("dtlsuser", core.c.LocalAddr().String()))
 	}()
 	req := u.recv()
 	if req.method() != "INVITE" {
@@ -165,8 +167,25 @@ func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 		t.Error("flow still in the table")
 	}
 	if res := core.send(env.edgeUDP, coreRequest("INVITE", "UDP", core.c.LocalAddr().String(), path[0])); res.status() != 430 {
-		t.Errorf("INVITE after the association closed: %s, want 430 Flow Failed", res.start)
+		t.Errorf("INVITE to the edge after the association closed: %s, want 430 Flow Failed", res.start)
 	}
+	if res := core.send(regUDP, pbxInvite("dtlsuser", core.c.LocalAddr().String())); res.status() != 480 {
+		t.Errorf("PBX INVITE after the association closed: %s, want 480 (430 inside, RFC 5626 §5.3)", res.start)
+	}
+}
+
+// pbxInvite is an INVITE from the PBX to user's AOR, sent to the registrar.
+func pbxInvite(user, local string) string {
+	id := uniq()
+	return "INVITE sip:" + user + "@127.0.0.1 SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-pbx" + id + ";rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:pbx@127.0.0.1>;tag=p" + id + "\r\n" +
+		"To: <sip:" + user + "@127.0.0.1>\r\n" +
+		"Call-ID: pbx-" + id + "\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:pbx@" + local + ">\r\n" +
+		"Content-Length: 0\r\n\r\n"
 }
 
 // recordingConn is a client-side UDP socket that can stop sending.
