@@ -201,20 +201,26 @@ func (c *Conn) readLoop() {
 	defer c.wg.Done()
 	buf := make([]byte, MaxDatagram)
 	oob := make([]byte, 128)
+	backoff := time.Millisecond
 	for {
 		n, oobn, _, from, err := c.c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// Transient (e.g. an ICMP-induced ECONNREFUSED): keep
+			// reading, without spinning on an error that repeats.
+			t := time.NewTimer(backoff)
 			select {
 			case <-c.done:
+				t.Stop()
 				return
-			default:
+			case <-t.C:
 			}
-			// Transient (e.g. ICMP-induced ECONNREFUSED): keep reading.
+			backoff = min(2*backoff, time.Second)
 			continue
 		}
+		backoff = time.Millisecond
 		c.received.Add(1)
 		d := datagram{b: append([]byte(nil), buf[:n]...), from: unmapAP(from)}
 		if oobn > 0 {

@@ -163,3 +163,31 @@ func TestDSCP(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// A dual-stack [::] socket answers an IPv4 peer that sent to 127.0.0.2
+// from 127.0.0.2, and an IPv6 peer from ::1.
+func TestWildcardDualStack(t *testing.T) {
+	c, err := ListenUDP("[::]:0", Options{Readers: 1})
+	if err != nil {
+		t.Skip("no IPv6:", err)
+	}
+	defer c.Close()
+	echo(t, c)
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	for _, ip := range []string{"127.0.0.2", "::1"} {
+		to := netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))
+		cl := dial(t, to.String())
+		if _, err := cl.WriteToUDPAddrPort([]byte("ping"), to); err != nil {
+			t.Fatal(err)
+		}
+		cl.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 100)
+		_, from, err := cl.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s: %v", ip, err)
+		}
+		if got := netip.AddrPortFrom(from.Addr().Unmap(), from.Port()); got != to {
+			t.Errorf("sent to %v, answered from %v", to, got)
+		}
+	}
+}
