@@ -138,7 +138,7 @@ func (a *Association) ConnectionState() (dtls.State, bool) {
 // association fails: the edge never starts a handshake toward a UA.
 //
 // pion/dtls runs a server handshake inside its listener's Accept, and sipgo
-// stops serving on the first Accept error (sipgo notes §1, §9), so the
+// stops serving on the first Accept error (docs/netlayer.md), so the
 // listener demultiplexes datagrams itself: a datagram from a known peer
 // goes to its association; from an unknown peer, only a ClientHello is
 // considered, and only under the association limits, and its handshake
