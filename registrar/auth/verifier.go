@@ -284,7 +284,11 @@ func (v *Verifier) fail(ctx context.Context, ip netip.Addr, user string) error {
 		return fmt.Errorf("auth: count failure: %w", err)
 	}
 	if perPair > int64(v.cfg.Ban.MaxFailures) || perIP > int64(v.cfg.Ban.MaxFailuresPerIP) {
-		if err := v.st.Ban(ctx, ip.String(), v.cfg.Ban.Duration); err != nil {
+		who, n := user, perPair
+		if perPair <= int64(v.cfg.Ban.MaxFailures) {
+			who, n = "", perIP
+		}
+		if err := v.ban(ctx, ip.String(), who, n); err != nil {
 			return fmt.Errorf("auth: ban: %w", err)
 		}
 		v.log.Warn("auth: source banned after repeated failures",
