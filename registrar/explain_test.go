@@ -167,17 +167,17 @@ func (h *explainHarness) registerCount() float64 {
 func TestExplainRejectionPaths(t *testing.T) {
 	const c1 = "Contact: <sip:alice@192.0.2.10:5060>"
 	cases := []struct {
-		name     string
-		auth     bool
-		mutate   func(*registrar.Config)
-		src      string // default 192.0.2.10:5060 (not a trusted edge)
-		lines    []string
-		setup    func(h *explainHarness) // real REGISTERs before the explain
-		status   int
-		reason   string
-		step     string // substring of the last step
-		header   string // substring of a response line
-		advance  time.Duration // clock step after building credentials
+		name    string
+		auth    bool
+		mutate  func(*registrar.Config)
+		src     string // default 192.0.2.10:5060 (not a trusted edge)
+		lines   []string
+		setup   func(h *explainHarness) // real REGISTERs before the explain
+		status  int
+		reason  string
+		step    string        // substring of the last step
+		header  string        // substring of a response line
+		advance time.Duration // clock step after building credentials
 	}{
 		{name: "RFC3261_8_1_1_missing_to", lines: []string{"To: -", c1}, status: 400, reason: "missing_header"},
 		{name: "RFC3261_8_1_1_cseq_method", lines: []string{"CSeq: 5 INVITE", c1}, status: 400, reason: "cseq_method"},
