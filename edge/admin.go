@@ -55,9 +55,13 @@ func (s *Server) Flows(f flowtable.Filter, limit int) []FlowInfo {
 	return out
 }
 
-// FlowCounts returns the live flows by transport.
+// FlowCounts returns the live flows by transport (every SIP transport
+// present, zero included).
 func (s *Server) FlowCounts() map[string]int {
 	out := map[string]int{}
+	for _, t := range transportsForMetrics {
+		out[string(t)] = 0
+	}
 	for t, n := range s.table.Stats().Flows {
 		out[string(t)] = n
 	}
@@ -99,4 +103,18 @@ func (s *Server) Registrars() []TargetHealth {
 type TargetHealth struct {
 	URI string `json:"uri"`
 	Up  bool   `json:"up"`
+}
+
+// FlowByToken returns the live flow a flow token names, if this edge
+// minted the token and the flow still exists.
+func (s *Server) FlowByToken(tok string) (FlowInfo, bool) {
+	key, err := s.keys.Decode(tok)
+	if err != nil {
+		return FlowInfo{}, false
+	}
+	fl, ok := s.table.Lookup(key)
+	if !ok {
+		return FlowInfo{}, false
+	}
+	return s.flowInfo(fl), true
 }

@@ -165,3 +165,46 @@ func (s *Server) PBXTargets() []TargetHealth {
 	}
 	return out
 }
+
+// PubGRUU returns the RFC 5627 public GRUU of a binding's instance under
+// its canonical AOR, or "" when GRUU is off or the binding has no instance.
+func (r *Registrar) PubGRUU(b Binding) string {
+	if r.gruu == nil || b.Instance == "" {
+		return ""
+	}
+	var u sip.Uri
+	if parseSIPURI(b.AOR, &u) != nil {
+		return ""
+	}
+	return pubGRUU(&u, b.Instance)
+}
+
+// FlowToken returns the flow token in the first-hop (bottom) Path entry of
+// b, or "": the edge's name for the flow the binding was registered over.
+func FlowToken(b Binding) string {
+	if len(b.Path) == 0 {
+		return ""
+	}
+	return pathToken(b.Path[len(b.Path)-1])
+}
+
+// AORCounter is implemented by stores that can count the AORs holding
+// bindings without scanning the key space (both shipped stores do).
+type AORCounter interface {
+	CountAORs(ctx context.Context) (int64, error)
+}
+
+// CountAORs returns the number of AORs with bindings, or -1 when the store
+// cannot count them.
+func (r *Registrar) CountAORs(ctx context.Context) (int64, error) {
+	c, ok := r.store.(AORCounter)
+	if !ok {
+		return -1, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	return c.CountAORs(ctx)
+}
+
+// StoreReady pings the store (like Ready), for the status endpoint.
+func (r *Registrar) StoreReady(ctx context.Context) error { return r.Ready(ctx) }

@@ -32,6 +32,10 @@ type OpsConfig struct {
 	// DrainTimeout bounds how long SIGTERM waits for in-flight
 	// transactions. Default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// AdminTokenFile holds the bearer token of the admin API (/api/) and
+	// the status page (/). Empty: they are served only on a loopback
+	// ops.listen, and are off otherwise.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // LogConfig selects slog's handler.

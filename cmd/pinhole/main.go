@@ -59,6 +59,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 0
 		case "hash-password":
 			return hashPassword(args[1:], stdin, stdout, stderr)
+		case "ctl":
+			return ctl(args[1:], stdin, stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("pinhole", flag.ContinueOnError)
@@ -164,6 +166,9 @@ type role struct {
 	served chan error // receives once when the role's listeners stop
 	drain  func(time.Duration) bool
 	close  func() error
+	// For the admin API (admin.go): the role's server.
+	registrar *registrar.Server
+	edge      *edge.Server
 }
 
 // serve wires the configured roles, runs them until ctx is cancelled
@@ -224,6 +229,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			}
 		})
 	}
+	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
+		return err
+	}
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
 	var runErr error
@@ -269,7 +277,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 		_ = e.Close()
 		return nil, err
 	}
-	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, edge: e}
 	go func() { r.served <- e.Serve() }()
 	o.AddCheck("edge", e.Ready)
 	addrs := make([]string, 0, len(e.Addrs()))
@@ -309,7 +317,7 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		_ = srv.Close()
 		return nil, closeStore, err
 	}
-	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
+	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close, registrar: srv}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar_store", reg.Ready)
 	o.AddCheck("registrar_pbx", srv.PBXReady)

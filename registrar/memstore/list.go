@@ -75,3 +75,20 @@ func (h *aorMaxHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
+
+// CountAORs implements registrar.AORCounter: AORs holding bindings after a
+// sweep of expired ones.
+func (s *Store) CountAORs(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memstore count aors: %w", err)
+	}
+	s.Sweep()
+	var n int64
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += int64(len(sh.aors))
+		sh.mu.Unlock()
+	}
+	return n, nil
+}

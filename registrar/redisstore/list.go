@@ -84,3 +84,16 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) (registrar.A
 	}
 	return page, nil
 }
+
+// CountAORs implements registrar.AORCounter from the name index (ZCARD).
+// An AOR whose bindings expired without a write stays counted until a
+// listing prunes it or its key's TTL backstop fires.
+func (s *Store) CountAORs(ctx context.Context) (int64, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	n, err := s.c.ZCard(ctx, s.aors).Result()
+	if err != nil {
+		return 0, backendErr("count aors", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,3 @@
+package main
+import ("io")
+func ctl(args []string, stdin io.Reader, stdout, stderr io.Writer) int { return 2 }
