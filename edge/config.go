@@ -46,8 +46,12 @@ const (
 type Config struct {
 	Listen []ListenConfig `yaml:"listen"`
 	// Advertise is the default host[:port] put in Path, Record-Route and
-	// Via for listeners without their own advertise. A port here applies
-	// to every such listener; without one each listener's bound port is used.
+	// Via for core-facing listeners (role core or both) without their own
+	// advertise. It never applies to role access listeners: those face UAs
+	// and advertise their own address (or their own advertise), so the
+	// Record-Route toward a UA is always an access-side address (issue 14
+	// item 3). A port here applies to every such listener; without one
+	// each listener's bound port is used.
 	Advertise string `yaml:"advertise"`
 	// Registrar lists where REGISTERs go, in order of preference; it is
 	// probed with OPTIONS and the first answering one is used.
@@ -55,6 +59,11 @@ type Config struct {
 	// Core is the default next hop for UA-originated non-REGISTER requests
 	// without a Route; default: the first registrar.
 	Core string `yaml:"core"`
+	// AllowedRoutes lists where else, besides the registrars and Core, a
+	// UA's request may be routed (a preloaded Route or an in-dialog
+	// Request-URI): SIP URIs or host[:port] (matched by host and port) and
+	// CIDRs or bare IPs. Anything else gets 403: the edge is no open relay.
+	AllowedRoutes []string `yaml:"allowed_routes"`
 	// TrustedCore lists CIDRs (or bare IPs) that may send core→UA requests
 	// carrying flow tokens (RFC 5626 §5.3). Empty: nobody.
 	TrustedCore []string `yaml:"trusted_core"`
@@ -99,7 +108,7 @@ type ListenConfig struct {
 	Transport string       `yaml:"transport"` // udp|tcp|tls|ws|wss
 	Address   string       `yaml:"address"`   // ip:port, IPv6 bracketed
 	Role      string       `yaml:"role"`      // access|core|both (default both)
-	Advertise string       `yaml:"advertise"` // host[:port]; default edge.advertise, then the bound address
+	Advertise string       `yaml:"advertise"` // host[:port]; default: edge.advertise (core and both roles only), then the bound address
 	TLS       certs.Config `yaml:"tls"`
 	// MaxConnections caps concurrent stream connections (default 10000).
 	MaxConnections int `yaml:"max_connections"`
@@ -198,6 +207,12 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("edge.listen: at least one listener is required")
 	}
+	var rp relayPolicy
+	for i, a := range c.AllowedRoutes {
+		if err := rp.add(a); err != nil {
+			bad("edge.allowed_routes[%d]: %v", i, err)
+		}
+	}
 	access, core := false, false
 	for i, l := range c.Listen {
 		p := fmt.Sprintf("edge.listen[%d]", i)
@@ -255,6 +270,21 @@ func (c *Config) Validate() error {
 	if c.Advertise != "" {
 		if _, _, err := splitHostPort(c.Advertise); err != nil {
 			bad("edge.advertise: %v", err)
+		}
+		// edge.advertise is for the core side. With the roles split over
+		// separate listeners, a role "both" listener without its own
+		// advertise would hand that core address to UAs in Record-Route,
+		// and their in-dialog requests would go to the core side.
+		split := false
+		for _, l := range c.Listen {
+			if l.Role == RoleAccess || l.Role == RoleCore {
+				split = true
+			}
+		}
+		for i, l := range c.Listen {
+			if split && (l.Role == RoleBoth || l.Role == "") && l.Advertise == "" {
+				bad("edge.listen[%d].advertise: required: this listener (role both) faces UAs, and edge.advertise (%s) applies to the core side only once listeners are split into access and core", i, c.Advertise)
+			}
 		}
 	}
 	if len(c.Registrar) == 0 {

@@ -75,15 +75,19 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 	in := s.inboundOf(req, tx)
-	dir := "access"
-	if !in.hasFlow {
-		dir = "core"
-	}
-	s.m.requests.WithLabelValues(dir, methodLabel(string(req.Method))).Inc()
+	s.m.requests.WithLabelValues(s.direction(req, in), methodLabel(string(req.Method))).Inc()
 	if req.IsAck() {
+		// The ACK for a non-2xx final we sent belongs to our server
+		// transaction, which sipgo may already have ended: absorb it,
+		// never forward it (RFC 3261 §17.2.1, §16.11).
+		if s.rejected.Match(req) {
+			s.m.acks.WithLabelValues("absorbed").Inc()
+			return
+		}
 		s.forwardAck(req, in)
 		return
 	}
+	tx = s.rejected.Wrap(req, tx)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	if s.draining.Load() {
@@ -126,6 +130,35 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.route(req, tx, in, hash)
+}
+
+// direction labels a request for metrics: "core" when it came from the
+// core side (a core-role listener, no access flow, or a trusted_core peer
+// routing to a UA by a flow token that is not its own flow), else
+// "access". It decides nothing else.
+func (s *Server) direction(req *sip.Request, in inbound) string {
+	if !in.hasFlow || (in.l != nil && !in.l.access()) {
+		return "core"
+	}
+	if !s.isTrusted(in.src.Addr()) {
+		return "access"
+	}
+	h := req.GetHeader("Route")
+	if h == nil {
+		return "access"
+	}
+	routes, err := routeset.ParseRouteList([]string{h.Value()})
+	if err != nil || len(routes) == 0 || !s.self.IsSelf(routes[0].URI) {
+		return "access"
+	}
+	tok, _ := routeset.FlowTokenFromURI(routes[0].URI)
+	if tok == "" {
+		return "access"
+	}
+	if key, err := s.keys.Decode(tok); err == nil && key == in.key {
+		return "access" // our Record-Route naming the UA's own flow
+	}
+	return "core"
 }
 
 // inboundOf finds the flow a request arrived on from its server
@@ -493,13 +526,11 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		})
 	}
 	if req.IsInvite() {
-		if stx, ok := tx.(*sip.ServerTx); ok {
-			stx.OnCancel(func(*sip.Request) {
-				// sipgo already answered the CANCEL and sent 487 upstream;
-				// cancel the downstream branch (RFC 3261 §16.10).
-				go s.sendCancel(fwd, lg)
-			})
-		}
+		tx.OnCancel(func(*sip.Request) {
+			// sipgo already answered the CANCEL and sent 487 upstream;
+			// cancel the downstream branch (RFC 3261 §16.10).
+			go s.sendCancel(fwd, lg)
+		})
 	}
 	relayed := false
 	// With another next hop to try (a REGISTER with registrars left), a
@@ -613,8 +644,8 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 }
 
 // forwardAck relays an ACK for a 2xx (a new request routed by Route, RFC
-// 3261 §13.2.2.4, §16.6) statelessly. ACKs for non-2xx never get here: the
-// transactions absorb them.
+// 3261 §13.2.2.4, §16.6) statelessly. ACKs for a non-2xx we sent never get
+// here: handle absorbs them (s.rejected).
 func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
 	if err != nil {
@@ -656,14 +687,23 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 		case len(popped) > 0 || hasToTag(req):
 			target = req.Recipient
 		}
+		if len(rest) == 0 && s.self.IsSelf(target) {
+			// Addressed to ourselves with no route left: forwarding it
+			// would loop until Max-Forwards runs out.
+			s.m.acks.WithLabelValues("dropped").Inc()
+			return
+		}
 		lg = s.coreLeg(target, "")
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
 	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
 	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
+		return
 	}
+	s.m.acks.WithLabelValues("forwarded").Inc()
 }
 
 // acceptedTx is an INVITE server transaction that relayed a 2xx, kept for

@@ -24,6 +24,8 @@ import (
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -117,7 +119,9 @@ type Server struct {
 	draining  atomic.Bool
 	listening atomic.Bool
 	done      chan struct{}
-	serving   chan struct{} // closed once sipgo serves every listener
+	serving   chan struct{}      // closed once sipgo serves every listener
+	rejected  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	relay     relayPolicy        // where access-side requests may go
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 }
@@ -187,7 +191,17 @@ func New(cfg Config, opt Options) (*Server, error) {
 			s.registrarRoutes = append(s.registrarRoutes, r)
 		}
 	}
-	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
+	for _, u := range s.registrars {
+		s.relay.addURI(u)
+	}
+	s.relay.addURI(s.core)
+	for _, a := range cfg.AllowedRoutes {
+		if err := s.relay.add(a); err != nil {
+			return nil, fmt.Errorf("edge.allowed_routes: %w", err)
+		}
+	}
+	s.rejected = sipproxy.NewRejected(0, 0, nil)
+	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 
@@ -339,12 +353,13 @@ func (s *Server) bind(l *listener) error {
 }
 
 // advertised computes a listener's own address for Path, Record-Route and
-// Via: its advertise, else edge.advertise, else the bound address.
+// Via: its advertise, else (core-facing listeners only) edge.advertise,
+// else the bound address.
 func (s *Server) advertised(l *listener) routeset.Address {
 	a := routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)}
 	adv := l.cfg.Advertise
-	if adv == "" {
-		adv = s.cfg.Advertise
+	if adv == "" && l.cfg.Role != RoleAccess {
+		adv = s.cfg.Advertise // the core side's address; never toward UAs
 	}
 	if adv != "" {
 		h, p, _ := splitHostPort(adv)
@@ -464,34 +479,23 @@ func (s *Server) Serve() error {
 }
 
 // awaitServing waits until sipgo has registered every UDP listener in its
-// connection pool (ServeUDP does that asynchronously): before that a
-// request sent "from" a listener would leave from a fresh socket (sipgo
-// notes §2). It closes s.serving.
+// connection pool, then closes s.serving; Ready reports not-ready before.
 func (s *Server) awaitServing() {
-	defer close(s.serving)
-	pool := s.aua.TransportLayer().Pool("udp")
-	deadline := time.Now().Add(2 * time.Second)
+	var addrs []string
 	for _, l := range s.listeners {
-		if l.pc == nil {
-			continue
-		}
-		addr := l.pc.LocalAddr().String()
-		for {
-			if c := pool.Get(addr); c != nil {
-				_, _ = c.TryClose() // Get took a reference; listeners never close on it
-				break
-			}
-			if time.Now().After(deadline) {
-				s.log.Warn("udp listener not registered with sipgo", "laddr", addr)
-				break
-			}
-			select {
-			case <-s.done:
-				return
-			case <-time.After(time.Millisecond):
-			}
+		if l.pc != nil {
+			addrs = append(addrs, l.pc.LocalAddr().String())
 		}
 	}
+	if !sipserve.AwaitUDP(s.aua.TransportLayer(), addrs, s.done, 5*time.Second) {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(s.serving)
 }
 
 // expireLoop removes idle UDP flows (RFC 5626 §4.4.1).
@@ -523,6 +527,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	if !s.listening.Load() {
 		return errors.New("edge: not listening")
+	}
+	select {
+	case <-s.serving:
+	default:
+		return errors.New("edge: listeners not serving yet")
 	}
 	if s.draining.Load() {
 		return errors.New("edge: draining")

@@ -287,6 +287,12 @@ func (p *proxy) route(req *sip.Request, d routeDecision) (routeDecision, *reject
 	if p.self.IsSelf(ruri) {
 		return d, reject(404, string(reasonNotForUs), "Not Found", "Request-URI names the registrar")
 	}
+	if d.uaOriginated {
+		// A UA's request for a domain we do not serve, with no
+		// registrar.pbx to take it: refuse rather than resolve a name the
+		// UA chose (issue 8 item 1: no relay, no DNS look-ups on demand).
+		return d, reject(403, string(reasonRelayDenied), "Forbidden (Domain Not Served)", ruri.Host)
+	}
 	d.by = "request_uri" // §16.5: a domain we are not responsible for
 	return d, nil
 }
@@ -394,8 +400,8 @@ func (p *proxy) reject(req *sip.Request, tx sip.ServerTransaction, src Source, c
 	}
 }
 
-// onAck forwards an ACK that matched no server transaction: the ACK for a
-// 2xx, which is end-to-end (RFC 3261 §13.2.2.4, §16.7 item 9 note): it is
+// onAck handles an ACK that matched no live server transaction. The ACK
+// for a non-2xx we sent is absorbed; the ACK for a 2xx is end-to-end (RFC 3261 §13.2.2.4, §16.7 item 9 note): it is
 // routed by its Route set like any in-dialog request, statelessly (§16.11).
 // ACKs are never answered; whatever cannot be forwarded is dropped.
 func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
@@ -406,6 +412,13 @@ func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		}
 	}()
 	p.init()
+	// The ACK for a non-2xx final we sent belongs to our server
+	// transaction, which sipgo may already have ended (at once on TCP):
+	// absorb it, never forward it (RFC 3261 §17.2.1, §16.11).
+	if p.reg.rejectedInv.Match(req) {
+		p.m.acks.WithLabelValues("absorbed").Inc()
+		return
+	}
 	drop := func(why string) {
 		p.m.acks.WithLabelValues("dropped").Inc()
 		p.log.Debug("ACK dropped", "reason", why, "call_id", headerValue(req, "call-id"), "raddr", req.Source())

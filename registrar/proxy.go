@@ -451,9 +451,10 @@ func (f *fork) sendBest() {
 			res.AppendHeader(h)
 		}
 	}
-	if res.StatusCode == 503 {
+	if res.StatusCode == 503 && !synthetic(res) {
 		// §16.7 step 6: a 503 from downstream must not make the upstream
-		// think this proxy is overloaded.
+		// think this proxy is overloaded. Our own 503 for a next hop we
+		// could not reach (DNS or transport failure, §16.9) stays 503.
 		up := f.synth(500, "Server Internal Error")
 		res = up
 	}
@@ -472,6 +473,12 @@ func (f *fork) synth(code int, phrase string) *sip.Response {
 	res.PrependHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP",
 		Host: "synthetic.invalid", Params: sip.HeaderParams{}})
 	return res
+}
+
+// synthetic reports whether res was made by synth (not received).
+func synthetic(res *sip.Response) bool {
+	v := res.Via()
+	return v != nil && v.Host == "synthetic.invalid"
 }
 
 // upstream turns a branch response into the response we send upstream:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -33,7 +34,8 @@ type Registrar struct {
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
-	route        *routeMetrics // location service proxy (proxy_metrics.go)
+	route        *routeMetrics      // location service proxy (proxy_metrics.go)
+	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -89,12 +91,18 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	r.metrics, err = newMetrics(reg, store)
+	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
 	if err != nil {
 		return nil, err
 	}
 	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
+	}
+	r.rejectedInv = sipproxy.NewRejected(0, 0, nil)
+	for _, c := range r.rejectedInv.Collectors("registrar") {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register registrar metrics: %w", err)
+		}
 	}
 	return r, nil
 }

@@ -76,8 +76,10 @@ func TestConfigDefaults(t *testing.T) {
 // TestDeployConfigsValidate keeps every example under deploy/config valid.
 func TestDeployConfigsValidate(t *testing.T) {
 	files, err := filepath.Glob("../../deploy/config/*.yaml")
-	if err != nil || len(files) < 3 {
-		t.Fatalf("deploy configs: %v %v", files, err)
+	more, err2 := filepath.Glob("../../deploy/config/*/*.yaml")
+	files = append(files, more...)
+	if err != nil || err2 != nil || len(files) < 5 {
+		t.Fatalf("deploy configs: %v %v %v", files, err, err2)
 	}
 	for _, f := range files {
 		if _, err := loadConfig(f); err != nil {

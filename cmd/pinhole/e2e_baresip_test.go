@@ -151,9 +151,21 @@ func TestE2E_RFC5626_BaresipOutboundThroughEdge(t *testing.T) {
 	if ok < 0 {
 		t.Fatalf("baresip got no 200 OK:\n%s", lastLines(trace, 80))
 	}
-	time.Sleep(200 * time.Millisecond) // the rest of that message's trace
+	// baresip may still be printing the rest of that message's trace: wait
+	// (bounded) until every expected part has appeared.
+	wants := []string{";lr;ob>", "Require: outbound", "Flow-Timer: 120", "pub-gruu=", "+sip.instance="}
 	reply := ua.out.String()[ok:]
-	for _, want := range []string{";lr;ob>", "Require: outbound", "Flow-Timer: 120", "pub-gruu=", "+sip.instance="} {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		reply = ua.out.String()[ok:]
+		all := true
+		for _, w := range wants {
+			all = all && strings.Contains(reply, w)
+		}
+		if all {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(reply, want) {
 			t.Errorf("REGISTER 200 lacks %q:\n%s", want, lastLines(trace, 80))
 		}
@@ -169,7 +181,7 @@ func baresipTakesCall(t *testing.T, p *proc, ua *baresip, regPort int, user, tra
 	if !waitMetric(p, registeredMetric, 20*time.Second) {
 		t.Fatalf("baresip did not register through the edge:\n%s", lastLines(ua.out.String(), 80))
 	}
-	pbx := startSipp(t, "../../../registrar/testdata/sipp/uac_bye.xml", regPort, "u1", "-s", user, "-mp", strconv.Itoa(freePort(t)))
+	pbx := startSipp(t, "../../../registrar/testdata/sipp/uac_bye.xml", regPort, "u1", "-s", user, "-mp", strconv.Itoa(freeMediaPort(t)))
 	if err := pbx.cmd.Wait(); err != nil {
 		t.Fatalf("PBX call to baresip failed: %v\nsipp:\n%s\nbaresip:\n%s", err, lastLines(pbx.out.String(), 20), lastLines(ua.out.String(), 80))
 	}

@@ -179,7 +179,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
+	routeRedisLogs(logger)
 
+	// The ops server serves from the start (liveness, metrics), but
+	// /readyz says "starting" until every role is bound, serving and has
+	// registered its checks (o.Started below).
 	o := ops.New(logger)
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
 		return err
@@ -232,6 +236,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
 		return err
 	}
+	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
 	var runErr error
@@ -319,8 +324,11 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 	}
 	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close, registrar: srv}
 	go func() { r.served <- srv.Serve() }()
+	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)
-	o.AddCheck("registrar_pbx", srv.PBXReady)
+	if len(rc.PBX) > 0 {
+		o.AddCheck("registrar_pbx", srv.PBXReady)
+	}
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.Network()+"/"+a.String())
