@@ -83,7 +83,13 @@ func New(o Options) *API {
 	a.mux.HandleFunc("DELETE /api/v1/flows/{id}", a.edge(a.deleteFlow))
 	a.mux.HandleFunc("GET /{$}", a.page)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		switch p := r.URL.Path; {
+		case p == "/api/v1/registrations" || p == "/api/v1/bans" || p == "/api/v1/explain" ||
+			p == "/api/v1/status" || p == "/api/v1/flows" || strings.HasPrefix(p, "/api/v1/flows/"):
+			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+p)
+		default:
+			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+p)
+		}
 	})
 	return a
 }
