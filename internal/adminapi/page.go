@@ -149,7 +149,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		}
 		return fmt.Sprint(*p)
 	},
-	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"authOff": func(p *bool) bool { return p != nil && !*p },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{{.Refresh}}">
@@ -179,7 +179,7 @@ code{font-size:.95em}
 <div class="card"><h3>Bindings by transport</h3><table id="by-transport">{{range .ByTransport}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{else}}<tr><td class="muted">none</td></tr>{{end}}</table>
 <h3>Bindings by User-Agent</h3><table id="by-ua">{{range .ByUA}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{else}}<tr><td class="muted">none</td></tr>{{end}}</table>
 <p class="muted">{{.Walk}}</p></div>
-<div class="card"><h3>Auth outcomes per minute</h3><table id="auth">{{range .AuthRates}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{else}}<tr><td class="muted">no data yet</td></tr>{{end}}</table></div>
+<div class="card"><h3>Auth outcomes per minute</h3>{{if authOff .Status.Auth}}<p class="muted">authentication is off</p>{{end}}<table id="auth">{{range .AuthRates}}<tr><td>{{.K}}</td><td>{{.V}}</td></tr>{{else}}<tr><td class="muted">no data yet</td></tr>{{end}}</table></div>
 <div class="card"><h3>Top AORs by bindings</h3><table id="top">{{range .Top}}<tr><td><a href="?aor={{.AOR}}"><code>{{.AOR}}</code></a></td><td>{{.Bindings}}</td></tr>{{else}}<tr><td class="muted">none</td></tr>{{end}}</table></div>
 </div>
 <h3>Find an AOR</h3>

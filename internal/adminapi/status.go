@@ -160,8 +160,8 @@ func (a *API) Run(ctx context.Context) {
 	}
 }
 
-// Sample records one history point now (and walks the store when the
-// last walk is older than a minute). Run calls it; tests call it directly.
+// Sample records one history point now (and walks the store: every time
+// while it holds fewer than detailMaxAORs AORs, else once a minute). Run calls it; tests call it directly.
 func (a *API) Sample(ctx context.Context) {
 	now := a.o.Now()
 	s := sample{t: now, auth: map[string]float64{}}
@@ -196,7 +196,9 @@ func (a *API) Sample(ctx context.Context) {
 	}
 	a.hist.add(s)
 	a.hist.mu.Lock()
-	due := a.hist.bd.at.IsZero() || now.Sub(a.hist.bd.at) >= walkEvery
+	// A small store is walked on every sample; a big one at most once a
+	// minute.
+	due := a.hist.bd.at.IsZero() || now.Sub(a.hist.bd.at) >= walkEvery || a.hist.bd.walked < detailMaxAORs
 	a.hist.mu.Unlock()
 	if due && a.o.Registrar != nil {
 		bd := a.walk(ctx, now)
