@@ -12,13 +12,15 @@ import (
 
 // FlowInfo is one flow as the operator sees it.
 type FlowInfo struct {
-	ID        uint64        `json:"id"`
-	Transport string        `json:"transport"`
-	Local     string        `json:"local"`
-	Remote    string        `json:"remote"`
-	Created   time.Time     `json:"created"`
-	LastSeen  time.Time     `json:"last_seen"`
-	Bindings  []FlowBinding `json:"bindings"`
+	ID        uint64    `json:"id"`
+	Transport string    `json:"transport"`
+	Local     string    `json:"local"`
+	Remote    string    `json:"remote"`
+	Created   time.Time `json:"created"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Keepalives counts the flow's keep-alives (CRLFCRLF, STUN, CRLF).
+	Keepalives uint64        `json:"keepalives"`
+	Bindings   []FlowBinding `json:"bindings"`
 	// Token is the flow token the edge puts in Path and Record-Route for
 	// this flow (RFC 5626 §5.2).
 	Token string `json:"token"`
@@ -38,7 +40,14 @@ func (s *Server) flowInfo(fl flowtable.Flow) FlowInfo {
 	}
 	return FlowInfo{
 		ID: fl.ID, Transport: string(fl.Transport), Local: fl.Local.String(), Remote: fl.Remote.String(),
-		Created: fl.Created, LastSeen: fl.LastSeen, Bindings: bs, Token: s.keys.Encode(fl.FlowKey),
+		Created: fl.Created, LastSeen: fl.LastSeen, Keepalives: fl.Keepalives, Bindings: bs, Token: s.keys.Encode(fl.FlowKey),
+	}
+}
+
+// countKeepalive counts a keep-alive on stream connection id of l.
+func (s *Server) countKeepalive(l *listener, id uint64) {
+	if v, ok := s.connsID.Load(globalConnID(l, id)); ok {
+		s.table.CountKeepalive(v.(*streamConn).key)
 	}
 }
 

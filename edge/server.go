@@ -311,7 +311,9 @@ func (s *Server) bind(l *listener) error {
 			},
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				k := flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from}
+				s.touch(k)
+				s.table.CountKeepalive(k)
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l
@@ -329,6 +331,7 @@ func (s *Server) bind(l *listener) error {
 			OnActivity:    func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
+				s.countKeepalive(l, id)
 			},
 			OnReject: func(_ net.Addr, reason string, _ error) { s.m.connRejects.WithLabelValues(reason).Inc() },
 		}

@@ -153,6 +153,9 @@ type Flow struct {
 	ID       uint64
 	Created  time.Time
 	LastSeen time.Time
+	// Keepalives counts the keep-alives CountKeepalive recorded on the
+	// flow (for operators).
+	Keepalives uint64
 	// Bindings lists the identities whose newest successful registration
 	// came over this flow, sorted by AOR, instance, reg-id.
 	Bindings []Identity

@@ -88,3 +88,16 @@ func (t *Table) ByID(id uint64) (Flow, bool) {
 	}
 	return Flow{}, false
 }
+
+// CountKeepalive counts one keep-alive on the flow named by key, if it
+// exists (the caller records the traffic itself with Touch or Refresh).
+func (t *Table) CountKeepalive(key FlowKey) bool {
+	key = key.canonical()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.flows[key]
+	if ok {
+		e.flow.Keepalives++
+	}
+	return ok
+}

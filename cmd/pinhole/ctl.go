@@ -312,13 +312,14 @@ func (c *ctlClient) removeRegistrations(aor, instance string, regID int64, conta
 }
 
 type flowJSON struct {
-	ID        uint64    `json:"id"`
-	Transport string    `json:"transport"`
-	Local     string    `json:"local"`
-	Remote    string    `json:"remote"`
-	Created   time.Time `json:"created"`
-	LastSeen  time.Time `json:"last_seen"`
-	Bindings  []struct {
+	ID         uint64    `json:"id"`
+	Transport  string    `json:"transport"`
+	Local      string    `json:"local"`
+	Remote     string    `json:"remote"`
+	Created    time.Time `json:"created"`
+	LastSeen   time.Time `json:"last_seen"`
+	Keepalives uint64    `json:"keepalives"`
+	Bindings   []struct {
 		AOR      string `json:"aor"`
 		Instance string `json:"instance"`
 		RegID    int64  `json:"reg_id"`
@@ -342,15 +343,16 @@ func (c *ctlClient) listFlows(aor, transport, remote string, limit int) error {
 		return err
 	}
 	tw := c.table()
-	fmt.Fprintln(tw, "ID\tTRANSPORT\tREMOTE\tLOCAL\tAGE\tIDLE\tBINDINGS")
+	fmt.Fprintln(tw, "ID\tTRANSPORT\tREMOTE\tLOCAL\tAGE\tIDLE\tKEEPALIVES\tBINDINGS")
 	now := time.Now()
 	for _, f := range res.Flows {
 		var ids []string
 		for _, b := range f.Bindings {
 			ids = append(ids, fmt.Sprintf("%s %s reg-id %d", b.AOR, b.Instance, b.RegID))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Transport, f.Remote, f.Local,
-			now.Sub(f.Created).Truncate(time.Second), now.Sub(f.LastSeen).Truncate(time.Second), dash(strings.Join(ids, "; ")))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.ID, f.Transport, f.Remote, f.Local,
+			now.Sub(f.Created).Truncate(time.Second), now.Sub(f.LastSeen).Truncate(time.Second), f.Keepalives,
+			dash(strings.Join(ids, "; ")))
 	}
 	return tw.Flush()
 }

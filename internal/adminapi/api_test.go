@@ -21,11 +21,12 @@ type bindingsResp struct {
 
 type flowsResp struct {
 	Flows []struct {
-		ID        uint64 `json:"id"`
-		Transport string `json:"transport"`
-		Remote    string `json:"remote"`
-		Token     string `json:"token"`
-		Bindings  []struct {
+		ID         uint64 `json:"id"`
+		Transport  string `json:"transport"`
+		Remote     string `json:"remote"`
+		Token      string `json:"token"`
+		Keepalives uint64 `json:"keepalives"`
+		Bindings   []struct {
 			AOR      string `json:"aor"`
 			Instance string `json:"instance"`
 			RegID    int64  `json:"reg_id"`
@@ -162,7 +163,7 @@ func TestAPIRegistrationsAndFlows(t *testing.T) {
 				t.Fatalf("pong: %v", err)
 			}
 			e.call("GET", "/api/v1/flows", url.Values{"remote": {c.LocalAddr().String()}, "transport": {"tcp"}}, "", &fl)
-			if len(fl.Flows) != 1 {
+			if len(fl.Flows) != 1 || fl.Flows[0].Keepalives != 1 {
 				t.Fatalf("tcp flow: %+v", fl)
 			}
 			if code := e.call("DELETE", fmt.Sprintf("/api/v1/flows/%d", fl.Flows[0].ID), nil, "", nil); code != 200 {
