@@ -115,6 +115,7 @@ type Server struct {
 	conns    sync.Map // *StreamConn → *streamConn
 	connsID  sync.Map // uint64 global ConnID → *streamConn
 
+	flowObs   atomic.Pointer[FlowObserver] // live diagnostics (observe.go)
 	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool

@@ -70,8 +70,9 @@ type contactReq struct {
 func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src Source) *sip.Response {
 	res, rej := r.register(ctx, req, src, nil)
 	if rej != nil {
-		return r.answerReject(req, src, rej)
+		res = r.answerReject(req, src, rej)
 	}
+	r.observe(req, src, res, rej)
 	return res
 }
 

@@ -36,6 +36,7 @@ type Registrar struct {
 	users        *auth.Users
 	route        *routeMetrics      // location service proxy (proxy_metrics.go)
 	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	observer     observerBox        // live diagnostics (observe.go)
 }
 
 // Options are the registrar's injected dependencies; zero values get
