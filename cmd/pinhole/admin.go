@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pinhole-sip/pinhole/internal/adminapi"
+	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 )
 
@@ -28,6 +29,18 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 		if r.edge != nil {
 			opt.Edge = r.edge
 		}
+	}
+	// Live diagnostics: one detector per process, fed by both roles.
+	diag, err := diagnostics.New(diagnostics.Config{}, o.Registry, logger, nil)
+	if err != nil {
+		return err
+	}
+	opt.Diagnostics = diag
+	if opt.Registrar != nil {
+		opt.Registrar.SetObserver(diag)
+	}
+	if opt.Edge != nil {
+		opt.Edge.SetFlowObserver(diag)
 	}
 	api := adminapi.New(opt)
 	state, err := o.EnableAdmin(api, token)

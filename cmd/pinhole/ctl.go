@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/adminapi"
+	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/registrar"
 )
 
@@ -30,6 +31,7 @@ commands:
   bans list
   bans rm IP [-user U]
   explain FILE|- [-source udp:1.2.3.4:5060]
+  diagnostics [-aor A] [-fingerprint F]
   status`
 
 // ctlClient talks to the admin API of one pinhole.
@@ -67,6 +69,7 @@ func ctl(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	remote := fs.String("remote", "", "flows list: flows from this IP[:port]")
 	limit := fs.Int("limit", 0, "list: at most this many entries")
 	cursor := fs.String("cursor", "", "registrations list: start after this AOR")
+	fingerprint := fs.String("fingerprint", "", "diagnostics: only this fingerprint")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "pinhole ctl: %v\n%s\n", err, ctlUsage)
@@ -112,11 +115,14 @@ func ctl(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.removeBan(arg(2), *user)
 	case len(pos) > 0 && pos[0] == "explain" && need(2):
 		err = c.explain(arg(1), *source, stdin)
+	case len(pos) > 0 && pos[0] == "diagnostics" && need(1):
+		err = c.diagnostics(*aor, *fingerprint)
 	case len(pos) > 0 && pos[0] == "status" && need(1):
 		err = c.status()
 	default:
 		if len(pos) > 0 && (pos[0] == "registrations" || pos[0] == "flows" || pos[0] == "bans" ||
-			pos[0] == "explain" || pos[0] == "status") && (len(pos) > 1 || pos[0] == "status" || pos[0] == "explain") {
+			pos[0] == "explain" || pos[0] == "status" || pos[0] == "diagnostics") &&
+			(len(pos) > 1 || pos[0] == "status" || pos[0] == "explain" || pos[0] == "diagnostics") {
 			return 2 // need() already explained
 		}
 		fmt.Fprintln(stderr, ctlUsage)
@@ -505,4 +511,33 @@ func upDown(up bool) string {
 		return "up"
 	}
 	return "down"
+}
+
+func (c *ctlClient) diagnostics(aor, fingerprint string) error {
+	q := url.Values{}
+	if aor != "" {
+		q.Set("aor", aor)
+	}
+	if fingerprint != "" {
+		q.Set("fingerprint", fingerprint)
+	}
+	var res struct {
+		Findings []diagnostics.Finding `json:"findings"`
+	}
+	if err := c.do("GET", "/api/v1/diagnostics", q, nil, &res); err != nil || c.json {
+		return err
+	}
+	if len(res.Findings) == 0 {
+		fmt.Fprintln(c.out, "no findings")
+		return nil
+	}
+	for _, f := range res.Findings {
+		fmt.Fprintf(c.out, "%s  %s  device %s  ×%d  since %s\n", f.Fingerprint, f.AOR, f.Device, f.Count,
+			f.FirstSeen.Format(time.RFC3339))
+		for _, e := range f.Evidence {
+			fmt.Fprintf(c.out, "    %s  %s\n", e.Time.Format(time.RFC3339), e.Text)
+		}
+		fmt.Fprintf(c.out, "    fix: %s\n", f.Fix)
+	}
+	return nil
 }

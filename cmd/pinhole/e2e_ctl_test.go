@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ctlEnv is an all-in-one pinhole whose ops listener requires an admin
@@ -194,4 +197,21 @@ func TestE2E_CtlExplainAndErrors(t *testing.T) {
 	if err == nil || !strings.Contains(string(b), "HTTP 401") {
 		t.Errorf("ctl without token: %v\n%s", err, b)
 	}
+}
+
+// getAuth is proc.get with a bearer token.
+func (p *proc) getAuth(path, token string) (int, string) {
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", p.ops, path), nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	c := http.Client{Timeout: 3 * time.Second}
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }

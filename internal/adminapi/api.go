@@ -25,6 +25,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/registrar"
 )
 
@@ -33,7 +34,10 @@ type Options struct {
 	Registrar       *registrar.Registrar
 	RegistrarServer *registrar.Server // PBX target health; may be nil
 	Edge            *edge.Server
-	Version         string
+	// Diagnostics serves GET /api/v1/diagnostics and the page's findings;
+	// nil: not running.
+	Diagnostics *diagnostics.Detector
+	Version     string
 	// Ready runs the process's readiness checks (ops.Server.Ready).
 	Ready func(ctx context.Context) map[string]error
 	// Gatherer is the metrics registry the status page samples counters
@@ -81,11 +85,12 @@ func New(o Options) *API {
 	a.mux.HandleFunc("POST /api/v1/explain", a.registrar(a.explain))
 	a.mux.HandleFunc("GET /api/v1/flows", a.edge(a.getFlows))
 	a.mux.HandleFunc("DELETE /api/v1/flows/{id}", a.edge(a.deleteFlow))
+	a.mux.HandleFunc("GET /api/v1/diagnostics", a.getDiagnostics)
 	a.mux.HandleFunc("GET /{$}", a.page)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
 		case p == "/api/v1/registrations" || p == "/api/v1/bans" || p == "/api/v1/explain" ||
-			p == "/api/v1/status" || p == "/api/v1/flows" || strings.HasPrefix(p, "/api/v1/flows/"):
+			p == "/api/v1/status" || p == "/api/v1/flows" || p == "/api/v1/diagnostics" || strings.HasPrefix(p, "/api/v1/flows/"):
 			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+p)
 		default:
 			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+p)
@@ -429,4 +434,41 @@ func (a *API) deleteFlow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"closed": f})
+}
+
+// findings returns the active findings, the AOR canonicalised.
+func (a *API) findings(aor, fingerprint string) ([]diagnostics.Finding, error) {
+	if aor != "" {
+		canon, err := registrar.ParseAOR(aor)
+		if err != nil {
+			return nil, err
+		}
+		aor = canon
+	}
+	fs := a.o.Diagnostics.Findings(aor, fingerprint)
+	if fs == nil {
+		fs = []diagnostics.Finding{}
+	}
+	return fs, nil
+}
+
+func (a *API) getDiagnostics(w http.ResponseWriter, r *http.Request) {
+	if a.o.Diagnostics == nil {
+		writeError(w, http.StatusNotFound, "diagnostics are not running in this process")
+		return
+	}
+	q := r.URL.Query()
+	fp := q.Get("fingerprint")
+	if fp != "" {
+		if _, ok := diagnostics.Fixes[fp]; !ok {
+			writeError(w, http.StatusBadRequest, "unknown fingerprint "+fp)
+			return
+		}
+	}
+	fs, err := a.findings(q.Get("aor"), fp)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "aor: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"findings": fs})
 }

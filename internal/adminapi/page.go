@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/registrar"
 )
 
@@ -44,6 +45,8 @@ type pageData struct {
 	Query       string
 	Search      *RegistrationsJSON
 	SearchErr   string
+	Diag        bool
+	Findings    []diagnostics.Finding
 }
 
 var authOrder = []string{"ok", "challenged", "stale", "wrong_password", "unknown_user", "replay", "banned", "forbidden_aor", "malformed"}
@@ -92,6 +95,13 @@ func (a *API) page(w http.ResponseWriter, r *http.Request) {
 		d.Flows = append(d.Flows, kv{t, fmt.Sprint(n)})
 	}
 	sort.Slice(d.Flows, func(i, j int) bool { return d.Flows[i].K < d.Flows[j].K })
+	if a.o.Diagnostics != nil {
+		d.Diag = true
+		d.Findings, _ = a.findings("", "")
+		if len(d.Findings) > 50 {
+			d.Findings = d.Findings[:50]
+		}
+	}
 	if q := strings.TrimSpace(r.URL.Query().Get("aor")); q != "" && a.o.Registrar != nil {
 		d.Query = q
 		res, err := a.Registrations(r.Context(), q)
@@ -150,6 +160,12 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		return fmt.Sprint(*p)
 	},
 	"authOff": func(p *bool) bool { return p != nil && !*p },
+	"lastEvidence": func(es []diagnostics.Evidence) string {
+		if len(es) == 0 {
+			return ""
+		}
+		return es[len(es)-1].Text
+	},
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{{.Refresh}}">
@@ -198,6 +214,14 @@ code{font-size:.95em}
 <div class="card"><div class="muted">keep-alives per second</div><div class="num" id="keepalives">{{if .KeepaliveS}}{{.KeepaliveS}}{{else}}n/a{{end}}</div></div>
 <div class="card"><h3>Registrar targets</h3><table>{{range .Status.Registrars}}<tr><td><code>{{.URI}}</code></td><td>{{if .Up}}<span class="ok">up</span>{{else}}<span class="bad">down</span>{{end}}</td></tr>{{end}}</table></div>
 </div>
+{{end}}
+{{if .Diag}}
+<h2>Diagnostics</h2>
+<p class="muted">registration fingerprints this node sees now (first 50; all at <a href="/api/v1/diagnostics">/api/v1/diagnostics</a>)</p>
+<table id="findings"><tr><th>fingerprint</th><th>AOR</th><th>device</th><th>count</th><th>last evidence</th><th>fix</th></tr>
+{{range .Findings}}<tr><td><b>{{.Fingerprint}}</b></td><td><code>{{.AOR}}</code></td><td><code>{{.Device}}</code></td><td>{{.Count}}</td>
+<td>{{lastEvidence .Evidence}}</td><td class="muted">{{.Fix}}</td></tr>
+{{else}}<tr><td colspan="6" class="muted">no findings</td></tr>{{end}}</table>
 {{end}}
 <p class="muted">refreshes every {{.Refresh}} s · JSON at <a href="/api/v1/status">/api/v1/status</a></p>
 </body></html>
