@@ -158,7 +158,9 @@ func (s *Server) bindFromResponse(key flowtable.FlowKey, req *sip.Request, res *
 		}
 		if err := s.table.Bind(key, aor, id.instance, id.regID); err != nil {
 			s.log.Info("flow bind failed", "aor", aor, "flow", key.String(), "error", err)
+			continue
 		}
+		s.flowBound(aor, id.instance, id.regID, key)
 	}
 }
 

@@ -128,6 +128,7 @@ type Server struct {
 
 	flowFullLogged atomic.Uint64 // table-full refusals, for flowRefused's log
 
+	flowObs   atomic.Pointer[FlowObserver] // live diagnostics (observe.go)
 	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool
@@ -323,7 +324,9 @@ func (s *Server) bind(l *listener) error {
 			// refreshes a known flow and creates nothing (issue 8).
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: c.LocalFor(from), Remote: from})
+				k := flowtable.FlowKey{Transport: flowtable.UDP, Local: c.LocalFor(from), Remote: from}
+				s.table.Refresh(k)
+				s.table.CountKeepalive(k)
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l
@@ -347,6 +350,7 @@ func (s *Server) bind(l *listener) error {
 			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
+				s.countKeepalive(l, id)
 			},
 			OnReject: func(_ net.Addr, reason string, _ error) { s.m.connRejects.WithLabelValues(reason).Inc() },
 			DSCP:     s.dscp(l),

@@ -41,6 +41,7 @@ type Registrar struct {
 	// serviceRoutes caches the Service-Route header value of every
 	// configured route (it is the same for every 2xx).
 	serviceRoutes map[string]string
+	observer      observerBox // live diagnostics (observe.go)
 }
 
 // Options are the registrar's injected dependencies; zero values get
