@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Defaults of Config.
@@ -26,8 +28,8 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
-	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultProbeInterval     = 5 * time.Second
 	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
@@ -103,11 +105,8 @@ type RateLimitConfig struct {
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
-// per transport class.
-type FlowTimerConfig struct {
-	UDP    time.Duration `yaml:"udp"`
-	Stream time.Duration `yaml:"stream"`
-}
+// per transport class; the registrar's registrar.flow_timer is the same type.
+type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {
@@ -310,7 +309,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.TrustedCore {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := prefixlist.ParsePrefix(p); err != nil {
 			bad("edge.trusted_core[%d]: %v", i, err)
 		}
 	}
@@ -349,21 +348,6 @@ func parseSIPURI(s string) (sip.Uri, error) {
 		return u, fmt.Errorf("%q has no host", s)
 	}
 	return u, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // splitHostPort splits host[:port]; IPv6 literals may be bracketed.
