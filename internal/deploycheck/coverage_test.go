@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -21,6 +22,10 @@ import (
 // fails the test, so that nothing under deploy/ goes unchecked.
 var checkedBy = map[string]string{
 	"config/*.yaml":                 "cmd/pinhole TestDeployConfigsValidate (loadConfig)",
+	"config/split-localhost/*.yaml": "cmd/pinhole TestE2E_SplitLocalhostCall (runs the pair)",
+	"softphone/*/accounts":          "cmd/pinhole TestE2E_SoftphoneWalkthrough (baresip with these files)",
+	"softphone/*/config":            "cmd/pinhole TestE2E_SoftphoneWalkthrough",
+	"softphone/.gitignore":          "(git metadata)",
 	"container/Containerfile":       "TestContainerImage (buildah build, inspect, run)",
 	"container/build.sh":            "TestContainerImage",
 	"grafana/pinhole.json":          "TestGrafanaDashboard, cmd/pinhole TestDeployMetricsExist",
@@ -178,4 +183,39 @@ func latin1(label string, in io.Reader) (io.Reader, error) {
 		r[i] = rune(c)
 	}
 	return strings.NewReader(string(r)), nil
+}
+
+var testNameRE = regexp.MustCompile(`(cmd/pinhole )?(Test[A-Za-z0-9_]+)(\*?)`)
+
+// TestCheckedByNamesRealTests: every test named in checkedBy exists, so
+// that a renamed or deleted test cannot leave a file silently unchecked.
+func TestCheckedByNamesRealTests(t *testing.T) {
+	src := map[string]string{}
+	for _, dir := range []string{".", repoRoot + "/cmd/pinhole"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		var b strings.Builder
+		for _, f := range files {
+			c, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(c)
+		}
+		src[dir] = b.String()
+	}
+	for file, by := range checkedBy {
+		for _, m := range testNameRE.FindAllStringSubmatch(by, -1) {
+			dir := "."
+			if m[1] != "" {
+				dir = repoRoot + "/cmd/pinhole"
+			}
+			decl := "func " + m[2]
+			if m[3] == "" {
+				decl += "(t *testing.T)"
+			}
+			if !strings.Contains(src[dir], decl) {
+				t.Errorf("checkedBy[%q] names %s%s, which does not exist", file, m[1], m[2]+m[3])
+			}
+		}
+	}
 }
