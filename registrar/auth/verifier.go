@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
@@ -75,6 +76,7 @@ type Verifier struct {
 	st       State
 	log      *slog.Logger
 	now      func() time.Time
+	keysMu   sync.RWMutex
 	keys     nonceKeys
 	opaque   string
 	dummy    map[string]string // HA1 per algorithm for unknown users
@@ -210,7 +212,7 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 	}
 	want := response(ha1, p)
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(cred.response)) == 1
-	expiry, ns := v.keys.check(cred.nonce, now)
+	expiry, ns := v.nonceKeys().check(cred.nonce, now)
 
 	if !known || !hasHA1 || !match {
 		reason := WrongPassword
@@ -297,7 +299,7 @@ func (v *Verifier) fail(ctx context.Context, ip netip.Addr, user string) error {
 // NonceTTL. The text depends only on realm, algorithms, opaque, stale and
 // the nonce, never on the username (no enumeration).
 func (v *Verifier) challenge(r Request, algs []string, reason Reason, user string, stale bool, now time.Time) (Result, error) {
-	nonce, err := v.keys.mint(now.Add(v.cfg.NonceTTL))
+	nonce, err := v.nonceKeys().mint(now.Add(v.cfg.NonceTTL))
 	if err != nil {
 		return Result{}, fmt.Errorf("auth: %w", err)
 	}
@@ -333,7 +335,7 @@ func (v *Verifier) AuthenticationInfo(res Result, validFor time.Duration) string
 	}
 	validFor = max(validFor, 0)
 	var b strings.Builder
-	next, err := v.keys.mint(v.now().Add(validFor + v.cfg.NonceTTL))
+	next, err := v.nonceKeys().mint(v.now().Add(validFor + v.cfg.NonceTTL))
 	if err == nil {
 		b.WriteString(`nextnonce="` + next + `", `)
 	} else {
@@ -358,4 +360,25 @@ func escapeQuoted(s string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return r.Replace(s)
+}
+
+// SetNonceSecrets installs new nonce secrets (e.g. from a reloaded
+// nonce_secret_file): the first signs new nonces, and the secrets in use
+// so far keep verifying, so no client in the middle of a challenge fails.
+func (v *Verifier) SetNonceSecrets(secrets [][]byte) error {
+	if len(secrets) == 0 {
+		return errors.New("auth: no nonce secret")
+	}
+	v.keysMu.Lock()
+	defer v.keysMu.Unlock()
+	v.keys = v.keys.rotated(secrets)
+	return nil
+}
+
+// nonceKeys returns the nonce keys in use (SetNonceSecrets may swap them).
+func (v *Verifier) nonceKeys() *nonceKeys {
+	v.keysMu.RLock()
+	defer v.keysMu.RUnlock()
+	k := v.keys
+	return &k
 }
