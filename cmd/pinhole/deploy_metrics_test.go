@@ -20,7 +20,6 @@ import (
 // then. When one appears in /metrics, the test fails so that it is taken
 // off this list.
 var pendingMetrics = map[string]string{
-	"pinhole_udp_dropped_total": "UDP datagrams dropped before parsing, kernel and queue (issue 15)",
 }
 
 // Metrics the binary declares but exports only after an event this test
