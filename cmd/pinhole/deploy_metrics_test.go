@@ -19,8 +19,7 @@ import (
 // exports them. Each comes from open work; its alert stays silent until
 // then. When one appears in /metrics, the test fails so that it is taken
 // off this list.
-var pendingMetrics = map[string]string{
-}
+var pendingMetrics = map[string]string{}
 
 // Metrics the binary declares but exports only after an event this test
 // cannot cause cheaply and deterministically (a label set appears on first
