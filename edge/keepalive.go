@@ -67,8 +67,9 @@ type StreamOptions struct {
 	OnKeepalive func()
 	// Check, when set, is asked about each message's complete header
 	// section before any of it is passed on; !ok withholds the message
-	// (and its body) and writes reply, when non-nil, to the peer.
-	Check func(hdr []byte) (reply []byte, ok bool)
+	// (and its body) and writes reply, when non-nil, to the peer; a non-nil
+	// out replaces the header section (a normalised form).
+	Check func(hdr []byte) (out, reply []byte, ok bool)
 	// OnClose is called exactly once when the connection is closed, with
 	// the reason: the read error that ended it (io.EOF when the peer closed),
 	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
@@ -316,7 +317,7 @@ type framer struct {
 	body    int    // body bytes still expected
 	done    uint64 // messages completed so far
 
-	check   func(hdr []byte) ([]byte, bool)
+	check   func(hdr []byte) ([]byte, []byte, bool)
 	skip    bool     // the current message was refused by check: drop its body
 	replies [][]byte // answers to refused messages, for the caller to write
 }
@@ -385,6 +386,22 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			end := from + i + len(crlfcrlf) // header section length
 			used := take - (len(f.hdr) - end)
 			chunk = chunk[used:]
+			// The header section is checked, then passed on whole (never
+			// a partial one to the parser). A refused one is answered even
+			// when its Content-Length then breaks the stream.
+			f.skip = false
+			hdr := f.hdr[:end]
+			if f.check != nil {
+				norm, reply, ok := f.check(hdr)
+				if !ok {
+					f.skip = true
+					if reply != nil {
+						f.replies = append(f.replies, reply)
+					}
+				} else if norm != nil {
+					hdr = norm
+				}
+			}
 			cl, err := contentLength(f.hdr[:end])
 			if err != nil {
 				return pings, err
@@ -392,19 +409,8 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			if cl > f.max-end {
 				return pings, fmt.Errorf("%w: %d header bytes + Content-Length %d over %d", ErrMessageTooLarge, end, cl, f.max)
 			}
-			// The header section is passed on whole, once complete and
-			// checked (never a partial one to the parser).
-			f.skip = false
-			if f.check != nil {
-				if reply, ok := f.check(f.hdr[:end]); !ok {
-					f.skip = true
-					if reply != nil {
-						f.replies = append(f.replies, reply)
-					}
-				}
-			}
 			if !f.skip {
-				*out = append(*out, f.hdr[:end]...)
+				*out = append(*out, hdr...)
 			}
 			f.hdr = f.hdr[:0]
 			if cap(f.hdr) > readChunk {
