@@ -361,6 +361,20 @@ func balanced(v string) bool {
 }
 
 func indexUnquoted(v string, c byte) int {
+	first, _ := unquoted(v, c)
+	return first
+}
+
+// lastUnquoted is the index of the last c outside quoted strings, or -1.
+func lastUnquoted(v string, c byte) int {
+	_, last := unquoted(v, c)
+	return last
+}
+
+// unquoted returns the first and last index of c outside quoted strings
+// (backslash escapes honoured), -1 when there is none.
+func unquoted(v string, c byte) (first, last int) {
+	first, last = -1, -1
 	in := false
 	for i := 0; i < len(v); i++ {
 		switch {
@@ -369,10 +383,13 @@ func indexUnquoted(v string, c byte) int {
 		case v[i] == '"':
 			in = !in
 		case v[i] == c && !in:
-			return i
+			if first < 0 {
+				first = i
+			}
+			last = i
 		}
 	}
-	return -1
+	return first, last
 }
 
 // emptyParam reports an empty parameter or list element outside quotes
@@ -616,22 +633,6 @@ func tidy(v string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
-}
-
-// lastUnquoted is the index of the last c outside quoted strings, or -1.
-func lastUnquoted(v string, c byte) int {
-	last, in := -1, false
-	for i := 0; i < len(v); i++ {
-		switch {
-		case v[i] == '\\' && in:
-			i++
-		case v[i] == '"':
-			in = !in
-		case v[i] == c && !in:
-			last = i
-		}
-	}
-	return last
 }
 
 // legacyBranch is the branch given to an RFC 2543 request: the same for

@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/testnet"
 )
 
 var binPath string
@@ -73,29 +75,7 @@ func (l *logSink) String() string {
 	return string(l.tail)
 }
 
-var handedOut sync.Map
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-		if err != nil {
-			continue
-		}
-		_ = u.Close()
-		if _, dup := handedOut.LoadOrStore(p, true); !dup {
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // node is one running binary.
 type node struct {
@@ -109,6 +89,7 @@ type node struct {
 	ops      int
 	keyFile  string
 	edgeOnly bool
+	pbx      int // a PBX port nobody serves (requests to it just fail)
 }
 
 // nodeConfig renders the configuration: edge and registrar in one process
@@ -137,17 +118,7 @@ edge:
   trusted_edges: [127.0.0.1/32]
   trusted_peers: [127.0.0.1/32]
   pbx: [{uri: "sip:127.0.0.1:%[2]d", priority: 1, weight: 1}]
-`, n.reg, freePortNoT())
-}
-
-// freePortNoT is a port for a PBX nobody runs (requests to it just fail).
-func freePortNoT() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 9
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+`, n.reg, n.pbx)
 }
 
 const keyA = "1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
@@ -155,7 +126,7 @@ const keyA = "1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
 func startNode(t *testing.T, edgeOnly bool) *node {
 	t.Helper()
 	n := &node{log: &logSink{}, exited: make(chan error, 1), dir: t.TempDir(), edge: freePort(t), ops: freePort(t), edgeOnly: edgeOnly}
-	n.reg = freePort(t)
+	n.reg, n.pbx = freePort(t), freePort(t)
 	n.keyFile = filepath.Join(n.dir, "flow.keys")
 	if err := os.WriteFile(n.keyFile, []byte(keyA), 0o600); err != nil {
 		t.Fatal(err)
