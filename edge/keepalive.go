@@ -52,8 +52,7 @@ type StreamOptions struct {
 	// above the Flow-Timer given to clients plus slack (RFC 5626 §4.4.1).
 	IdleTimeout time.Duration
 	// MessageTimeout, when > 0, bounds how long one SIP message may take to
-	// arrive: from its first byte (for a new connection, from the accept)
-	// to its last. Past it the connection is closed with ErrMessageTimeout,
+	// arrive: from its first byte to its last. Past it the connection is closed with ErrMessageTimeout,
 	// so a peer trickling a header block (slowloris) holds the connection
 	// for MessageTimeout, not IdleTimeout. Keep-alives between messages are
 	// not messages: they are bounded by IdleTimeout only.
@@ -101,8 +100,8 @@ type StreamConn struct {
 	pending []byte // framed SIP bytes not yet returned by Read
 	fr      framer
 	rerr    error // sticky read error
-	// msgStart is when the message being read began (the accept, for the
-	// first one); zero between messages once one has completed.
+	// msgStart is when the message being read began; zero between
+	// messages.
 	msgStart time.Time
 	// broken is a framing error met after the messages still pending.
 	broken error
@@ -120,7 +119,7 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{}), msgStart: time.Now()}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{})}
 }
 
 // Closed is closed once the connection has been closed.
