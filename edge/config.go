@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Defaults of Config.
@@ -26,10 +28,11 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
+	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultMessageTimeout    = 10 * time.Second
-	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
 	DefaultProbeInterval     = 5 * time.Second
+	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
 	DefaultRegistrarTimeout = 4 * time.Second
@@ -83,6 +86,11 @@ type Config struct {
 	// coreFollowsRegistrar: Core was defaulted, so UA requests follow the
 	// registrar failover (the first registrar answering OPTIONS).
 	coreFollowsRegistrar bool
+	// TimerC bounds how long a forwarded INVITE may stay unanswered after
+	// its last provisional response (RFC 3261 §16.6 step 11; default 180s,
+	// the RFC asks for more than 3 minutes): then the edge CANCELs it
+	// downstream and answers 408 upstream.
+	TimerC time.Duration `yaml:"timer_c"`
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
@@ -101,11 +109,8 @@ type RateLimitConfig struct {
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
-// per transport class.
-type FlowTimerConfig struct {
-	UDP    time.Duration `yaml:"udp"`
-	Stream time.Duration `yaml:"stream"`
-}
+// per transport class; the registrar's registrar.flow_timer is the same type.
+type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {
@@ -201,6 +206,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.TimerC == 0 {
+		c.TimerC = DefaultTimerC
 	}
 	if c.RegistrarTimeout == 0 {
 		c.RegistrarTimeout = DefaultRegistrarTimeout
@@ -320,7 +328,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.TrustedCore {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := prefixlist.ParsePrefix(p); err != nil {
 			bad("edge.trusted_core[%d]: %v", i, err)
 		}
 	}
@@ -332,6 +340,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProbeInterval < 0 {
 		bad("edge.probe_interval: must not be negative")
+	}
+	if c.TimerC < 0 {
+		bad("edge.timer_c: must not be negative")
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
@@ -359,21 +370,6 @@ func parseSIPURI(s string) (sip.Uri, error) {
 		return u, fmt.Errorf("%q has no host", s)
 	}
 	return u, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // splitHostPort splits host[:port]; IPv6 literals may be bracketed.

@@ -81,7 +81,7 @@ type StreamOptions struct {
 //
 // sipgo only recognises a CRLFCRLF keep-alive when one Read returns exactly
 // it; a ping split across reads, two coalesced pings, or a ping sharing a
-// read with a message go unanswered (sipgo notes §3). StreamConn therefore
+// read with a message go unanswered (docs/sipgo.md#keep-alives). StreamConn therefore
 // frames the stream itself — between messages, CR/LF bytes; a message is a
 // header section ending in CRLFCRLF plus a Content-Length body (RFC 3261
 // §7.5, §18.3) — and consumes every CRLFCRLF found between messages,

@@ -69,7 +69,7 @@ type ListenerOptions struct {
 // Listener is the net.Listener handed to sipgo's ServeTCP / ServeTLS for
 // stream transports. sipgo runs TLS handshakes and WS upgrades inside its
 // accept loop without deadlines and stops serving on the first Accept error
-// (sipgo notes §1, §8), so the Listener owns accepting:
+// (docs/sipgo.md#transports), so the Listener owns accepting:
 //
 //   - a background loop accepts raw connections and enforces MaxConns by
 //     closing the excess at once (netutil.LimitListener would block);

@@ -23,6 +23,7 @@ const (
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
 	reasonMalformed     = "malformed"         // 400/416/505 before parsing (RFC 4475)
 	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
+	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
 
 var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}

@@ -24,6 +24,7 @@ import (
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
@@ -32,7 +33,7 @@ import (
 
 // errNoDial is what the access side's TCP dialer always returns: the edge
 // never opens a connection toward a UA (RFC 5626 §5.3: a dead flow is 430,
-// never a re-dial; sipgo notes §2).
+// never a re-dial; docs/sipgo.md#connections).
 var errNoDial = errors.New("edge never dials toward a UA")
 
 // ErrNotListening is returned by Serve before Listen.
@@ -88,7 +89,7 @@ type Server struct {
 	m       *metrics
 	table   *flowtable.Table
 	keys    *flowtable.Keys
-	trusted []netip.Prefix
+	trusted prefixlist.List
 	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
@@ -162,10 +163,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.keys = flowtable.RandomKeys()
 		s.log.Warn("edge.flow_token_key_file not set: random flow-token key, tokens die with the process")
 	}
-	for _, p := range cfg.TrustedCore {
-		pfx, _ := parsePrefix(p)
-		s.trusted = append(s.trusted, pfx)
-	}
+	s.trusted, _ = prefixlist.Parse(cfg.TrustedCore) // checked by Validate
 	for _, r := range cfg.Registrar {
 		u, _ := parseSIPURI(r)
 		s.registrars = append(s.registrars, u)
@@ -458,7 +456,7 @@ func (s *Server) Serve() error {
 			} else {
 				// Every stream transport goes through ServeTCP: the
 				// Listener already did TLS and the WebSocket upgrade and
-				// hands sipgo a plain SIP byte stream (sipgo notes §1).
+				// hands sipgo a plain SIP byte stream (docs/sipgo.md#transports).
 				// The transport in Via / Path comes from the listener.
 				err = s.asrv.ServeTCP(l.ln)
 			}
@@ -604,15 +602,7 @@ func (s *Server) closeListeners() {
 }
 
 // isTrusted reports whether a is in edge.trusted_core.
-func (s *Server) isTrusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isTrusted(a netip.Addr) bool { return s.trusted.Contains(a) }
 
 // coreListener is the listener the edge is reached on from the core for
 // transport t (Path / Record-Route host:port), else any core-facing one.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipcheck"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
 // checkDatagram is the strict-parsing hook of every UDP listener: a
@@ -33,5 +34,5 @@ func (s *Server) checkMessage(msg []byte, datagram bool, from netip.AddrPort, tr
 	s.m.rejections.WithLabelValues(reasonMalformed).Inc()
 	s.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", from.String(),
 		"transport", transport, "data", logthrottle.Cut(string(msg), logthrottle.DefaultMaxValue), logthrottle.Key(from.Addr().String()))
-	return nil, sipcheck.Reply(msg, v, randHex(4)), false
+	return nil, sipcheck.Reply(msg, v, sipproxy.RandHex(4)), false
 }

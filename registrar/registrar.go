@@ -11,12 +11,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
@@ -26,7 +26,7 @@ type Registrar struct {
 	cfg          Config
 	store        Store
 	domains      map[string]bool
-	trustedEdges []netip.Prefix
+	trustedEdges prefixlist.List
 	log          *slog.Logger
 	now          func() time.Time
 	rand         func() float64
@@ -56,7 +56,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if store == nil {
 		return nil, fmt.Errorf("registrar: nil store")
 	}
-	edges, err := ParsePrefixes(cfg.TrustedEdges)
+	edges, err := prefixlist.Parse(cfg.TrustedEdges)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: trusted_edges: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipcheck"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
 // checkedPacketConn is the registrar's UDP socket as sipgo reads it: a
@@ -41,7 +42,7 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		c.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", addr.String(),
 			"data", logthrottle.Cut(string(b[:n]), logthrottle.DefaultMaxValue), logthrottle.Key(key))
-		if reply := sipcheck.Reply(b[:n], v, randHex(4)); reply != nil {
+		if reply := sipcheck.Reply(b[:n], v, sipproxy.RandHex(4)); reply != nil {
 			if _, err := c.PacketConn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
 			}

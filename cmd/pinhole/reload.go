@@ -11,6 +11,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
@@ -85,7 +86,7 @@ func edgeReloader(e *edge.Server) func(*Config) error {
 
 // registrarReloader re-reads the users file and the nonce and GRUU
 // secrets; previous secrets keep verifying what they signed.
-func registrarReloader(reg *registrar.Registrar, users *auth.Users, v *auth.Verifier) func(*Config) error {
+func registrarReloader(reg *registrar.Registrar, users *usersfile.File, v *auth.Verifier) func(*Config) error {
 	return func(cfg *Config) error {
 		if cfg.Registrar == nil {
 			return nil
@@ -98,12 +99,9 @@ func registrarReloader(reg *registrar.Registrar, users *auth.Users, v *auth.Veri
 			}
 		}
 		if v != nil && rc.Auth.NonceSecretFile != "" {
-			b, err := os.ReadFile(rc.Auth.NonceSecretFile)
+			secrets, err := readNonceSecrets(rc.Auth.NonceSecretFile)
 			if err == nil {
-				var secrets [][]byte
-				if secrets, err = auth.ParseNonceSecrets(rc.Auth.NonceSecretFile, b); err == nil {
-					err = v.SetNonceSecrets(secrets)
-				}
+				err = v.SetNonceSecrets(secrets)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("registrar.auth.nonce_secret_file: %w", err))

@@ -7,8 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -112,22 +112,12 @@ func (k *nonceKeys) check(nonce string, now time.Time) (time.Time, nonceStatus) 
 	return exp, nonceValid
 }
 
-// loadSecrets reads the nonce secret file: one secret per non-empty line
-// (surrounding whitespace trimmed), each at least minSecretLen bytes. The
-// first signs new nonces; all verify, so a secret can be rotated by
-// prepending the new one and dropping the old after nonce_ttl plus the
-// longest granted expires.
-func loadSecrets(path string) ([][]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read nonce secret file: %w", err)
-	}
-	return ParseNonceSecrets(path, data)
-}
-
-// ParseNonceSecrets parses a nonce secret file's content (one secret per
-// line, the first signing); name is used in errors.
-func ParseNonceSecrets(path string, data []byte) ([][]byte, error) {
+// ParseSecrets parses the contents of a nonce secret file: one secret per
+// non-empty line (surrounding whitespace trimmed), each at least
+// minSecretLen bytes. The first signs new nonces; all verify, so a secret
+// can be rotated by prepending the new one and dropping the old after
+// nonce_ttl plus the longest granted expires.
+func ParseSecrets(data []byte) ([][]byte, error) {
 	var out [][]byte
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
@@ -135,12 +125,12 @@ func ParseNonceSecrets(path string, data []byte) ([][]byte, error) {
 			continue
 		}
 		if len(line) < minSecretLen {
-			return nil, fmt.Errorf("nonce secret file %s line %d: secret shorter than %d bytes", path, i+1, minSecretLen)
+			return nil, fmt.Errorf("line %d: secret shorter than %d bytes", i+1, minSecretLen)
 		}
 		out = append(out, line)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("nonce secret file %s: no secret", path)
+		return nil, errors.New("no secret")
 	}
 	return out, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Request is what Authenticate needs from a SIP request, as plain strings.
@@ -82,8 +84,8 @@ type Verifier struct {
 }
 
 // New builds a Verifier. cfg gets its defaults applied; users and st are
-// required. The nonce secret is read from cfg.NonceSecretFile, or random
-// (with a warning) when that key is empty.
+// required. The nonce secrets come from cfg.NonceSecrets (the parsed
+// nonce_secret_file), or are random (with a warning) when neither is set.
 func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() time.Time) (*Verifier, error) {
 	cfg.SetDefaults()
 	cfg.Enabled = true
@@ -91,19 +93,22 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 		cfg.UsersFile = "(injected)"
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	if users == nil || st == nil || logger == nil || now == nil {
 		return nil, errors.New("auth: New needs users, state, logger and clock")
 	}
-	var secrets [][]byte
-	if cfg.NonceSecretFile != "" {
-		s, err := loadSecrets(cfg.NonceSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+	secrets := cfg.NonceSecrets
+	switch {
+	case len(secrets) > 0:
+		for i, sec := range secrets {
+			if len(sec) < minSecretLen {
+				return nil, fmt.Errorf("auth: nonce secret %d shorter than %d bytes", i+1, minSecretLen)
+			}
 		}
-		secrets = s
-	} else {
+	case cfg.NonceSecretFile != "":
+		return nil, fmt.Errorf("auth: nonce_secret_file %s is set but its secrets were not supplied (NonceSecrets)", cfg.NonceSecretFile)
+	default:
 		s, err := randomSecret()
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
@@ -156,14 +161,7 @@ func (v *Verifier) algorithms(userAgent string) []string {
 	return v.cfg.Algorithms
 }
 
-func (v *Verifier) trusted(ip netip.Addr) bool {
-	for _, p := range v.cfg.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (v *Verifier) trusted(ip netip.Addr) bool { return prefixlist.List(v.cfg.Trusted).Contains(ip) }
 
 // Authenticate checks r's credentials. The error is non-nil only when State
 // fails (it wraps the State error; the caller answers 503); every client
