@@ -369,7 +369,7 @@ func TestReloadEdgeOnly(t *testing.T) {
 	if err := n.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, n, "previous state is kept")
+	waitLog(t, n, `"level":"ERROR","msg":"reload: `) // logged, old state kept
 	n.alive(t)
 }
 
