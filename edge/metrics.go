@@ -26,7 +26,7 @@ const (
 	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
 
-var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}
+var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS, flowtable.DTLS}
 
 type metrics struct {
 	keepalives  *prometheus.CounterVec // transport
@@ -77,6 +77,20 @@ func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prom
 			ConstLabels: prometheus.Labels{"transport": string(t)},
 		}, func() float64 { return float64(table.Stats().Flows[t]) }))
 	}
+	cs = append(cs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pinhole_edge_flows_provisional",
+			Help: "Live provisional UDP flows: created by a request, not yet confirmed by a registrar 2xx.",
+		}, func() float64 { return float64(table.Stats().Provisional) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pinhole_edge_flow_evictions_total",
+			Help: "Provisional flows evicted to make room for new flows (edge.max_provisional_flows, edge.max_flows).",
+		}, func() float64 { return float64(table.Stats().Ended[flowtable.CauseEvicted]) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pinhole_edge_flow_table_full_total",
+			Help: "New flows refused because the flow table was full of confirmed flows (edge.max_flows).",
+		}, func() float64 { return float64(table.Stats().Full) }),
+	)
 	if reg == nil {
 		return m, nil
 	}

@@ -38,14 +38,18 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
 
+	s.admitFlow(req, in)
 	onResp := func(res *sip.Response) {
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return
 		}
+		// The registrar accepted a registration over this flow: it is
+		// real work, no longer provisional (issue 8).
+		s.confirmFlow(in.key)
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")
-			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(in.key.Transport == flowtable.UDP)))
+			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(!in.key.Transport.Stream())))
 		}
 	}
 	// Registrars in failover order: the current one first, then the

@@ -584,7 +584,11 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 			}
 		}
 		for _, sr := range routes {
-			res.AppendHeader(sip.NewHeader("Service-Route", serviceRoute(sr)))
+			v, ok := r.serviceRoutes[sr]
+			if !ok {
+				v = serviceRoute(sr)
+			}
+			res.AppendHeader(sip.NewHeader("Service-Route", v))
 		}
 	}
 	if r.gruu != nil {
@@ -607,6 +611,7 @@ func contactValue(b Binding, now time.Time) string {
 		secs = 0
 	}
 	var sb strings.Builder
+	sb.Grow(len(b.Contact) + len(b.Instance) + 64)
 	sb.WriteByte('<')
 	sb.WriteString(b.Contact)
 	sb.WriteString(">;expires=")

@@ -32,6 +32,9 @@ type OpsConfig struct {
 	// DrainTimeout bounds how long SIGTERM waits for in-flight
 	// transactions. Default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
+	// Off by default.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig selects slog's handler.

@@ -194,6 +194,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 	// /readyz says "starting" until every role is bound, serving and has
 	// registered its checks (o.Started below).
 	o := ops.New(logger)
+	if cfg.Ops.Pprof {
+		o.EnablePprof()
+		logger.Warn("ops.pprof: /debug/pprof/ served on the ops listener", "addr", cfg.Ops.Listen)
+	}
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
 		return err
 	}
