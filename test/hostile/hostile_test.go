@@ -52,6 +52,9 @@ func TestHostile(t *testing.T) {
 	if rss := n.metric(t, "process_resident_memory_bytes"); rss > 300<<20 {
 		t.Errorf("RSS %.0f MB after the run", rss/(1<<20))
 	}
+	if src := n.metric(t, "pinhole_edge_ratelimit_sources"); src > 65536 {
+		t.Errorf("rate limiter tracks %v sources, over its cap", src)
+	}
 	grown := n.log.n.Load() - baseLog
 	t.Logf("log grew %d bytes (%d lines) over the run; pinhole_log_suppressed_total %v", grown, n.log.lines.Load(), n.metric(t, "pinhole_log_suppressed_total"))
 	if grown > 2<<20 {
