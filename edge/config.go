@@ -156,7 +156,8 @@ type ListenConfig struct {
 	MaxMessage int `yaml:"max_message"`
 	// MessageTimeout: once the first byte of a SIP message has arrived
 	// on a stream, the whole message must arrive within it or the
-	// connection is closed (slowloris; default 10s).
+	// connection is closed (slowloris; default 10s). A connection that
+	// sends nothing is bounded by IdleTimeout and the connection caps.
 	MessageTimeout time.Duration `yaml:"message_timeout"`
 	// DSCP overrides edge.dscp for this listener; 0 means edge.dscp.
 	DSCP int `yaml:"dscp"`

@@ -54,7 +54,7 @@ type ListenerOptions struct {
 	Logger *slog.Logger
 
 	// Check: see StreamOptions; remote is the connection's peer.
-	Check func(remote net.Addr, hdr []byte) (reply []byte, ok bool)
+	Check func(remote net.Addr, hdr []byte) (out, reply []byte, ok bool)
 
 	// OnAccept is called when Accept hands a connection to its caller.
 	OnAccept func(id uint64, c *StreamConn)
@@ -155,7 +155,7 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 		opt.OnKeepalive = func() { f(id) }
 	}
 	if f := l.opt.Check; f != nil {
-		opt.Check = func(hdr []byte) ([]byte, bool) { return f(remote, hdr) }
+		opt.Check = func(hdr []byte) ([]byte, []byte, bool) { return f(remote, hdr) }
 	}
 	sc := NewStreamConn(c, opt)
 	if l.opt.OnAccept != nil {

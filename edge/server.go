@@ -207,7 +207,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		}
 	}
 	s.rejected = sipproxy.NewRejected(0, 0, nil)
-	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
+	if s.m, err = newMetrics(opt.Registry, s.table, append(s.rejected.Collectors("edge"), s.limiterCollectors()...)...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 	if err := s.initNetLayer(opt.Registry); err != nil {

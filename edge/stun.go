@@ -130,8 +130,9 @@ type PacketOptions struct {
 	Allow func(from netip.AddrPort) bool
 	// Check, when set, is asked about every datagram that is not a
 	// keep-alive before it reaches the parser: !ok drops it, after reply
-	// (when non-nil) is sent to its source (strict parsing, RFC 4475).
-	Check func(data []byte, from netip.AddrPort) (reply []byte, ok bool)
+	// (when non-nil) is sent to its source (strict parsing, RFC 4475); a
+	// non-nil msg replaces the datagram (a normalised form).
+	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
@@ -203,13 +204,21 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		if p.opt.Check != nil && !sock.IsToken(data) { // a handed-off large datagram is parsed by sipgo unchecked
-			if reply, ok := p.opt.Check(data, from); !ok {
+			msg, reply, ok := p.opt.Check(data, from)
+			if !ok {
 				if reply != nil {
 					if _, err := p.Conn.WriteToUDPAddrPort(reply, from); err != nil {
 						p.log.Debug("reply to a malformed request not sent", "raddr", from, "error", err)
 					}
 				}
 				continue
+			}
+			if msg != nil {
+				if len(msg) > len(b) {
+					continue
+				}
+				n = copy(b, msg)
+				data = b[:n]
 			}
 		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {

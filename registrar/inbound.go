@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
@@ -387,7 +388,8 @@ func (p *proxy) reject(req *sip.Request, tx sip.ServerTransaction, src Source, c
 	}
 	p.log.Log(context.Background(), lvl, "request rejected",
 		"method", string(req.Method), "status", code, "reason", string(reason), "detail", detail,
-		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport,
+		logthrottle.Key(p.reg.uaAddr(req, src).String()))
 	p.m.rejected.WithLabelValues(strconv.Itoa(code), string(reason)).Inc()
 	if err := tx.Respond(res); err != nil {
 		p.log.Warn("send response", "error", err, "status", code, "call_id", headerValue(req, "call-id"))

@@ -34,6 +34,12 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		v := sipcheck.Check(b[:n], true)
 		if v.OK() {
+			if norm := sipcheck.Normalize(b[:n]); norm != nil {
+				if len(norm) > len(b) {
+					continue
+				}
+				n = copy(b, norm)
+			}
 			return n, addr, nil
 		}
 		key := addr.String()
