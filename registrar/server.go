@@ -111,10 +111,9 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		}
 		tx = s.reg.rejectedInv.Wrap(req, tx)
 		// RFC 3581 §4: responses go to where the request came from, never
-		// to a port or address the sender wrote into its Via.
-		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
-			sipproxy.StampVia(req.Via(), src)
-		}
+		// to a port or address the sender wrote into its Via. (The request
+		// itself is not touched: sipgo's 100 Trying timer reads it
+		// concurrently.)
 		tx = sipproxy.ReplyToSource(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
