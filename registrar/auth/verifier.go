@@ -77,8 +77,8 @@ type Verifier struct {
 	log      *slog.Logger
 	now      func() time.Time
 	secrets  atomic.Pointer[secretState] // swapped whole by SetNonceSecrets
-	dummy    map[string]string // HA1 per algorithm for unknown users
-	accepted map[string]bool   // algorithms accepted in credentials
+	dummy    map[string]string           // HA1 per algorithm for unknown users
+	accepted map[string]bool             // algorithms accepted in credentials
 }
 
 // New builds a Verifier. cfg gets its defaults applied; users and st are
