@@ -31,6 +31,7 @@ const (
 	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultProbeInterval     = 5 * time.Second
+	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
 	DefaultRegistrarTimeout = 4 * time.Second
@@ -84,6 +85,11 @@ type Config struct {
 	// coreFollowsRegistrar: Core was defaulted, so UA requests follow the
 	// registrar failover (the first registrar answering OPTIONS).
 	coreFollowsRegistrar bool
+	// TimerC bounds how long a forwarded INVITE may stay unanswered after
+	// its last provisional response (RFC 3261 §16.6 step 11; default 180s,
+	// the RFC asks for more than 3 minutes): then the edge CANCELs it
+	// downstream and answers 408 upstream.
+	TimerC time.Duration `yaml:"timer_c"`
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
@@ -186,6 +192,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.TimerC == 0 {
+		c.TimerC = DefaultTimerC
 	}
 	if c.RegistrarTimeout == 0 {
 		c.RegistrarTimeout = DefaultRegistrarTimeout
@@ -312,6 +321,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProbeInterval < 0 {
 		bad("edge.probe_interval: must not be negative")
+	}
+	if c.TimerC < 0 {
+		bad("edge.timer_c: must not be negative")
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")

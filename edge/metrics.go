@@ -22,6 +22,7 @@ const (
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
 	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
+	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
 
 var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}

@@ -39,7 +39,11 @@ type Config struct {
 	RequireRegisteredFlow *bool `yaml:"require_registered_flow"`
 	// PBXProbeInterval is how often each pbx target gets an OPTIONS probe. Default 5s.
 	PBXProbeInterval time.Duration `yaml:"pbx_probe_interval"`
-	Auth             auth.Config   `yaml:"auth"`
+	// TimerC bounds a forwarded INVITE after its last provisional response
+	// (RFC 3261 §16.6 step 11). Default 180s; the RFC asks for more than
+	// 3 minutes.
+	TimerC time.Duration `yaml:"timer_c"`
+	Auth   auth.Config   `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`
@@ -110,6 +114,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
+	}
+	if c.TimerC <= 0 {
+		c.TimerC = 180 * time.Second
 	}
 	c.FlowTimer.SetDefaults()
 	if c.PBXProbeInterval == 0 {
@@ -219,7 +226,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.RetryAfterMin < time.Second || c.RetryAfterMax < c.RetryAfterMin {
-		bad("registrar.retry_after_min/max: need 1s <= min <= max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
+		bad("registrar.retry_after_max: need 1s <= retry_after_min <= retry_after_max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")

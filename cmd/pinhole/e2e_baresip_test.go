@@ -36,6 +36,16 @@ const baresipModules = "module\t\t\tstdio.so\nmodule\t\t\tuuid.so\nmodule\t\t\tg
 // and baresip's bind is retried on another port.
 func startBaresip(t *testing.T, acct string, seconds int) *baresip {
 	t.Helper()
+	return runBaresip(t, seconds, func(dir string, port int) (string, string) {
+		return fmt.Sprintf("sip_listen\t\t127.0.0.1:%d\nnet_interface\t\t127.0.0.1\nmodule_path\t\t/usr/lib/baresip/modules\n%saudio_player\t\taufile,%s\n",
+			port, baresipModules, filepath.Join(dir, "heard.wav")), acct
+	})
+}
+
+// runBaresip runs baresip for at most seconds with the config and accounts
+// files files returns for its directory and a free SIP port.
+func runBaresip(t *testing.T, seconds int, files func(dir string, port int) (config, accounts string)) *baresip {
+	t.Helper()
 	bin, err := exec.LookPath("baresip")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -45,8 +55,7 @@ func startBaresip(t *testing.T, acct string, seconds int) *baresip {
 	}
 	for attempt := 1; ; attempt++ {
 		dir := t.TempDir()
-		cfg := fmt.Sprintf("sip_listen\t\t127.0.0.1:%d\nnet_interface\t\t127.0.0.1\nmodule_path\t\t/usr/lib/baresip/modules\n%saudio_player\t\taufile,%s\n",
-			baresipPort(t), baresipModules, filepath.Join(dir, "heard.wav"))
+		cfg, acct := files(dir, baresipPort(t))
 		for name, body := range map[string]string{"config": cfg, "accounts": acct} {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 				t.Fatal(err)

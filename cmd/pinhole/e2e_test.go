@@ -476,7 +476,7 @@ registrar:
 	if err == nil {
 		t.Fatalf("check-config accepted a bad file:\n%s", out)
 	}
-	if !strings.Contains(string(out), ":8: field bogus_key not found") && !strings.Contains(string(out), "line 8: field bogus_key not found") {
+	if !strings.Contains(string(out), path+":8: registrar.bogus_key: unknown key") {
 		t.Fatalf("unknown key not reported with its line:\n%s", out)
 	}
 	good, _ := filepath.Abs("../../deploy/config/quickstart.yaml")

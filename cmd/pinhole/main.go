@@ -1,9 +1,10 @@
-// Command pinhole runs Pinhole's roles (registrar today; the edge role is on
-// the roadmap) from one YAML configuration file.
+// Command pinhole runs Pinhole's roles (edge and registrar) from one YAML
+// configuration file.
 //
 //	pinhole -config FILE          run the roles whose sections are present
-//	pinhole check-config FILE     validate FILE and print every error with its line
-//	pinhole version               print the version
+//	pinhole check-config FILE     check FILE and every file it names; print every error with its line
+//	pinhole hash-password -realm R -user U   print a users-file ha1 block for the password on stdin
+//	pinhole version               print the module version and VCS revision
 package main
 
 import (
@@ -40,18 +41,41 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// commands are the subcommands, for the usage text.
+var commands = []struct{ synopsis, help string }{
+	{"-config FILE", "run the roles (edge, registrar) whose sections FILE has"},
+	{"check-config FILE", "check FILE and every file it names (keys, secrets, users, certificates);\nprint each problem as FILE:LINE: key.path: problem, exit 1 if any"},
+	{"hash-password -realm R -user U", "read a password on stdin, print the users-file ha1 block"},
+	{"version", "print the module version and the VCS revision, time and state it was built from"},
+	{"help", "print this text"},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage:")
+	for _, c := range commands {
+		lines := strings.Split(c.help, "\n")
+		fmt.Fprintf(w, "  pinhole %-32s %s\n", c.synopsis, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(w, "  %-40s %s\n", "", l)
+		}
+	}
+}
+
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
 			fmt.Fprintln(stdout, "pinhole", versionString())
 			return 0
+		case "help", "-h", "-help", "--help":
+			usage(stdout)
+			return 0
 		case "check-config":
 			if len(args) != 2 {
 				fmt.Fprintln(stderr, "usage: pinhole check-config FILE")
 				return 2
 			}
-			if _, err := loadConfig(args[1]); err != nil {
+			if _, err := checkConfig(args[1], time.Now()); err != nil {
 				fmt.Fprintln(stderr, err)
 				return 1
 			}
@@ -63,12 +87,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("pinhole", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr) }
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: pinhole -config FILE | check-config FILE | hash-password -realm R -user U | version")
+		usage(stderr)
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -86,14 +111,41 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// versionString is the module version (from -ldflags -X main.version, or
+// the build info, where Go 1.24+ derives it from the VCS tag or commit)
+// followed by the VCS revision, commit time and "modified" when the work
+// tree had uncommitted changes. `go run` and -buildvcs=false builds carry
+// no VCS information; that is said rather than left as a bare "(devel)".
 func versionString() string {
-	if version != "" {
-		return version
+	bi, ok := debug.ReadBuildInfo()
+	v := version
+	if v == "" && ok {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	if v == "" {
+		v = "(devel)"
 	}
-	return "devel"
+	if !ok {
+		return v
+	}
+	vcs := map[string]string{}
+	for _, s := range bi.Settings {
+		vcs[s.Key] = s.Value
+	}
+	var parts []string
+	if r := vcs["vcs.revision"]; r != "" {
+		parts = append(parts, "revision "+r)
+	}
+	if t := vcs["vcs.time"]; t != "" {
+		parts = append(parts, "committed "+t)
+	}
+	if vcs["vcs.modified"] == "true" {
+		parts = append(parts, "modified")
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no VCS information (built by go run or with -buildvcs=false)")
+	}
+	return v + " (" + strings.Join(parts, ", ") + ") " + bi.GoVersion
 }
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {

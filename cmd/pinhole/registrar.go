@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
@@ -49,6 +51,34 @@ func (c *RegistrarConfig) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("registrar.store.backend: %q is not memory or redis", c.Store.Backend))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckFiles opens and parses every file the registrar section names, as
+// start-up does: the registrar's own (GRUU secret), the Redis password
+// file, and auth's users and nonce secret files (auth parses bytes; the
+// binary reads them). Errors start with the key path.
+func (c *RegistrarConfig) CheckFiles() error {
+	errs := []error{c.Config.CheckFiles()}
+	if c.Store.Backend == "redis" && c.Store.PasswordFile != "" {
+		if b, err := os.ReadFile(c.Store.PasswordFile); err != nil {
+			errs = append(errs, fmt.Errorf("registrar.store.password_file: %w", err))
+		} else if strings.TrimSpace(string(b)) == "" {
+			errs = append(errs, fmt.Errorf("registrar.store.password_file: %s is empty", c.Store.PasswordFile))
+		}
+	}
+	if a := c.Auth; a.Enabled {
+		if a.UsersFile != "" {
+			if _, err := usersfile.Load(a.UsersFile, a.Realm, a.AllowPlaintext); err != nil {
+				errs = append(errs, fmt.Errorf("registrar.auth.users_file: %w", err))
+			}
+		}
+		if a.NonceSecretFile != "" {
+			if _, err := readNonceSecrets(a.NonceSecretFile); err != nil {
+				errs = append(errs, fmt.Errorf("registrar.auth.nonce_secret_file: %w", err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -91,7 +91,7 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 		cfg.UsersFile = "(injected)"
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("auth: %w", err)
 	}
 	if users == nil || st == nil || logger == nil || now == nil {
 		return nil, errors.New("auth: New needs users, state, logger and clock")
