@@ -14,6 +14,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -182,7 +183,7 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, code int, phrase, reason string, err error, hdrs ...sip.Header) {
 	s.m.rejections.WithLabelValues(reason).Inc()
 	s.log.Info("request rejected", "method", string(req.Method), "call_id", callID(req), "status", code,
-		"reason", reason, "raddr", req.Source(), "error", err)
+		"reason", reason, "raddr", req.Source(), "error", err, logthrottle.Key(in.src.Addr().String()))
 	res := sip.NewResponseFromRequest(req, code, phrase, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)

@@ -38,10 +38,14 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
 
+	s.admitFlow(req, in)
 	onResp := func(res *sip.Response) {
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return
 		}
+		// The registrar accepted a registration over this flow: it is
+		// real work, no longer provisional (issue 8).
+		s.confirmFlow(in.key)
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")
@@ -56,6 +60,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	for i, idx := range order {
 		target := s.registrars[idx]
 		lg := s.coreLeg(target, "")
+		lg.viaFlow = token // the registrar's ban and metric identity of the UA
 		try := fwd.Clone()
 		path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
 		try.PrependHeader(sip.NewHeader("Path", path))

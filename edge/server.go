@@ -23,6 +23,7 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
@@ -62,6 +63,7 @@ type listener struct {
 	local     netip.AddrPort
 	adv       routeset.Address // what Path / Record-Route / Via carry
 	tlsConfig *tls.Config
+	certs     *certs.Manager // tls, wss: reloaded on SIGHUP
 }
 
 func (l *listener) access() bool { return l.cfg.Role != RoleCore }
@@ -116,6 +118,8 @@ type Server struct {
 	conns    sync.Map // *StreamConn → *streamConn
 	connsID  sync.Map // uint64 global ConnID → *streamConn
 
+	flowFullLogged atomic.Uint64 // table-full refusals, for flowRefused's log
+
 	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool
@@ -140,13 +144,8 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	idle := map[flowtable.Transport]time.Duration{
-		// A UDP flow is dead after missing several Flow-Timer keep-alives
-		// (RFC 5626 §4.4.1): four intervals plus slack.
-		flowtable.UDP: 4*cfg.FlowTimer.UDP + 20*time.Second,
-	}
 	var err error
-	if s.table, err = flowtable.New(flowtable.Config{IdleTimeout: idle}, s.now); err != nil {
+	if s.table, err = flowtable.New(cfg.flowTableConfig(), s.now); err != nil {
 		return nil, fmt.Errorf("edge: flow table: %w", err)
 	}
 	if cfg.FlowTokenKeyFile != "" {
@@ -168,7 +167,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
 	if !cfg.RateLimit.Disabled {
-		s.limiter = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now)
+		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}
 	s.core, _ = parseSIPURI(cfg.Core)
 	s.coreRoute = *s.core.Clone()
@@ -299,32 +298,39 @@ func (s *Server) bind(l *listener) error {
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
+			Check:    s.checkDatagram,
+			// A datagram refreshes a UA's flow but never creates one:
+			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 			// A response refreshes a UA's flow but never creates one: the
 			// registrar's and PBX's answers to us are not flows.
 			OnResponse: func(from netip.AddrPort) {
 				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
+			// A keep-alive (STUN, CRLF) is answered statelessly; it
+			// refreshes a known flow and creates nothing (issue 8).
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l
 	default:
 		opt := ListenerOptions{
-			WebSocket:     l.transport == flowtable.WS || l.transport == flowtable.WSS,
-			MaxConns:      lc.MaxConnections,
-			MaxConnsPerIP: lc.MaxConnectionsPerIP,
-			MaxMessage:    lc.MaxMessage,
-			IdleTimeout:   lc.IdleTimeout,
-			WriteTimeout:  10 * time.Second,
-			Logger:        s.log,
-			OnAccept:      func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
-			OnClose:       func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
-			OnActivity:    func(id uint64) { s.touchConn(l, id) },
+			WebSocket:      l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:       lc.MaxConnections,
+			MaxConnsPerIP:  lc.MaxConnectionsPerIP,
+			MaxMessage:     lc.MaxMessage,
+			IdleTimeout:    lc.IdleTimeout,
+			MessageTimeout: lc.MessageTimeout,
+			Check:          s.checkStream(l),
+			WriteTimeout:   10 * time.Second,
+			Logger:         s.log,
+			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:        func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
 			},
@@ -335,6 +341,7 @@ func (s *Server) bind(l *listener) error {
 			if err != nil {
 				return fmt.Errorf("tls: %w", err)
 			}
+			l.certs = mgr
 			opt.TLSConfig = mgr.TLSConfig()
 			l.tlsConfig = opt.TLSConfig
 		}
@@ -644,7 +651,7 @@ func (s *Server) allowed(src netip.AddrPort, transport string) bool {
 		s.m.rejections.WithLabelValues(reasonRateLimited).Inc()
 		if first {
 			s.log.Warn("source over edge.rate_limit: dropping (UDP) / 503 (streams) until it slows down",
-				"raddr", src.String(), "transport", transport)
+				"raddr", src.String(), "transport", transport, logthrottle.Key(src.Addr().String()))
 		}
 	}
 	return ok

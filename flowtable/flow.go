@@ -153,10 +153,13 @@ type Flow struct {
 	ID       uint64
 	Created  time.Time
 	LastSeen time.Time
-	// Bindings lists the identities whose newest successful registration
-	// came over this flow, sorted by AOR, instance, reg-id.
-	Bindings []Identity
+	// NumBindings counts the identities whose newest successful
+	// registration came over this flow (Table.Identities lists them).
+	NumBindings int
+	// Provisional: a datagram flow no registrar 2xx has confirmed yet
+	// (see Table).
+	Provisional bool
 }
 
 // Bound reports whether any registration identity currently points at f.
-func (f Flow) Bound() bool { return len(f.Bindings) > 0 }
+func (f Flow) Bound() bool { return f.NumBindings > 0 }

@@ -54,6 +54,8 @@ type Config struct {
 	// outbound UA that reached it directly (it is then the first hop);
 	// behind an edge the edge gives its own. Default {udp: 25s, stream: 120s}.
 	FlowTimer flowtable.Timer `yaml:"flow_timer"`
+	// Overload sheds new registrations in a storm (overload.go).
+	Overload OverloadConfig `yaml:"overload"`
 }
 
 // ListenConfig is one SIP listener.
@@ -119,6 +121,7 @@ func (c *Config) SetDefaults() {
 		c.TimerC = 180 * time.Second
 	}
 	c.FlowTimer.SetDefaults()
+	c.Overload.setDefaults()
 	if c.PBXProbeInterval == 0 {
 		c.PBXProbeInterval = 5 * time.Second
 	}
@@ -236,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlowTimer.Stream < time.Second {
 		bad("registrar.flow_timer.stream: %v must be at least 1s", c.FlowTimer.Stream)
+	}
+	if err := c.Overload.validate(); err != nil {
+		bad("%w", err)
 	}
 	if c.Auth.Enabled {
 		if err := c.Auth.Validate(); err != nil {

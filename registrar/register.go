@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -70,11 +71,18 @@ type contactReq struct {
 // DESIGN.md) and returns the final response. It never panics on input and
 // never returns a 2xx for a change that was not stored.
 func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src Source) *sip.Response {
+	res, _ := r.handleRegister(ctx, req, src)
+	return res
+}
+
+// handleRegister is HandleRegister that also returns the rejection reason
+// ("" for a 2xx), for the server's banned-source policy.
+func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src Source) (*sip.Response, string) {
 	res, rej := r.register(ctx, req, src)
 	if rej != nil {
-		return r.answerReject(req, src, rej)
+		return r.answerReject(req, src, rej), rej.reason
 	}
-	return res
+	return res, ""
 }
 
 func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {
@@ -92,7 +100,8 @@ func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *
 	}
 	r.log.Log(context.Background(), lvl, "REGISTER rejected",
 		"status", rej.code, "reason", rej.reason, "detail", rej.detail,
-		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport,
+		logthrottle.Key(r.uaAddr(req, src).String()))
 	r.metrics.register.WithLabelValues(strconv.Itoa(rej.code), rej.reason).Inc()
 	return res
 }
@@ -575,7 +584,11 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 			}
 		}
 		for _, sr := range routes {
-			res.AppendHeader(sip.NewHeader("Service-Route", serviceRoute(sr)))
+			v, ok := r.serviceRoutes[sr]
+			if !ok {
+				v = serviceRoute(sr)
+			}
+			res.AppendHeader(sip.NewHeader("Service-Route", v))
 		}
 	}
 	if r.gruu != nil {
@@ -598,6 +611,7 @@ func contactValue(b Binding, now time.Time) string {
 		secs = 0
 	}
 	var sb strings.Builder
+	sb.Grow(len(b.Contact) + len(b.Instance) + 64)
 	sb.WriteByte('<')
 	sb.WriteString(b.Contact)
 	sb.WriteString(">;expires=")

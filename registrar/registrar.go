@@ -36,6 +36,10 @@ type Registrar struct {
 	users        *auth.Users
 	route        *routeMetrics      // location service proxy (proxy_metrics.go)
 	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	gate         *gate              // registrar.overload; nil when disabled
+	// serviceRoutes caches the Service-Route header value of every
+	// configured route (it is the same for every 2xx).
+	serviceRoutes map[string]string
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -87,6 +91,15 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	for _, d := range cfg.Domains {
 		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true
 	}
+	r.serviceRoutes = map[string]string{}
+	for _, sr := range cfg.ServiceRoute {
+		r.serviceRoutes[sr] = serviceRoute(sr)
+	}
+	for _, list := range cfg.ServiceRouteDomains {
+		for _, sr := range list {
+			r.serviceRoutes[sr] = serviceRoute(sr)
+		}
+	}
 	reg := opt.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -102,6 +115,13 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	for _, c := range r.rejectedInv.Collectors("registrar") {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
+		}
+	}
+	if !cfg.Overload.Disabled {
+		oc := cfg.Overload
+		oc.setDefaults()
+		if r.gate, err = newGate(oc, r.now, r.log, reg); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

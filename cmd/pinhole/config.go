@@ -21,6 +21,9 @@ type Config struct {
 	Log       LogConfig        `yaml:"log"`
 	Registrar *RegistrarConfig `yaml:"registrar"`
 	Edge      *edge.Config     `yaml:"edge"`
+
+	path string         // the file it was loaded from (SIGHUP re-reads it)
+	hup  chan os.Signal // SIGHUP, caught from the start (reload.go)
 }
 
 // OpsConfig is the operator HTTP endpoint.
@@ -29,12 +32,18 @@ type OpsConfig struct {
 	// DrainTimeout bounds how long SIGTERM waits for in-flight
 	// transactions. Default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
+	// Off by default.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig selects slog's handler.
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug | info (default) | warn | error
 	Format string `yaml:"format"` // json (default) | text
+	// ThrottleInterval is the episode of log lines an outside sender can
+	// trigger: at most one per source and message per interval (default 1m).
+	ThrottleInterval time.Duration `yaml:"throttle_interval"`
 }
 
 func (c *Config) setDefaults() {
@@ -49,6 +58,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
+	}
+	if c.Log.ThrottleInterval == 0 {
+		c.Log.ThrottleInterval = time.Minute
 	}
 	if c.Registrar != nil {
 		c.Registrar.SetDefaults()
@@ -75,6 +87,9 @@ func (c *Config) validate() error {
 	case "json", "text":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
+	}
+	if c.Log.ThrottleInterval < 0 {
+		errs = append(errs, fmt.Errorf("log.throttle_interval: must not be negative"))
 	}
 	if c.Registrar == nil && c.Edge == nil {
 		errs = append(errs, fmt.Errorf("no role configured: add a registrar and/or an edge section"))

@@ -21,6 +21,10 @@ import (
 // fails the test, so that nothing under deploy/ goes unchecked.
 var checkedBy = map[string]string{
 	"config/*.yaml":                 "cmd/pinhole TestDeployConfigsValidate (loadConfig)",
+	"config/*/*.yaml":               "cmd/pinhole TestDeployConfigsValidate, TestE2E_SplitLocalhostCall",
+	"softphone/.gitignore":          "baresip's runtime files stay out of git",
+	"softphone/*/accounts":          "cmd/pinhole TestE2E_SoftphoneWalkthrough (baresip registers and calls)",
+	"softphone/*/config":            "cmd/pinhole TestE2E_SoftphoneWalkthrough",
 	"container/Containerfile":       "TestContainerImage (buildah build, inspect, run)",
 	"container/build.sh":            "TestContainerImage",
 	"grafana/pinhole.json":          "TestGrafanaDashboard, cmd/pinhole TestDeployMetricsExist",

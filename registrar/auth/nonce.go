@@ -43,6 +43,25 @@ type nonceKeys struct {
 	realm   string
 }
 
+// maxNonceSecrets bounds the secrets kept across reloads.
+const maxNonceSecrets = 8
+
+// rotated returns keys signing with next[0] that also verify the current
+// secrets next lacks, so nonces already handed out stay valid.
+func (k nonceKeys) rotated(next [][]byte) nonceKeys {
+	merged := append([][]byte(nil), next...)
+	for _, old := range k.secrets {
+		known := false
+		for _, n := range merged {
+			known = known || bytes.Equal(n, old)
+		}
+		if !known && len(merged) < maxNonceSecrets {
+			merged = append(merged, old)
+		}
+	}
+	return nonceKeys{secrets: merged, realm: k.realm}
+}
+
 func (k *nonceKeys) mac(secret, body []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("pinhole-nonce\x00"))

@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
@@ -76,9 +76,11 @@ type Verifier struct {
 	st       State
 	log      *slog.Logger
 	now      func() time.Time
-	secrets  atomic.Pointer[secretState] // swapped whole by SetNonceSecrets
-	dummy    map[string]string           // HA1 per algorithm for unknown users
-	accepted map[string]bool             // algorithms accepted in credentials
+	keysMu   sync.RWMutex
+	keys     nonceKeys
+	opaque   string
+	dummy    map[string]string // HA1 per algorithm for unknown users
+	accepted map[string]bool   // algorithms accepted in credentials
 }
 
 // New builds a Verifier. cfg gets its defaults applied; users and st are
@@ -99,6 +101,11 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 	secrets := cfg.NonceSecrets
 	switch {
 	case len(secrets) > 0:
+		for i, sec := range secrets {
+			if len(sec) < minSecretLen {
+				return nil, fmt.Errorf("auth: nonce secret %d shorter than %d bytes", i+1, minSecretLen)
+			}
+		}
 	case cfg.NonceSecretFile != "":
 		return nil, fmt.Errorf("auth: nonce_secret_file %s is set but its secrets were not supplied (NonceSecrets)", cfg.NonceSecretFile)
 	default:
@@ -115,11 +122,14 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 		st:       st,
 		log:      logger,
 		now:      now,
+		keys:     nonceKeys{secrets: secrets, realm: cfg.Realm},
 		dummy:    map[string]string{},
 		accepted: map[string]bool{},
 	}
-	if err := v.SetNonceSecrets(secrets); err != nil {
-		return nil, err
+	if cfg.Opaque {
+		m := hmac.New(sha256.New, secrets[0])
+		m.Write([]byte("pinhole-opaque\x00" + cfg.Realm))
+		v.opaque = hex.EncodeToString(m.Sum(nil)[:12])
 	}
 	// The dummy HA1 for unknown users is random per process: never a
 	// value a real password could hash to on purpose.
@@ -139,36 +149,6 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 		}
 	}
 	return v, nil
-}
-
-// secretState is what the nonce secrets determine; SetNonceSecrets
-// replaces it whole so a request never mixes old and new.
-type secretState struct {
-	keys   nonceKeys
-	opaque string
-}
-
-// SetNonceSecrets replaces the nonce secrets (a new version of
-// nonce_secret_file, see ParseSecrets) while requests are being served:
-// the first signs new nonces and all verify, so nonces issued under a
-// secret kept in the list stay valid. On error the current secrets stay.
-func (v *Verifier) SetNonceSecrets(secrets [][]byte) error {
-	if len(secrets) == 0 {
-		return errors.New("auth: no nonce secret")
-	}
-	for i, sec := range secrets {
-		if len(sec) < minSecretLen {
-			return fmt.Errorf("auth: nonce secret %d shorter than %d bytes", i+1, minSecretLen)
-		}
-	}
-	st := &secretState{keys: nonceKeys{secrets: secrets, realm: v.cfg.Realm}}
-	if v.cfg.Opaque {
-		m := hmac.New(sha256.New, secrets[0])
-		m.Write([]byte("pinhole-opaque\x00" + v.cfg.Realm))
-		st.opaque = hex.EncodeToString(m.Sum(nil)[:12])
-	}
-	v.secrets.Store(st)
-	return nil
 }
 
 // algorithms returns the algorithm list offered to userAgent.
@@ -232,7 +212,7 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 	}
 	want := response(ha1, p)
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(cred.response)) == 1
-	expiry, ns := v.secrets.Load().keys.check(cred.nonce, now)
+	expiry, ns := v.nonceKeys().check(cred.nonce, now)
 
 	if !known || !hasHA1 || !match {
 		reason := WrongPassword
@@ -319,8 +299,7 @@ func (v *Verifier) fail(ctx context.Context, ip netip.Addr, user string) error {
 // NonceTTL. The text depends only on realm, algorithms, opaque, stale and
 // the nonce, never on the username (no enumeration).
 func (v *Verifier) challenge(r Request, algs []string, reason Reason, user string, stale bool, now time.Time) (Result, error) {
-	sec := v.secrets.Load()
-	nonce, err := sec.keys.mint(now.Add(v.cfg.NonceTTL))
+	nonce, err := v.nonceKeys().mint(now.Add(v.cfg.NonceTTL))
 	if err != nil {
 		return Result{}, fmt.Errorf("auth: %w", err)
 	}
@@ -331,8 +310,8 @@ func (v *Verifier) challenge(r Request, algs []string, reason Reason, user strin
 	for _, alg := range algs {
 		var b strings.Builder
 		b.WriteString(`Digest realm="` + v.cfg.Realm + `", nonce="` + nonce + `"`)
-		if sec.opaque != "" {
-			b.WriteString(`, opaque="` + sec.opaque + `"`)
+		if v.opaque != "" {
+			b.WriteString(`, opaque="` + v.opaque + `"`)
 		}
 		b.WriteString(`, algorithm=` + alg + `, qop="auth"`)
 		if stale {
@@ -356,7 +335,7 @@ func (v *Verifier) AuthenticationInfo(res Result, validFor time.Duration) string
 	}
 	validFor = max(validFor, 0)
 	var b strings.Builder
-	next, err := v.secrets.Load().keys.mint(v.now().Add(validFor + v.cfg.NonceTTL))
+	next, err := v.nonceKeys().mint(v.now().Add(validFor + v.cfg.NonceTTL))
 	if err == nil {
 		b.WriteString(`nextnonce="` + next + `", `)
 	} else {
@@ -381,4 +360,25 @@ func escapeQuoted(s string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return r.Replace(s)
+}
+
+// SetNonceSecrets installs new nonce secrets (e.g. from a reloaded
+// nonce_secret_file): the first signs new nonces, and the secrets in use
+// so far keep verifying, so no client in the middle of a challenge fails.
+func (v *Verifier) SetNonceSecrets(secrets [][]byte) error {
+	if len(secrets) == 0 {
+		return errors.New("auth: no nonce secret")
+	}
+	v.keysMu.Lock()
+	defer v.keysMu.Unlock()
+	v.keys = v.keys.rotated(secrets)
+	return nil
+}
+
+// nonceKeys returns the nonce keys in use (SetNonceSecrets may swap them).
+func (v *Verifier) nonceKeys() *nonceKeys {
+	v.keysMu.RLock()
+	defer v.keysMu.RUnlock()
+	k := v.keys
+	return &k
 }
