@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // DefaultHandshakeTimeout bounds the TLS handshake and the WebSocket upgrade
@@ -64,6 +66,9 @@ type ListenerOptions struct {
 	OnKeepalive func(id uint64)
 	// OnReject is called for each connection dropped before Accept.
 	OnReject func(remote net.Addr, reason string, err error)
+	// DSCP, 1..63, marks what each accepted connection sends (set through
+	// x/net on the socket before any handshake); 0 leaves it unmarked.
+	DSCP int
 }
 
 // Listener is the net.Listener handed to sipgo's ServeTCP / ServeTLS for
@@ -213,6 +218,9 @@ func (l *Listener) acceptLoop() {
 			c.Close()
 			l.reject(c.RemoteAddr(), RejectConnLimitPerIP, nil)
 			continue
+		}
+		if err := sock.SetDSCP(c, l.opt.DSCP); err != nil {
+			l.log.Debug("dscp not set", "raddr", c.RemoteAddr().String(), "error", err)
 		}
 		go l.prepare(c)
 	}

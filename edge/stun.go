@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v2"
+
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // ErrNotBindingRequest: the bytes are STUN but not a Binding request.
@@ -139,18 +141,18 @@ type PacketOptions struct {
 // (docs/sipgo.md#keep-alives), so ReadFrom returns an error only once the
 // socket is closed.
 type PacketConn struct {
-	*net.UDPConn
+	*sock.Conn
 	opt PacketOptions
 	log *slog.Logger
 }
 
 // NewPacketConn wraps c. It does no I/O.
-func NewPacketConn(c *net.UDPConn, opt PacketOptions) *PacketConn {
+func NewPacketConn(c *sock.Conn, opt PacketOptions) *PacketConn {
 	l := opt.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &PacketConn{UDPConn: c, opt: opt, log: l}
+	return &PacketConn{Conn: c, opt: opt, log: l}
 }
 
 // ReadFrom returns the next datagram that is not a keep-alive. The address
@@ -158,7 +160,7 @@ func NewPacketConn(c *net.UDPConn, opt PacketOptions) *PacketConn {
 func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	backoff := time.Millisecond
 	for {
-		n, from, err := p.UDPConn.ReadFromUDPAddrPort(b)
+		n, from, err := p.Conn.ReadFromUDPAddrPort(b)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
@@ -186,7 +188,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if p.opt.OnKeepalive != nil {
 				p.opt.OnKeepalive(from)
 			}
-			if _, err := p.UDPConn.WriteToUDPAddrPort(resp, from); err != nil {
+			if _, err := p.Conn.WriteToUDPAddrPort(resp, from); err != nil {
 				p.log.Debug("stun response not sent", "raddr", from, "error", err)
 			}
 			continue
@@ -195,16 +197,16 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				p.opt.OnKeepalive(from)
 			}
 			if n > 0 && p.opt.CRLFPong {
-				if _, err := p.UDPConn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
+				if _, err := p.Conn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
 					p.log.Debug("crlf pong not sent", "raddr", from, "error", err)
 				}
 			}
 			continue
 		}
-		if p.opt.Check != nil {
+		if p.opt.Check != nil && !sock.IsToken(data) { // a handed-off large datagram is parsed by sipgo unchecked
 			if reply, ok := p.opt.Check(data, from); !ok {
 				if reply != nil {
-					if _, err := p.UDPConn.WriteToUDPAddrPort(reply, from); err != nil {
+					if _, err := p.Conn.WriteToUDPAddrPort(reply, from); err != nil {
 						p.log.Debug("reply to a malformed request not sent", "raddr", from, "error", err)
 					}
 				}
