@@ -518,15 +518,7 @@ func (s *Server) awaitServing() {
 			addrs = append(addrs, l.dtls.LocalAddr().String())
 		}
 	}
-	if !sipserve.AwaitUDP(s.aua.TransportLayer(), addrs, s.done, 5*time.Second) {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
-	}
-	close(s.serving)
+	sipserve.CloseWhenServing(s.aua.TransportLayer(), addrs, s.done, s.serving, s.log)
 }
 
 // expireLoop removes idle UDP flows (RFC 5626 §4.4.1).

@@ -138,8 +138,9 @@ type PacketOptions struct {
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
 // keep-alives itself from the same socket and returns only other datagrams:
 // sipgo does not recognise STUN (it would log every Binding request at
-// ERROR) and its read loop stops for good on any read error (docs/sipgo.md
-// #keep-alives), so ReadFrom returns an error only once the socket is closed.
+// ERROR) and its read loop stops for good on any read error
+// (docs/sipgo.md#keep-alives), so ReadFrom returns an error only once the
+// socket is closed.
 type PacketConn struct {
 	*sock.Conn
 	opt PacketOptions

@@ -488,8 +488,9 @@ func (p *proxy) nextHop(ruri sip.Uri, routes []string, hop *sip.Uri) (u sip.Uri,
 // buildForward copies req for one branch (RFC 3261 §16.6): Request-URI,
 // Route set, Max-Forwards decremented, Record-Route when asked, our Via
 // with the loop-detection branch, transport and destination of the next
-// hop. For UDP the request leaves from our listener socket (docs/sipgo.md
-// #connections: a never-seen destination would otherwise get a new ephemeral port).
+// hop. For UDP the request leaves from our listener socket: a never-seen
+// destination would otherwise get a new ephemeral port
+// (docs/sipgo.md#connections).
 // fwdOpts says how to build one forwarded copy of a request.
 type fwdOpts struct {
 	ruri        sip.Uri

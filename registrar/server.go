@@ -258,15 +258,7 @@ func (s *Server) awaitServing() {
 	for _, pc := range s.pconns {
 		addrs = append(addrs, pc.LocalAddr().String())
 	}
-	if !sipserve.AwaitUDP(s.ua.TransportLayer(), addrs, s.done, 5*time.Second) {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
-	}
-	close(s.serving)
+	sipserve.CloseWhenServing(s.ua.TransportLayer(), addrs, s.done, s.serving, s.log)
 }
 
 // Ready reports nil once every listener is bound and served, and the

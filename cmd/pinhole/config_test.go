@@ -64,6 +64,7 @@ func TestCheckConfigTestdata(t *testing.T) {
 			`9: registrar.store.sentinel.master_name: required`,
 			`9: registrar.store.sentinel.addrs: at least one address required`,
 			`10: registrar.auth.users_file: is required`,
+			`11: registrar.flow_timer.udp: 500ms must be at least 1s`,
 		}},
 		{file: "files-missing.bad.yaml", want: []string{
 			`4: edge.listen[1].tls.cert_file: open testdata/config/nope.crt: no such file or directory`,
