@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -422,15 +422,7 @@ func randHex(n int) string {
 // decremented (steps 3; sipgo's helper underflows, notes TL;DR 7), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
-	if v := fwd.Via(); v != nil && in.src.IsValid() {
-		ip := in.src.Addr().String()
-		if v.Host != ip {
-			v.Params.Add("received", ip)
-		}
-		if v.Params.Has("rport") {
-			v.Params.Add("rport", strconv.Itoa(int(in.src.Port())))
-		}
-	}
+	sipproxy.StampVia(fwd.Via(), in.src)
 	if mf := fwd.MaxForwards(); mf != nil {
 		if *mf > 0 {
 			*mf--

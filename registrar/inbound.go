@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -577,15 +578,8 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 		}
 	}
 	// RFC 3261 §18.2.1 / RFC 3581: record where the previous hop really is.
-	if prev := out.Via(); prev != nil {
-		if host, port, err := net.SplitHostPort(req.Source()); err == nil {
-			if prev.Params.Has("rport") {
-				prev.Params.Add("rport", port)
-				prev.Params.Add("received", host)
-			} else if prev.Host != host {
-				prev.Params.Add("received", host)
-			}
-		}
+	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+		sipproxy.StampVia(out.Via(), src)
 	}
 	via := &sip.ViaHeader{
 		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
 
@@ -92,6 +93,12 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 			return
 		}
 		tx = s.reg.rejectedInv.Wrap(req, tx)
+		// RFC 3581 §4: responses go to where the request came from, never
+		// to a port or address the sender wrote into its Via.
+		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+			sipproxy.StampVia(req.Via(), src)
+		}
+		tx = sipproxy.ReplyToSource(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		defer func() {
