@@ -95,6 +95,10 @@ type DTLSOptions struct {
 	OnClose       func(a *Association, err error)
 	// OnReject is called for each ClientHello dropped by a limit.
 	OnReject func(remote netip.AddrPort, reason string)
+	// Check, when set, is asked about every SIP message before it reaches
+	// the parser: !ok drops it, after reply (when non-nil) is sent back
+	// over the association (strict parsing, RFC 4475).
+	Check func(data []byte, from netip.AddrPort) (reply []byte, ok bool)
 }
 
 // Association is one DTLS association: one flow (RFC 5626), keyed by the
@@ -425,6 +429,16 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 		}
 		if l.opt.OnActivity != nil {
 			l.opt.OnActivity(a)
+		}
+		if l.opt.Check != nil {
+			if reply, ok := l.opt.Check(data, a.Remote); !ok {
+				if reply != nil {
+					if _, err := dc.Write(reply); err != nil {
+						return fmt.Errorf("write reply to a malformed message: %w", err)
+					}
+				}
+				continue
+			}
 		}
 		select {
 		case l.msgs <- sockDatagram{b: append([]byte(nil), data...), from: a.Remote}:

@@ -452,3 +452,19 @@ func clientAuthCert(t *testing.T) *tls.Certificate {
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestDTLS_RFC4475_StrictParsing: a message with two Call-IDs over DTLS is
+// refused with 400 over the association, as on UDP, never forwarded.
+func TestDTLS_RFC4475_StrictParsing(t *testing.T) {
+	env := startEnv(t, func(c *Config) {
+		c.Listen = append(c.Listen, ListenConfig{Transport: "dtls", Address: "127.0.0.1:0", TLS: certs.Config{SelfSigned: true}})
+	})
+	u := dialDTLS(t, env.edge.Addrs()[2].Addr.String(), nil)
+	local := u.c.LocalAddr().String()
+	u.send("OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/DTLS " + local + ";branch=z9hG4bK-dup" + uniq() + ";rport\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: one\r\nCall-ID: two\r\n" +
+		"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+	if res := u.recv(); res.status() != 400 {
+		t.Errorf("duplicate Call-ID over DTLS: %s, want 400", res.start)
+	}
+}

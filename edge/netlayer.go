@@ -176,12 +176,16 @@ func (s *Server) bindDTLS(l *listener) error {
 			}
 		},
 		OnReject: func(_ netip.AddrPort, reason string) { s.m.connRejects.WithLabelValues(reason).Inc() },
+		Check: func(data []byte, from netip.AddrPort) ([]byte, bool) {
+			return s.checkMessage(data, true, from, string(flowtable.DTLS))
+		},
 	})
 	if err != nil {
 		c.Close()
 		return err
 	}
 	l.dtls = d
+	l.certs = mgr // reloaded on SIGHUP like tls/wss
 	l.local = c.LocalAddr().(*net.UDPAddr).AddrPort()
 	s.byLocal[c.LocalAddr().String()] = l
 	return nil

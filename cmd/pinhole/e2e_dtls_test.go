@@ -73,18 +73,28 @@ func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final := func() string {
+	// final returns the final response to INVITE n (retransmissions of
+	// earlier finals are skipped) and ACKs it (RFC 3261 §17.1.1.3).
+	final := func(n int) string {
 		t.Helper()
 		b := make([]byte, 65535)
+		callID := fmt.Sprintf("Call-ID: e2e-dtls-inv%d\r\n", n)
 		for {
 			_ = pbx.SetReadDeadline(time.Now().Add(15 * time.Second))
-			n, _, err := pbx.ReadFrom(b)
+			k, _, err := pbx.ReadFrom(b)
 			if err != nil {
 				t.Fatal("PBX: no final response:", err)
 			}
-			if s := string(b[:n]); strings.HasPrefix(s, "SIP/2.0 ") && !strings.HasPrefix(s, "SIP/2.0 1") {
-				return s
+			s := string(b[:k])
+			if !strings.HasPrefix(s, "SIP/2.0 ") || strings.HasPrefix(s, "SIP/2.0 1") || !strings.Contains(s, callID) {
+				continue
 			}
+			res := parseMsg(t, s)
+			ack := fmt.Sprintf("ACK sip:dtls@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %[1]s;branch=z9hG4bK-pbx%[2]d;rport\r\nMax-Forwards: 70\r\n"+
+				"From: <sip:pbx@127.0.0.1>;tag=p%[2]d\r\nTo: %[3]s\r\nCall-ID: e2e-dtls-inv%[2]d\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+				pbx.LocalAddr(), n, res.get("To")[0])
+			_, _ = pbx.WriteTo([]byte(ack), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: regPort})
+			return s
 		}
 	}
 	invite(1)
@@ -102,7 +112,7 @@ func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 	if _, err := c.Write([]byte(busy)); err != nil {
 		t.Fatal(err)
 	}
-	if res := final(); !strings.HasPrefix(res, "SIP/2.0 486 ") {
+	if res := final(1); !strings.HasPrefix(res, "SIP/2.0 486 ") {
 		t.Fatalf("PBX got %q", res)
 	}
 	c.Close()
@@ -120,7 +130,7 @@ func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 		<-time.After(20 * time.Millisecond) // polling the gauge, bounded by deadline
 	}
 	invite(2)
-	if res := final(); !strings.HasPrefix(res, "SIP/2.0 480 ") {
+	if res := final(2); !strings.HasPrefix(res, "SIP/2.0 480 ") {
 		t.Errorf("INVITE after the association closed: %q, want 480", res)
 	}
 }

@@ -16,13 +16,26 @@ import (
 // datagram that does not fit is returned by ReadFrom as a short token
 // instead — its first 16 bytes, so callers may still classify it, then a
 // marker and an id — and Swap, called from sipgo's read filter on the same
-// goroutine right after, replaces the token with the whole datagram. Tokens
-// not swapped (none in practice) are bounded by the queue they came from.
+// goroutine right after, replaces the token with the whole datagram.
+//
+// A token is swapped by the goroutine that read it, at once, so only a few
+// are ever pending; one dropped before the swap (e.g. by a rate limit in a
+// PacketConn wrapper) must not pin its datagram. Pending datagrams
+// therefore live in a ring of handoffSlots: a token older than that many
+// later ones is gone (Swap gives nil), and memory stays bounded.
 type Handoff struct {
-	mu   sync.Mutex
-	m    map[uint64][]byte
-	next atomic.Uint64
+	mu    sync.Mutex
+	slots [handoffSlots]handoffSlot
+	next  atomic.Uint64
 }
+
+type handoffSlot struct {
+	id uint64
+	d  []byte
+}
+
+// handoffSlots bounds pending tokens: far above the number of readers.
+const handoffSlots = 64
 
 const (
 	tokenPrefix   = 16
@@ -34,7 +47,7 @@ var tokenMagic = []byte("\x00PHOVSZ\x00") // tokenMagicLen bytes
 
 // NewHandoff returns an empty Handoff.
 func NewHandoff() *Handoff {
-	h := &Handoff{m: make(map[uint64][]byte)}
+	h := &Handoff{}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	h.next.Store(binary.LittleEndian.Uint64(seed[:]))
@@ -55,7 +68,7 @@ func isToken(b []byte) bool {
 func (h *Handoff) Put(d []byte, b []byte) int {
 	id := h.next.Add(1)
 	h.mu.Lock()
-	h.m[id] = d
+	h.slots[id%handoffSlots] = handoffSlot{id: id, d: d}
 	h.mu.Unlock()
 	n := copy(b, d[:tokenPrefix])
 	n += copy(b[n:], tokenMagic)
@@ -71,9 +84,13 @@ func (h *Handoff) Swap(b []byte) []byte {
 	}
 	id := binary.LittleEndian.Uint64(b[tokenPrefix+len(tokenMagic):])
 	h.mu.Lock()
-	d := h.m[id]
-	delete(h.m, id)
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	sl := &h.slots[id%handoffSlots]
+	if sl.id != id || sl.d == nil {
+		return nil
+	}
+	d := sl.d
+	*sl = handoffSlot{}
 	return d
 }
 
@@ -81,5 +98,11 @@ func (h *Handoff) Swap(b []byte) []byte {
 func (h *Handoff) Pending() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.m)
+	n := 0
+	for _, sl := range h.slots {
+		if sl.d != nil {
+			n++
+		}
+	}
+	return n
 }

@@ -191,3 +191,28 @@ func TestWildcardDualStack(t *testing.T) {
 		}
 	}
 }
+
+// Tokens never swapped (dropped by a wrapper before sipgo saw them) do not
+// pin their datagrams: the ring keeps the newest ones only.
+func TestHandoffBounded(t *testing.T) {
+	h := NewHandoff()
+	b := make([]byte, TokenLen)
+	d := bytes.Repeat([]byte("d"), 100)
+	var first []byte
+	for i := range 10 * handoffSlots {
+		n := h.Put(d, b)
+		if i == 0 {
+			first = append([]byte(nil), b[:n]...)
+		}
+	}
+	if got := h.Pending(); got > handoffSlots {
+		t.Errorf("%d pending, want at most %d", got, handoffSlots)
+	}
+	if h.Swap(first) != nil {
+		t.Error("a long-overwritten token still swapped")
+	}
+	n := h.Put(d, b)
+	if !bytes.Equal(h.Swap(b[:n]), d) {
+		t.Error("fresh token not swapped")
+	}
+}
