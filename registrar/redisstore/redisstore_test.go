@@ -185,8 +185,9 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fields["v"] == "" || !strings.Contains(fields["b"], `"key":"k1"`) {
-		t.Errorf("AOR hash = %v, want fields v and b holding k1", fields)
+	stored, err := redisstore.DecodeBindings(aor, []byte(fields["b"]))
+	if fields["v"] == "" || err != nil || len(stored) != 1 || stored[0].Key != "k1" {
+		t.Errorf("AOR hash = %q (%v), want fields v and b holding k1", fields, err)
 	}
 	ttl, err := rc.PTTL(ctx, s.Key(aor)).Result()
 	if err != nil {
