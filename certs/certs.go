@@ -101,6 +101,10 @@ func New(cfg Config, logger *slog.Logger) (*Manager, error) {
 		return nil, err
 	}
 	m.cert, m.certMod, m.keyMod, m.lastCheck = cert, cm, km, m.now()
+	if l := cert.Leaf; l != nil && m.now().After(l.NotAfter) {
+		// Served anyway (some phones do not check); check-config refuses it.
+		logger.Warn("TLS certificate has expired", "cert_file", cfg.CertFile, "not_after", l.NotAfter)
+	}
 	return m, nil
 }
 

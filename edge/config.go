@@ -14,6 +14,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Defaults of Config.
@@ -27,9 +28,11 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
-	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
+	DefaultMessageTimeout    = 10 * time.Second
 	DefaultProbeInterval     = 5 * time.Second
+	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
 	DefaultRegistrarTimeout = 4 * time.Second
@@ -47,8 +50,12 @@ const (
 type Config struct {
 	Listen []ListenConfig `yaml:"listen"`
 	// Advertise is the default host[:port] put in Path, Record-Route and
-	// Via for listeners without their own advertise. A port here applies
-	// to every such listener; without one each listener's bound port is used.
+	// Via for core-facing listeners (role core or both) without their own
+	// advertise. It never applies to role access listeners: those face UAs
+	// and advertise their own address (or their own advertise), so the
+	// Record-Route toward a UA is always an access-side address (issue 14
+	// item 3). A port here applies to every such listener; without one
+	// each listener's bound port is used.
 	Advertise string `yaml:"advertise"`
 	// Registrar lists where REGISTERs go, in order of preference; it is
 	// probed with OPTIONS and the first answering one is used.
@@ -56,6 +63,11 @@ type Config struct {
 	// Core is the default next hop for UA-originated non-REGISTER requests
 	// without a Route; default: the first registrar.
 	Core string `yaml:"core"`
+	// AllowedRoutes lists where else, besides the registrars and Core, a
+	// UA's request may be routed (a preloaded Route or an in-dialog
+	// Request-URI): SIP URIs or host[:port] (matched by host and port) and
+	// CIDRs or bare IPs. Anything else gets 403: the edge is no open relay.
+	AllowedRoutes []string `yaml:"allowed_routes"`
 	// TrustedCore lists CIDRs (or bare IPs) that may send core→UA requests
 	// carrying flow tokens (RFC 5626 §5.3). Empty: nobody.
 	TrustedCore []string `yaml:"trusted_core"`
@@ -74,6 +86,11 @@ type Config struct {
 	// coreFollowsRegistrar: Core was defaulted, so UA requests follow the
 	// registrar failover (the first registrar answering OPTIONS).
 	coreFollowsRegistrar bool
+	// TimerC bounds how long a forwarded INVITE may stay unanswered after
+	// its last provisional response (RFC 3261 §16.6 step 11; default 180s,
+	// the RFC asks for more than 3 minutes): then the edge CANCELs it
+	// downstream and answers 408 upstream.
+	TimerC time.Duration `yaml:"timer_c"`
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// MaxFlows bounds the flow table (default 100000). Only provisional
@@ -95,22 +112,22 @@ type Config struct {
 type RateLimitConfig struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"` // default 200
 	Burst             int     `yaml:"burst"`               // default 2 × requests_per_second
-	Disabled          bool    `yaml:"disabled"`
+	// MaxSources caps the buckets kept (least recently seen evicted
+	// first), so spoofed sources cost bounded memory; default 65536.
+	MaxSources int  `yaml:"max_sources"`
+	Disabled   bool `yaml:"disabled"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
-// per transport class.
-type FlowTimerConfig struct {
-	UDP    time.Duration `yaml:"udp"`
-	Stream time.Duration `yaml:"stream"`
-}
+// per transport class; the registrar's registrar.flow_timer is the same type.
+type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {
 	Transport string       `yaml:"transport"` // udp|tcp|tls|ws|wss
 	Address   string       `yaml:"address"`   // ip:port, IPv6 bracketed
 	Role      string       `yaml:"role"`      // access|core|both (default both)
-	Advertise string       `yaml:"advertise"` // host[:port]; default edge.advertise, then the bound address
+	Advertise string       `yaml:"advertise"` // host[:port]; default: edge.advertise (core and both roles only), then the bound address
 	TLS       certs.Config `yaml:"tls"`
 	// MaxConnections caps concurrent stream connections (default 10000).
 	MaxConnections int `yaml:"max_connections"`
@@ -122,6 +139,10 @@ type ListenConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxMessage bounds one SIP message in bytes (default 65535).
 	MaxMessage int `yaml:"max_message"`
+	// MessageTimeout: once the first byte of a SIP message has arrived
+	// on a stream, the whole message must arrive within it or the
+	// connection is closed (slowloris; default 10s).
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
 
 // URIList is one SIP URI or a list of them in YAML.
@@ -162,10 +183,15 @@ func (c *Config) SetDefaults() {
 				l.MaxConnections = DefaultMaxConnections
 			}
 			if l.MaxConnectionsPerIP == 0 {
-				l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+				// One address never gets more than half the listener, so
+				// it cannot starve the others.
+				l.MaxConnectionsPerIP = min(DefaultMaxConnectionsPerIP, max(1, l.MaxConnections/2))
 			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
+			}
+			if l.MessageTimeout == 0 {
+				l.MessageTimeout = DefaultMessageTimeout
 			}
 		}
 		if l.MaxMessage == 0 {
@@ -190,6 +216,9 @@ func (c *Config) SetDefaults() {
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
 	}
+	if c.TimerC == 0 {
+		c.TimerC = DefaultTimerC
+	}
 	if c.RegistrarTimeout == 0 {
 		c.RegistrarTimeout = DefaultRegistrarTimeout
 	}
@@ -211,6 +240,12 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if len(c.Listen) == 0 {
 		bad("edge.listen: at least one listener is required")
+	}
+	var rp relayPolicy
+	for i, a := range c.AllowedRoutes {
+		if err := rp.add(a); err != nil {
+			bad("edge.allowed_routes[%d]: %v", i, err)
+		}
 	}
 	access, core := false, false
 	for i, l := range c.Listen {
@@ -249,9 +284,14 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnectionsPerIP < 0 {
 			bad("%s.max_connections_per_ip: must not be negative", p)
+		} else if l.MaxConnections > 1 && l.MaxConnectionsPerIP >= l.MaxConnections {
+			bad("%s.max_connections_per_ip: %d lets one address take all %d connections", p, l.MaxConnectionsPerIP, l.MaxConnections)
 		}
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)
+		}
+		if l.MessageTimeout < 0 {
+			bad("%s.message_timeout: must not be negative", p)
 		}
 		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
 			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
@@ -273,6 +313,21 @@ func (c *Config) Validate() error {
 		if _, _, err := splitHostPort(c.Advertise); err != nil {
 			bad("edge.advertise: %v", err)
 		}
+		// edge.advertise is for the core side. With the roles split over
+		// separate listeners, a role "both" listener without its own
+		// advertise would hand that core address to UAs in Record-Route,
+		// and their in-dialog requests would go to the core side.
+		split := false
+		for _, l := range c.Listen {
+			if l.Role == RoleAccess || l.Role == RoleCore {
+				split = true
+			}
+		}
+		for i, l := range c.Listen {
+			if split && (l.Role == RoleBoth || l.Role == "") && l.Advertise == "" {
+				bad("edge.listen[%d].advertise: required: this listener (role both) faces UAs, and edge.advertise (%s) applies to the core side only once listeners are split into access and core", i, c.Advertise)
+			}
+		}
 	}
 	if len(c.Registrar) == 0 {
 		bad("edge.registrar: at least one registrar URI is required")
@@ -288,7 +343,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.TrustedCore {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := prefixlist.ParsePrefix(p); err != nil {
 			bad("edge.trusted_core[%d]: %v", i, err)
 		}
 	}
@@ -301,8 +356,14 @@ func (c *Config) Validate() error {
 	if c.ProbeInterval < 0 {
 		bad("edge.probe_interval: must not be negative")
 	}
+	if c.TimerC < 0 {
+		bad("edge.timer_c: must not be negative")
+	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.RateLimit.MaxSources < 0 {
+		bad("edge.rate_limit.max_sources: must not be negative")
 	}
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")
@@ -324,21 +385,6 @@ func parseSIPURI(s string) (sip.Uri, error) {
 		return u, fmt.Errorf("%q has no host", s)
 	}
 	return u, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // splitHostPort splits host[:port]; IPv6 literals may be bracketed.

@@ -22,7 +22,7 @@ func TestConfigYAML(t *testing.T) {
 	c, err := decodeStrict(t, `
 listen:
   - {transport: udp, address: 127.0.0.1:5060}
-  - {transport: tcp, address: "[::1]:5060", role: access, idle_timeout: 200s, max_connections: 50}
+  - {transport: tcp, address: "[::1]:5060", idle_timeout: 200s, max_connections: 50}
   - {transport: wss, address: 127.0.0.1:8443, tls: {self_signed: true}}
 advertise: edge.example.com
 registrar: sip:127.0.0.1:5070
@@ -97,5 +97,72 @@ func TestConfigValidatePaths(t *testing.T) {
 		if !found {
 			t.Errorf("no error line starting %q in:\n%v", want, err)
 		}
+	}
+}
+
+// TestConfig_AdvertisePerRole (issue 14 item 3): once listeners are split
+// into access and core, edge.advertise is the core side's address; a role
+// both listener without its own advertise would give it to UAs.
+func TestConfig_AdvertisePerRole(t *testing.T) {
+	base := `
+registrar: sip:10.0.0.21:5070
+advertise: 10.0.0.11
+listen:
+  - {transport: udp, address: 127.0.0.1:0, role: access}
+  - {transport: udp, address: 127.0.0.2:0, role: core}
+`
+	for _, tc := range []struct {
+		name, extra, wantErr string
+	}{
+		{"split roles", "", ""},
+		{"both listener without advertise", "  - {transport: tcp, address: 127.0.0.1:0}\n", "edge.listen[2].advertise: required"},
+		{"both listener with its own", "  - {transport: tcp, address: 127.0.0.1:0, advertise: edge.example.com}\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := decodeStrict(t, base+tc.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDefaults()
+			err = c.Validate()
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestAdvertised_AccessListenerNeverGetsCoreAddress: with edge.advertise
+// set, a role access listener still advertises its own bound address (so
+// the Record-Route toward UAs is an access-side address), and a core
+// listener advertises edge.advertise (issue 14 item 3).
+func TestAdvertised_AccessListenerNeverGetsCoreAddress(t *testing.T) {
+	c, err := decodeStrict(t, `
+registrar: sip:127.0.0.1:5070
+advertise: 10.0.0.11
+listen:
+  - {transport: udp, address: 127.0.0.1:0, role: access}
+  - {transport: udp, address: 127.0.0.1:0, role: core}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc, core := s.listeners[0], s.listeners[1]
+	if acc.adv.Host != "127.0.0.1" || acc.adv.Port != int(acc.local.Port()) {
+		t.Errorf("access listener advertises %+v, want its bound address %v", acc.adv, acc.local)
+	}
+	if core.adv.Host != "10.0.0.11" {
+		t.Errorf("core listener advertises %+v, want 10.0.0.11", core.adv)
 	}
 }

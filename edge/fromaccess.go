@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"fmt"
+
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/routeset"
@@ -32,6 +34,12 @@ func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbou
 		target = rest[0].URI
 	case hasToTag(req):
 		target = req.Recipient
+	}
+	if !s.relay.allows(target) {
+		// Counted by reason; logged once per source per episode by reject.
+		s.reject(req, tx, in, 403, "Forbidden (Route Not Allowed)", reasonRelayDenied,
+			fmt.Errorf("next hop %s is not a configured core destination", uriHostPort(target)))
+		return
 	}
 	lg := s.coreLeg(target, "")
 	fwd := req.Clone()

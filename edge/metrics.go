@@ -21,6 +21,9 @@ const (
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
+	reasonMalformed     = "malformed"         // 400/416/505 before parsing (RFC 4475)
+	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
+	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
 
 var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}
@@ -32,9 +35,10 @@ type metrics struct {
 	rejections  *prometheus.CounterVec // reason
 	connRejects *prometheus.CounterVec // reason
 	registrarUp prometheus.Gauge
+	acks        *prometheus.CounterVec // outcome: absorbed, forwarded, dropped
 }
 
-func newMetrics(reg prometheus.Registerer, table *flowtable.Table) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		keepalives: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_edge_keepalives_total",
@@ -60,8 +64,12 @@ func newMetrics(reg prometheus.Registerer, table *flowtable.Table) (*metrics, er
 			Name: "pinhole_edge_registrars_up",
 			Help: "Registrars that answered the last OPTIONS probe.",
 		}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_edge_acks_total",
+			Help: "ACKs that matched no live transaction: absorbed (for a non-2xx the edge sent, RFC 3261 §17.2.1), forwarded (for a 2xx, by Route) or dropped.",
+		}, []string{"outcome"}),
 	}
-	cs := []prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp}
+	cs := append([]prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp, m.acks}, extra...)
 	for _, t := range transportsForMetrics {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "pinhole_edge_flows",

@@ -2,14 +2,11 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,12 +14,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
-
-// udpMaxRequest is the RFC 3261 §18.1.1 threshold: a request this large
-// toward the core goes over TCP instead of UDP.
-const udpMaxRequest = 1300
 
 var errFlowGone = errors.New("flow gone")
 
@@ -55,15 +50,11 @@ type leg struct {
 	closed <-chan struct{}
 }
 
-// noBuild stops sipgo's client from "completing" a proxied request
-// (it would add its own Via, From tag, ...).
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
-
 // handle is the single request handler of both user agents. It recovers
 // from panics, tracks in-flight transactions for Drain, applies RFC 3261
 // §16.3 hygiene and dispatches by direction. It blocks until the final
-// response is relayed (sipgo notes §5: returning early kills the
-// transaction).
+// response is relayed (docs/sipgo.md#proxying: returning early kills
+// the transaction).
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -75,15 +66,19 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 	in := s.inboundOf(req, tx)
-	dir := "access"
-	if !in.hasFlow {
-		dir = "core"
-	}
-	s.m.requests.WithLabelValues(dir, methodLabel(string(req.Method))).Inc()
+	s.m.requests.WithLabelValues(s.direction(req, in), methodLabel(string(req.Method))).Inc()
 	if req.IsAck() {
+		// The ACK for a non-2xx final we sent belongs to our server
+		// transaction, which sipgo may already have ended: absorb it,
+		// never forward it (RFC 3261 §17.2.1, §16.11).
+		if s.rejected.Match(req) {
+			s.m.acks.WithLabelValues("absorbed").Inc()
+			return
+		}
 		s.forwardAck(req, in)
 		return
 	}
+	tx = s.rejected.Wrap(req, tx)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	if s.draining.Load() {
@@ -128,8 +123,37 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	s.route(req, tx, in, hash)
 }
 
+// direction labels a request for metrics: "core" when it came from the
+// core side (a core-role listener, no access flow, or a trusted_core peer
+// routing to a UA by a flow token that is not its own flow), else
+// "access". It decides nothing else.
+func (s *Server) direction(req *sip.Request, in inbound) string {
+	if !in.hasFlow || (in.l != nil && !in.l.access()) {
+		return "core"
+	}
+	if !s.isTrusted(in.src.Addr()) {
+		return "access"
+	}
+	h := req.GetHeader("Route")
+	if h == nil {
+		return "access"
+	}
+	routes, err := routeset.ParseRouteList([]string{h.Value()})
+	if err != nil || len(routes) == 0 || !s.self.IsSelf(routes[0].URI) {
+		return "access"
+	}
+	tok, _ := routeset.FlowTokenFromURI(routes[0].URI)
+	if tok == "" {
+		return "access"
+	}
+	if key, err := s.keys.Decode(tok); err == nil && key == in.key {
+		return "access" // our Record-Route naming the UA's own flow
+	}
+	return "core"
+}
+
 // inboundOf finds the flow a request arrived on from its server
-// transaction's connection (sipgo notes §2).
+// transaction's connection (docs/sipgo.md#connections).
 func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 	src, _ := netip.ParseAddrPort(req.Source())
 	in := inbound{src: unmap(src)}
@@ -159,7 +183,7 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, code int, phrase, reason string, err error, hdrs ...sip.Header) {
 	s.m.rejections.WithLabelValues(reason).Inc()
 	s.log.Info("request rejected", "method", string(req.Method), "call_id", callID(req), "status", code,
-		"reason", reason, "raddr", req.Source(), "error", err)
+		"reason", reason, "raddr", req.Source(), "error", err, logthrottle.Key(in.src.Addr().String()))
 	res := sip.NewResponseFromRequest(req, code, phrase, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
@@ -277,23 +301,9 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, h
 
 // setRoutes replaces req's Route headers with routes.
 func setRoutes(req *sip.Request, routes []routeset.Entry) {
-	removeAll(req, "Route")
+	sipproxy.RemoveAll(req, "Route")
 	for _, e := range routes {
 		req.AppendHeader(sip.NewHeader("Route", e.String()))
-	}
-}
-
-// headerRemover is what sip.Request and sip.Response share for removal.
-type headerRemover interface {
-	GetHeaders(name string) []sip.Header
-	RemoveHeader(name string) bool
-}
-
-func removeAll(m headerRemover, name string) {
-	for _, h := range m.GetHeaders(name) {
-		n := h.Name()
-		for m.RemoveHeader(n) {
-		}
 	}
 }
 
@@ -372,32 +382,18 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	}
 	// sipgo pools accepted connections under their remote address; the
 	// access UA cannot dial, so a vanished connection fails rather than
-	// being re-dialled (sipgo notes §2).
+	// being re-dialled (docs/sipgo.md#connections).
 	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed()}
 	lg.via.Transport = sc.l.viaTransport()
 	return lg, sc.l, nil
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // prepareHop does the per-hop rewrite of RFC 3261 §16.6: received/rport
 // on the previous Via (RFC 3261 §18.2.1, RFC 3581 §4), Max-Forwards
-// decremented (steps 3; sipgo's helper underflows, notes TL;DR 7), our
+// decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
-	if v := fwd.Via(); v != nil && in.src.IsValid() {
-		ip := in.src.Addr().String()
-		if v.Host != ip {
-			v.Params.Add("received", ip)
-		}
-		if v.Params.Has("rport") {
-			v.Params.Add("rport", strconv.Itoa(int(in.src.Port())))
-		}
-	}
+	sipproxy.StampVia(fwd.Via(), in.src)
 	if mf := fwd.MaxForwards(); mf != nil {
 		if *mf > 0 {
 			*mf--
@@ -430,6 +426,16 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 	_ = s.forwardTry(req, tx, in, fwd, lg, hash, onResponse, false)
 }
 
+// errTimerC: Timer C fired on a forwarded INVITE.
+var errTimerC = errors.New("timer C fired: no final response")
+
+// timerCGrace is how long, after Timer C fired and the branch was
+// CANCELled, the edge waits for the final response (487) before it
+// answers 408 itself: 64*T1, or Timer C itself when that is shorter.
+func timerCGrace(timerC time.Duration) time.Duration {
+	return min(64*sip.T1, timerC)
+}
+
 // errNoAnswer: the next hop could not be reached and nothing was relayed;
 // the caller may try another one.
 var errNoAnswer = errors.New("next hop did not answer")
@@ -442,29 +448,30 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	// ("the element SHOULD retry the request, using UDP").
 	var udpLeg *leg
 	var udpFwd *sip.Request
-	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > sipproxy.UDPMaxRequest {
 		saved := lg
 		udpLeg, udpFwd = &saved, fwd.Clone()
 		flow := lg.viaFlow
 		lg = s.coreLeg(lg.target, "tcp")
 		lg.viaFlow = flow
 	}
-	branch := routeset.LoopBranch(hash, randHex(6))
+	branch := routeset.LoopBranch(hash, sipproxy.RandHex(6))
 	s.prepareHop(fwd, in, lg, branch)
 
 	timeout := 40 * time.Second
 	if req.IsInvite() {
-		timeout = 200 * time.Second // Timer C (RFC 3261 §16.6 step 11)
+		// The loop below runs Timer C; this only bounds the context.
+		timeout = s.cfg.TimerC + timerCGrace(s.cfg.TimerC) + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
+	clTx, err := lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	if err != nil && udpLeg != nil {
 		s.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", callID(req), "error", err)
 		lg, fwd = *udpLeg, udpFwd
-		branch = routeset.LoopBranch(hash, randHex(6))
+		branch = routeset.LoopBranch(hash, sipproxy.RandHex(6))
 		s.prepareHop(fwd, in, lg, branch)
-		clTx, err = lg.client.TransactionRequest(ctx, fwd, noBuild)
+		clTx, err = lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	}
 	if err != nil {
 		if mayRetry {
@@ -493,13 +500,11 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		})
 	}
 	if req.IsInvite() {
-		if stx, ok := tx.(*sip.ServerTx); ok {
-			stx.OnCancel(func(*sip.Request) {
-				// sipgo already answered the CANCEL and sent 487 upstream;
-				// cancel the downstream branch (RFC 3261 §16.10).
-				go s.sendCancel(fwd, lg)
-			})
-		}
+		tx.OnCancel(func(*sip.Request) {
+			// sipgo already answered the CANCEL and sent 487 upstream;
+			// cancel the downstream branch (RFC 3261 §16.10).
+			go s.sendCancel(fwd, lg)
+		})
 	}
 	relayed := false
 	// With another next hop to try (a REGISTER with registrars left), a
@@ -513,8 +518,35 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		silent = t.C
 	}
 	var flowDead <-chan time.Time
+	// Timer C (RFC 3261 §16.6 step 11), restarted by every provisional
+	// response: when it fires after a provisional, the INVITE is
+	// CANCELled downstream and, if no final arrives within the grace,
+	// answered 408 upstream; before any provisional, at once 408 (§16.8).
+	// Without it a UA that rang and vanished would hold this goroutine
+	// and the drain count for ever.
+	var timerC, grace <-chan time.Time
+	var tc *time.Timer
+	gotProvisional := false
+	if req.IsInvite() && s.cfg.TimerC > 0 {
+		tc = time.NewTimer(s.cfg.TimerC)
+		defer tc.Stop()
+		timerC = tc.C
+	}
 	for {
 		select {
+		case <-timerC:
+			timerC = nil
+			if !gotProvisional {
+				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
+				return nil
+			}
+			go s.sendCancel(fwd, lg)
+			g := time.NewTimer(timerCGrace(s.cfg.TimerC))
+			defer g.Stop()
+			grace = g.C
+		case <-grace:
+			s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
+			return nil
 		case <-lg.closed:
 			// RFC 5626 §5.3: the flow died under a pending request (also
 			// when it closed between the flow lookup and the write, which
@@ -534,8 +566,18 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 				return nil
 			}
 			silent = nil
+			if res.StatusCode < 200 && timerC != nil {
+				gotProvisional = true
+				tc.Reset(s.cfg.TimerC)
+			}
 			if res.StatusCode == 100 {
 				continue // hop by hop (RFC 3261 §16.7 step 3)
+			}
+			if grace != nil && res.StatusCode == 487 {
+				// The 487 for our own Timer C CANCEL: a timeout for the
+				// caller (§16.8), not a cancellation.
+				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
+				return nil
 			}
 			res.RemoveHeader("Via") // ours (RFC 3261 §16.7 step 3)
 			if onResponse != nil {
@@ -599,7 +641,7 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 	c.Laddr = fwd.Laddr
 	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 	defer cancel()
-	t, err := lg.client.TransactionRequest(ctx, c, noBuild)
+	t, err := lg.client.TransactionRequest(ctx, c, sipproxy.NoBuild)
 	if err != nil {
 		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
 		return
@@ -613,8 +655,8 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 }
 
 // forwardAck relays an ACK for a 2xx (a new request routed by Route, RFC
-// 3261 §13.2.2.4, §16.6) statelessly. ACKs for non-2xx never get here: the
-// transactions absorb them.
+// 3261 §13.2.2.4, §16.6) statelessly. ACKs for a non-2xx we sent never get
+// here: handle absorbs them (s.rejected).
 func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
 	if err != nil {
@@ -656,14 +698,23 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 		case len(popped) > 0 || hasToTag(req):
 			target = req.Recipient
 		}
+		if len(rest) == 0 && s.self.IsSelf(target) {
+			// Addressed to ourselves with no route left: forwarding it
+			// would loop until Max-Forwards runs out.
+			s.m.acks.WithLabelValues("dropped").Inc()
+			return
+		}
 		lg = s.coreLeg(target, "")
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
-	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	if err := lg.client.WriteRequest(fwd, sipproxy.NoBuild); err != nil {
+		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
+		return
 	}
+	s.m.acks.WithLabelValues("forwarded").Inc()
 }
 
 // acceptedTx is an INVITE server transaction that relayed a 2xx, kept for

@@ -23,13 +23,17 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // errNoDial is what the access side's TCP dialer always returns: the edge
 // never opens a connection toward a UA (RFC 5626 §5.3: a dead flow is 430,
-// never a re-dial; sipgo notes §2).
+// never a re-dial; docs/sipgo.md#connections).
 var errNoDial = errors.New("edge never dials toward a UA")
 
 // ErrNotListening is returned by Serve before Listen.
@@ -59,6 +63,7 @@ type listener struct {
 	local     netip.AddrPort
 	adv       routeset.Address // what Path / Record-Route / Via carry
 	tlsConfig *tls.Config
+	certs     *certs.Manager // tls, wss: reloaded on SIGHUP
 }
 
 func (l *listener) access() bool { return l.cfg.Role != RoleCore }
@@ -84,7 +89,7 @@ type Server struct {
 	m       *metrics
 	table   *flowtable.Table
 	keys    *flowtable.Keys
-	trusted []netip.Prefix
+	trusted prefixlist.List
 	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
@@ -119,7 +124,9 @@ type Server struct {
 	draining  atomic.Bool
 	listening atomic.Bool
 	done      chan struct{}
-	serving   chan struct{} // closed once sipgo serves every listener
+	serving   chan struct{}      // closed once sipgo serves every listener
+	rejected  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	relay     relayPolicy        // where access-side requests may go
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 }
@@ -153,17 +160,14 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.keys = flowtable.RandomKeys()
 		s.log.Warn("edge.flow_token_key_file not set: random flow-token key, tokens die with the process")
 	}
-	for _, p := range cfg.TrustedCore {
-		pfx, _ := parsePrefix(p)
-		s.trusted = append(s.trusted, pfx)
-	}
+	s.trusted, _ = prefixlist.Parse(cfg.TrustedCore) // checked by Validate
 	for _, r := range cfg.Registrar {
 		u, _ := parseSIPURI(r)
 		s.registrars = append(s.registrars, u)
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
 	if !cfg.RateLimit.Disabled {
-		s.limiter = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now)
+		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}
 	s.core, _ = parseSIPURI(cfg.Core)
 	s.coreRoute = *s.core.Clone()
@@ -184,7 +188,17 @@ func New(cfg Config, opt Options) (*Server, error) {
 			s.registrarRoutes = append(s.registrarRoutes, r)
 		}
 	}
-	if s.m, err = newMetrics(opt.Registry, s.table); err != nil {
+	for _, u := range s.registrars {
+		s.relay.addURI(u)
+	}
+	s.relay.addURI(s.core)
+	for _, a := range cfg.AllowedRoutes {
+		if err := s.relay.add(a); err != nil {
+			return nil, fmt.Errorf("edge.allowed_routes: %w", err)
+		}
+	}
+	s.rejected = sipproxy.NewRejected(0, 0, nil)
+	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 
@@ -284,6 +298,7 @@ func (s *Server) bind(l *listener) error {
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
+			Check:    s.checkDatagram,
 			// A datagram refreshes a UA's flow but never creates one:
 			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {
@@ -304,16 +319,18 @@ func (s *Server) bind(l *listener) error {
 		s.byLocal[c.LocalAddr().String()] = l
 	default:
 		opt := ListenerOptions{
-			WebSocket:     l.transport == flowtable.WS || l.transport == flowtable.WSS,
-			MaxConns:      lc.MaxConnections,
-			MaxConnsPerIP: lc.MaxConnectionsPerIP,
-			MaxMessage:    lc.MaxMessage,
-			IdleTimeout:   lc.IdleTimeout,
-			WriteTimeout:  10 * time.Second,
-			Logger:        s.log,
-			OnAccept:      func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
-			OnClose:       func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
-			OnActivity:    func(id uint64) { s.touchConn(l, id) },
+			WebSocket:      l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:       lc.MaxConnections,
+			MaxConnsPerIP:  lc.MaxConnectionsPerIP,
+			MaxMessage:     lc.MaxMessage,
+			IdleTimeout:    lc.IdleTimeout,
+			MessageTimeout: lc.MessageTimeout,
+			Check:          s.checkStream(l),
+			WriteTimeout:   10 * time.Second,
+			Logger:         s.log,
+			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:        func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
 			},
@@ -324,6 +341,7 @@ func (s *Server) bind(l *listener) error {
 			if err != nil {
 				return fmt.Errorf("tls: %w", err)
 			}
+			l.certs = mgr
 			opt.TLSConfig = mgr.TLSConfig()
 			l.tlsConfig = opt.TLSConfig
 		}
@@ -340,12 +358,13 @@ func (s *Server) bind(l *listener) error {
 }
 
 // advertised computes a listener's own address for Path, Record-Route and
-// Via: its advertise, else edge.advertise, else the bound address.
+// Via: its advertise, else (core-facing listeners only) edge.advertise,
+// else the bound address.
 func (s *Server) advertised(l *listener) routeset.Address {
 	a := routeset.Address{Host: l.local.Addr().String(), Port: int(l.local.Port()), Transport: string(l.transport)}
 	adv := l.cfg.Advertise
-	if adv == "" {
-		adv = s.cfg.Advertise
+	if adv == "" && l.cfg.Role != RoleAccess {
+		adv = s.cfg.Advertise // the core side's address; never toward UAs
 	}
 	if adv != "" {
 		h, p, _ := splitHostPort(adv)
@@ -438,7 +457,7 @@ func (s *Server) Serve() error {
 			} else {
 				// Every stream transport goes through ServeTCP: the
 				// Listener already did TLS and the WebSocket upgrade and
-				// hands sipgo a plain SIP byte stream (sipgo notes §1).
+				// hands sipgo a plain SIP byte stream (docs/sipgo.md#transports).
 				// The transport in Via / Path comes from the listener.
 				err = s.asrv.ServeTCP(l.ln)
 			}
@@ -465,34 +484,23 @@ func (s *Server) Serve() error {
 }
 
 // awaitServing waits until sipgo has registered every UDP listener in its
-// connection pool (ServeUDP does that asynchronously): before that a
-// request sent "from" a listener would leave from a fresh socket (sipgo
-// notes §2). It closes s.serving.
+// connection pool, then closes s.serving; Ready reports not-ready before.
 func (s *Server) awaitServing() {
-	defer close(s.serving)
-	pool := s.aua.TransportLayer().Pool("udp")
-	deadline := time.Now().Add(2 * time.Second)
+	var addrs []string
 	for _, l := range s.listeners {
-		if l.pc == nil {
-			continue
-		}
-		addr := l.pc.LocalAddr().String()
-		for {
-			if c := pool.Get(addr); c != nil {
-				_, _ = c.TryClose() // Get took a reference; listeners never close on it
-				break
-			}
-			if time.Now().After(deadline) {
-				s.log.Warn("udp listener not registered with sipgo", "laddr", addr)
-				break
-			}
-			select {
-			case <-s.done:
-				return
-			case <-time.After(time.Millisecond):
-			}
+		if l.pc != nil {
+			addrs = append(addrs, l.pc.LocalAddr().String())
 		}
 	}
+	if !sipserve.AwaitUDP(s.aua.TransportLayer(), addrs, s.done, 5*time.Second) {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(s.serving)
 }
 
 // expireLoop removes idle UDP flows (RFC 5626 §4.4.1).
@@ -524,6 +532,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	if !s.listening.Load() {
 		return errors.New("edge: not listening")
+	}
+	select {
+	case <-s.serving:
+	default:
+		return errors.New("edge: listeners not serving yet")
 	}
 	if s.draining.Load() {
 		return errors.New("edge: draining")
@@ -590,15 +603,7 @@ func (s *Server) closeListeners() {
 }
 
 // isTrusted reports whether a is in edge.trusted_core.
-func (s *Server) isTrusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isTrusted(a netip.Addr) bool { return s.trusted.Contains(a) }
 
 // coreListener is the listener the edge is reached on from the core for
 // transport t (Path / Record-Route host:port), else any core-facing one.
@@ -654,7 +659,7 @@ func (s *Server) allowed(src netip.AddrPort, transport string) bool {
 		s.m.rejections.WithLabelValues(reasonRateLimited).Inc()
 		if first {
 			s.log.Warn("source over edge.rate_limit: dropping (UDP) / 503 (streams) until it slows down",
-				"raddr", src.String(), "transport", transport)
+				"raddr", src.String(), "transport", transport, logthrottle.Key(src.Addr().String()))
 		}
 	}
 	return ok

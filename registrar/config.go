@@ -9,15 +9,18 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
 )
 
-// Config is the `registrar:` section of the YAML configuration.
+// Config is the `registrar:` section of the YAML configuration, except
+// `store:`: choosing and configuring the Store implementation is the
+// binary's job (cmd/pinhole), so this package never depends on a store
+// implementation or on go-redis.
 type Config struct {
 	Listen            []ListenConfig `yaml:"listen"`
 	Domains           []string       `yaml:"domains"`
-	Store             StoreConfig    `yaml:"store"`
 	Expires           ExpiresConfig  `yaml:"expires"`
 	MaxContacts       int            `yaml:"max_contacts"`        // per AOR; default 10
 	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
@@ -36,13 +39,21 @@ type Config struct {
 	RequireRegisteredFlow *bool `yaml:"require_registered_flow"`
 	// PBXProbeInterval is how often each pbx target gets an OPTIONS probe. Default 5s.
 	PBXProbeInterval time.Duration `yaml:"pbx_probe_interval"`
-	Auth             auth.Config   `yaml:"auth"`
+	// TimerC bounds a forwarded INVITE after its last provisional response
+	// (RFC 3261 §16.6 step 11). Default 180s; the RFC asks for more than
+	// 3 minutes.
+	TimerC time.Duration `yaml:"timer_c"`
+	Auth   auth.Config   `yaml:"auth"`
 	// RetryAfter bounds the randomized Retry-After of a 503 when the store
 	// is unavailable. Default 5s..30s.
 	RetryAfterMin time.Duration `yaml:"retry_after_min"`
 	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 	// StoreTimeout bounds one store operation per REGISTER. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// FlowTimer is the Flow-Timer (RFC 5626 §4.4) the registrar gives an
+	// outbound UA that reached it directly (it is then the first hop);
+	// behind an edge the edge gives its own. Default {udp: 25s, stream: 120s}.
+	FlowTimer flowtable.Timer `yaml:"flow_timer"`
 	// Overload sheds new registrations in a storm (overload.go).
 	Overload OverloadConfig `yaml:"overload"`
 }
@@ -51,12 +62,6 @@ type Config struct {
 type ListenConfig struct {
 	Transport string `yaml:"transport"` // udp | tcp
 	Address   string `yaml:"address"`   // host:port
-}
-
-// StoreConfig selects the binding store.
-type StoreConfig struct {
-	Backend            string `yaml:"backend"` // memory (default) | redis
-	redisconfig.Config `yaml:",inline"`
 }
 
 // ExpiresConfig is the RFC 3261 §10.3 expiry policy.
@@ -82,9 +87,6 @@ func (c *Config) RegisteredFlowRequired() bool {
 
 // SetDefaults fills in every unset field with its documented default.
 func (c *Config) SetDefaults() {
-	if c.Store.Backend == "" {
-		c.Store.Backend = "memory"
-	}
 	if c.Expires.Default == 0 {
 		c.Expires.Default = 3600 * time.Second
 	}
@@ -115,6 +117,10 @@ func (c *Config) SetDefaults() {
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = time.Second
 	}
+	if c.TimerC <= 0 {
+		c.TimerC = 180 * time.Second
+	}
+	c.FlowTimer.SetDefaults()
 	c.Overload.setDefaults()
 	if c.PBXProbeInterval == 0 {
 		c.PBXProbeInterval = 5 * time.Second
@@ -126,7 +132,7 @@ func (c *Config) SetDefaults() {
 	if c.Auth.Trusted == nil {
 		// Edges relay many UAs' failures: never count or ban the edge
 		// itself (the UA's own address is used behind a trusted edge).
-		c.Auth.Trusted, _ = ParsePrefixes(c.TrustedEdges)
+		c.Auth.Trusted, _ = prefixlist.Parse(c.TrustedEdges)
 	}
 }
 
@@ -154,15 +160,6 @@ func (c *Config) Validate() error {
 		if d == "" || strings.ContainsAny(d, " @;:/<>") && !isIPv6Literal(d) {
 			bad("registrar.domains[%d]: %q is not a host name or IP literal", i, d)
 		}
-	}
-	switch c.Store.Backend {
-	case "memory":
-	case "redis":
-		if err := c.Store.Config.Validate(); err != nil {
-			bad("registrar.store: %w", err)
-		}
-	default:
-		bad("registrar.store.backend: %q is not memory or redis", c.Store.Backend)
 	}
 	e := c.Expires
 	if e.Min <= 0 || e.Min > time.Hour {
@@ -219,10 +216,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if _, err := ParsePrefixes(c.TrustedEdges); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedEdges); err != nil {
 		bad("registrar.trusted_edges: %w", err)
 	}
-	if _, err := ParsePrefixes(c.TrustedPeers); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedPeers); err != nil {
 		bad("registrar.trusted_peers: %w", err)
 	}
 	for i, p := range c.PBX {
@@ -232,10 +229,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.RetryAfterMin < time.Second || c.RetryAfterMax < c.RetryAfterMin {
-		bad("registrar.retry_after_min/max: need 1s <= min <= max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
+		bad("registrar.retry_after_max: need 1s <= retry_after_min <= retry_after_max, got %s..%s", c.RetryAfterMin, c.RetryAfterMax)
 	}
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
+	}
+	if c.FlowTimer.UDP < time.Second {
+		bad("registrar.flow_timer.udp: %v must be at least 1s", c.FlowTimer.UDP)
+	}
+	if c.FlowTimer.Stream < time.Second {
+		bad("registrar.flow_timer.stream: %v must be at least 1s", c.FlowTimer.Stream)
 	}
 	if err := c.Overload.validate(); err != nil {
 		bad("%w", err)
@@ -251,21 +254,4 @@ func (c *Config) Validate() error {
 func isIPv6Literal(s string) bool {
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
 	return err == nil && a.Is6()
-}
-
-// ParsePrefixes parses a list of CIDRs or bare IP addresses.
-func ParsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }

@@ -69,7 +69,7 @@ func startSipp(t *testing.T, ctx context.Context, scenario string, port int, rem
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-s", service, "-m", "1", "-timeout", "20s", "-timeout_error",
 		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log"),
-		"-mp", strconv.Itoa(freeUDPPort(t)),
+		"-mp", strconv.Itoa(freeMediaPort(t)),
 		remote)
 	r.cmd.Dir = "."
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
@@ -158,4 +158,44 @@ func waitBound(t *testing.T, port int) {
 		}
 	}
 	t.Fatalf("nothing bound UDP port %d within 10s", port)
+}
+
+// freeMediaPort returns a base port N for sipp's -mp: sipp binds N (audio)
+// and N+2 (video), and RTCP next to each, at start-up, so N..N+3 must all
+// be free on 127.0.0.1 and not handed out before in this test process.
+func freeMediaPort(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		base := freeUDPPort(t)
+		if base+3 > 65535 {
+			continue
+		}
+		ok := true
+		var held []net.PacketConn
+		for i := 0; i <= 3; i++ {
+			o, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, o)
+		}
+		for _, h := range held {
+			_ = h.Close()
+		}
+		if !ok {
+			continue
+		}
+		dup := false
+		for i := 1; i <= 3; i++ {
+			if _, seen := handedOut.LoadOrStore(base+i, true); seen {
+				dup = true
+			}
+		}
+		if !dup {
+			return base
+		}
+	}
+	t.Fatal("no free media port range")
+	return 0
 }

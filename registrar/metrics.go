@@ -17,7 +17,10 @@ type metrics struct {
 
 // newMetrics registers the registrar's metrics on reg. Labels are bounded:
 // status code and a fixed reason vocabulary, never an AOR or address.
-func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
+//
+// pinhole_registrar_pbx_up exists only when registrar.pbx is configured: a
+// gauge reading 0 without a PBX would look like an outage.
+func newMetrics(reg prometheus.Registerer, store Store, withPBX bool) (*metrics, error) {
 	m := &metrics{
 		register: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_registrar_register_total",
@@ -49,7 +52,11 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 		}
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.register, m.storeLatency, m.auth, m.pbxUp, bindings} {
+	cs := []prometheus.Collector{m.register, m.storeLatency, m.auth, bindings}
+	if withPBX {
+		cs = append(cs, m.pbxUp)
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
 		}

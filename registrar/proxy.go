@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -23,14 +24,19 @@ import (
 // transaction's responses into fork.events. Everything else in a fork is
 // touched by the driving goroutine only.
 
-// timerC is RFC 3261 §16.6 step 11 Timer C (> 3 minutes) for INVITE
+// Timer C (RFC 3261 §16.6 step 11, registrar.timer_c) runs for INVITE
 // forks, one timer per fork restarted by every relayed 101–199: when it
 // fires, pending branches are cancelled; timerCGrace later they are
 // abandoned (treated as a 408, §16.8).
-const (
-	timerC      = 3*time.Minute + time.Second
-	timerCGrace = 32 * time.Second
-)
+func timerCGrace(timerC time.Duration) time.Duration { return min(64*sip.T1, timerC) }
+
+// timerC is registrar.timer_c, 180 s when unset.
+func (r *Registrar) timerC() time.Duration {
+	if r.cfg.TimerC > 0 {
+		return r.cfg.TimerC
+	}
+	return 180 * time.Second
+}
 
 type branch struct {
 	tgt    target    // location: the bindings to try (flows); empty for route-based
@@ -84,6 +90,7 @@ type fork struct {
 	got6xx     bool
 	finalSent  bool
 	cancelled  bool // the upstream sent CANCEL (sipgo already answered 487)
+	timedOut   bool // Timer C fired and we CANCELled the branches
 	timerC     *time.Timer
 }
 
@@ -115,7 +122,7 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 	}
 	var timerCCh, graceCh <-chan time.Time
 	if f.invite {
-		f.timerC = time.NewTimer(timerC)
+		f.timerC = time.NewTimer(p.reg.timerC())
 		defer f.timerC.Stop()
 		timerCCh = f.timerC.C
 	}
@@ -145,8 +152,9 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 			f.cancelAll(nil)
 		case <-timerCCh:
 			timerCCh = nil
+			f.timedOut = true
 			f.cancelAll(nil)
-			g := time.NewTimer(timerCGrace)
+			g := time.NewTimer(timerCGrace(p.reg.timerC()))
 			defer g.Stop()
 			graceCh = g.C
 		case <-graceCh:
@@ -206,14 +214,14 @@ func (f *fork) launch(b *branch) {
 	b.req = out
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tx, err := f.p.client.TransactionRequest(ctx, out, noBuild)
+	tx, err := f.p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
 	if err != nil && udp != nil {
 		// §18.1.1: TCP only because of the size, and the connection was
 		// refused: send it over UDP after all (sipgo allows large
 		// datagrams, main sets sip.UDPMTUSize).
 		f.p.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
 		b.req = udp
-		tx, err = f.p.client.TransactionRequest(ctx, udp, noBuild)
+		tx, err = f.p.client.TransactionRequest(ctx, udp, sipproxy.NoBuild)
 	}
 	if err != nil {
 		f.p.log.Info("branch send failed", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
@@ -280,7 +288,7 @@ func (f *fork) provisional(b *branch, res *sip.Response) {
 		return // §16.7 step 3: 100 is hop-by-hop
 	}
 	if f.timerC != nil {
-		f.timerC.Reset(timerC) // §16.7 step 2: a 101–199 restarts Timer C
+		f.timerC.Reset(f.p.reg.timerC()) // §16.7 step 2: a 101–199 restarts Timer C
 	}
 	if err := f.tx.Respond(f.upstream(res)); err != nil {
 		f.p.log.Info("relay provisional", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
@@ -376,7 +384,7 @@ func (f *fork) done(b *branch, res *sip.Response) {
 			}
 		} else if f.invite {
 			// Every 2xx to an INVITE is forwarded (§16.7 step 5), also
-			// after a CANCEL from upstream (sipgo notes §5).
+			// after a CANCEL from upstream (docs/sipgo.md#proxying).
 			if f.cancelled || f.tx.Respond(f.upstream(res)) != nil {
 				f.relayStateless(res)
 			}
@@ -438,7 +446,10 @@ func (f *fork) sendBest() {
 		return
 	}
 	res := f.best
-	if res == nil {
+	if res == nil || (f.timedOut && !f.cancelled && res.StatusCode == 487) {
+		// §16.8: a branch we CANCELled because Timer C fired ends as a
+		// timeout for the caller, not as "Request Terminated" (which
+		// would read as if the caller had cancelled).
 		res = f.synth(408, "Request Timeout")
 	}
 	if (res.StatusCode == 401 || res.StatusCode == 407) && len(f.challenges) > 0 {
@@ -451,9 +462,10 @@ func (f *fork) sendBest() {
 			res.AppendHeader(h)
 		}
 	}
-	if res.StatusCode == 503 {
+	if res.StatusCode == 503 && !synthetic(res) {
 		// §16.7 step 6: a 503 from downstream must not make the upstream
-		// think this proxy is overloaded.
+		// think this proxy is overloaded. Our own 503 for a next hop we
+		// could not reach (DNS or transport failure, §16.9) stays 503.
 		up := f.synth(500, "Server Internal Error")
 		res = up
 	}
@@ -472,6 +484,12 @@ func (f *fork) synth(code int, phrase string) *sip.Response {
 	res.PrependHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP",
 		Host: "synthetic.invalid", Params: sip.HeaderParams{}})
 	return res
+}
+
+// synthetic reports whether res was made by synth (not received).
+func synthetic(res *sip.Response) bool {
+	v := res.Via()
+	return v != nil && v.Host == "synthetic.invalid"
 }
 
 // upstream turns a branch response into the response we send upstream:
@@ -541,9 +559,9 @@ func (f *fork) sendCancel(b *branch) {
 	p := f.p
 	callID := headerValue(f.req, "call-id")
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), timerCGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 		defer cancel()
-		res, err := p.client.Do(ctx, c, noBuild)
+		res, err := p.client.Do(ctx, c, sipproxy.NoBuild)
 		if err != nil {
 			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
 			return

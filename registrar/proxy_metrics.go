@@ -35,6 +35,7 @@ const (
 	reasonStore           routeReason = "store_unavailable"    // 503
 	reasonNoTransaction   routeReason = "no_transaction"       // 481
 	reasonNotForUs        routeReason = "addressed_to_self"    // 404
+	reasonRelayDenied     routeReason = "relay_denied"         // 403: a UA's request for a domain not served, no PBX
 	reasonNotRegistered   routeReason = "unregistered_flow"    // 403, issue 5 item 6
 	reasonUnsupportedNext routeReason = "unsupported_next_hop" // 502 (synthesised per branch)
 )
@@ -73,7 +74,7 @@ func newRouteMetrics(reg prometheus.Registerer) (*routeMetrics, error) {
 		}),
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_registrar_route_acks_total",
-			Help: "ACKs for 2xx handled statelessly, by outcome (forwarded, dropped).",
+			Help: "ACKs that matched no live transaction, by outcome: absorbed (for a non-2xx the registrar sent, RFC 3261 §17.2.1), forwarded (for a 2xx, statelessly), dropped.",
 		}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.rejected, m.forwarded, m.final, m.branch, m.removed, m.acks} {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -76,11 +75,7 @@ func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
 	prom := prometheus.NewRegistry()
 	opt := registrar.Options{Logger: logger, Registry: prom}
 	if o.users != "" {
-		p := filepath.Join(t.TempDir(), "users.yaml")
-		if err := os.WriteFile(p, []byte(o.users), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		users, err := auth.LoadUsers(p, "example.com", true)
+		users, err := auth.NewUsers([]byte(o.users), "example.com", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -766,7 +761,7 @@ func TestRFC5658_DoubleRecordRouteAcrossTransports(t *testing.T) {
 		t.Fatalf("Record-Route %v, want [%s %s]", rr, wantOut, wantIn)
 	}
 	if v := in.Via(); v.Transport != "UDP" {
-		t.Fatalf("top Via transport %s, want UDP (sipgo notes §2: SetTransport)", v.Transport)
+		t.Fatalf("top Via transport %s, want UDP (docs/sipgo.md#connections: SetTransport)", v.Transport)
 	}
 	ua.answer(h.udp, in, 200, "OK")
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
@@ -1232,4 +1227,32 @@ func TestRFC3261_18_1_1_LargeRequestFallsBackToUDP(t *testing.T) {
 	}
 	pbx.answer(h.udp, in, 486, "Busy Here")
 	edge.expectStatus(486)
+}
+
+// TestRelay_UAOriginatedForeignDomainRefused (issue 8 item 1): without a
+// registrar.pbx, a UA's request for a domain the registrar does not serve
+// gets 403 and no DNS look-up of the name the UA chose.
+func TestRelay_UAOriginatedForeignDomainRefused(t *testing.T) {
+	h := newProxyHarness(t, proxyOpts{})
+	edge := newPeer(t, "edge")
+	h.bindFlow(edge, "sip:frank@example.com", 1)
+	edge.send(h.udp, h.uaInvite(edge, "sip:frank@example.com", "sip:victim@attacker-chosen.invalid"))
+	edge.expectStatus(403)
+}
+
+// TestRFC3261_16_9_UnresolvableNextHopIs503: a next hop whose name does not
+// resolve is a transport error (§16.9), answered 503 (the synthesised 503
+// is the registrar's own; only a 503 received from downstream becomes 500,
+// §16.7 step 6).
+func TestRFC3261_16_9_UnresolvableNextHopIs503(t *testing.T) {
+	h := newProxyHarness(t, proxyOpts{})
+	pbx := newPeer(t, "pbx")
+	self := fmt.Sprintf("<sip:127.0.0.1:%d;transport=udp;lr>", h.udp.Port())
+	pbx.send(h.udp, pbx.build([]string{
+		"MESSAGE sip:ivan@example.com SIP/2.0",
+		fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKdns1", pbx.addr),
+		"Max-Forwards: 70", "From: <sip:pbx@pbx.example.net>;tag=d1", "To: <sip:ivan@example.com>",
+		"Call-ID: dns1", "CSeq: 1 MESSAGE", "Route: " + self + ", <sip:no-such-host.invalid;lr>",
+	}))
+	pbx.expectStatus(503)
 }

@@ -11,12 +11,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -25,7 +26,7 @@ type Registrar struct {
 	cfg          Config
 	store        Store
 	domains      map[string]bool
-	trustedEdges []netip.Prefix
+	trustedEdges prefixlist.List
 	log          *slog.Logger
 	now          func() time.Time
 	rand         func() float64
@@ -33,8 +34,9 @@ type Registrar struct {
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
-	route        *routeMetrics // location service proxy (proxy_metrics.go)
-	gate         *gate         // registrar.overload; nil when disabled
+	route        *routeMetrics      // location service proxy (proxy_metrics.go)
+	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
+	gate         *gate              // registrar.overload; nil when disabled
 	// serviceRoutes caches the Service-Route header value of every
 	// configured route (it is the same for every 2xx).
 	serviceRoutes map[string]string
@@ -58,7 +60,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if store == nil {
 		return nil, fmt.Errorf("registrar: nil store")
 	}
-	edges, err := ParsePrefixes(cfg.TrustedEdges)
+	edges, err := prefixlist.Parse(cfg.TrustedEdges)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: trusted_edges: %w", err)
 	}
@@ -102,12 +104,18 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	r.metrics, err = newMetrics(reg, store)
+	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
 	if err != nil {
 		return nil, err
 	}
 	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
+	}
+	r.rejectedInv = sipproxy.NewRejected(0, 0, nil)
+	for _, c := range r.rejectedInv.Collectors("registrar") {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register registrar metrics: %w", err)
+		}
 	}
 	if !cfg.Overload.Disabled {
 		oc := cfg.Overload

@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/ratelimit"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -49,6 +52,10 @@ type Server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	pbxUp     prometheus.Gauge
+	serving   chan struct{} // closed once sipgo serves every UDP listener
+	// bannedAnswered gates the one 403 per episode a banned source gets on
+	// a stream (banned.go).
+	bannedAnswered *ratelimit.Keyed[netip.Addr]
 }
 
 // NewServer creates the SIP side of the registrar. Call Listen, then Serve.
@@ -70,7 +77,8 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), pbxUp: reg.metrics.pbxUp}
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
+		bannedAnswered: newBannedGate(reg.now)}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
 	}
@@ -89,6 +97,13 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		if req.IsAck() {
 			return
 		}
+		tx = s.reg.rejectedInv.Wrap(req, tx)
+		// RFC 3581 §4: responses go to where the request came from, never
+		// to a port or address the sender wrote into its Via.
+		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
+			sipproxy.StampVia(req.Via(), src)
+		}
+		tx = sipproxy.ReplyToSource(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
 		defer func() {
@@ -122,7 +137,11 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	defer release()
-	res := s.reg.HandleRegister(ctx, req, sourceOf(req))
+	src := sourceOf(req)
+	res, reason := s.reg.handleRegister(ctx, req, src)
+	if reason == reasonBanned && !s.answerBanned(src) {
+		return
+	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
 	}
@@ -157,7 +176,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			if err != nil {
 				return fmt.Errorf("registrar listen udp %s: %w", l.Address, err)
 			}
-			s.pconns = append(s.pconns, pc)
+			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
@@ -178,6 +197,7 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // Serve runs all listeners until Close. It returns when all have stopped.
 func (s *Server) Serve() error {
+	go s.awaitServing()
 	go s.proxy.probeLoop(s.done, s.reg.cfg.PBXProbeInterval, s.pbxUp)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.pconns)+len(s.closers))
@@ -204,6 +224,41 @@ func (s *Server) Serve() error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// awaitServing closes s.serving once sipgo has registered every UDP
+// listener: before that the registrar cannot send from its own port.
+func (s *Server) awaitServing() {
+	addrs := make([]string, 0, len(s.pconns))
+	for _, pc := range s.pconns {
+		addrs = append(addrs, pc.LocalAddr().String())
+	}
+	if !sipserve.AwaitUDP(s.ua.TransportLayer(), addrs, s.done, 5*time.Second) {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(s.serving)
+}
+
+// Ready reports nil once every listener is bound and served, and the
+// server is not draining; the store and PBX have their own checks.
+func (s *Server) Ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-s.serving:
+	default:
+		return errors.New("registrar: listeners not serving yet")
+	}
+	if s.draining.Load() {
+		return errors.New("registrar: draining")
+	}
+	return nil
 }
 
 // Drain stops taking new transactions (they get 503) and waits up to

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -15,15 +13,17 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/edge"
-	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 // Config is the whole YAML file. Roles run when their section is present.
 type Config struct {
-	Ops       OpsConfig         `yaml:"ops"`
-	Log       LogConfig         `yaml:"log"`
-	Registrar *registrar.Config `yaml:"registrar"`
-	Edge      *edge.Config      `yaml:"edge"`
+	Ops       OpsConfig        `yaml:"ops"`
+	Log       LogConfig        `yaml:"log"`
+	Registrar *RegistrarConfig `yaml:"registrar"`
+	Edge      *edge.Config     `yaml:"edge"`
+
+	path string         // the file it was loaded from (SIGHUP re-reads it)
+	hup  chan os.Signal // SIGHUP, caught from the start (reload.go)
 }
 
 // OpsConfig is the operator HTTP endpoint.
@@ -41,6 +41,9 @@ type OpsConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug | info (default) | warn | error
 	Format string `yaml:"format"` // json (default) | text
+	// ThrottleInterval is the episode of log lines an outside sender can
+	// trigger: at most one per source and message per interval (default 1m).
+	ThrottleInterval time.Duration `yaml:"throttle_interval"`
 }
 
 func (c *Config) setDefaults() {
@@ -55,6 +58,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
+	}
+	if c.Log.ThrottleInterval == 0 {
+		c.Log.ThrottleInterval = time.Minute
 	}
 	if c.Registrar != nil {
 		c.Registrar.SetDefaults()
@@ -82,6 +88,9 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
 	}
+	if c.Log.ThrottleInterval < 0 {
+		errs = append(errs, fmt.Errorf("log.throttle_interval: must not be negative"))
+	}
 	if c.Registrar == nil && c.Edge == nil {
 		errs = append(errs, fmt.Errorf("no role configured: add a registrar and/or an edge section"))
 	}
@@ -99,76 +108,97 @@ func (c *Config) validate() error {
 }
 
 // loadConfig reads, strictly decodes, defaults and validates a config
-// file. Every error carries the file name and, where known, its line.
+// file, and opens and parses every file it references (keys, secrets,
+// users, certificates). Every error is "FILE:LINE: key.path: problem";
+// one run reports all of them, sorted by line.
 func loadConfig(path string) (*Config, error) {
+	return readConfig(path, time.Time{})
+}
+
+// checkConfig is loadConfig for `pinhole check-config`: certificates must
+// also be valid at now. A start only warns about an expired certificate
+// (some phones do not check), check-config refuses it.
+func checkConfig(path string, now time.Time) (*Config, error) {
+	return readConfig(path, now)
+}
+
+func readConfig(path string, now time.Time) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return parseConfig(path, b)
+	cfg, root, errs := decodeConfig(path, b)
+	if cfg != nil {
+		if err := cfg.checkFiles(now); err != nil {
+			errs = append(errs, valueErrors(path, root, reflect.TypeFor[Config](), err)...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	return cfg, nil
 }
 
+// checkFiles opens and parses every file the configuration names, as the
+// roles will at start; errors start with the key path. A non-zero now also
+// checks certificate validity periods.
+func (c *Config) checkFiles(now time.Time) error {
+	var errs []error
+	if c.Registrar != nil {
+		errs = append(errs, c.Registrar.CheckFiles())
+	}
+	if c.Edge != nil {
+		errs = append(errs, c.Edge.CheckFiles(now))
+	}
+	return errors.Join(errs...)
+}
+
+// parseConfig decodes, defaults and validates b without opening the files
+// it names.
 func parseConfig(name string, b []byte) (*Config, error) {
+	cfg, _, errs := decodeConfig(name, b)
+	if len(errs) > 0 {
+		return nil, errs.sorted()
+	}
+	return cfg, nil
+}
+
+// decodeConfig decodes, defaults and validates b. The Config is nil only
+// when b is not YAML at all; otherwise it holds what could be decoded, so
+// that the referenced files can be checked in the same run.
+func decodeConfig(name string, b []byte) (*Config, *yaml.Node, configErrors) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, nil, yamlError(name, err)
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, nil, configErrors{{file: name, msg: "empty configuration"}}
+	}
+	t := reflect.TypeFor[Config]()
+	errs := checkNode(name, &root, t)
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true) // unknown keys are errors
-	var msgs []string
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty configuration", name)
-		}
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		// Type errors leave the rest decoded: report them together with
-		// the validation errors, so one run shows every problem.
-		for _, e := range te.Errors {
-			msgs = append(msgs, name+": "+strings.TrimPrefix(e, "yaml: "))
-		}
+	if err := root.Decode(&cfg); err != nil && len(errs) == 0 {
+		// The walk above should have found whatever yaml refuses; if
+		// not, report yaml's own words rather than nothing.
+		errs = yamlError(name, err)
 	}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
-		var root yaml.Node
-		_ = yaml.Unmarshal(b, &root)
-		msgs = append(msgs, withLines(name, &root, err).Error())
-	}
-	if len(msgs) > 0 {
-		return nil, errors.New(strings.Join(msgs, "\n"))
-	}
-	return &cfg, nil
-}
-
-var keyPath = regexp.MustCompile(`^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)`)
-
-// withLines prefixes each validation error ("registrar.expires.min: ...")
-// with the line of that key in the file, when the key is present.
-func withLines(name string, root *yaml.Node, err error) error {
-	var msgs []string
-	for _, e := range flatten(err) {
-		msg := e.Error()
-		line := 0
-		if m := keyPath.FindStringSubmatch(msg); m != nil {
-			line = lineOf(root, m[1])
+		// A key whose value could not be decoded was left unset, as was
+		// the key a misspelt one was meant to be: their "required" or
+		// "out of range" complaints would only repeat that.
+		undecoded := map[string]bool{}
+		for _, e := range errs {
+			undecoded[e.path], undecoded[e.covers] = true, true
 		}
-		if line > 0 {
-			msgs = append(msgs, fmt.Sprintf("%s:%d: %s", name, line, msg))
-		} else {
-			msgs = append(msgs, fmt.Sprintf("%s: %s", name, msg))
+		delete(undecoded, "") // file-level errors never repeat one another
+		for _, e := range valueErrors(name, &root, t, err) {
+			if !undecoded[e.path] {
+				errs = append(errs, e)
+			}
 		}
 	}
-	return errors.New(strings.Join(msgs, "\n"))
-}
-
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
+	return &cfg, &root, errs
 }
 
 // lineOf finds "a.b[2].c" in a YAML document and returns its line; the

@@ -341,7 +341,7 @@ func TestE2E_RFC5626_SippPBXCallThroughEdge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, edgePort, regPort := startAllInOne(t)
 			ua := registerOutbound(t, edgePort, 1, "example.com")
-			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freePort(t)))
+			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freeMediaPort(t)))
 			inv := ua.answer(t)
 			if !strings.Contains(inv.start, "sip:carol@"+ua.c.LocalAddr().String()) {
 				t.Errorf("Request-URI %q is not carol's registered Contact", inv.start)

@@ -1,9 +1,10 @@
-// Command pinhole runs Pinhole's roles (registrar today; the edge role is on
-// the roadmap) from one YAML configuration file.
+// Command pinhole runs Pinhole's roles (edge and registrar) from one YAML
+// configuration file.
 //
 //	pinhole -config FILE          run the roles whose sections are present
-//	pinhole check-config FILE     validate FILE and print every error with its line
-//	pinhole version               print the version
+//	pinhole check-config FILE     check FILE and every file it names; print every error with its line
+//	pinhole hash-password -realm R -user U   print a users-file ha1 block for the password on stdin
+//	pinhole version               print the module version and VCS revision
 package main
 
 import (
@@ -26,10 +27,10 @@ import (
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -40,18 +41,41 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// commands are the subcommands, for the usage text.
+var commands = []struct{ synopsis, help string }{
+	{"-config FILE", "run the roles (edge, registrar) whose sections FILE has"},
+	{"check-config FILE", "check FILE and every file it names (keys, secrets, users, certificates);\nprint each problem as FILE:LINE: key.path: problem, exit 1 if any"},
+	{"hash-password -realm R -user U", "read a password on stdin, print the users-file ha1 block"},
+	{"version", "print the module version and the VCS revision, time and state it was built from"},
+	{"help", "print this text"},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage:")
+	for _, c := range commands {
+		lines := strings.Split(c.help, "\n")
+		fmt.Fprintf(w, "  pinhole %-32s %s\n", c.synopsis, lines[0])
+		for _, l := range lines[1:] {
+			fmt.Fprintf(w, "  %-40s %s\n", "", l)
+		}
+	}
+}
+
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "version":
 			fmt.Fprintln(stdout, "pinhole", versionString())
 			return 0
+		case "help", "-h", "-help", "--help":
+			usage(stdout)
+			return 0
 		case "check-config":
 			if len(args) != 2 {
 				fmt.Fprintln(stderr, "usage: pinhole check-config FILE")
 				return 2
 			}
-			if _, err := loadConfig(args[1]); err != nil {
+			if _, err := checkConfig(args[1], time.Now()); err != nil {
 				fmt.Fprintln(stderr, err)
 				return 1
 			}
@@ -63,99 +87,88 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("pinhole", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr) }
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: pinhole -config FILE | check-config FILE | hash-password -realm R -user U | version")
+		usage(stderr)
 		return 2
 	}
+	hup := catchHUP()
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	cfg.path, cfg.hup = *cfgPath, hup
+	logger, logs := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, logs); err != nil {
 		logger.Error("pinhole stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
+// versionString is the module version (from -ldflags -X main.version, or
+// the build info, where Go 1.24+ derives it from the VCS tag or commit)
+// followed by the VCS revision, commit time and "modified" when the work
+// tree had uncommitted changes. `go run` and -buildvcs=false builds carry
+// no VCS information; that is said rather than left as a bare "(devel)".
 func versionString() string {
-	if version != "" {
-		return version
+	bi, ok := debug.ReadBuildInfo()
+	v := version
+	if v == "" && ok {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	if v == "" {
+		v = "(devel)"
 	}
-	return "devel"
-}
-
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+	if !ok {
+		return v
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	vcs := map[string]string{}
+	for _, s := range bi.Settings {
+		vcs[s.Key] = s.Value
+	}
+	var parts []string
+	if r := vcs["vcs.revision"]; r != "" {
+		parts = append(parts, "revision "+r)
+	}
+	if t := vcs["vcs.time"]; t != "" {
+		parts = append(parts, "committed "+t)
+	}
+	if vcs["vcs.modified"] == "true" {
+		parts = append(parts, "modified")
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no VCS information (built by go run or with -buildvcs=false)")
+	}
+	return v + " (" + strings.Join(parts, ", ") + ") " + bi.GoVersion
 }
 
 // newAuth builds Digest authentication: the users file (reloaded on
 // change and on SIGHUP) and the nonce/failure state, shared through Redis
 // when the bindings are.
-func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
-	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
+func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *usersfile.File, error) {
+	uf, err := usersfile.Load(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("users file: %w", err)
+		return nil, nil, err
 	}
-	go users.Watch(ctx, time.Second, logger)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := users.Reload(); err != nil {
-					logger.Error("users file reload failed; keeping the previous users", "error", err)
-				} else {
-					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
-				}
-			}
-		}
-	}()
-	var st auth.State
-	if rs, ok := store.(*redisstore.Store); ok {
-		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
-	} else {
-		st = memstore.NewAuthState(nil)
+	users := uf.Users()
+	go uf.Watch(ctx, time.Second, logger) // SIGHUP also reloads it (reload.go)
+	acfg := rc.Auth
+	if acfg.NonceSecrets, err = readNonceSecrets(acfg.NonceSecretFile); err != nil {
+		return nil, nil, err
 	}
-	v, err := auth.New(rc.Auth, users, st, logger, time.Now)
+	v, err := auth.New(acfg, users, newAuthState(rc.Store, store), logger, time.Now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	return v, users, nil
-}
-
-func newStore(c registrar.StoreConfig) (registrar.Store, error) {
-	switch c.Backend {
-	case "redis":
-		s, err := redisstore.New(c.Config, nil)
-		if err != nil {
-			return nil, fmt.Errorf("redis store: %w", err)
-		}
-		return s, nil
-	default:
-		return memstore.New(nil), nil
-	}
+	return v, uf, nil
 }
 
 // role is one running part of the process (registrar, edge).
@@ -164,23 +177,31 @@ type role struct {
 	served chan error // receives once when the role's listeners stop
 	drain  func(time.Duration) bool
 	close  func() error
+	reload func(*Config) error // on SIGHUP (reload.go)
 }
 
 // serve wires the configured roles, runs them until ctx is cancelled
 // (SIGTERM), then drains: /readyz turns not-ready, new transactions get
 // 503, in-flight ones get up to ops.drain_timeout to finish.
-func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState) error {
 	siptune.Apply()
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
 	sip.SetDefaultLogger(logger.With("component", "sipgo"))
+	routeRedisLogs(logger)
 
+	// The ops server serves from the start (liveness, metrics), but
+	// /readyz says "starting" until every role is bound, serving and has
+	// registered its checks (o.Started below).
 	o := ops.New(logger)
 	if cfg.Ops.Pprof {
 		o.EnablePprof()
 		logger.Warn("ops.pprof: /debug/pprof/ served on the ops listener", "addr", cfg.Ops.Listen)
 	}
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
+		return err
+	}
+	if err := logs.register(o.Registry); err != nil {
 		return err
 	}
 	go func() {
@@ -228,6 +249,16 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			}
 		})
 	}
+	if cfg.hup != nil {
+		var reloaders []func(*Config) error
+		for _, r := range roles {
+			reloaders = append(reloaders, r.reload)
+		}
+		rctx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go serveReload(rctx, cfg.hup, cfg.path, logs, logger, reloaders)
+	}
+	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
 	var runErr error
@@ -273,7 +304,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 		_ = e.Close()
 		return nil, err
 	}
-	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, reload: edgeReloader(e)}
 	go func() { r.served <- e.Serve() }()
 	o.AddCheck("edge", e.Ready)
 	addrs := make([]string, 0, len(e.Addrs()))
@@ -286,7 +317,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 
 // startRegistrar builds the store, auth and SIP server of the registrar
 // role and starts serving.
-func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
+func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
 	store, err := newStore(rc.Store)
 	if err != nil {
 		return nil, nil, err
@@ -296,12 +327,14 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		go ms.Start(ctx)
 	}
 	opts := registrar.Options{Logger: logger, Registry: o.Registry}
+	var uf *usersfile.File
 	if rc.Auth.Enabled {
-		if opts.Auth, opts.Users, err = newAuth(ctx, rc, store, logger); err != nil {
+		if opts.Auth, uf, err = newAuth(ctx, rc, store, logger); err != nil {
 			return nil, closeStore, err
 		}
+		opts.Users = uf.Users()
 	}
-	reg, err := registrar.New(*rc, store, opts)
+	reg, err := registrar.New(rc.Config, store, opts)
 	if err != nil {
 		return nil, closeStore, err
 	}
@@ -313,10 +346,14 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		_ = srv.Close()
 		return nil, closeStore, err
 	}
-	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close}
+	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close,
+		reload: registrarReloader(reg, uf, opts.Auth)}
 	go func() { r.served <- srv.Serve() }()
+	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)
-	o.AddCheck("registrar_pbx", srv.PBXReady)
+	if len(rc.PBX) > 0 {
+		o.AddCheck("registrar_pbx", srv.PBXReady)
+	}
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {
 		addrs = append(addrs, a.Network()+"/"+a.String())

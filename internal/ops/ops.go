@@ -2,6 +2,10 @@
 // /readyz (every registered readiness check passes and the process is not
 // draining), /metrics (Prometheus text format) and, when enabled,
 // /debug/pprof/.
+//
+// /readyz is not-ready from New until Started is called: the process calls
+// it once every role has registered its checks, so a load balancer never
+// sees "ready" from a process whose listeners do not exist yet.
 package ops
 
 import (
@@ -32,6 +36,7 @@ type Server struct {
 	mu       sync.Mutex
 	checks   map[string]Check
 	draining atomic.Bool
+	started  atomic.Bool
 	http     *http.Server
 	mux      *http.ServeMux
 	ln       net.Listener
@@ -72,26 +77,36 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
+// Started marks start-up complete: from now on /readyz reflects the
+// registered checks. Register every check before calling it.
+func (s *Server) Started() { s.started.Store(true) }
+
 // SetDraining makes /readyz report not-ready from now on (lame duck).
 func (s *Server) SetDraining() { s.draining.Store(true) }
 
 // Ready runs every check and returns the failures by name.
 func (s *Server) Ready(ctx context.Context) map[string]error {
-	s.mu.Lock()
-	names := make([]string, 0, len(s.checks))
-	for n := range s.checks {
-		names = append(names, n)
+	type named struct {
+		name string
+		c    Check
 	}
-	checks := s.checks
+	s.mu.Lock()
+	checks := make([]named, 0, len(s.checks))
+	for n, c := range s.checks {
+		checks = append(checks, named{n, c})
+	}
 	s.mu.Unlock()
-	sort.Strings(names)
+	sort.Slice(checks, func(i, j int) bool { return checks[i].name < checks[j].name })
 	out := map[string]error{}
+	if !s.started.Load() {
+		out["starting"] = errors.New("roles are still starting")
+	}
 	if s.draining.Load() {
 		out["draining"] = errors.New("shutting down")
 	}
-	for _, n := range names {
-		if err := checks[n](ctx); err != nil {
-			out[n] = err
+	for _, nc := range checks {
+		if err := nc.c(ctx); err != nil {
+			out[nc.name] = err
 		}
 	}
 	return out

@@ -3,10 +3,13 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -29,20 +32,31 @@ func TestEndpoints(t *testing.T) {
 	go func() { _ = s.Serve() }()
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 
-	var storeErr error
-	s.AddCheck("store", func(context.Context) error { return storeErr })
+	var storeErr atomic.Pointer[error]
+	s.AddCheck("store", func(context.Context) error {
+		if p := storeErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
 
 	if code, _ := get(t, s, "/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}
+	// Not ready until the roles say start-up is complete (issue 14 item 1).
+	if code, body := get(t, s, "/readyz"); code != 503 || !strings.Contains(body, "starting") {
+		t.Fatalf("/readyz before Started: %d %q", code, body)
+	}
+	s.Started()
 	if code, body := get(t, s, "/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %s", code, body)
 	}
-	storeErr = errors.New("redis down")
+	down := errors.New("redis down")
+	storeErr.Store(&down)
 	if code, body := get(t, s, "/readyz"); code != 503 || !strings.Contains(body, "store: redis down") {
 		t.Fatalf("/readyz with failing check: %d %q", code, body)
 	}
-	storeErr = nil
+	storeErr.Store(nil)
 	s.SetDraining()
 	if code, body := get(t, s, "/readyz"); code != 503 || !strings.Contains(body, "draining") {
 		t.Fatalf("/readyz while draining: %d %q", code, body)
@@ -52,6 +66,31 @@ func TestEndpoints(t *testing.T) {
 	}
 	if code, body := get(t, s, "/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("/metrics %d", code)
+	}
+}
+
+// TestAddCheckWhileReady adds checks while /readyz runs them: the race
+// detector catches any unguarded access to the check set.
+func TestAddCheckWhileReady(t *testing.T) {
+	s := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.Started()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range 200 {
+			s.AddCheck(fmt.Sprintf("c%d", i), func(context.Context) error { return nil })
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			_ = s.Ready(context.Background())
+		}
+	}()
+	wg.Wait()
+	if fails := s.Ready(context.Background()); len(fails) != 0 {
+		t.Fatalf("all checks pass, got %v", fails)
 	}
 }
 

@@ -59,7 +59,8 @@ type Config struct {
 	Enabled bool `yaml:"enabled"`
 	// Realm is the Digest realm (RFC 7616 §3.3); usually the served domain.
 	Realm string `yaml:"realm"`
-	// UsersFile is the path of the users YAML (see LoadUsers).
+	// UsersFile is the path of the users YAML (see Users); the caller
+	// reads it and passes its contents to NewUsers.
 	UsersFile string `yaml:"users_file"`
 	// AllowPlaintext accepts `password:` entries in the users file
 	// (development only). Default false.
@@ -78,6 +79,10 @@ type Config struct {
 	// logged as a warning (nonces then do not survive restarts or work
 	// across replicas).
 	NonceSecretFile string `yaml:"nonce_secret_file"`
+	// NonceSecrets are the secrets read from NonceSecretFile (see
+	// ParseSecrets); the caller reads the file, this package does no I/O.
+	// New refuses a NonceSecretFile whose secrets were not supplied.
+	NonceSecrets [][]byte `yaml:"-"`
 	// Opaque adds an opaque parameter to challenges (some UAs insist on
 	// one). Its value is derived from the secret; it is not verified.
 	Opaque bool `yaml:"opaque"`
@@ -136,40 +141,41 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate reports the first configuration error. A disabled section is
+// Validate reports the first configuration error, starting with its key
+// relative to the section ("nonce_ttl: ..."). A disabled section is
 // always valid. Call SetDefaults first.
 func (c *Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
 	if c.Realm == "" {
-		return errors.New("auth: realm is required")
+		return errors.New("realm: is required")
 	}
 	if strings.ContainsAny(c.Realm, "\"\\\r\n") {
-		return fmt.Errorf("auth: realm %q must not contain quotes, backslashes or line breaks", c.Realm)
+		return fmt.Errorf("realm: %q must not contain quotes, backslashes or line breaks", c.Realm)
 	}
 	if c.UsersFile == "" {
-		return errors.New("auth: users_file is required")
+		return errors.New("users_file: is required")
 	}
 	if err := validAlgorithms(c.Algorithms); err != nil {
-		return fmt.Errorf("auth: algorithms: %w", err)
+		return fmt.Errorf("algorithms: %w", err)
 	}
 	for i, o := range c.UserAgentAlgorithms {
 		if o.Match == "" {
-			return fmt.Errorf("auth: user_agent_algorithms[%d]: match is required", i)
+			return fmt.Errorf("user_agent_algorithms[%d].match: is required", i)
 		}
 		if err := validAlgorithms(o.Algorithms); err != nil {
-			return fmt.Errorf("auth: user_agent_algorithms[%d]: %w", i, err)
+			return fmt.Errorf("user_agent_algorithms[%d].algorithms: %w", i, err)
 		}
 	}
 	if c.NonceTTL < time.Second {
-		return fmt.Errorf("auth: nonce_ttl %s is below 1s", c.NonceTTL)
+		return fmt.Errorf("nonce_ttl: %s is below 1s", c.NonceTTL)
 	}
 	if c.Ban.MaxFailures < 1 || c.Ban.MaxFailuresPerIP < 1 {
-		return errors.New("auth: ban.max_failures and ban.max_failures_per_ip must be at least 1")
+		return errors.New("ban.max_failures: max_failures and max_failures_per_ip must be at least 1")
 	}
 	if c.Ban.Window <= 0 || c.Ban.Duration <= 0 {
-		return errors.New("auth: ban.window and ban.duration must be positive")
+		return errors.New("ban.window: window and duration must be positive")
 	}
 	return nil
 }

@@ -1,0 +1,39 @@
+// Package sipserve holds the small pieces both SIP roles need around
+// sipgo's serving loops.
+package sipserve
+
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// AwaitUDP waits until sipgo's UDP connection pool holds a connection for
+// every local address in addrs, or until done closes or timeout passes.
+// It reports whether all were registered.
+//
+// sipgo's ServeUDP registers its socket in the pool asynchronously; until
+// it has, a request sent "from" that listener leaves from a fresh socket
+// and its answers never come back (docs/sipgo.md, "UDP listeners and the
+// connection pool"). A role is therefore not ready before this returns true.
+func AwaitUDP(tl *sip.TransportLayer, addrs []string, done <-chan struct{}, timeout time.Duration) bool {
+	pool := tl.Pool("udp")
+	deadline := time.Now().Add(timeout)
+	for _, addr := range addrs {
+		for {
+			if c := pool.Get(addr); c != nil {
+				_, _ = c.TryClose() // Get took a reference; listeners never close on it
+				break
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			select {
+			case <-done:
+				return false
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	return true
+}
