@@ -141,6 +141,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 		}
 		opt.ContextTimeoutEnabled = true
 		opt.DialTimeout = cfg.Timeout
+		opt.PoolSize = cfg.PoolSize
 		c = redis.NewClient(opt)
 	case cfg.Sentinel != nil:
 		c = redis.NewFailoverClient(&redis.FailoverOptions{
@@ -149,6 +150,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 			Password:              password,
 			ContextTimeoutEnabled: true,
 			DialTimeout:           cfg.Timeout,
+			PoolSize:              cfg.PoolSize,
 		})
 	default:
 		c = redis.NewClusterClient(&redis.ClusterOptions{
@@ -156,6 +158,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 			Password:              password,
 			ContextTimeoutEnabled: true,
 			DialTimeout:           cfg.Timeout,
+			PoolSize:              cfg.PoolSize,
 		})
 	}
 	s := NewWithClient(c, cfg.KeyPrefix, now)

@@ -319,6 +319,7 @@ func TestConfigValidate(t *testing.T) {
 		{"sentinel without master", redisstore.Config{Sentinel: &redisstore.SentinelConfig{Addrs: []string{"a:1"}}}, "sentinel.master_name"},
 		{"cluster without addrs", redisstore.Config{Cluster: &redisstore.ClusterConfig{}}, "cluster.addrs"},
 		{"brace in prefix", redisstore.Config{URL: "redis://x:1", KeyPrefix: "a{b"}, "key_prefix"},
+		{"negative pool", redisstore.Config{URL: "redis://x:1", PoolSize: -1}, "pool_size"},
 		{"negative timeout", redisstore.Config{URL: "redis://x:1", Timeout: -time.Second}, "timeout"},
 	}
 	for _, tc := range tests {
