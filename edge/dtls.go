@@ -98,7 +98,8 @@ type DTLSOptions struct {
 	// Check, when set, is asked about every SIP message before it reaches
 	// the parser: !ok drops it, after reply (when non-nil) is sent back
 	// over the association (strict parsing, RFC 4475).
-	Check func(data []byte, from netip.AddrPort) (reply []byte, ok bool)
+	// It returns the message to pass on (possibly normalised, RFC 4475).
+	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 }
 
 // Association is one DTLS association: one flow (RFC 5626), keyed by the
@@ -431,7 +432,8 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 			l.opt.OnActivity(a)
 		}
 		if l.opt.Check != nil {
-			if reply, ok := l.opt.Check(data, a.Remote); !ok {
+			msg, reply, ok := l.opt.Check(data, a.Remote)
+			if !ok {
 				if reply != nil {
 					if _, err := dc.Write(reply); err != nil {
 						return fmt.Errorf("write reply to a malformed message: %w", err)
@@ -439,6 +441,7 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 				}
 				continue
 			}
+			data = msg
 		}
 		select {
 		case l.msgs <- sockDatagram{b: append([]byte(nil), data...), from: a.Remote}:

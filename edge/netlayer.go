@@ -176,7 +176,7 @@ func (s *Server) bindDTLS(l *listener) error {
 			}
 		},
 		OnReject: func(_ netip.AddrPort, reason string) { s.m.connRejects.WithLabelValues(reason).Inc() },
-		Check: func(data []byte, from netip.AddrPort) ([]byte, bool) {
+		Check: func(data []byte, from netip.AddrPort) ([]byte, []byte, bool) {
 			return s.checkMessage(data, true, from, string(flowtable.DTLS))
 		},
 	})
