@@ -34,8 +34,9 @@ type FlowBinding struct {
 }
 
 func (s *Server) flowInfo(fl flowtable.Flow) FlowInfo {
-	bs := make([]FlowBinding, len(fl.Bindings))
-	for i, id := range fl.Bindings {
+	ids := s.table.Identities(fl.FlowKey)
+	bs := make([]FlowBinding, len(ids))
+	for i, id := range ids {
 		bs[i] = FlowBinding{AOR: id.AOR, Instance: id.Instance, RegID: id.RegID}
 	}
 	return FlowInfo{

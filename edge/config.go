@@ -13,6 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/certs"
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Defaults of Config.
@@ -26,8 +28,9 @@ const (
 	// a scanner.
 	DefaultRequestsPerSecond = 200
 	DefaultIdleTimeout       = 300 * time.Second
-	DefaultFlowTimerUDP      = 25 * time.Second  // RFC 5626 §4.4.1
-	DefaultFlowTimerTCP      = 120 * time.Second // RFC 5626 §4.4.1
+	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
+	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
+	DefaultMessageTimeout    = 10 * time.Second
 	DefaultProbeInterval     = 5 * time.Second
 	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
@@ -90,6 +93,16 @@ type Config struct {
 	TimerC time.Duration `yaml:"timer_c"`
 	// RateLimit caps SIP traffic per source address on the access side.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// MaxFlows bounds the flow table (default 100000). Only provisional
+	// flows (a UDP flow no registrar 2xx has confirmed yet) are ever
+	// evicted to make room; see package flowtable.
+	MaxFlows int `yaml:"max_flows"`
+	// MaxProvisionalFlows bounds provisional UDP flows (default a tenth of
+	// max_flows); beyond it the least recently used one is evicted.
+	MaxProvisionalFlows int `yaml:"max_provisional_flows"`
+	// ProvisionalFlowIdle is the idle timeout of a provisional UDP flow
+	// (default 32s, one REGISTER transaction's lifetime).
+	ProvisionalFlowIdle time.Duration `yaml:"provisional_flow_idle"`
 }
 
 // RateLimitConfig is a token bucket per source IP (trusted_core peers are
@@ -99,15 +112,15 @@ type Config struct {
 type RateLimitConfig struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"` // default 200
 	Burst             int     `yaml:"burst"`               // default 2 × requests_per_second
-	Disabled          bool    `yaml:"disabled"`
+	// MaxSources caps the buckets kept (least recently seen evicted
+	// first), so spoofed sources cost bounded memory; default 65536.
+	MaxSources int  `yaml:"max_sources"`
+	Disabled   bool `yaml:"disabled"`
 }
 
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
-// per transport class.
-type FlowTimerConfig struct {
-	UDP    time.Duration `yaml:"udp"`
-	Stream time.Duration `yaml:"stream"`
-}
+// per transport class; the registrar's registrar.flow_timer is the same type.
+type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {
@@ -126,6 +139,10 @@ type ListenConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxMessage bounds one SIP message in bytes (default 65535).
 	MaxMessage int `yaml:"max_message"`
+	// MessageTimeout: once the first byte of a SIP message has arrived
+	// on a stream, the whole message must arrive within it or the
+	// connection is closed (slowloris; default 10s).
+	MessageTimeout time.Duration `yaml:"message_timeout"`
 }
 
 // URIList is one SIP URI or a list of them in YAML.
@@ -166,10 +183,15 @@ func (c *Config) SetDefaults() {
 				l.MaxConnections = DefaultMaxConnections
 			}
 			if l.MaxConnectionsPerIP == 0 {
-				l.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+				// One address never gets more than half the listener, so
+				// it cannot starve the others.
+				l.MaxConnectionsPerIP = min(DefaultMaxConnectionsPerIP, max(1, l.MaxConnections/2))
 			}
 			if l.IdleTimeout == 0 {
 				l.IdleTimeout = DefaultIdleTimeout
+			}
+			if l.MessageTimeout == 0 {
+				l.MessageTimeout = DefaultMessageTimeout
 			}
 		}
 		if l.MaxMessage == 0 {
@@ -205,6 +227,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = int(2 * c.RateLimit.RequestsPerSecond)
+	}
+	if c.MaxFlows == 0 {
+		c.MaxFlows = flowtable.DefaultMaxFlows
 	}
 }
 
@@ -259,9 +284,14 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnectionsPerIP < 0 {
 			bad("%s.max_connections_per_ip: must not be negative", p)
+		} else if l.MaxConnections > 1 && l.MaxConnectionsPerIP >= l.MaxConnections {
+			bad("%s.max_connections_per_ip: %d lets one address take all %d connections", p, l.MaxConnectionsPerIP, l.MaxConnections)
 		}
 		if l.IdleTimeout < 0 {
 			bad("%s.idle_timeout: must not be negative", p)
+		}
+		if l.MessageTimeout < 0 {
+			bad("%s.message_timeout: must not be negative", p)
 		}
 		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
 			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
@@ -269,6 +299,9 @@ func (c *Config) Validate() error {
 		if l.MaxMessage < 0 || l.MaxMessage > 1<<20 {
 			bad("%s.max_message: %d is not in 0..1048576", p, l.MaxMessage)
 		}
+	}
+	if err := c.flowTableConfig().Validate(); err != nil {
+		bad("edge: %v", strings.TrimPrefix(err.Error(), "flowtable config: "))
 	}
 	if len(c.Listen) > 0 && !access {
 		bad("edge.listen: no listener with role access or both")
@@ -310,7 +343,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.TrustedCore {
-		if _, err := parsePrefix(p); err != nil {
+		if _, err := prefixlist.ParsePrefix(p); err != nil {
 			bad("edge.trusted_core[%d]: %v", i, err)
 		}
 	}
@@ -328,6 +361,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.RateLimit.MaxSources < 0 {
+		bad("edge.rate_limit.max_sources: must not be negative")
 	}
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")
@@ -351,21 +387,6 @@ func parseSIPURI(s string) (sip.Uri, error) {
 	return u, nil
 }
 
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, fmt.Errorf("%q is not a CIDR: %w", s, err)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP: %w", s, err)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-}
-
 // splitHostPort splits host[:port]; IPv6 literals may be bracketed.
 // port 0 means "not given".
 func splitHostPort(s string) (string, int, error) {
@@ -384,4 +405,16 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q is not host[:port]", s)
 	}
 	return h, 0, nil
+}
+
+// flowTableConfig is the flow table's configuration from the edge's keys.
+func (c *Config) flowTableConfig() flowtable.Config {
+	return flowtable.Config{
+		MaxFlows:       c.MaxFlows,
+		MaxProvisional: c.MaxProvisionalFlows,
+		// A UDP flow is dead after missing several Flow-Timer keep-alives
+		// (RFC 5626 §4.4.1): four intervals plus slack.
+		IdleTimeout:     map[flowtable.Transport]time.Duration{flowtable.UDP: 4*c.FlowTimer.UDP + 20*time.Second},
+		ProvisionalIdle: c.ProvisionalFlowIdle,
+	}
 }

@@ -17,7 +17,7 @@
 //
 // Two sipgo user agents: the access UA serves every listener and never
 // dials (its TCP dialer always fails, so a dead flow is 430, not a
-// re-dial toward a NATed UA; sipgo notes §2); UDP toward the core leaves
+// re-dial toward a NATed UA; docs/sipgo.md#connections); UDP toward the core leaves
 // from the edge's own core-facing UDP listener; the core UA dials the
 // registrar / core over TCP/TLS. Every handler blocks until the final
 // response has been relayed.

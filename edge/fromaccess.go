@@ -21,6 +21,7 @@ import (
 // §5.3; RFC 5658 double Record-Route when the two sides differ), and every
 // request from a flow names it on our Via (leg.viaFlow).
 func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbound, rest []routeset.Entry, hash string) {
+	s.admitFlow(req, in)
 	core := s.coreRoute
 	if len(s.registrarRoutes) > 0 {
 		// edge.core defaulted to the registrars: the one REGISTERs go to

@@ -15,6 +15,11 @@ import (
 // body) on a stream, equal to sipgo's sip.ParseMaxMessageLength.
 const DefaultMaxMessage = 65535
 
+// framingErrorGrace is how long a connection whose stream broke stays
+// open after its last complete message, so those get their answers (RFC
+// 4475 tests trailing garbage after complete messages).
+const framingErrorGrace = 2 * time.Second
+
 // readChunk is the size of a StreamConn's read buffer. It bounds per-flow
 // memory, not message size: messages are reassembled by sipgo's stream parser.
 const readChunk = 4096
@@ -29,6 +34,9 @@ var (
 	ErrFraming = errors.New("sip stream framing error")
 	// ErrIdleTimeout: nothing was read for StreamOptions.IdleTimeout.
 	ErrIdleTimeout = errors.New("idle timeout")
+	// ErrMessageTimeout: a SIP message was started but not completed
+	// within StreamOptions.MessageTimeout (slowloris).
+	ErrMessageTimeout = errors.New("message timeout")
 )
 
 // StreamOptions configures a StreamConn. Every field is optional.
@@ -43,6 +51,13 @@ type StreamOptions struct {
 	// no byte at all (keep-alives included) arrives for that long. Choose it
 	// above the Flow-Timer given to clients plus slack (RFC 5626 §4.4.1).
 	IdleTimeout time.Duration
+	// MessageTimeout, when > 0, bounds how long one SIP message may take to
+	// arrive: from its first byte (for a new connection, from the accept)
+	// to its last. Past it the connection is closed with ErrMessageTimeout,
+	// so a peer trickling a header block (slowloris) holds the connection
+	// for MessageTimeout, not IdleTimeout. Keep-alives between messages are
+	// not messages: they are bounded by IdleTimeout only.
+	MessageTimeout time.Duration
 	// WriteTimeout, when > 0, bounds every Write (pongs and the upper
 	// layer's messages) so a peer that stops reading cannot wedge a writer.
 	WriteTimeout time.Duration
@@ -50,6 +65,10 @@ type StreamOptions struct {
 	OnActivity func()
 	// OnKeepalive is called once per CRLFCRLF ping, after the pong is sent.
 	OnKeepalive func()
+	// Check, when set, is asked about each message's complete header
+	// section before any of it is passed on; !ok withholds the message
+	// (and its body) and writes reply, when non-nil, to the peer.
+	Check func(hdr []byte) (reply []byte, ok bool)
 	// OnClose is called exactly once when the connection is closed, with
 	// the reason: the read error that ended it (io.EOF when the peer closed),
 	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
@@ -62,7 +81,7 @@ type StreamOptions struct {
 //
 // sipgo only recognises a CRLFCRLF keep-alive when one Read returns exactly
 // it; a ping split across reads, two coalesced pings, or a ping sharing a
-// read with a message go unanswered (sipgo notes §3). StreamConn therefore
+// read with a message go unanswered (docs/sipgo.md#keep-alives). StreamConn therefore
 // frames the stream itself — between messages, CR/LF bytes; a message is a
 // header section ending in CRLFCRLF plus a Content-Length body (RFC 3261
 // §7.5, §18.3) — and consumes every CRLFCRLF found between messages,
@@ -81,6 +100,11 @@ type StreamConn struct {
 	pending []byte // framed SIP bytes not yet returned by Read
 	fr      framer
 	rerr    error // sticky read error
+	// msgStart is when the message being read began (the accept, for the
+	// first one); zero between messages once one has completed.
+	msgStart time.Time
+	// broken is a framing error met after the messages still pending.
+	broken error
 
 	wmu sync.Mutex // serialises writes to Conn
 
@@ -95,7 +119,7 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage}, closed: make(chan struct{})}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{}), msgStart: time.Now()}
 }
 
 // Closed is closed once the connection has been closed.
@@ -115,11 +139,23 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 		if s.rerr != nil {
 			return 0, s.rerr
 		}
+		if s.broken != nil {
+			// The messages before the garbage have been handed on: give
+			// their handlers time to answer before the connection goes.
+			t := time.NewTimer(framingErrorGrace)
+			select {
+			case <-s.closed:
+			case <-t.C:
+			}
+			t.Stop()
+			return 0, s.fail(s.broken, true)
+		}
 		if s.rbuf == nil {
 			s.rbuf = make([]byte, readChunk)
 		}
-		if s.opt.IdleTimeout > 0 {
-			if err := s.Conn.SetReadDeadline(time.Now().Add(s.opt.IdleTimeout)); err != nil {
+		msgDeadline := s.messageDeadline()
+		if deadline := s.readDeadline(msgDeadline); !deadline.IsZero() {
+			if err := s.Conn.SetReadDeadline(deadline); err != nil {
 				return 0, s.fail(fmt.Errorf("set read deadline: %w", err), false)
 			}
 		}
@@ -128,7 +164,14 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			if s.opt.OnActivity != nil {
 				s.opt.OnActivity()
 			}
+			done := s.fr.done
 			pings, ferr := s.fr.feed(s.rbuf[:n], &s.pending)
+			switch {
+			case s.fr.state == fsIdle && s.fr.done != done:
+				s.msgStart = time.Time{} // between messages
+			case s.fr.state != fsIdle && (s.fr.done != done || s.msgStart.IsZero()):
+				s.msgStart = time.Now() // a new message began in this chunk
+			}
 			for range pings {
 				// Counted before the pong goes out, so whoever sees the
 				// pong also sees the keep-alive recorded.
@@ -139,13 +182,23 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
 				}
 			}
+			for _, r := range s.fr.replies {
+				if _, werr := s.Write(r); werr != nil {
+					return 0, s.fail(fmt.Errorf("write reply to a malformed request: %w", werr), true)
+				}
+			}
+			s.fr.replies = s.fr.replies[:0]
 			if ferr != nil {
-				// Drop what was framed so far: the stream is unusable.
-				s.pending = nil
-				return 0, s.fail(ferr, true)
+				// The stream is unusable past this point, but every
+				// message before it is complete: pass those on first.
+				s.broken = ferr
+				continue
 			}
 		}
 		if err != nil {
+			if !msgDeadline.IsZero() && isTimeout(err) && !time.Now().Before(msgDeadline) {
+				return 0, s.fail(fmt.Errorf("%w: message not complete after %v", ErrMessageTimeout, s.opt.MessageTimeout), true)
+			}
 			if s.opt.IdleTimeout > 0 && isTimeout(err) {
 				return 0, s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
 			}
@@ -162,6 +215,27 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 		s.pending = s.pending[:0:0]
 	}
 	return n, nil
+}
+
+// messageDeadline is when the message being read must be complete; zero
+// when no message is in progress or MessageTimeout is off.
+func (s *StreamConn) messageDeadline() time.Time {
+	if s.opt.MessageTimeout <= 0 || s.msgStart.IsZero() {
+		return time.Time{}
+	}
+	return s.msgStart.Add(s.opt.MessageTimeout)
+}
+
+// readDeadline is the earlier of the idle deadline and msg (zero: none).
+func (s *StreamConn) readDeadline(msg time.Time) time.Time {
+	var d time.Time
+	if s.opt.IdleTimeout > 0 {
+		d = time.Now().Add(s.opt.IdleTimeout)
+	}
+	if !msg.IsZero() && (d.IsZero() || msg.Before(d)) {
+		d = msg
+	}
+	return d
 }
 
 // fail records err as the close reason, optionally closes the connection,
@@ -240,6 +314,11 @@ type framer struct {
 	hdr     []byte // header section of the current message so far
 	scanned int    // hdr bytes already searched for CRLFCRLF
 	body    int    // body bytes still expected
+	done    uint64 // messages completed so far
+
+	check   func(hdr []byte) ([]byte, bool)
+	skip    bool     // the current message was refused by check: drop its body
+	replies [][]byte // answers to refused messages, for the caller to write
 }
 
 const (
@@ -300,13 +379,11 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 					return pings, fmt.Errorf("%w: header section over %d bytes", ErrMessageTooLarge, f.max)
 				}
 				f.scanned = len(f.hdr)
-				*out = append(*out, chunk[:take]...)
 				chunk = chunk[take:]
 				continue
 			}
 			end := from + i + len(crlfcrlf) // header section length
 			used := take - (len(f.hdr) - end)
-			*out = append(*out, chunk[:used]...)
 			chunk = chunk[used:]
 			cl, err := contentLength(f.hdr[:end])
 			if err != nil {
@@ -314,6 +391,20 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			}
 			if cl > f.max-end {
 				return pings, fmt.Errorf("%w: %d header bytes + Content-Length %d over %d", ErrMessageTooLarge, end, cl, f.max)
+			}
+			// The header section is passed on whole, once complete and
+			// checked (never a partial one to the parser).
+			f.skip = false
+			if f.check != nil {
+				if reply, ok := f.check(f.hdr[:end]); !ok {
+					f.skip = true
+					if reply != nil {
+						f.replies = append(f.replies, reply)
+					}
+				}
+			}
+			if !f.skip {
+				*out = append(*out, f.hdr[:end]...)
 			}
 			f.hdr = f.hdr[:0]
 			if cap(f.hdr) > readChunk {
@@ -323,17 +414,21 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			f.state = fsBody
 			if cl == 0 {
 				f.state = fsIdle
+				f.done++
 			}
 		case fsBody:
 			take := len(chunk)
 			if take > f.body {
 				take = f.body
 			}
-			*out = append(*out, chunk[:take]...)
+			if !f.skip {
+				*out = append(*out, chunk[:take]...)
+			}
 			chunk = chunk[take:]
 			f.body -= take
 			if f.body == 0 {
 				f.state = fsIdle
+				f.done++
 			}
 		}
 	}

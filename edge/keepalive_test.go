@@ -356,3 +356,60 @@ func FuzzFramerRaw(f *testing.F) {
 		_ = err
 	})
 }
+
+// TestStreamConnMessageTimeout (slowloris): a header block trickled
+// byte by byte, each byte well within IdleTimeout, is cut once the message
+// has taken MessageTimeout; a connection idle between complete messages is
+// bounded by IdleTimeout only.
+func TestStreamConnMessageTimeout(t *testing.T) {
+	client, server := tcpPair(t)
+	closed := make(chan error, 1)
+	sc := NewStreamConn(server, StreamOptions{IdleTimeout: time.Minute, MessageTimeout: 100 * time.Millisecond,
+		OnClose: func(err error) { closed <- err }})
+	msg := "OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+	if _, err := client.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1024)
+	if n, err := sc.Read(buf); err != nil || string(buf[:n]) != msg {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	// Between messages: only IdleTimeout applies. Start a slow message.
+	go func() {
+		for _, b := range []byte("INVITE sip:a SIP/2.0\r\nVia: ") {
+			if _, err := client.Write([]byte{b}); err != nil {
+				return
+			}
+			select {
+			case <-sc.Closed():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	var err error
+	for err == nil {
+		_, err = sc.Read(buf)
+	}
+	if !errors.Is(err, ErrMessageTimeout) {
+		t.Fatalf("Read error = %v, want ErrMessageTimeout", err)
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrMessageTimeout) {
+			t.Errorf("OnClose(%v), want ErrMessageTimeout", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("OnClose not called")
+	}
+}
+
+// TestStreamConnFirstMessageTimeout: a connection that never sends a
+// message is cut after MessageTimeout, not held for IdleTimeout.
+func TestStreamConnFirstMessageTimeout(t *testing.T) {
+	_, server := tcpPair(t)
+	sc := NewStreamConn(server, StreamOptions{IdleTimeout: time.Minute, MessageTimeout: 50 * time.Millisecond})
+	if _, err := sc.Read(make([]byte, 10)); !errors.Is(err, ErrMessageTimeout) {
+		t.Fatalf("Read error = %v, want ErrMessageTimeout", err)
+	}
+}

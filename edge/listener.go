@@ -42,12 +42,17 @@ type ListenerOptions struct {
 	// MaxConnsPerIP caps concurrent connections from one source address
 	// (OnReject(RejectConnLimitPerIP) over it). 0 means no limit.
 	MaxConnsPerIP int
-	// MaxMessage, IdleTimeout, WriteTimeout: see StreamOptions.
-	MaxMessage   int
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
+	// MaxMessage, IdleTimeout, MessageTimeout, WriteTimeout: see
+	// StreamOptions.
+	MaxMessage     int
+	IdleTimeout    time.Duration
+	MessageTimeout time.Duration
+	WriteTimeout   time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// Check: see StreamOptions; remote is the connection's peer.
+	Check func(remote net.Addr, hdr []byte) (reply []byte, ok bool)
 
 	// OnAccept is called when Accept hands a connection to its caller.
 	OnAccept func(id uint64, c *StreamConn)
@@ -64,7 +69,7 @@ type ListenerOptions struct {
 // Listener is the net.Listener handed to sipgo's ServeTCP / ServeTLS for
 // stream transports. sipgo runs TLS handshakes and WS upgrades inside its
 // accept loop without deadlines and stops serving on the first Accept error
-// (sipgo notes §1, §8), so the Listener owns accepting:
+// (docs/sipgo.md#transports), so the Listener owns accepting:
 //
 //   - a background loop accepts raw connections and enforces MaxConns by
 //     closing the excess at once (netutil.LimitListener would block);
@@ -126,10 +131,11 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 	id := l.nextID.Add(1)
 	remote := c.RemoteAddr()
 	opt := StreamOptions{
-		ID:           id,
-		MaxMessage:   l.opt.MaxMessage,
-		IdleTimeout:  l.opt.IdleTimeout,
-		WriteTimeout: l.opt.WriteTimeout,
+		ID:             id,
+		MaxMessage:     l.opt.MaxMessage,
+		IdleTimeout:    l.opt.IdleTimeout,
+		MessageTimeout: l.opt.MessageTimeout,
+		WriteTimeout:   l.opt.WriteTimeout,
 		OnClose: func(err error) {
 			l.release(remote)
 			if l.opt.OnClose != nil {
@@ -142,6 +148,9 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 	}
 	if f := l.opt.OnKeepalive; f != nil {
 		opt.OnKeepalive = func() { f(id) }
+	}
+	if f := l.opt.Check; f != nil {
+		opt.Check = func(hdr []byte) ([]byte, bool) { return f(remote, hdr) }
 	}
 	sc := NewStreamConn(c, opt)
 	if l.opt.OnAccept != nil {

@@ -70,7 +70,7 @@ func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 }
 
 // A client that connects and stays silent must not delay the TLS handshake
-// and Accept of another client (sipgo notes §1: head-of-line blocking).
+// and Accept of another client (docs/sipgo.md#transports: head-of-line blocking).
 func TestListenerSlowlorisTLS(t *testing.T) {
 	srvTLS, cliTLS := selfSignedTLS(t)
 	l := newTestListener(t, ListenerOptions{TLSConfig: srvTLS, HandshakeTimeout: time.Minute})

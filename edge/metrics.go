@@ -21,6 +21,7 @@ const (
 	reasonNotRoutable   = "not_routable"      // 404: addressed to the edge itself
 	reasonInternal      = "internal_error"    // 500 after a recovered panic
 	reasonRateLimited   = "rate_limited"      // edge.rate_limit: UDP dropped, streams 503
+	reasonMalformed     = "malformed"         // 400/416/505 before parsing (RFC 4475)
 	reasonRelayDenied   = "relay_denied"      // 403: a UA's request routed outside the core
 	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
@@ -76,6 +77,20 @@ func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prom
 			ConstLabels: prometheus.Labels{"transport": string(t)},
 		}, func() float64 { return float64(table.Stats().Flows[t]) }))
 	}
+	cs = append(cs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pinhole_edge_flows_provisional",
+			Help: "Live provisional UDP flows: created by a request, not yet confirmed by a registrar 2xx.",
+		}, func() float64 { return float64(table.Stats().Provisional) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pinhole_edge_flow_evictions_total",
+			Help: "Provisional flows evicted to make room for new flows (edge.max_provisional_flows, edge.max_flows).",
+		}, func() float64 { return float64(table.Stats().Ended[flowtable.CauseEvicted]) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pinhole_edge_flow_table_full_total",
+			Help: "New flows refused because the flow table was full of confirmed flows (edge.max_flows).",
+		}, func() float64 { return float64(table.Stats().Full) }),
+	)
 	if reg == nil {
 		return m, nil
 	}

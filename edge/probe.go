@@ -6,6 +6,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -69,17 +70,17 @@ func (s *Server) probe(u sip.Uri) bool {
 	}()
 	req := sip.NewRequest(sip.OPTIONS, *u.Clone())
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: "pinhole-edge.invalid"}, Params: sip.NewParams()}
-	from.Params.Add("tag", randHex(8))
+	from.Params.Add("tag", sipproxy.RandHex(8))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: *u.Clone(), Params: sip.NewParams()})
-	cid := sip.CallIDHeader(randHex(12))
+	cid := sip.CallIDHeader(sipproxy.RandHex(12))
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
 	cl := sip.ContentLengthHeader(0)
 	req.AppendHeader(&cl)
 	lg := s.coreLeg(u, "")
-	s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
-	tx, err := lg.client.TransactionRequest(ctx, req, noBuild)
+	s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	tx, err := lg.client.TransactionRequest(ctx, req, sipproxy.NoBuild)
 	if err != nil {
 		return false
 	}

@@ -2,8 +2,6 @@ package edge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,13 +14,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
-
-// udpMaxRequest is the RFC 3261 §18.1.1 threshold: a request this large
-// toward the core goes over TCP instead of UDP.
-const udpMaxRequest = 1300
 
 var errFlowGone = errors.New("flow gone")
 
@@ -55,15 +50,11 @@ type leg struct {
 	closed <-chan struct{}
 }
 
-// noBuild stops sipgo's client from "completing" a proxied request
-// (it would add its own Via, From tag, ...).
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
-
 // handle is the single request handler of both user agents. It recovers
 // from panics, tracks in-flight transactions for Drain, applies RFC 3261
 // §16.3 hygiene and dispatches by direction. It blocks until the final
-// response is relayed (sipgo notes §5: returning early kills the
-// transaction).
+// response is relayed (docs/sipgo.md#proxying: returning early kills
+// the transaction).
 func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -162,7 +153,7 @@ func (s *Server) direction(req *sip.Request, in inbound) string {
 }
 
 // inboundOf finds the flow a request arrived on from its server
-// transaction's connection (sipgo notes §2).
+// transaction's connection (docs/sipgo.md#connections).
 func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 	src, _ := netip.ParseAddrPort(req.Source())
 	in := inbound{src: unmap(src)}
@@ -192,7 +183,7 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, code int, phrase, reason string, err error, hdrs ...sip.Header) {
 	s.m.rejections.WithLabelValues(reason).Inc()
 	s.log.Info("request rejected", "method", string(req.Method), "call_id", callID(req), "status", code,
-		"reason", reason, "raddr", req.Source(), "error", err)
+		"reason", reason, "raddr", req.Source(), "error", err, logthrottle.Key(in.src.Addr().String()))
 	res := sip.NewResponseFromRequest(req, code, phrase, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
@@ -310,23 +301,9 @@ func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, h
 
 // setRoutes replaces req's Route headers with routes.
 func setRoutes(req *sip.Request, routes []routeset.Entry) {
-	removeAll(req, "Route")
+	sipproxy.RemoveAll(req, "Route")
 	for _, e := range routes {
 		req.AppendHeader(sip.NewHeader("Route", e.String()))
-	}
-}
-
-// headerRemover is what sip.Request and sip.Response share for removal.
-type headerRemover interface {
-	GetHeaders(name string) []sip.Header
-	RemoveHeader(name string) bool
-}
-
-func removeAll(m headerRemover, name string) {
-	for _, h := range m.GetHeaders(name) {
-		n := h.Name()
-		for m.RemoveHeader(n) {
-		}
 	}
 }
 
@@ -405,21 +382,15 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	}
 	// sipgo pools accepted connections under their remote address; the
 	// access UA cannot dial, so a vanished connection fails rather than
-	// being re-dialled (sipgo notes §2).
+	// being re-dialled (docs/sipgo.md#connections).
 	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed()}
 	lg.via.Transport = sc.l.viaTransport()
 	return lg, sc.l, nil
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // prepareHop does the per-hop rewrite of RFC 3261 §16.6: received/rport
 // on the previous Via (RFC 3261 §18.2.1, RFC 3581 §4), Max-Forwards
-// decremented (steps 3; sipgo's helper underflows, notes TL;DR 7), our
+// decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
 	sipproxy.StampVia(fwd.Via(), in.src)
@@ -477,14 +448,14 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	// ("the element SHOULD retry the request, using UDP").
 	var udpLeg *leg
 	var udpFwd *sip.Request
-	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > udpMaxRequest {
+	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > sipproxy.UDPMaxRequest {
 		saved := lg
 		udpLeg, udpFwd = &saved, fwd.Clone()
 		flow := lg.viaFlow
 		lg = s.coreLeg(lg.target, "tcp")
 		lg.viaFlow = flow
 	}
-	branch := routeset.LoopBranch(hash, randHex(6))
+	branch := routeset.LoopBranch(hash, sipproxy.RandHex(6))
 	s.prepareHop(fwd, in, lg, branch)
 
 	timeout := 40 * time.Second
@@ -494,13 +465,13 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clTx, err := lg.client.TransactionRequest(ctx, fwd, noBuild)
+	clTx, err := lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	if err != nil && udpLeg != nil {
 		s.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", callID(req), "error", err)
 		lg, fwd = *udpLeg, udpFwd
-		branch = routeset.LoopBranch(hash, randHex(6))
+		branch = routeset.LoopBranch(hash, sipproxy.RandHex(6))
 		s.prepareHop(fwd, in, lg, branch)
-		clTx, err = lg.client.TransactionRequest(ctx, fwd, noBuild)
+		clTx, err = lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
 	}
 	if err != nil {
 		if mayRetry {
@@ -670,7 +641,7 @@ func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
 	c.Laddr = fwd.Laddr
 	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 	defer cancel()
-	t, err := lg.client.TransactionRequest(ctx, c, noBuild)
+	t, err := lg.client.TransactionRequest(ctx, c, sipproxy.NoBuild)
 	if err != nil {
 		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
 		return
@@ -737,8 +708,8 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), randHex(6)))
-	if err := lg.client.WriteRequest(fwd, noBuild); err != nil {
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	if err := lg.client.WriteRequest(fwd, sipproxy.NoBuild); err != nil {
 		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -32,23 +33,23 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	firstHop := len(routeset.SplitHeaderValues(headerValues(req, "Via"))) == 1
 	fwd := req.Clone()
 	if firstHop {
-		removeAll(fwd, "Path")
+		sipproxy.RemoveAll(fwd, "Path")
 	}
 	ids := outboundIdentities(req)
 	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
 
+	s.admitFlow(req, in)
 	onResp := func(res *sip.Response) {
 		if res.StatusCode < 200 || res.StatusCode >= 300 {
 			return
 		}
+		// The registrar accepted a registration over this flow: it is
+		// real work, no longer provisional (issue 8).
+		s.confirmFlow(in.key)
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
-			removeAll(res, "Flow-Timer")
-			ft := s.cfg.FlowTimer.Stream
-			if in.key.Transport == flowtable.UDP {
-				ft = s.cfg.FlowTimer.UDP
-			}
-			res.AppendHeader(sip.NewHeader("Flow-Timer", strconv.Itoa(int(ft.Seconds()))))
+			sipproxy.RemoveAll(res, "Flow-Timer")
+			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(in.key.Transport == flowtable.UDP)))
 		}
 	}
 	// Registrars in failover order: the current one first, then the
@@ -59,6 +60,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 	for i, idx := range order {
 		target := s.registrars[idx]
 		lg := s.coreLeg(target, "")
+		lg.viaFlow = token // the registrar's ban and metric identity of the UA
 		try := fwd.Clone()
 		path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
 		try.PrependHeader(sip.NewHeader("Path", path))
@@ -119,7 +121,7 @@ func contactIdentity(c *sip.ContactHeader) (string, int64, bool) {
 }
 
 // paramCI gets a header parameter by case-insensitive name (sipgo's Get is
-// case-sensitive, notes §6).
+// case-sensitive, docs/sipgo.md#headers).
 func paramCI(p sip.HeaderParams, name string) (string, bool) {
 	for _, kv := range p {
 		if strings.EqualFold(kv.K, name) {

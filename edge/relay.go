@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // relayPolicy says where a request that came from the access side may go
@@ -19,7 +21,7 @@ import (
 // the operator's address, past the registrar's authentication.
 type relayPolicy struct {
 	hosts    []relayHost
-	prefixes []netip.Prefix
+	prefixes prefixlist.List
 }
 
 type relayHost struct {
@@ -45,12 +47,8 @@ func uriHostPort(u sip.Uri) relayHost {
 // add allows target: a SIP URI, a CIDR, a bare IP, or host[:port].
 func (r *relayPolicy) add(target string) error {
 	t := strings.TrimSpace(target)
-	if pfx, err := netip.ParsePrefix(t); err == nil {
-		r.prefixes = append(r.prefixes, pfx.Masked())
-		return nil
-	}
-	if ip, err := netip.ParseAddr(strings.Trim(t, "[]")); err == nil {
-		r.prefixes = append(r.prefixes, netip.PrefixFrom(ip, ip.BitLen()))
+	if pfx, err := prefixlist.ParsePrefix(strings.Trim(t, "[]")); err == nil {
+		r.prefixes = append(r.prefixes, pfx)
 		return nil
 	}
 	if !strings.HasPrefix(strings.ToLower(t), "sip:") && !strings.HasPrefix(strings.ToLower(t), "sips:") {
@@ -78,15 +76,8 @@ func (r *relayPolicy) allows(u sip.Uri) bool {
 			return true
 		}
 	}
-	if ip, err := netip.ParseAddr(hp.host); err == nil {
-		ip = ip.Unmap()
-		for _, p := range r.prefixes {
-			if p.Contains(ip) {
-				return true
-			}
-		}
-	}
-	return false
+	ip, err := netip.ParseAddr(hp.host)
+	return err == nil && r.prefixes.Contains(ip)
 }
 
 // String is for log lines.

@@ -23,6 +23,8 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
@@ -31,7 +33,7 @@ import (
 
 // errNoDial is what the access side's TCP dialer always returns: the edge
 // never opens a connection toward a UA (RFC 5626 §5.3: a dead flow is 430,
-// never a re-dial; sipgo notes §2).
+// never a re-dial; docs/sipgo.md#connections).
 var errNoDial = errors.New("edge never dials toward a UA")
 
 // ErrNotListening is returned by Serve before Listen.
@@ -61,6 +63,7 @@ type listener struct {
 	local     netip.AddrPort
 	adv       routeset.Address // what Path / Record-Route / Via carry
 	tlsConfig *tls.Config
+	certs     *certs.Manager // tls, wss: reloaded on SIGHUP
 }
 
 func (l *listener) access() bool { return l.cfg.Role != RoleCore }
@@ -86,7 +89,7 @@ type Server struct {
 	m       *metrics
 	table   *flowtable.Table
 	keys    *flowtable.Keys
-	trusted []netip.Prefix
+	trusted prefixlist.List
 	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
@@ -115,6 +118,8 @@ type Server struct {
 	conns    sync.Map // *StreamConn → *streamConn
 	connsID  sync.Map // uint64 global ConnID → *streamConn
 
+	flowFullLogged atomic.Uint64 // table-full refusals, for flowRefused's log
+
 	flowObs   atomic.Pointer[FlowObserver] // live diagnostics (observe.go)
 	inflight  inflight.Counter
 	draining  atomic.Bool
@@ -140,13 +145,8 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	idle := map[flowtable.Transport]time.Duration{
-		// A UDP flow is dead after missing several Flow-Timer keep-alives
-		// (RFC 5626 §4.4.1): four intervals plus slack.
-		flowtable.UDP: 4*cfg.FlowTimer.UDP + 20*time.Second,
-	}
 	var err error
-	if s.table, err = flowtable.New(flowtable.Config{IdleTimeout: idle}, s.now); err != nil {
+	if s.table, err = flowtable.New(cfg.flowTableConfig(), s.now); err != nil {
 		return nil, fmt.Errorf("edge: flow table: %w", err)
 	}
 	if cfg.FlowTokenKeyFile != "" {
@@ -161,17 +161,14 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.keys = flowtable.RandomKeys()
 		s.log.Warn("edge.flow_token_key_file not set: random flow-token key, tokens die with the process")
 	}
-	for _, p := range cfg.TrustedCore {
-		pfx, _ := parsePrefix(p)
-		s.trusted = append(s.trusted, pfx)
-	}
+	s.trusted, _ = prefixlist.Parse(cfg.TrustedCore) // checked by Validate
 	for _, r := range cfg.Registrar {
 		u, _ := parseSIPURI(r)
 		s.registrars = append(s.registrars, u)
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
 	if !cfg.RateLimit.Disabled {
-		s.limiter = ratelimit.New(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now)
+		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}
 	s.core, _ = parseSIPURI(cfg.Core)
 	s.coreRoute = *s.core.Clone()
@@ -302,34 +299,40 @@ func (s *Server) bind(l *listener) error {
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
+			Check:    s.checkDatagram,
+			// A datagram refreshes a UA's flow but never creates one:
+			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {
-				s.touch(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 			// A response refreshes a UA's flow but never creates one: the
 			// registrar's and PBX's answers to us are not flows.
 			OnResponse: func(from netip.AddrPort) {
 				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
+			// A keep-alive (STUN, CRLF) is answered statelessly; it
+			// refreshes a known flow and creates nothing (issue 8).
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				k := flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from}
-				s.touch(k)
-				s.table.CountKeepalive(k)
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.CountKeepalive(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l
 	default:
 		opt := ListenerOptions{
-			WebSocket:     l.transport == flowtable.WS || l.transport == flowtable.WSS,
-			MaxConns:      lc.MaxConnections,
-			MaxConnsPerIP: lc.MaxConnectionsPerIP,
-			MaxMessage:    lc.MaxMessage,
-			IdleTimeout:   lc.IdleTimeout,
-			WriteTimeout:  10 * time.Second,
-			Logger:        s.log,
-			OnAccept:      func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
-			OnClose:       func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
-			OnActivity:    func(id uint64) { s.touchConn(l, id) },
+			WebSocket:      l.transport == flowtable.WS || l.transport == flowtable.WSS,
+			MaxConns:       lc.MaxConnections,
+			MaxConnsPerIP:  lc.MaxConnectionsPerIP,
+			MaxMessage:     lc.MaxMessage,
+			IdleTimeout:    lc.IdleTimeout,
+			MessageTimeout: lc.MessageTimeout,
+			Check:          s.checkStream(l),
+			WriteTimeout:   10 * time.Second,
+			Logger:         s.log,
+			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
+			OnClose:        func(id uint64, _ net.Addr, err error) { s.onConnClose(l, id, err) },
+			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
 				s.countKeepalive(l, id)
@@ -341,6 +344,7 @@ func (s *Server) bind(l *listener) error {
 			if err != nil {
 				return fmt.Errorf("tls: %w", err)
 			}
+			l.certs = mgr
 			opt.TLSConfig = mgr.TLSConfig()
 			l.tlsConfig = opt.TLSConfig
 		}
@@ -456,7 +460,7 @@ func (s *Server) Serve() error {
 			} else {
 				// Every stream transport goes through ServeTCP: the
 				// Listener already did TLS and the WebSocket upgrade and
-				// hands sipgo a plain SIP byte stream (sipgo notes §1).
+				// hands sipgo a plain SIP byte stream (docs/sipgo.md#transports).
 				// The transport in Via / Path comes from the listener.
 				err = s.asrv.ServeTCP(l.ln)
 			}
@@ -602,15 +606,7 @@ func (s *Server) closeListeners() {
 }
 
 // isTrusted reports whether a is in edge.trusted_core.
-func (s *Server) isTrusted(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isTrusted(a netip.Addr) bool { return s.trusted.Contains(a) }
 
 // coreListener is the listener the edge is reached on from the core for
 // transport t (Path / Record-Route host:port), else any core-facing one.
@@ -666,7 +662,7 @@ func (s *Server) allowed(src netip.AddrPort, transport string) bool {
 		s.m.rejections.WithLabelValues(reasonRateLimited).Inc()
 		if first {
 			s.log.Warn("source over edge.rate_limit: dropping (UDP) / 503 (streams) until it slows down",
-				"raddr", src.String(), "transport", transport)
+				"raddr", src.String(), "transport", transport, logthrottle.Key(src.Addr().String()))
 		}
 	}
 	return ok

@@ -126,13 +126,17 @@ type PacketOptions struct {
 	// Allow, when set, is asked for every datagram before anything else;
 	// false drops it unanswered (rate limiting).
 	Allow func(from netip.AddrPort) bool
+	// Check, when set, is asked about every datagram that is not a
+	// keep-alive before it reaches the parser: !ok drops it, after reply
+	// (when non-nil) is sent to its source (strict parsing, RFC 4475).
+	Check func(data []byte, from netip.AddrPort) (reply []byte, ok bool)
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
 // keep-alives itself from the same socket and returns only other datagrams:
 // sipgo does not recognise STUN (it would log every Binding request at
-// ERROR) and its read loop stops for good on any read error (sipgo notes
-// §3, §8), so ReadFrom returns an error only once the socket is closed.
+// ERROR) and its read loop stops for good on any read error (docs/sipgo.md
+// #keep-alives), so ReadFrom returns an error only once the socket is closed.
 type PacketConn struct {
 	*net.UDPConn
 	opt PacketOptions
@@ -195,6 +199,16 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				}
 			}
 			continue
+		}
+		if p.opt.Check != nil {
+			if reply, ok := p.opt.Check(data, from); !ok {
+				if reply != nil {
+					if _, err := p.UDPConn.WriteToUDPAddrPort(reply, from); err != nil {
+						p.log.Debug("reply to a malformed request not sent", "raddr", from, "error", err)
+					}
+				}
+				continue
+			}
 		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {
 			if p.opt.OnResponse != nil {

@@ -25,7 +25,7 @@ var errNoSIPProtocol = errors.New("websocket client did not offer subprotocol si
 // §4.2, RFC 7118 §4.1) under deadline, or until ctx is done. The client
 // must offer the "sip" subprotocol; the answer selects it. This runs in the
 // Listener's per-connection goroutine, unlike sipgo's WS transport which
-// upgrades inside its accept loop (sipgo notes §1).
+// upgrades inside its accept loop (docs/sipgo.md#transports).
 //
 // gobwas/ws reads the request through a buffer; a client that pipelines
 // frames before the 101 response (RFC 6455 forbids it) loses them.

@@ -12,9 +12,11 @@
 //
 // Life of a flow:
 //
-//	UA packet ──► Table.Touch(key)       creates or refreshes (LastSeen)
+//	keep-alive, response ──► Table.Refresh(key)   refreshes, never creates
+//	REGISTER / UA request ──► Table.Touch(key)    creates (UDP: provisional)
 //	REGISTER  ──► edge inserts Path <sip:Keys.Encode(key)@edge;lr;ob>
-//	2xx back  ──► Table.Bind(key, aor, instance, regID)   only now indexed
+//	2xx back  ──► Table.Confirm(key), Table.Bind(key, aor, instance, regID)
+//	              confirmed (never evicted), only now indexed
 //	INVITE in ──► Keys.Decode(user part) → Table.Lookup(key) → send / 430
 //	conn EOF  ──► Table.Close(key, CauseClosed)  stream flows die on close
 //	timer     ──► Table.Expire(now)      datagram flows die when idle

@@ -153,13 +153,16 @@ type Flow struct {
 	ID       uint64
 	Created  time.Time
 	LastSeen time.Time
+	// NumBindings counts the identities whose newest successful
+	// registration came over this flow (Table.Identities lists them).
+	NumBindings int
+	// Provisional: a datagram flow no registrar 2xx has confirmed yet
+	// (see Table).
+	Provisional bool
 	// Keepalives counts the keep-alives CountKeepalive recorded on the
 	// flow (for operators).
 	Keepalives uint64
-	// Bindings lists the identities whose newest successful registration
-	// came over this flow, sorted by AOR, instance, reg-id.
-	Bindings []Identity
 }
 
 // Bound reports whether any registration identity currently points at f.
-func (f Flow) Bound() bool { return len(f.Bindings) > 0 }
+func (f Flow) Bound() bool { return f.NumBindings > 0 }

@@ -24,33 +24,63 @@ const (
 	CauseReplaced Cause = "replaced"
 	// CauseUnbound: the registrar's 2xx removed the binding (Unbind).
 	CauseUnbound Cause = "unbound"
+	// CauseEvicted: a provisional flow made room for a new flow (the
+	// provisional cap or the table cap was reached).
+	CauseEvicted Cause = "evicted"
 )
 
 // Defaults for Config.
 const (
 	DefaultMaxFlows = 100000
-	// DefaultDatagramIdle is the idle timeout of UDP and DTLS flows: a UA
-	// honouring the edge's 25 s Flow-Timer (RFC 5626 §4.4) sends at least
-	// four keep-alives in it, so a flow silent this long lost its NAT
-	// binding or its UA.
+	// DefaultDatagramIdle is the idle timeout of confirmed UDP and DTLS
+	// flows: a UA honouring the edge's 25 s Flow-Timer (RFC 5626 §4.4)
+	// sends at least four keep-alives in it, so a flow silent this long
+	// lost its NAT binding or its UA.
 	DefaultDatagramIdle = 120 * time.Second
+	// DefaultProvisionalIdle is the idle timeout of a provisional datagram
+	// flow: 64*T1, the lifetime of the non-INVITE client transaction a
+	// REGISTER rides on (RFC 3261 §17.1.2.2, Timer F). A UA whose
+	// REGISTER is still being retransmitted refreshes its flow well
+	// within it.
+	DefaultProvisionalIdle = 32 * time.Second
+	// DefaultMaxProvisionalDivisor: without MaxProvisional, provisional
+	// flows may take a tenth of MaxFlows.
+	defaultMaxProvisionalDivisor = 10
 )
 
 // Config configures a Table.
 type Config struct {
-	// MaxFlows bounds the table; Touch of a new flow fails with
-	// ErrTableFull beyond it. 0 means DefaultMaxFlows.
+	// MaxFlows bounds the table. When it is full a new flow first evicts
+	// the least recently used provisional flow; with none to evict Touch
+	// fails with ErrTableFull. 0 means DefaultMaxFlows.
 	MaxFlows int `yaml:"max_flows"`
-	// IdleTimeout per datagram transport (udp, dtls). A missing entry
-	// means DefaultDatagramIdle. Stream transports may not appear: they
-	// end on close, never by idleness.
+	// MaxProvisional bounds provisional flows (datagram flows no
+	// registrar 2xx has confirmed yet); beyond it a new provisional flow
+	// evicts the least recently used one. 0 means MaxFlows/10 (at least 1).
+	MaxProvisional int `yaml:"max_provisional_flows"`
+	// IdleTimeout per datagram transport (udp, dtls) for confirmed flows.
+	// A missing entry means DefaultDatagramIdle. Stream transports may not
+	// appear: they end on close, never by idleness.
 	IdleTimeout map[Transport]time.Duration `yaml:"idle_timeout"`
+	// ProvisionalIdle is the idle timeout of provisional datagram flows
+	// (never longer than the transport's IdleTimeout). 0 means
+	// DefaultProvisionalIdle.
+	ProvisionalIdle time.Duration `yaml:"provisional_idle"`
 }
 
 // Validate checks c.
 func (c Config) Validate() error {
 	if c.MaxFlows < 0 {
 		return fmt.Errorf("flowtable config: max_flows %d is negative", c.MaxFlows)
+	}
+	if c.MaxProvisional < 0 {
+		return fmt.Errorf("flowtable config: max_provisional_flows %d is negative", c.MaxProvisional)
+	}
+	if c.MaxFlows > 0 && c.MaxProvisional > c.MaxFlows {
+		return fmt.Errorf("flowtable config: max_provisional_flows %d exceeds max_flows %d", c.MaxProvisional, c.MaxFlows)
+	}
+	if c.ProvisionalIdle < 0 {
+		return fmt.Errorf("flowtable config: provisional_idle %v is negative", c.ProvisionalIdle)
 	}
 	for t, d := range c.IdleTimeout {
 		if !t.Valid() {
@@ -66,29 +96,28 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c Config) idle(t Transport) time.Duration {
-	if d, ok := c.IdleTimeout[t]; ok {
-		return d
+func (c Config) idle(t Transport, provisional bool) time.Duration {
+	d, ok := c.IdleTimeout[t]
+	if !ok {
+		d = DefaultDatagramIdle
 	}
-	return DefaultDatagramIdle
+	if provisional {
+		return min(d, c.ProvisionalIdle)
+	}
+	return d
 }
 
 // entry is a flow inside the table.
 type entry struct {
-	flow   Flow // Bindings unused here; see idents
+	flow   Flow // NumBindings and Provisional kept current; see idents
 	idents map[Identity]struct{}
+	// prev and next link provisional entries, most recently used first;
+	// both nil for an entry not on the list.
+	prev, next *entry
 }
 
-func (e *entry) snapshot() Flow {
-	f := e.flow
-	f.Bindings = nil
-	if len(e.idents) > 0 {
-		f.Bindings = slices.SortedFunc(maps.Keys(e.idents), func(a, b Identity) int {
-			return cmp.Or(cmp.Compare(a.AOR, b.AOR), cmp.Compare(a.Instance, b.Instance), cmp.Compare(a.RegID, b.RegID))
-		})
-	}
-	return f
-}
+// snapshot copies the flow out: O(1), whatever the number of identities.
+func (e *entry) snapshot() Flow { return e.flow }
 
 // Table is the per-node flow table: flows by FlowKey, and the index from
 // registration identity (AOR, instance, reg-id) to flow.
@@ -102,6 +131,22 @@ func (e *entry) snapshot() Flow {
 // back to the old flow, because the registrar's binding names the new
 // flow's token.
 //
+// Provisional flows: a datagram flow (UDP, DTLS) is provisional from its
+// first Touch until a registrar's 2xx confirms it (Confirm or Bind). A
+// provisional flow has its own cap (MaxProvisional), a short idle timeout
+// (ProvisionalIdle) and is the only kind ever evicted, least recently used
+// first, to make room: anyone can spoof a datagram, so spoofed traffic can
+// at worst churn provisional flows, never push out a confirmed one. A
+// confirmed UDP flow that was evicted or expired while its REGISTER was in
+// flight is created again by Confirm or Bind. Stream flows are confirmed
+// from the start (their number is bounded by the listeners).
+//
+// Cost: Touch, Refresh, Lookup, ByIdentity, Bind, Unbind and Confirm are
+// O(1) whatever the number of flows or of identities on a flow; nothing
+// on them copies or sorts an identity set. Close and Expire are linear in
+// the identities they remove; Identities sorts and is meant for admin
+// views and tests.
+//
 // Locking: mu guards every field below it. Exported methods take mu;
 // methods ending in Locked require the caller to hold it. No method calls
 // out (no callbacks, no I/O) while holding mu. A Table is safe for
@@ -110,13 +155,19 @@ type Table struct {
 	cfg Config
 	now func() time.Time
 
-	mu         sync.Mutex
-	flows      map[FlowKey]*entry
-	byIdentity map[Identity]*entry
-	nextID     uint64
-	opened     uint64
-	ended      map[Cause]uint64
-	unbound    map[Cause]uint64
+	mu          sync.Mutex
+	flows       map[FlowKey]*entry
+	byIdentity  map[Identity]*entry
+	byTransport map[Transport]int
+	bound       int    // flows with NumBindings > 0
+	provHead    *entry // most recently used provisional flow
+	provTail    *entry // least recently used: evicted first
+	provisional int
+	nextID      uint64
+	opened      uint64
+	full        uint64 // creations refused with ErrTableFull
+	ended       map[Cause]uint64
+	unbound     map[Cause]uint64
 }
 
 // New returns an empty table. now supplies the time for Touch; nil means
@@ -128,23 +179,34 @@ func New(cfg Config, now func() time.Time) (*Table, error) {
 	if cfg.MaxFlows == 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
+	if cfg.MaxProvisional == 0 {
+		cfg.MaxProvisional = max(1, cfg.MaxFlows/defaultMaxProvisionalDivisor)
+	}
+	if cfg.MaxProvisional > cfg.MaxFlows {
+		return nil, fmt.Errorf("new flow table: max_provisional_flows %d exceeds max_flows %d", cfg.MaxProvisional, cfg.MaxFlows)
+	}
+	if cfg.ProvisionalIdle == 0 {
+		cfg.ProvisionalIdle = DefaultProvisionalIdle
+	}
 	cfg.IdleTimeout = maps.Clone(cfg.IdleTimeout)
 	if now == nil {
 		now = time.Now
 	}
 	return &Table{
-		cfg:        cfg,
-		now:        now,
-		flows:      map[FlowKey]*entry{},
-		byIdentity: map[Identity]*entry{},
-		ended:      map[Cause]uint64{},
-		unbound:    map[Cause]uint64{},
+		cfg:         cfg,
+		now:         now,
+		flows:       map[FlowKey]*entry{},
+		byIdentity:  map[Identity]*entry{},
+		byTransport: map[Transport]int{},
+		ended:       map[Cause]uint64{},
+		unbound:     map[Cause]uint64{},
 	}, nil
 }
 
-// Touch records traffic on key (any SIP message or keep-alive): it creates
-// the flow if missing, else refreshes LastSeen. created reports a new flow.
-// Errors wrap ErrInvalidKey or ErrTableFull.
+// Touch records traffic on key (a SIP request that passed the edge's
+// checks, or a new stream connection): it creates the flow if missing,
+// else refreshes LastSeen. A new datagram flow is provisional. created
+// reports a new flow. Errors wrap ErrInvalidKey or ErrTableFull.
 func (t *Table) Touch(key FlowKey) (f Flow, created bool, err error) {
 	if err := key.Validate(); err != nil {
 		return Flow{}, false, fmt.Errorf("touch flow: %w", err)
@@ -154,21 +216,19 @@ func (t *Table) Touch(key FlowKey) (f Flow, created bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.flows[key]; ok {
-		e.flow.LastSeen = now
+		t.refreshLocked(e, now)
 		return e.snapshot(), false, nil
 	}
-	if len(t.flows) >= t.cfg.MaxFlows {
-		return Flow{}, false, fmt.Errorf("touch flow %s: %w (%d flows)", key, ErrTableFull, len(t.flows))
+	e, err := t.createLocked(key, now, !key.Transport.Stream())
+	if err != nil {
+		return Flow{}, false, fmt.Errorf("touch flow %s: %w", key, err)
 	}
-	t.nextID++
-	t.opened++
-	e := &entry{flow: Flow{FlowKey: key, ID: t.nextID, Created: now, LastSeen: now}}
-	t.flows[key] = e
 	return e.snapshot(), true, nil
 }
 
 // Refresh records traffic on key if the flow exists (it never creates
-// one) and reports whether it did.
+// one) and reports whether it did. Keep-alives, responses and anything
+// else that is not proof of a real UA use Refresh.
 func (t *Table) Refresh(key FlowKey) bool {
 	key = key.canonical()
 	now := t.now()
@@ -176,9 +236,45 @@ func (t *Table) Refresh(key FlowKey) bool {
 	defer t.mu.Unlock()
 	e, ok := t.flows[key]
 	if ok {
-		e.flow.LastSeen = now
+		t.refreshLocked(e, now)
 	}
 	return ok
+}
+
+// Confirm marks the flow named by key as confirmed by a registrar's 2xx:
+// it stops being provisional (no short idle timeout, never evicted). A
+// datagram flow that is gone (evicted or expired while the REGISTER was
+// in flight) is created again, confirmed; a stream flow that is gone is
+// ErrNoFlow. Errors wrap ErrInvalidKey, ErrNoFlow or ErrTableFull.
+func (t *Table) Confirm(key FlowKey) error {
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("confirm flow: %w", err)
+	}
+	key = key.canonical()
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, err := t.confirmLocked(key, now); err != nil {
+		return fmt.Errorf("confirm flow %s: %w", key, err)
+	}
+	return nil
+}
+
+func (t *Table) confirmLocked(key FlowKey, now time.Time) (*entry, error) {
+	e, ok := t.flows[key]
+	if !ok {
+		if key.Transport.Stream() {
+			return nil, ErrNoFlow
+		}
+		return t.createLocked(key, now, false)
+	}
+	t.refreshLocked(e, now)
+	if e.flow.Provisional {
+		t.unlinkLocked(e)
+		e.flow.Provisional = false
+		t.provisional--
+	}
+	return e, nil
 }
 
 // Lookup returns the flow named by key, e.g. after decoding a flow token.
@@ -193,6 +289,24 @@ func (t *Table) Lookup(key FlowKey) (Flow, bool) {
 	return e.snapshot(), true
 }
 
+// Identities returns the identities bound to the flow named by key, sorted
+// by AOR, instance, reg-id. It copies and sorts: for admin views and
+// tests, never the packet path.
+func (t *Table) Identities(key FlowKey) []Identity {
+	key = key.canonical()
+	t.mu.Lock()
+	e, ok := t.flows[key]
+	var ids []Identity
+	if ok {
+		ids = slices.Collect(maps.Keys(e.idents))
+	}
+	t.mu.Unlock()
+	slices.SortFunc(ids, func(a, b Identity) int {
+		return cmp.Or(cmp.Compare(a.AOR, b.AOR), cmp.Compare(a.Instance, b.Instance), cmp.Compare(a.RegID, b.RegID))
+	})
+	return ids
+}
+
 // ByIdentity returns the flow the newest successful registration of (aor,
 // instance, regID) came over.
 func (t *Table) ByIdentity(aor, instance string, regID int64) (Flow, bool) {
@@ -205,34 +319,42 @@ func (t *Table) ByIdentity(aor, instance string, regID int64) (Flow, bool) {
 	return e.snapshot(), true
 }
 
-// Bind indexes (aor, instance, regID) → the flow key. Call it only when the
-// registrar's 2xx to a REGISTER that came over key is relayed back, never
-// on the unauthenticated request. The newest Bind wins (see Table).
-// Errors wrap ErrInvalidIdentity or ErrNoFlow (the flow died while the
-// REGISTER was in flight).
+// Bind indexes (aor, instance, regID) → the flow key and confirms the flow
+// (see Confirm). Call it only when the registrar's 2xx to a REGISTER that
+// came over key is relayed back, never on the unauthenticated request. The
+// newest Bind wins (see Table). Errors wrap ErrInvalidIdentity, ErrNoFlow
+// (a stream flow died while the REGISTER was in flight) or ErrTableFull.
 func (t *Table) Bind(key FlowKey, aor, instance string, regID int64) error {
 	id := Identity{AOR: aor, Instance: instance, RegID: regID}
 	if err := id.Validate(); err != nil {
 		return fmt.Errorf("bind flow: %w", err)
 	}
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("bind flow: %w", err)
+	}
 	key = key.canonical()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.flows[key]
-	if !ok {
-		return fmt.Errorf("bind flow %s: %w", key, ErrNoFlow)
+	e, err := t.confirmLocked(key, now)
+	if err != nil {
+		return fmt.Errorf("bind flow %s: %w", key, err)
 	}
 	if old, ok := t.byIdentity[id]; ok {
 		if old == e {
 			return nil // refresh over the same flow
 		}
-		delete(old.idents, id)
+		t.dropIdentityLocked(old, id)
 		t.unbound[CauseReplaced]++
 	}
 	if e.idents == nil {
 		e.idents = map[Identity]struct{}{}
 	}
 	e.idents[id] = struct{}{}
+	if e.flow.NumBindings == 0 {
+		t.bound++
+	}
+	e.flow.NumBindings++
 	t.byIdentity[id] = e
 	return nil
 }
@@ -249,10 +371,23 @@ func (t *Table) Unbind(key FlowKey, aor, instance string, regID int64) bool {
 	if !ok || e.flow.FlowKey != key {
 		return false
 	}
-	delete(e.idents, id)
+	t.dropIdentityLocked(e, id)
 	delete(t.byIdentity, id)
 	t.unbound[CauseUnbound]++
 	return true
+}
+
+// dropIdentityLocked removes id from e's set (not from byIdentity).
+func (t *Table) dropIdentityLocked(e *entry, id Identity) {
+	if _, ok := e.idents[id]; !ok {
+		return
+	}
+	delete(e.idents, id)
+	e.flow.NumBindings--
+	if e.flow.NumBindings == 0 {
+		t.bound--
+		e.idents = nil // let a large set's buckets go
+	}
 }
 
 // Close ends the flow named by key, e.g. with CauseClosed when its stream
@@ -278,9 +413,10 @@ type Death struct {
 }
 
 // Expire removes datagram flows (UDP, DTLS) whose LastSeen is at least
-// their transport's idle timeout before now, with CauseIdle, and returns
-// them (in no particular order). Stream flows are never expired here. It
-// scans every flow; call it every few seconds, not per packet.
+// their idle timeout before now (the provisional one for provisional
+// flows), with CauseIdle, and returns them (in no particular order).
+// Stream flows are never expired here. It scans every flow; call it every
+// few seconds, not per packet.
 func (t *Table) Expire(now time.Time) []Death {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -289,13 +425,79 @@ func (t *Table) Expire(now time.Time) []Death {
 		if e.flow.Transport.Stream() {
 			continue
 		}
-		if now.Sub(e.flow.LastSeen) < t.cfg.idle(e.flow.Transport) {
+		if now.Sub(e.flow.LastSeen) < t.cfg.idle(e.flow.Transport, e.flow.Provisional) {
 			continue
 		}
 		dead = append(dead, Death{Flow: e.snapshot(), Cause: CauseIdle})
 		t.removeLocked(e, CauseIdle)
 	}
 	return dead
+}
+
+// createLocked adds a flow for key, which must not be in the table,
+// evicting provisional flows as the caps require. t.mu must be held.
+func (t *Table) createLocked(key FlowKey, now time.Time, provisional bool) (*entry, error) {
+	if provisional && t.provisional >= t.cfg.MaxProvisional {
+		t.evictLocked()
+	}
+	if len(t.flows) >= t.cfg.MaxFlows && t.provTail != nil {
+		// Confirmed flows are never evicted; provisional ones go first.
+		t.evictLocked()
+	}
+	if len(t.flows) >= t.cfg.MaxFlows {
+		t.full++
+		return nil, fmt.Errorf("%w (%d flows)", ErrTableFull, len(t.flows))
+	}
+	t.nextID++
+	t.opened++
+	e := &entry{flow: Flow{FlowKey: key, ID: t.nextID, Created: now, LastSeen: now, Provisional: provisional}}
+	t.flows[key] = e
+	t.byTransport[key.Transport]++
+	if provisional {
+		t.provisional++
+		t.pushFrontLocked(e)
+	}
+	return e, nil
+}
+
+// evictLocked removes the least recently used provisional flow, if any.
+func (t *Table) evictLocked() {
+	if e := t.provTail; e != nil {
+		t.removeLocked(e, CauseEvicted)
+	}
+}
+
+func (t *Table) refreshLocked(e *entry, now time.Time) {
+	e.flow.LastSeen = now
+	if e.flow.Provisional && t.provHead != e {
+		t.unlinkLocked(e)
+		t.pushFrontLocked(e)
+	}
+}
+
+func (t *Table) pushFrontLocked(e *entry) {
+	e.prev, e.next = nil, t.provHead
+	if t.provHead != nil {
+		t.provHead.prev = e
+	}
+	t.provHead = e
+	if t.provTail == nil {
+		t.provTail = e
+	}
+}
+
+func (t *Table) unlinkLocked(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else if t.provHead == e {
+		t.provHead = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else if t.provTail == e {
+		t.provTail = e.prev
+	}
+	e.prev, e.next = nil, nil
 }
 
 // removeLocked deletes e and its identity index entries. t.mu must be held.
@@ -306,8 +508,17 @@ func (t *Table) removeLocked(e *entry, cause Cause) {
 			t.unbound[cause]++
 		}
 	}
+	if e.flow.NumBindings > 0 {
+		t.bound--
+	}
 	e.idents = nil
+	e.flow.NumBindings = 0
+	if e.flow.Provisional {
+		t.unlinkLocked(e)
+		t.provisional--
+	}
 	delete(t.flows, e.flow.FlowKey)
+	t.byTransport[e.flow.Transport]--
 	t.ended[cause]++
 }
 
@@ -316,35 +527,42 @@ func (t *Table) removeLocked(e *entry, cause Cause) {
 type Stats struct {
 	// Flows counts live flows by transport.
 	Flows map[Transport]int
+	// Provisional counts live provisional (unconfirmed datagram) flows.
+	Provisional int
 	// Bound counts live flows with at least one identity.
 	Bound int
 	// Identities counts indexed (AOR, instance, reg-id) identities.
 	Identities int
 	// Opened counts flows ever created.
 	Opened uint64
-	// Ended counts flows removed, by cause (closed, idle, or whatever the
-	// edge passed to Close).
+	// Full counts flow creations refused because the table was full of
+	// confirmed flows (ErrTableFull).
+	Full uint64
+	// Ended counts flows removed, by cause (closed, idle, evicted, or
+	// whatever the edge passed to Close).
 	Ended map[Cause]uint64
 	// Unbound counts identity index entries removed, by cause: replaced
 	// (newest registration wins), unbound, and the cause of the flow's end.
 	Unbound map[Cause]uint64
 }
 
-// Stats returns counters for metrics.
+// Stats returns counters for metrics. It is O(1) in the number of flows.
 func (t *Table) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := Stats{
-		Flows:      map[Transport]int{},
-		Identities: len(t.byIdentity),
-		Opened:     t.opened,
-		Ended:      maps.Clone(t.ended),
-		Unbound:    maps.Clone(t.unbound),
+		Flows:       map[Transport]int{},
+		Provisional: t.provisional,
+		Bound:       t.bound,
+		Identities:  len(t.byIdentity),
+		Opened:      t.opened,
+		Full:        t.full,
+		Ended:       maps.Clone(t.ended),
+		Unbound:     maps.Clone(t.unbound),
 	}
-	for _, e := range t.flows {
-		s.Flows[e.flow.Transport]++
-		if len(e.idents) > 0 {
-			s.Bound++
+	for tr, n := range t.byTransport {
+		if n > 0 {
+			s.Flows[tr] = n
 		}
 	}
 	return s

@@ -3,6 +3,7 @@ package flowtable
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -134,17 +135,23 @@ func TestTouchZoneIsNotIdentity(t *testing.T) {
 
 func TestTableFull(t *testing.T) {
 	tb, _ := newTable(t, Config{MaxFlows: 2})
-	mustTouch(t, tb, udpKey(1))
-	mustTouch(t, tb, udpKey(2))
-	if _, _, err := tb.Touch(udpKey(3)); !errors.Is(err, ErrTableFull) {
+	mustTouch(t, tb, tcpKey(1, 1))
+	mustTouch(t, tb, tcpKey(2, 2))
+	if _, _, err := tb.Touch(tcpKey(3, 3)); !errors.Is(err, ErrTableFull) {
 		t.Fatalf("third flow: %v, want ErrTableFull", err)
 	}
+	if _, _, err := tb.Touch(udpKey(3)); !errors.Is(err, ErrTableFull) {
+		t.Fatalf("provisional flow in a table full of confirmed ones: %v, want ErrTableFull", err)
+	}
+	if s := tb.Stats(); s.Full != 2 {
+		t.Fatalf("Full = %d, want 2", s.Full)
+	}
 	// Existing flows can still be refreshed when full.
-	if _, _, err := tb.Touch(udpKey(1)); err != nil {
+	if _, _, err := tb.Touch(tcpKey(1, 1)); err != nil {
 		t.Fatalf("refresh when full: %v", err)
 	}
-	tb.Close(udpKey(2), CauseClosed)
-	if _, _, err := tb.Touch(udpKey(3)); err != nil {
+	tb.Close(tcpKey(2, 2), CauseClosed)
+	if _, _, err := tb.Touch(tcpKey(3, 3)); err != nil {
 		t.Fatalf("after a close there is room: %v", err)
 	}
 }
@@ -208,7 +215,7 @@ func TestDuplicateIdentity_NewestRegistrationWins_RFC5626_6(t *testing.T) {
 					t.Fatal("A must still be a flow")
 				}
 				if fa.Bound() {
-					t.Fatalf("A must not be bound again: %+v", fa.Bindings)
+					t.Fatalf("A must not be bound again: %+v", tb.Identities(a))
 				}
 				s := tb.Stats()
 				if s.Unbound[CauseReplaced] != 1 || s.Unbound[CauseClosed] != 1 || s.Ended[CauseClosed] != 1 {
@@ -301,8 +308,10 @@ func TestDuplicateIdentity_NewestRegistrationWins_RFC5626_6(t *testing.T) {
 					t.Fatalf("step %d %s: identity bound to %s, want unbound", i, st.op, got.FlowKey)
 				case st.wantBound != FlowKey{} && (!ok || got.FlowKey != st.wantBound):
 					t.Fatalf("step %d %s: identity → %s (%v), want %s", i, st.op, got.FlowKey, ok, st.wantBound)
-				case ok && (len(got.Bindings) != 1 || got.Bindings[0] != Identity{aor, inst, 1}):
-					t.Fatalf("step %d: bound flow Bindings = %+v", i, got.Bindings)
+				case ok && got.NumBindings != 1:
+					t.Fatalf("step %d: bound flow NumBindings = %d", i, got.NumBindings)
+				case ok && !slices.Equal(tb.Identities(got.FlowKey), []Identity{{aor, inst, 1}}):
+					t.Fatalf("step %d: bound flow Identities = %+v", i, tb.Identities(got.FlowKey))
 				}
 			}
 			tc.check(t, tb)
@@ -335,12 +344,12 @@ func TestIdentityKeyIncludesRegID_RFC5626_6(t *testing.T) {
 	}
 	fa, _ := tb.Lookup(a)
 	want := []Identity{{"sip:alice@example.com", inst, 1}, {"sip:bob@example.com", inst, 1}}
-	if len(fa.Bindings) != 2 || fa.Bindings[0] != want[0] || fa.Bindings[1] != want[1] {
-		t.Fatalf("Bindings = %+v, want %+v", fa.Bindings, want)
+	if got := tb.Identities(a); fa.NumBindings != 2 || !slices.Equal(got, want) {
+		t.Fatalf("NumBindings = %d, Identities = %+v, want %+v", fa.NumBindings, got, want)
 	}
 	// Closing a removes both of its identities and leaves b's.
 	closed, _ := tb.Close(a, CauseClosed)
-	if len(closed.Bindings) != 2 {
+	if closed.NumBindings != 2 {
 		t.Fatalf("Close returned %+v", closed)
 	}
 	if _, ok := tb.ByIdentity("sip:bob@example.com", inst, 1); ok {

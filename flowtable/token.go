@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Token decode errors (RFC 5626 §5.3). See the package doc for the SIP
@@ -50,6 +51,7 @@ type Key struct {
 // is immutable after construction and safe for concurrent use. The zero
 // Keys has no signing key: build one with NewKeys, ParseKeys or RandomKeys.
 type Keys struct {
+	mu   sync.RWMutex // Rotate swaps keys while tokens are minted and checked
 	keys []Key
 }
 
@@ -119,10 +121,39 @@ func ParseKeys(b []byte) (*Keys, error) {
 }
 
 // SigningID is the id of the key that signs new tokens.
-func (k *Keys) SigningID() byte { return k.keys[0].ID }
+func (k *Keys) SigningID() byte {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.keys[0].ID
+}
+
+// Rotate installs next's keys (its first key signs from now on) and keeps
+// every current key next does not redefine as a verify-only key, so tokens
+// already handed out (in registrars' Paths, in dialogs' Record-Routes)
+// keep verifying and no flow is lost to a key rotation (RFC 5626 §5.2).
+// A key id next reuses with another secret takes the new secret.
+func (k *Keys) Rotate(next *Keys) {
+	next.mu.RLock()
+	merged := append([]Key(nil), next.keys...)
+	next.mu.RUnlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, old := range k.keys {
+		redefined := false
+		for _, n := range merged {
+			redefined = redefined || n.ID == old.ID
+		}
+		if !redefined {
+			merged = append(merged, old)
+		}
+	}
+	k.keys = merged
+}
 
 // IDs lists the key ids in ring order (signing key first), for logs.
 func (k *Keys) IDs() []byte {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	ids := make([]byte, len(k.keys))
 	for i, key := range k.keys {
 		ids[i] = key.ID
@@ -131,6 +162,8 @@ func (k *Keys) IDs() []byte {
 }
 
 func (k *Keys) lookup(id byte) ([]byte, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	for _, key := range k.keys {
 		if key.ID == id {
 			return key.Secret, true
@@ -164,7 +197,9 @@ func mac(secret, msg []byte) []byte {
 // FlowKey.Validate; an invalid transport encodes as a token Decode rejects.
 func (k *Keys) Encode(f FlowKey) string {
 	f = f.canonical()
+	k.mu.RLock()
 	key := k.keys[0]
+	k.mu.RUnlock()
 	b := make([]byte, 0, 3+2*19+8+macLen)
 	b = append(b, tokenVersion, key.ID, f.Transport.code())
 	b = appendAddrPort(b, f.Local)
@@ -289,6 +324,17 @@ func SameSource(a, b string) bool {
 	fa, okA := peekFlow(a)
 	fb, okB := peekFlow(b)
 	return okA && okB && fa.Transport == fb.Transport && fa.Remote.Addr() == fb.Remote.Addr()
+}
+
+// PeekRemote returns the remote (UA) address of the flow tok names,
+// without verifying its MAC; like SameFlow it is for a party that trusts
+// where tok came from (the registrar reading its trusted edge's Via).
+func PeekRemote(tok string) (netip.Addr, bool) {
+	f, ok := peekFlow(tok)
+	if !ok || !f.Remote.Addr().IsValid() {
+		return netip.Addr{}, false
+	}
+	return f.Remote.Addr(), true
 }
 
 // peekFlow parses tok's flow without verifying its MAC; addresses are

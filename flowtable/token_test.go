@@ -372,3 +372,31 @@ func TestSameSource(t *testing.T) {
 		t.Error("junk matched")
 	}
 }
+
+// TestRotateKeepsOldTokensVerifying: after a rotation the new first key
+// signs and tokens signed before it still decode (RFC 5626 §5.2: a key
+// rotation must not drop flows).
+func TestRotateKeepsOldTokensVerifying(t *testing.T) {
+	k, err := ParseKeys([]byte("1 00112233445566778899aabbccddeeff\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := FlowKey{Transport: TCP, Local: netip.MustParseAddrPort("192.0.2.1:5060"), Remote: netip.MustParseAddrPort("198.51.100.2:40000"), ConnID: 7}
+	old := k.Encode(f)
+	next, err := ParseKeys([]byte("2 ffeeddccbbaa99887766554433221100\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Rotate(next)
+	if k.SigningID() != 2 {
+		t.Fatalf("signing id %d, want 2", k.SigningID())
+	}
+	if got, err := k.Decode(old); err != nil || got != f.canonical() {
+		t.Fatalf("old token after rotation: %v, %v", got, err)
+	}
+	if tok := k.Encode(f); tok == old {
+		t.Fatal("new tokens still signed with the old key")
+	} else if _, err := k.Decode(tok); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // Operator access to the location service (the ops listener's admin API).
@@ -185,7 +186,7 @@ func FlowToken(b Binding) string {
 	if len(b.Path) == 0 {
 		return ""
 	}
-	return pathToken(b.Path[len(b.Path)-1])
+	return routeset.FlowTokenFromValue(b.Path[len(b.Path)-1])
 }
 
 // AORCounter is implemented by stores that can count the AORs holding

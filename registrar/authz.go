@@ -3,11 +3,11 @@ package registrar
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -87,28 +87,26 @@ func (r *Registrar) authInfo(a *authOutcome, granted time.Duration) (string, str
 	return a.res.InfoHeader, r.auth.AuthenticationInfo(a.res, granted)
 }
 
-// uaAddr is the address failures are counted against: the packet source,
-// or behind a trusted edge the UA's own address as the edge reports it
-// in the UA-side (bottom) Via's received parameter (or sent-by host).
+// uaAddr is the address failures (bans) and metrics are counted against:
+// the packet source, or behind a trusted edge the UA's address as that
+// edge saw it, read from the flow token on the edge's own (top) Via. Every
+// Via below it was written or influenced by the UA (a fake bottom Via, a
+// forged received=) and is never used. Without a flow parameter the edge's
+// own address is returned: trusted sources are never banned, so nobody
+// can be banned on the UA's word.
 func (r *Registrar) uaAddr(req *sip.Request, src Source) netip.Addr {
 	a := src.Addr.Addr().Unmap()
 	if !r.trustedEdge(a) {
 		return a
 	}
-	vias := req.GetHeaders("via")
-	if len(vias) < 2 {
+	v := req.Via()
+	if v == nil {
 		return a
 	}
-	v, ok := vias[len(vias)-1].(*sip.ViaHeader)
-	if !ok {
-		return a
-	}
-	host := v.Host
-	if rcv, ok := v.Params.Get("received"); ok && rcv != "" {
-		host = rcv
-	}
-	if ua, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return ua.Unmap()
+	if tok, ok := v.Params.Get("flow"); ok && tok != "" {
+		if ua, ok := flowtable.PeekRemote(tok); ok {
+			return ua.Unmap()
+		}
 	}
 	return a
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -91,11 +89,7 @@ func BenchmarkRefreshWithDigest(b *testing.B) {
 			cfg := baseConfig()
 			opts := registrar.Options{}
 			if withAuth {
-				path := filepath.Join(b.TempDir(), "users.yaml")
-				if err := os.WriteFile(path, []byte("users:\n  - username: alice\n    password: secret\n"), 0o600); err != nil {
-					b.Fatal(err)
-				}
-				users, err := auth.LoadUsers(path, "example.com", true)
+				users, err := auth.NewUsers([]byte("users:\n  - username: alice\n    password: secret\n"), "example.com", true)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -9,15 +9,18 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
 )
 
-// Config is the `registrar:` section of the YAML configuration.
+// Config is the `registrar:` section of the YAML configuration, except
+// `store:`: choosing and configuring the Store implementation is the
+// binary's job (cmd/pinhole), so this package never depends on a store
+// implementation or on go-redis.
 type Config struct {
 	Listen            []ListenConfig `yaml:"listen"`
 	Domains           []string       `yaml:"domains"`
-	Store             StoreConfig    `yaml:"store"`
 	Expires           ExpiresConfig  `yaml:"expires"`
 	MaxContacts       int            `yaml:"max_contacts"`        // per AOR; default 10
 	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
@@ -47,18 +50,18 @@ type Config struct {
 	RetryAfterMax time.Duration `yaml:"retry_after_max"`
 	// StoreTimeout bounds one store operation per REGISTER. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// FlowTimer is the Flow-Timer (RFC 5626 §4.4) the registrar gives an
+	// outbound UA that reached it directly (it is then the first hop);
+	// behind an edge the edge gives its own. Default {udp: 25s, stream: 120s}.
+	FlowTimer flowtable.Timer `yaml:"flow_timer"`
+	// Overload sheds new registrations in a storm (overload.go).
+	Overload OverloadConfig `yaml:"overload"`
 }
 
 // ListenConfig is one SIP listener.
 type ListenConfig struct {
 	Transport string `yaml:"transport"` // udp | tcp
 	Address   string `yaml:"address"`   // host:port
-}
-
-// StoreConfig selects the binding store.
-type StoreConfig struct {
-	Backend            string `yaml:"backend"` // memory (default) | redis
-	redisconfig.Config `yaml:",inline"`
 }
 
 // ExpiresConfig is the RFC 3261 §10.3 expiry policy.
@@ -84,9 +87,6 @@ func (c *Config) RegisteredFlowRequired() bool {
 
 // SetDefaults fills in every unset field with its documented default.
 func (c *Config) SetDefaults() {
-	if c.Store.Backend == "" {
-		c.Store.Backend = "memory"
-	}
 	if c.Expires.Default == 0 {
 		c.Expires.Default = 3600 * time.Second
 	}
@@ -120,6 +120,8 @@ func (c *Config) SetDefaults() {
 	if c.TimerC <= 0 {
 		c.TimerC = 180 * time.Second
 	}
+	c.FlowTimer.SetDefaults()
+	c.Overload.setDefaults()
 	if c.PBXProbeInterval == 0 {
 		c.PBXProbeInterval = 5 * time.Second
 	}
@@ -130,7 +132,7 @@ func (c *Config) SetDefaults() {
 	if c.Auth.Trusted == nil {
 		// Edges relay many UAs' failures: never count or ban the edge
 		// itself (the UA's own address is used behind a trusted edge).
-		c.Auth.Trusted, _ = ParsePrefixes(c.TrustedEdges)
+		c.Auth.Trusted, _ = prefixlist.Parse(c.TrustedEdges)
 	}
 }
 
@@ -158,15 +160,6 @@ func (c *Config) Validate() error {
 		if d == "" || strings.ContainsAny(d, " @;:/<>") && !isIPv6Literal(d) {
 			bad("registrar.domains[%d]: %q is not a host name or IP literal", i, d)
 		}
-	}
-	switch c.Store.Backend {
-	case "memory":
-	case "redis":
-		if err := c.Store.Config.Validate(); err != nil {
-			bad("registrar.store: %w", err)
-		}
-	default:
-		bad("registrar.store.backend: %q is not memory or redis", c.Store.Backend)
 	}
 	e := c.Expires
 	if e.Min <= 0 || e.Min > time.Hour {
@@ -223,10 +216,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if _, err := ParsePrefixes(c.TrustedEdges); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedEdges); err != nil {
 		bad("registrar.trusted_edges: %w", err)
 	}
-	if _, err := ParsePrefixes(c.TrustedPeers); err != nil {
+	if _, err := prefixlist.Parse(c.TrustedPeers); err != nil {
 		bad("registrar.trusted_peers: %w", err)
 	}
 	for i, p := range c.PBX {
@@ -241,6 +234,15 @@ func (c *Config) Validate() error {
 	if c.StoreTimeout <= 0 {
 		bad("registrar.store_timeout: must be positive")
 	}
+	if c.FlowTimer.UDP < time.Second {
+		bad("registrar.flow_timer.udp: %v must be at least 1s", c.FlowTimer.UDP)
+	}
+	if c.FlowTimer.Stream < time.Second {
+		bad("registrar.flow_timer.stream: %v must be at least 1s", c.FlowTimer.Stream)
+	}
+	if err := c.Overload.validate(); err != nil {
+		bad("%w", err)
+	}
 	if c.Auth.Enabled {
 		if err := c.Auth.Validate(); err != nil {
 			bad("registrar.auth: %w", err)
@@ -252,21 +254,4 @@ func (c *Config) Validate() error {
 func isIPv6Literal(s string) bool {
 	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
 	return err == nil && a.Is6()
-}
-
-// ParsePrefixes parses a list of CIDRs or bare IP addresses.
-func ParsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -34,7 +35,46 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 var errBadGRUU = errors.New("invalid temp-gruu")
 
-type gruuSealer struct{ aead cipher.AEAD }
+// gruuSealer seals temp-gruus with its first AEAD and opens them with any:
+// a reloaded secret signs new ones while those handed out stay valid.
+type gruuSealer struct {
+	mu    sync.RWMutex
+	aeads []cipher.AEAD
+}
+
+// maxGRUUKeys bounds the keys kept across reloads.
+const maxGRUUKeys = 8
+
+// gruuAEAD derives the sealing AEAD from a secret (whitespace trimmed, at
+// least 16 bytes).
+func gruuAEAD(secret []byte) (cipher.AEAD, error) {
+	secret = []byte(strings.TrimSpace(string(secret)))
+	if len(secret) < 16 {
+		return nil, errors.New("gruu secret: need at least 16 bytes")
+	}
+	key := sha256.Sum256(append([]byte("pinhole temp-gruu v1\x00"), secret...))
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, fmt.Errorf("gruu cipher: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("gruu cipher: %w", err)
+	}
+	return aead, nil
+}
+
+func (g *gruuSealer) rotate(a cipher.AEAD) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.aeads = append([]cipher.AEAD{a}, g.aeads[:min(len(g.aeads), maxGRUUKeys-1)]...)
+}
+
+func (g *gruuSealer) current() []cipher.AEAD {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.aeads
+}
 
 // newGRUUSealer derives the sealing key from the secret file's content, or
 // from random bytes when no file is configured.
@@ -46,10 +86,7 @@ func newGRUUSealer(secretFile string) (*gruuSealer, bool, error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("gruu secret: %w", err)
 		}
-		secret = []byte(strings.TrimSpace(string(b)))
-		if len(secret) < 16 {
-			return nil, false, fmt.Errorf("gruu secret %s: need at least 16 bytes", secretFile)
-		}
+		secret = b
 	} else {
 		secret = make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
@@ -57,23 +94,19 @@ func newGRUUSealer(secretFile string) (*gruuSealer, bool, error) {
 		}
 		random = true
 	}
-	key := sha256.Sum256(append([]byte("pinhole temp-gruu v1\x00"), secret...))
-	block, err := aes.NewCipher(key[:])
+	aead, err := gruuAEAD(secret)
 	if err != nil {
-		return nil, false, fmt.Errorf("gruu cipher: %w", err)
+		return nil, false, fmt.Errorf("%s: %w", secretFile, err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, false, fmt.Errorf("gruu cipher: %w", err)
-	}
-	return &gruuSealer{aead: aead}, random, nil
+	return &gruuSealer{aeads: []cipher.AEAD{aead}}, random, nil
 }
 
 func (g *gruuSealer) seal(aor, instance, callID string) string {
-	nonce := make([]byte, g.aead.NonceSize())
+	aead := g.current()[0]
+	nonce := make([]byte, aead.NonceSize())
 	_, _ = rand.Read(nonce)
 	plain := []byte(aor + "\x00" + instance + "\x00" + callID)
-	out := g.aead.Seal(nonce, nonce, plain, nil)
+	out := aead.Seal(nonce, nonce, plain, nil)
 	return strings.ToLower(b32.EncodeToString(out))
 }
 
@@ -82,12 +115,20 @@ func (g *gruuSealer) open(tok string) (aor, instance, callID string, err error) 
 		return "", "", "", errBadGRUU
 	}
 	raw, err := b32.DecodeString(strings.ToUpper(tok))
-	if err != nil || len(raw) < g.aead.NonceSize()+g.aead.Overhead() {
+	if err != nil {
 		return "", "", "", errBadGRUU
 	}
-	ns := g.aead.NonceSize()
-	plain, err := g.aead.Open(nil, raw[:ns], raw[ns:], nil)
-	if err != nil {
+	var plain []byte
+	for _, aead := range g.current() {
+		ns := aead.NonceSize()
+		if len(raw) < ns+aead.Overhead() {
+			continue
+		}
+		if plain, err = aead.Open(nil, raw[:ns], raw[ns:], nil); err == nil {
+			break
+		}
+	}
+	if plain == nil {
 		return "", "", "", errBadGRUU
 	}
 	parts := strings.Split(string(plain), "\x00")
@@ -168,4 +209,20 @@ func (r *Registrar) ResolveGRUU(u *sip.Uri) (t GRUUTarget, isGRUU, valid bool) {
 func (r *Registrar) resolveGRUU(u *sip.Uri) (aor, instance string, isGRUU, valid bool) {
 	t, isGRUU, valid := r.ResolveGRUU(u)
 	return t.AOR, t.Instance, isGRUU, valid
+}
+
+// SetGRUUSecret installs a new temp-gruu secret (e.g. from a reloaded
+// gruu_secret_file): new temp-gruus are sealed with it, and those handed
+// out under earlier secrets keep resolving. It does nothing when GRUU is
+// off.
+func (r *Registrar) SetGRUUSecret(secret []byte) error {
+	if r.gruu == nil {
+		return nil
+	}
+	aead, err := gruuAEAD(secret)
+	if err != nil {
+		return err
+	}
+	r.gruu.rotate(aead)
+	return nil
 }

@@ -2,8 +2,6 @@ package registrar
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -51,7 +50,7 @@ type proxy struct {
 	client *sipgo.Client
 	log    *slog.Logger
 	m      *routeMetrics
-	peers  []netip.Prefix
+	peers  prefixlist.List
 	pbx    []pbxTarget
 
 	once      sync.Once
@@ -60,7 +59,7 @@ type proxy struct {
 }
 
 func newProxy(s *Server) (*proxy, error) {
-	peers, err := ParsePrefixes(s.reg.cfg.TrustedPeers)
+	peers, err := prefixlist.Parse(s.reg.cfg.TrustedPeers)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: trusted_peers: %w", err)
 	}
@@ -115,13 +114,7 @@ func (p *proxy) init() {
 }
 
 func (p *proxy) trusted(src Source) bool {
-	a := src.Addr.Addr().Unmap()
-	for _, pr := range p.peers {
-		if pr.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return p.peers.Contains(src.Addr.Addr())
 }
 
 // addressedToSelf reports whether an OPTIONS is for the registrar itself
@@ -160,7 +153,7 @@ type routeDecision struct {
 
 // serve handles every non-REGISTER request except ACK (onAck) and OPTIONS
 // for the registrar itself. It blocks until the proxy transaction is over
-// (sipgo notes §5: the handler must not return early).
+// (docs/sipgo.md#proxying: the handler must not return early).
 func (p *proxy) serve(req *sip.Request, tx sip.ServerTransaction) {
 	p.init()
 	src := sourceOf(req)
@@ -224,7 +217,7 @@ func (p *proxy) decide(req *sip.Request) (routeDecision, *rejection) {
 // Route preprocessing (§16.4), which tells a UA-originated request.
 func (p *proxy) classify(req *sip.Request) (routeDecision, *rejection) {
 	var d routeDecision
-	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (notes §5).
+	// §16.3 item 3: Max-Forwards. sipgo's helper underflows (docs/sipgo.md#proxying).
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		return d, reject(483, string(reasonTooManyHops), "Too Many Hops", "")
 	}
@@ -442,17 +435,13 @@ func (p *proxy) onAck(req *sip.Request, _ sip.ServerTransaction) {
 		drop(string(reasonUnsupportedNext))
 		return
 	}
-	if err := p.client.WriteRequest(out, noBuild); err != nil {
+	if err := p.client.WriteRequest(out, sipproxy.NoBuild); err != nil {
 		p.log.Info("ACK forward failed", "error", err, "call_id", headerValue(req, "call-id"), "raddr", hop)
 		drop(outcomeTransport)
 		return
 	}
 	p.m.acks.WithLabelValues("forwarded").Inc()
 }
-
-// noBuild is a sipgo ClientRequestOption that does nothing: passing any
-// option stops sipgo from "completing" a request we built as a proxy.
-func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 
 func routeValues(es []routeset.Entry) []string {
 	out := make([]string, 0, len(es))
@@ -497,8 +486,8 @@ func (p *proxy) nextHop(ruri sip.Uri, routes []string, hop *sip.Uri) (u sip.Uri,
 // buildForward copies req for one branch (RFC 3261 §16.6): Request-URI,
 // Route set, Max-Forwards decremented, Record-Route when asked, our Via
 // with the loop-detection branch, transport and destination of the next
-// hop. For UDP the request leaves from our listener socket (sipgo notes
-// §2: a never-seen destination would otherwise get a new ephemeral port).
+// hop. For UDP the request leaves from our listener socket (docs/sipgo.md
+// #connections: a never-seen destination would otherwise get a new ephemeral port).
 // fwdOpts says how to build one forwarded copy of a request.
 type fwdOpts struct {
 	ruri        sip.Uri
@@ -531,7 +520,7 @@ func (p *proxy) buildForwardFallback(req *sip.Request, o fwdOpts) (out *sip.Requ
 	out = p.buildFor(req, o, transport, addr)
 	// RFC 3261 §18.1.1: a request over 1300 bytes (path MTU unknown) goes
 	// over TCP to the same host and port.
-	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > udpMaxRequest {
+	if _, ok := p.listeners["tcp"]; ok && transport == "udp" && len(out.String()) > sipproxy.UDPMaxRequest {
 		udp = out
 		out = p.buildFor(req, o, "tcp", addr)
 	}
@@ -556,8 +545,8 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 	mfh := sip.MaxForwardsHeader(mf - 1)
 	out.AppendHeader(&mfh)
 	if o.uaOriginated {
-		removeAll(out, "P-Asserted-Identity")
-		removeAll(out, "Proxy-Authorization")
+		sipproxy.RemoveAll(out, "P-Asserted-Identity")
+		sipproxy.RemoveAll(out, "Proxy-Authorization")
 		if o.identity != "" {
 			out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<"+o.identity+">"))
 		}
@@ -585,7 +574,7 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
 		Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Params: sip.HeaderParams{},
 	}
-	via.Params.Add("branch", routeset.LoopBranch(loopKey, randHex(8)))
+	via.Params.Add("branch", routeset.LoopBranch(loopKey, sipproxy.RandHex(8)))
 	out.PrependHeader(via)
 	out.SetTransport(strings.ToUpper(transport))
 	out.SetDestination(addr)
@@ -594,27 +583,4 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 		out.Laddr = sip.Addr{IP: net.IP(lis.Addr().AsSlice()), Port: int(lis.Port())}
 	}
 	return out
-}
-
-// removeAll removes every header called name, whatever its case.
-func removeAll(m *sip.Request, name string) {
-	var names []string
-	for _, h := range m.Headers() {
-		if strings.EqualFold(h.Name(), name) {
-			names = append(names, h.Name())
-		}
-	}
-	for _, n := range names {
-		m.RemoveHeader(n)
-	}
-}
-
-// udpMaxRequest is the RFC 3261 §18.1.1 threshold above which a request
-// must use a congestion-controlled transport.
-const udpMaxRequest = 1300
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -70,10 +71,10 @@ func (p *proxy) probe(done <-chan struct{}, u sip.Uri) bool {
 	}
 	req := sip.NewRequest(sip.OPTIONS, *u.Clone())
 	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: "pinhole-registrar.invalid"}, Params: sip.NewParams()}
-	from.Params.Add("tag", randHex(8))
+	from.Params.Add("tag", sipproxy.RandHex(8))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: *u.Clone(), Params: sip.NewParams()})
-	cid := sip.CallIDHeader(randHex(12))
+	cid := sip.CallIDHeader(sipproxy.RandHex(12))
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
 	mf := sip.MaxForwardsHeader(71) // buildFor decrements it to 70
@@ -81,7 +82,7 @@ func (p *proxy) probe(done <-chan struct{}, u sip.Uri) bool {
 	cl := sip.ContentLengthHeader(0)
 	req.AppendHeader(&cl)
 	out := p.buildFor(req, fwdOpts{ruri: u, hop: &u, loopKey: routeset.BranchHash(routeset.LoopKey{RequestURI: u.String(), CallID: string(cid)})}, transport, addr)
-	tx, err := p.client.TransactionRequest(ctx, out, noBuild)
+	tx, err := p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
 	if err != nil {
 		return false
 	}

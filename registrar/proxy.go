@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -213,14 +214,14 @@ func (f *fork) launch(b *branch) {
 	b.req = out
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tx, err := f.p.client.TransactionRequest(ctx, out, noBuild)
+	tx, err := f.p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
 	if err != nil && udp != nil {
 		// §18.1.1: TCP only because of the size, and the connection was
 		// refused: send it over UDP after all (sipgo allows large
 		// datagrams, main sets sip.UDPMTUSize).
 		f.p.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
 		b.req = udp
-		tx, err = f.p.client.TransactionRequest(ctx, udp, noBuild)
+		tx, err = f.p.client.TransactionRequest(ctx, udp, sipproxy.NoBuild)
 	}
 	if err != nil {
 		f.p.log.Info("branch send failed", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
@@ -383,7 +384,7 @@ func (f *fork) done(b *branch, res *sip.Response) {
 			}
 		} else if f.invite {
 			// Every 2xx to an INVITE is forwarded (§16.7 step 5), also
-			// after a CANCEL from upstream (sipgo notes §5).
+			// after a CANCEL from upstream (docs/sipgo.md#proxying).
 			if f.cancelled || f.tx.Respond(f.upstream(res)) != nil {
 				f.relayStateless(res)
 			}
@@ -560,7 +561,7 @@ func (f *fork) sendCancel(b *branch) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 		defer cancel()
-		res, err := p.client.Do(ctx, c, noBuild)
+		res, err := p.client.Do(ctx, c, sipproxy.NoBuild)
 		if err != nil {
 			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
 			return

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -76,11 +75,7 @@ func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
 	prom := prometheus.NewRegistry()
 	opt := registrar.Options{Logger: logger, Registry: prom}
 	if o.users != "" {
-		p := filepath.Join(t.TempDir(), "users.yaml")
-		if err := os.WriteFile(p, []byte(o.users), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		users, err := auth.LoadUsers(p, "example.com", true)
+		users, err := auth.NewUsers([]byte(o.users), "example.com", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -766,7 +761,7 @@ func TestRFC5658_DoubleRecordRouteAcrossTransports(t *testing.T) {
 		t.Fatalf("Record-Route %v, want [%s %s]", rr, wantOut, wantIn)
 	}
 	if v := in.Via(); v.Transport != "UDP" {
-		t.Fatalf("top Via transport %s, want UDP (sipgo notes §2: SetTransport)", v.Transport)
+		t.Fatalf("top Via transport %s, want UDP (docs/sipgo.md#connections: SetTransport)", v.Transport)
 	}
 	ua.answer(h.udp, in, 200, "OK")
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))

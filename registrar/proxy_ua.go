@@ -154,7 +154,7 @@ func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
 			break
 		}
 		for _, pv := range b.Path {
-			tok := pathToken(pv)
+			tok := routeset.FlowTokenFromValue(pv)
 			if tok == "" {
 				continue
 			}
@@ -183,30 +183,4 @@ func sameDirectSource(recorded string, src Source, outbound bool) bool {
 	}
 	ap, err := netip.ParseAddrPort(addr)
 	return err == nil && ap.Addr().Unmap() == src.Addr.Addr().Unmap()
-}
-
-// pathToken returns the user part of a Path header value's URI (where an
-// edge puts its flow token, RFC 5626 §5.2), or "".
-func pathToken(v string) string {
-	s := strings.TrimSpace(v)
-	if i := strings.IndexByte(s, '<'); i >= 0 {
-		s = s[i+1:]
-		if j := strings.IndexByte(s, '>'); j >= 0 {
-			s = s[:j]
-		}
-	}
-	lower := strings.ToLower(s)
-	switch {
-	case strings.HasPrefix(lower, "sip:"):
-		s = s[4:]
-	case strings.HasPrefix(lower, "sips:"):
-		s = s[5:]
-	default:
-		return ""
-	}
-	at := strings.IndexByte(s, '@')
-	if at <= 0 {
-		return ""
-	}
-	return s[:at]
 }

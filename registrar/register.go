@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // Source is where a request reached the registrar from.
@@ -68,12 +71,20 @@ type contactReq struct {
 // DESIGN.md) and returns the final response. It never panics on input and
 // never returns a 2xx for a change that was not stored.
 func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src Source) *sip.Response {
+	res, _ := r.handleRegister(ctx, req, src)
+	return res
+}
+
+// handleRegister is HandleRegister that also returns the rejection reason
+// ("" for a 2xx), for the server's banned-source policy.
+func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src Source) (*sip.Response, string) {
 	res, rej := r.register(ctx, req, src, nil)
+	reason := ""
 	if rej != nil {
-		res = r.answerReject(req, src, rej)
+		res, reason = r.answerReject(req, src, rej), rej.reason
 	}
 	r.observe(req, src, res, rej)
-	return res
+	return res, reason
 }
 
 func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {
@@ -88,7 +99,8 @@ func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *
 	}
 	r.log.Log(context.Background(), lvl, "REGISTER rejected",
 		"status", rej.code, "reason", rej.reason, "detail", rej.detail,
-		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport,
+		logthrottle.Key(r.uaAddr(req, src).String()))
 	r.metrics.register.WithLabelValues(strconv.Itoa(rej.code), rej.reason).Inc()
 	return res
 }
@@ -132,7 +144,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 		return nil, reject(420, "bad_extension", "Bad Extension", strings.Join(unsup, ","),
 			sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
 	}
-	supported := optionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
+	supported := routeset.OptionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
 
 	// §10.3 step 5: the AOR from To, canonicalised, in a served domain.
 	if s := strings.ToLower(to.Address.Scheme); s != "sip" && s != "sips" {
@@ -585,11 +597,7 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		// RFC 5626 §4.4: as the first hop (one Via, no Path) the
 		// registrar itself tells the UA how often to send keep-alives.
 		if len(pathVec) == 0 && len(req.GetHeaders("via")) == 1 {
-			ft := "120"
-			if strings.EqualFold(transport, "UDP") {
-				ft = "25"
-			}
-			res.AppendHeader(sip.NewHeader("Flow-Timer", ft))
+			res.AppendHeader(sip.NewHeader("Flow-Timer", r.cfg.FlowTimer.Header(strings.EqualFold(transport, "UDP"))))
 		}
 	}
 	if len(bindings) > 0 {
@@ -601,7 +609,11 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 			}
 		}
 		for _, sr := range routes {
-			res.AppendHeader(sip.NewHeader("Service-Route", serviceRoute(sr)))
+			v, ok := r.serviceRoutes[sr]
+			if !ok {
+				v = serviceRoute(sr)
+			}
+			res.AppendHeader(sip.NewHeader("Service-Route", v))
 		}
 	}
 	if r.gruu != nil {
@@ -624,6 +636,7 @@ func contactValue(b Binding, now time.Time) string {
 		secs = 0
 	}
 	var sb strings.Builder
+	sb.Grow(len(b.Contact) + len(b.Instance) + 64)
 	sb.WriteByte('<')
 	sb.WriteString(b.Contact)
 	sb.WriteString(">;expires=")
@@ -724,22 +737,9 @@ func headerValue(req *sip.Request, name string) string {
 	return ""
 }
 
-// optionTags parses Supported/Require values into a set of lower-case tags.
-func optionTags(vals []string) map[string]bool {
-	m := map[string]bool{}
-	for _, v := range vals {
-		for _, t := range strings.Split(v, ",") {
-			if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-				m[t] = true
-			}
-		}
-	}
-	return m
-}
-
 func (r *Registrar) unsupportedTags(require []string) []string {
 	var out []string
-	for t := range optionTags(require) {
+	for t := range routeset.OptionTags(require) {
 		if !supportedTags[t] && !(t == "gruu" && r.gruu != nil) {
 			out = append(out, t)
 		}
@@ -780,15 +780,7 @@ func (r *Registrar) servesHost(h string) bool {
 	return r.domains[h]
 }
 
-func (r *Registrar) trustedEdge(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range r.trustedEdges {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+func (r *Registrar) trustedEdge(a netip.Addr) bool { return r.trustedEdges.Contains(a) }
 
 func (r *Registrar) randFloat() float64 {
 	if r.rand != nil {

@@ -434,6 +434,11 @@ func TestRFC5626_6_OutboundRules(t *testing.T) {
 		if ft := res.GetHeader("Flow-Timer"); ft == nil || ft.Value() != "25" {
 			t.Fatalf("Flow-Timer = %v", ft)
 		}
+		// registrar.flow_timer replaces the default.
+		hc := newHarness(t, func(c *registrar.Config) { c.FlowTimer.UDP = 15 * time.Second })
+		if ft := hc.send("Contact: <sip:a@192.0.2.1;ob>;"+inst+";reg-id=1", "Supported: outbound").GetHeader("Flow-Timer"); ft == nil || ft.Value() != "15" {
+			t.Fatalf("configured Flow-Timer = %v, want 15", ft)
+		}
 		// A new flow (new Contact URI) with the same instance and reg-id replaces the old one.
 		res = h.send("Contact: <sip:a@192.0.2.99:4000;ob>;"+inst+";reg-id=1", "Supported: outbound")
 		expectStatus(t, res, 200)

@@ -11,12 +11,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
@@ -26,7 +26,7 @@ type Registrar struct {
 	cfg          Config
 	store        Store
 	domains      map[string]bool
-	trustedEdges []netip.Prefix
+	trustedEdges prefixlist.List
 	log          *slog.Logger
 	now          func() time.Time
 	rand         func() float64
@@ -37,6 +37,10 @@ type Registrar struct {
 	route        *routeMetrics      // location service proxy (proxy_metrics.go)
 	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
 	observer     observerBox        // live diagnostics (observe.go)
+	gate         *gate              // registrar.overload; nil when disabled
+	// serviceRoutes caches the Service-Route header value of every
+	// configured route (it is the same for every 2xx).
+	serviceRoutes map[string]string
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -57,7 +61,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if store == nil {
 		return nil, fmt.Errorf("registrar: nil store")
 	}
-	edges, err := ParsePrefixes(cfg.TrustedEdges)
+	edges, err := prefixlist.Parse(cfg.TrustedEdges)
 	if err != nil {
 		return nil, fmt.Errorf("registrar: trusted_edges: %w", err)
 	}
@@ -88,6 +92,15 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	for _, d := range cfg.Domains {
 		r.domains[strings.ToLower(strings.Trim(d, "[]"))] = true
 	}
+	r.serviceRoutes = map[string]string{}
+	for _, sr := range cfg.ServiceRoute {
+		r.serviceRoutes[sr] = serviceRoute(sr)
+	}
+	for _, list := range cfg.ServiceRouteDomains {
+		for _, sr := range list {
+			r.serviceRoutes[sr] = serviceRoute(sr)
+		}
+	}
 	reg := opt.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -103,6 +116,13 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	for _, c := range r.rejectedInv.Collectors("registrar") {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
+		}
+	}
+	if !cfg.Overload.Disabled {
+		oc := cfg.Overload
+		oc.setDefaults()
+		if r.gate, err = newGate(oc, r.now, r.log, reg); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
+	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
@@ -52,6 +53,9 @@ type Server struct {
 	closeOnce sync.Once
 	pbxUp     prometheus.Gauge
 	serving   chan struct{} // closed once sipgo serves every UDP listener
+	// bannedAnswered gates the one 403 per episode a banned source gets on
+	// a stream (banned.go).
+	bannedAnswered *ratelimit.Keyed[netip.Addr]
 }
 
 // NewServer creates the SIP side of the registrar. Call Listen, then Serve.
@@ -73,7 +77,8 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp}
+	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
+		bannedAnswered: newBannedGate(reg.now)}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
 	}
@@ -126,7 +131,17 @@ func sourceOf(req *sip.Request) Source {
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res := s.reg.HandleRegister(ctx, req, sourceOf(req))
+	release, shed, ok := s.reg.AdmitRegister(ctx, req)
+	if !ok {
+		_ = tx.Respond(shed)
+		return
+	}
+	defer release()
+	src := sourceOf(req)
+	res, reason := s.reg.handleRegister(ctx, req, src)
+	if reason == reasonBanned && !s.answerBanned(src) {
+		return
+	}
 	if err := tx.Respond(res); err != nil {
 		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
 	}
@@ -161,7 +176,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			if err != nil {
 				return fmt.Errorf("registrar listen udp %s: %w", l.Address, err)
 			}
-			s.pconns = append(s.pconns, pc)
+			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)

@@ -86,3 +86,32 @@ func RecordRoutePair(token string, inbound, outbound Address) []string {
 func FlowTokenFromURI(u sip.Uri) (token string, ob bool) {
 	return u.User, hasParam(u.UriParams, "ob")
 }
+
+// FlowTokenFromValue is FlowTokenFromURI for a header value as written,
+// e.g. a stored Path entry "<sip:TOKEN@edge;lr;ob>" (RFC 5626 §5.2: the
+// edge puts its flow token in the user part). It returns the user part of
+// a sip: or sips: URI, or "" when there is none; it parses no further, so
+// it is cheap enough for every stored Path of an AOR. The token is not
+// verified here.
+func FlowTokenFromValue(v string) string {
+	s := strings.TrimSpace(v)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		s = s[i+1:]
+		if j := strings.IndexByte(s, '>'); j >= 0 {
+			s = s[:j]
+		}
+	}
+	switch {
+	case len(s) >= 4 && strings.EqualFold(s[:4], "sip:"):
+		s = s[4:]
+	case len(s) >= 5 && strings.EqualFold(s[:5], "sips:"):
+		s = s[5:]
+	default:
+		return ""
+	}
+	at := strings.IndexByte(s, '@')
+	if at <= 0 {
+		return ""
+	}
+	return s[:at]
+}

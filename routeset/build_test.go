@@ -99,3 +99,26 @@ func TestFlowTokenFromURI(t *testing.T) {
 		})
 	}
 }
+
+func TestFlowTokenFromValue_RFC5626_5_2(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"name_addr", "<sip:TOK123@edge.example;transport=tcp;lr;ob>", "TOK123"},
+		{"display_name", `"edge" <sip:TOK@10.0.0.1:5060;lr>`, "TOK"},
+		{"sips_upper_scheme", "<SIPS:tok@edge;lr>", "tok"},
+		{"addr_spec", "sip:tok@edge;lr", "tok"},
+		{"no_user", "<sip:edge.example;lr>", ""},
+		{"empty_user", "<sip:@edge;lr>", ""},
+		{"not_sip", "<tel:+123@x>", ""},
+		{"empty", "", ""},
+		{"unterminated_bracket", "<sip:tok@edge;lr", "tok"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FlowTokenFromValue(tc.in); got != tc.want {
+				t.Fatalf("FlowTokenFromValue(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}

@@ -105,5 +105,59 @@ func FuzzSplitHeaderValues(f *testing.F) {
 		if again := SplitHeaderValues(out); !slices.Equal(again, out) {
 			t.Fatalf("re-split changed elements: %q → %q", out, again)
 		}
+		// The strict splitter is the same splitter: where it accepts a
+		// value, trimming its elements and dropping empty ones gives the
+		// lenient result, and its elements rejoin to the input.
+		if parts, err := SplitTopLevel(a, ','); err == nil {
+			if strings.Join(parts, ",") != a {
+				t.Fatalf("SplitTopLevel(%q) = %q does not rejoin", a, parts)
+			}
+			var trimmed []string
+			for _, p := range parts {
+				if p = strings.Trim(p, " \t\r\n"); p != "" {
+					trimmed = append(trimmed, p)
+				}
+			}
+			if lenient := SplitHeaderValues([]string{a}); !slices.Equal(trimmed, lenient) {
+				t.Fatalf("strict %q vs lenient %q", trimmed, lenient)
+			}
+		}
 	})
+}
+
+func TestSplitTopLevel_RFC3261_20_10(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		sep     byte
+		want    []string
+		wantErr bool
+	}{
+		{"contacts", `<sip:a@x>;q=0.5, "B, b" <sip:b@y>`, ',', []string{"<sip:a@x>;q=0.5", ` "B, b" <sip:b@y>`}, false},
+		{"params_quoted_semicolon", `expires=60;+sip.instance="<urn:uuid:x;y>";reg-id=1`, ';', []string{"expires=60", `+sip.instance="<urn:uuid:x;y>"`, "reg-id=1"}, false},
+		{"empty_elements_kept", "a,,b,", ',', []string{"a", "", "b", ""}, false},
+		{"escaped_quote", `"a\";b";c`, ';', []string{`"a\";b"`, "c"}, false},
+		{"unterminated_quote", `"abc`, ',', nil, true},
+		{"unterminated_angle", `<sip:a@x`, ',', nil, true},
+		{"nested_angle", `<sip:<a@x>>`, ',', nil, true},
+		{"stray_close", `sip:a@x>`, ',', nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := SplitTopLevel(tc.in, tc.sep)
+			if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+				t.Fatalf("SplitTopLevel(%q) = %q, %v; want %q, error %v", tc.in, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestOptionTags_RFC3261_19_2(t *testing.T) {
+	got := OptionTags([]string{"Path, outbound", " GRUU ,", "path"})
+	if len(got) != 3 || !got["path"] || !got["outbound"] || !got["gruu"] {
+		t.Fatalf("OptionTags = %v", got)
+	}
+	if len(OptionTags(nil)) != 0 {
+		t.Fatal("OptionTags(nil) not empty")
+	}
 }

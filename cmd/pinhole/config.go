@@ -13,15 +13,17 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/edge"
-	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 // Config is the whole YAML file. Roles run when their section is present.
 type Config struct {
-	Ops       OpsConfig         `yaml:"ops"`
-	Log       LogConfig         `yaml:"log"`
-	Registrar *registrar.Config `yaml:"registrar"`
-	Edge      *edge.Config      `yaml:"edge"`
+	Ops       OpsConfig        `yaml:"ops"`
+	Log       LogConfig        `yaml:"log"`
+	Registrar *RegistrarConfig `yaml:"registrar"`
+	Edge      *edge.Config     `yaml:"edge"`
+
+	path string         // the file it was loaded from (SIGHUP re-reads it)
+	hup  chan os.Signal // SIGHUP, caught from the start (reload.go)
 }
 
 // OpsConfig is the operator HTTP endpoint.
@@ -30,6 +32,9 @@ type OpsConfig struct {
 	// DrainTimeout bounds how long SIGTERM waits for in-flight
 	// transactions. Default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
+	// Off by default.
+	Pprof bool `yaml:"pprof"`
 	// AdminTokenFile holds the bearer token of the admin API (/api/) and
 	// the status page (/). Empty: they are served only on a loopback
 	// ops.listen, and are off otherwise.
@@ -40,6 +45,9 @@ type OpsConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug | info (default) | warn | error
 	Format string `yaml:"format"` // json (default) | text
+	// ThrottleInterval is the episode of log lines an outside sender can
+	// trigger: at most one per source and message per interval (default 1m).
+	ThrottleInterval time.Duration `yaml:"throttle_interval"`
 }
 
 func (c *Config) setDefaults() {
@@ -54,6 +62,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
+	}
+	if c.Log.ThrottleInterval == 0 {
+		c.Log.ThrottleInterval = time.Minute
 	}
 	if c.Registrar != nil {
 		c.Registrar.SetDefaults()
@@ -80,6 +91,9 @@ func (c *Config) validate() error {
 	case "json", "text":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
+	}
+	if c.Log.ThrottleInterval < 0 {
+		errs = append(errs, fmt.Errorf("log.throttle_interval: must not be negative"))
 	}
 	if c.Registrar == nil && c.Edge == nil {
 		errs = append(errs, fmt.Errorf("no role configured: add a registrar and/or an edge section"))

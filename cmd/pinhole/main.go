@@ -27,10 +27,10 @@ import (
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
+	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -98,15 +98,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
+	hup := catchHUP()
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	cfg.path, cfg.hup = *cfgPath, hup
+	logger, logs := newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, logs); err != nil {
 		logger.Error("pinhole stopped", "error", err)
 		return 1
 	}
@@ -150,66 +152,25 @@ func versionString() string {
 	return v + " (" + strings.Join(parts, ", ") + ") " + bi.GoVersion
 }
 
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
 // newAuth builds Digest authentication: the users file (reloaded on
 // change and on SIGHUP) and the nonce/failure state, shared through Redis
 // when the bindings are.
-func newAuth(ctx context.Context, rc *registrar.Config, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *auth.Users, error) {
-	users, err := auth.LoadUsers(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
+func newAuth(ctx context.Context, rc *RegistrarConfig, store registrar.Store, logger *slog.Logger) (*auth.Verifier, *usersfile.File, error) {
+	uf, err := usersfile.Load(rc.Auth.UsersFile, rc.Auth.Realm, rc.Auth.AllowPlaintext)
 	if err != nil {
-		return nil, nil, fmt.Errorf("users file: %w", err)
+		return nil, nil, err
 	}
-	go users.Watch(ctx, time.Second, logger)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := users.Reload(); err != nil {
-					logger.Error("users file reload failed; keeping the previous users", "error", err)
-				} else {
-					logger.Info("users file reloaded on SIGHUP", "users", users.Len())
-				}
-			}
-		}
-	}()
-	var st auth.State
-	if rs, ok := store.(*redisstore.Store); ok {
-		st = redisstore.NewAuthState(rs.Client(), rc.Store.Config.WithDefaults().KeyPrefix+":auth:")
-	} else {
-		st = memstore.NewAuthState(nil)
+	users := uf.Users()
+	go uf.Watch(ctx, time.Second, logger) // SIGHUP also reloads it (reload.go)
+	acfg := rc.Auth
+	if acfg.NonceSecrets, err = readNonceSecrets(acfg.NonceSecretFile); err != nil {
+		return nil, nil, err
 	}
-	v, err := auth.New(rc.Auth, users, st, logger, time.Now)
+	v, err := auth.New(acfg, users, newAuthState(rc.Store, store), logger, time.Now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	return v, users, nil
-}
-
-func newStore(c registrar.StoreConfig) (registrar.Store, error) {
-	switch c.Backend {
-	case "redis":
-		s, err := redisstore.New(c.Config, nil)
-		if err != nil {
-			return nil, fmt.Errorf("redis store: %w", err)
-		}
-		return s, nil
-	default:
-		return memstore.New(nil), nil
-	}
+	return v, uf, nil
 }
 
 // role is one running part of the process (registrar, edge).
@@ -218,6 +179,7 @@ type role struct {
 	served chan error // receives once when the role's listeners stop
 	drain  func(time.Duration) bool
 	close  func() error
+	reload func(*Config) error // on SIGHUP (reload.go)
 	// For the admin API (admin.go): the role's server.
 	registrar *registrar.Server
 	edge      *edge.Server
@@ -226,7 +188,7 @@ type role struct {
 // serve wires the configured roles, runs them until ctx is cancelled
 // (SIGTERM), then drains: /readyz turns not-ready, new transactions get
 // 503, in-flight ones get up to ops.drain_timeout to finish.
-func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState) error {
 	siptune.Apply()
 	// sipgo's transports log through its package default logger; route
 	// them through ours so the format and level settings apply.
@@ -237,7 +199,14 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	// /readyz says "starting" until every role is bound, serving and has
 	// registered its checks (o.Started below).
 	o := ops.New(logger)
+	if cfg.Ops.Pprof {
+		o.EnablePprof()
+		logger.Warn("ops.pprof: /debug/pprof/ served on the ops listener", "addr", cfg.Ops.Listen)
+	}
 	if err := o.Listen(cfg.Ops.Listen); err != nil {
+		return err
+	}
+	if err := logs.register(o.Registry); err != nil {
 		return err
 	}
 	go func() {
@@ -288,6 +257,15 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
 		return err
 	}
+	if cfg.hup != nil {
+		var reloaders []func(*Config) error
+		for _, r := range roles {
+			reloaders = append(reloaders, r.reload)
+		}
+		rctx, stopReload := context.WithCancel(ctx)
+		defer stopReload()
+		go serveReload(rctx, cfg.hup, cfg.path, logs, logger, reloaders)
+	}
 	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
@@ -334,7 +312,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 		_ = e.Close()
 		return nil, err
 	}
-	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, edge: e}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, reload: edgeReloader(e), edge: e}
 	go func() { r.served <- e.Serve() }()
 	o.AddCheck("edge", e.Ready)
 	addrs := make([]string, 0, len(e.Addrs()))
@@ -347,7 +325,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 
 // startRegistrar builds the store, auth and SIP server of the registrar
 // role and starts serving.
-func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
+func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, logger *slog.Logger) (*role, func(), error) {
 	store, err := newStore(rc.Store)
 	if err != nil {
 		return nil, nil, err
@@ -357,12 +335,14 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		go ms.Start(ctx)
 	}
 	opts := registrar.Options{Logger: logger, Registry: o.Registry}
+	var uf *usersfile.File
 	if rc.Auth.Enabled {
-		if opts.Auth, opts.Users, err = newAuth(ctx, rc, store, logger); err != nil {
+		if opts.Auth, uf, err = newAuth(ctx, rc, store, logger); err != nil {
 			return nil, closeStore, err
 		}
+		opts.Users = uf.Users()
 	}
-	reg, err := registrar.New(*rc, store, opts)
+	reg, err := registrar.New(rc.Config, store, opts)
 	if err != nil {
 		return nil, closeStore, err
 	}
@@ -374,7 +354,8 @@ func startRegistrar(ctx context.Context, rc *registrar.Config, o *ops.Server, lo
 		_ = srv.Close()
 		return nil, closeStore, err
 	}
-	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close, registrar: srv}
+	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close,
+		reload: registrarReloader(reg, uf, opts.Auth), registrar: srv}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)

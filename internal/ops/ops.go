@@ -1,6 +1,7 @@
 // Package ops is the operator HTTP endpoint: /healthz (process alive),
 // /readyz (every registered readiness check passes and the process is not
-// draining) and /metrics (Prometheus text format).
+// draining), /metrics (Prometheus text format) and, when enabled,
+// /debug/pprof/.
 //
 // /readyz is not-ready from New until Started is called: the process calls
 // it once every role has registered its checks, so a load balancer never
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,7 @@ type Server struct {
 	draining atomic.Bool
 	started  atomic.Bool
 	http     *http.Server
+	mux      *http.ServeMux
 	ln       net.Listener
 }
 
@@ -52,7 +55,19 @@ func New(logger *slog.Logger) *Server {
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.mux = mux
 	return s
+}
+
+// EnablePprof serves net/http/pprof's profiles under /debug/pprof/ (config
+// ops.pprof, off by default: profiles expose internals and a CPU or trace
+// profile costs CPU while it runs). Call it before Serve.
+func (s *Server) EnablePprof() {
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // AddCheck registers a named readiness check.

@@ -93,3 +93,28 @@ func TestAddCheckWhileReady(t *testing.T) {
 		t.Fatalf("all checks pass, got %v", fails)
 	}
 }
+
+// TestPprof: /debug/pprof/ is served only after EnablePprof (ops.pprof).
+func TestPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if on {
+			s.EnablePprof()
+		}
+		if err := s.Listen("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = s.Serve() }()
+		t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+		code, body := get(t, s, "/debug/pprof/")
+		if on && (code != 200 || !strings.Contains(body, "heap")) {
+			t.Errorf("pprof on: %d", code)
+		}
+		if !on && code != 404 {
+			t.Errorf("pprof off: %d, want 404", code)
+		}
+		if code, _ := get(t, s, "/debug/pprof/heap"); (code == 200) != on {
+			t.Errorf("heap profile with pprof=%v: %d", on, code)
+		}
+	}
+}

@@ -3,6 +3,15 @@
 // uses it to keep one source (a scanner, a runaway phone) from taking the
 // capacity every other UA needs, while an office NAT of honest phones
 // (hundreds of REGISTERs after an outage) stays well inside the default.
+//
+// Memory is bounded: at most Capacity buckets are kept, in least-recently
+// used order. Each call does O(1) work: it looks its key up, moves it to
+// the front, and drops at most a few buckets from the back, either because
+// they have refilled (indistinguishable from a new source) or, when the
+// table is full, because they are the least recently seen. There is no
+// sweep over the table. A flood of spoofed sources therefore costs a
+// bounded table whose oldest entries are recycled; a source evicted that
+// way simply starts again with a full bucket.
 package ratelimit
 
 import (
@@ -11,55 +20,96 @@ import (
 	"time"
 )
 
-// sweepEvery bounds how long idle buckets are kept.
-const sweepEvery = 10 * time.Second
+// DefaultCapacity is the bucket count used when New is given none:
+// about 6 MB of table at most.
+const DefaultCapacity = 1 << 16
 
-// MaxSources bounds the table: past it (spoofed UDP sources), unknown
-// sources are let through rather than tracked, so memory stays bounded.
-const MaxSources = 1 << 20
+// reclaimPerCall bounds how many refilled buckets one call drops from the
+// back of the list, so idle sources are forgotten without a sweep.
+const reclaimPerCall = 2
 
-// Limiter is safe for concurrent use.
+// Limiter is a token bucket per netip.Addr (IPv4-mapped IPv6 addresses
+// share the IPv4 bucket).
 type Limiter struct {
-	rate  float64
-	burst float64
-	now   func() time.Time
-
-	mu        sync.Mutex
-	buckets   map[netip.Addr]*bucket
-	lastSweep time.Time
+	k *Keyed[netip.Addr]
 }
 
-type bucket struct {
-	tokens   float64
-	last     time.Time
-	dropping bool // the previous request from this source was refused
-}
-
-// New returns a limiter of rate requests per second and burst; now is the
-// clock (time.Now in production).
+// New returns a limiter of rate requests per second and burst with
+// DefaultCapacity buckets; now is the clock (time.Now in production).
 func New(rate float64, burst int, now func() time.Time) *Limiter {
-	return &Limiter{rate: rate, burst: float64(burst), now: now, buckets: make(map[netip.Addr]*bucket), lastSweep: now()}
+	return NewCapped(rate, burst, DefaultCapacity, now)
+}
+
+// NewCapped is New with at most capacity buckets (DefaultCapacity when
+// capacity <= 0).
+func NewCapped(rate float64, burst, capacity int, now func() time.Time) *Limiter {
+	return &Limiter{k: NewKeyed[netip.Addr](rate, burst, capacity, now)}
 }
 
 // Allow takes one token for a. It reports whether the request may pass
 // and, for a refused one, whether it is the first refusal since a's last
 // accepted request (so callers log once per episode, not per packet).
-func (l *Limiter) Allow(a netip.Addr) (ok, firstDrop bool) {
-	a = a.Unmap()
+func (l *Limiter) Allow(a netip.Addr) (ok, firstDrop bool) { return l.k.Allow(a.Unmap()) }
+
+// Len is the number of sources tracked.
+func (l *Limiter) Len() int { return l.k.Len() }
+
+// Evictions is the number of buckets dropped because the table was full.
+func (l *Limiter) Evictions() uint64 { return l.k.Evictions() }
+
+// Keyed is a bounded token bucket per key of any comparable type. It is
+// safe for concurrent use.
+type Keyed[K comparable] struct {
+	rate     float64
+	burst    float64
+	capacity int
+	now      func() time.Time
+
+	mu        sync.Mutex
+	buckets   map[K]*bucket[K]
+	head      *bucket[K] // most recently used
+	tail      *bucket[K] // least recently used
+	evictions uint64
+}
+
+type bucket[K comparable] struct {
+	key        K
+	tokens     float64
+	last       time.Time
+	dropping   bool // the previous request from this source was refused
+	prev, next *bucket[K]
+}
+
+// NewKeyed returns a bounded limiter: rate tokens per second, burst
+// tokens at most, capacity buckets at most (DefaultCapacity when <= 0).
+func NewKeyed[K comparable](rate float64, burst, capacity int, now func() time.Time) *Keyed[K] {
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Keyed[K]{rate: rate, burst: float64(burst), capacity: capacity, now: now, buckets: make(map[K]*bucket[K])}
+}
+
+// Allow takes one token for k; see Limiter.Allow.
+func (l *Keyed[K]) Allow(k K) (ok, firstDrop bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.lastSweep) >= sweepEvery {
-		l.sweep(now)
-	}
-	b := l.buckets[a]
+	l.reclaim(now)
+	b := l.buckets[k]
 	if b == nil {
-		if len(l.buckets) >= MaxSources {
-			return true, false
+		if len(l.buckets) >= l.capacity {
+			l.evictions++
+			l.remove(l.tail)
 		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[a] = b
+		b = &bucket[K]{key: k, tokens: l.burst, last: now}
+		l.buckets[k] = b
+	} else {
+		l.unlink(b)
 	}
+	l.pushFront(b)
 	if dt := now.Sub(b.last).Seconds(); dt > 0 {
 		b.tokens = min(l.burst, b.tokens+dt*l.rate)
 	}
@@ -74,20 +124,58 @@ func (l *Limiter) Allow(a netip.Addr) (ok, firstDrop bool) {
 	return false, first
 }
 
-// Len is the number of sources tracked.
-func (l *Limiter) Len() int {
+// Len is the number of keys tracked.
+func (l *Keyed[K]) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.buckets)
 }
 
-// sweep forgets sources whose bucket has refilled: they are
-// indistinguishable from new ones.
-func (l *Limiter) sweep(now time.Time) {
-	for a, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, a)
+// Evictions is the number of buckets dropped because the table was full.
+func (l *Keyed[K]) Evictions() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.evictions
+}
+
+// reclaim drops up to reclaimPerCall buckets from the back whose tokens
+// have refilled: forgetting them changes no answer.
+func (l *Keyed[K]) reclaim(now time.Time) {
+	for range reclaimPerCall {
+		b := l.tail
+		if b == nil || b.tokens+now.Sub(b.last).Seconds()*l.rate < l.burst {
+			return
 		}
+		l.remove(b)
 	}
-	l.lastSweep = now
+}
+
+func (l *Keyed[K]) remove(b *bucket[K]) {
+	l.unlink(b)
+	delete(l.buckets, b.key)
+}
+
+func (l *Keyed[K]) unlink(b *bucket[K]) {
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		l.head = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		l.tail = b.prev
+	}
+	b.prev, b.next = nil, nil
+}
+
+func (l *Keyed[K]) pushFront(b *bucket[K]) {
+	b.next = l.head
+	if l.head != nil {
+		l.head.prev = b
+	}
+	l.head = b
+	if l.tail == nil {
+		l.tail = b
+	}
 }

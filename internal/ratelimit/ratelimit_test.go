@@ -68,7 +68,7 @@ func TestMappedAddressesShareABucket(t *testing.T) {
 	}
 }
 
-func TestSweepForgetsIdleSources(t *testing.T) {
+func TestIdleSourcesAreForgottenWithoutASweep(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
 	l := New(10, 20, c.now)
 	for i := range 100 {
@@ -77,9 +77,53 @@ func TestSweepForgetsIdleSources(t *testing.T) {
 	if l.Len() != 100 {
 		t.Fatalf("Len = %d, want 100", l.Len())
 	}
-	c.advance(sweepEvery)
-	l.Allow(netip.MustParseAddr("203.0.113.1"))
-	if l.Len() != 1 {
-		t.Fatalf("after a sweep Len = %d, want 1 (idle sources forgotten)", l.Len())
+	c.advance(10 * time.Second) // every bucket has refilled
+	for i := range 50 {
+		l.Allow(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+	}
+	// Each call drops up to reclaimPerCall refilled buckets: 100 idle ones
+	// are gone after 50 calls; the 50 new ones stay.
+	if l.Len() != 50 {
+		t.Fatalf("Len = %d, want 50 (idle sources forgotten, new ones kept)", l.Len())
+	}
+}
+
+// TestCapacityBoundsMemory: a flood of distinct (spoofed) sources never
+// grows the table past its capacity, and the least recently used bucket
+// goes first, so a source that keeps sending stays limited.
+func TestCapacityBoundsMemory(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	l := NewCapped(1, 2, 1000, c.now)
+	attacker := netip.MustParseAddr("192.0.2.66")
+	l.Allow(attacker)
+	l.Allow(attacker)
+	for i := range 100000 {
+		l.Allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+		if i%100 == 0 {
+			if ok, _ := l.Allow(attacker); ok {
+				t.Fatalf("after %d spoofed sources the attacker's empty bucket was forgotten", i)
+			}
+		}
+		if l.Len() > 1000 {
+			t.Fatalf("Len = %d over capacity 1000", l.Len())
+		}
+	}
+	if l.Evictions() == 0 {
+		t.Fatal("no evictions counted")
+	}
+}
+
+func TestKeyedByString(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	l := NewKeyed[string](1.0/60, 1, 10, c.now)
+	if ok, _ := l.Allow("failed to parse"); !ok {
+		t.Fatal("first refused")
+	}
+	if ok, first := l.Allow("failed to parse"); ok || !first {
+		t.Fatalf("second: ok=%v first=%v", ok, first)
+	}
+	c.advance(time.Minute)
+	if ok, _ := l.Allow("failed to parse"); !ok {
+		t.Fatal("refused after a minute")
 	}
 }

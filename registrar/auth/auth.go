@@ -59,7 +59,8 @@ type Config struct {
 	Enabled bool `yaml:"enabled"`
 	// Realm is the Digest realm (RFC 7616 §3.3); usually the served domain.
 	Realm string `yaml:"realm"`
-	// UsersFile is the path of the users YAML (see LoadUsers).
+	// UsersFile is the path of the users YAML (see Users); the caller
+	// reads it and passes its contents to NewUsers.
 	UsersFile string `yaml:"users_file"`
 	// AllowPlaintext accepts `password:` entries in the users file
 	// (development only). Default false.
@@ -78,6 +79,10 @@ type Config struct {
 	// logged as a warning (nonces then do not survive restarts or work
 	// across replicas).
 	NonceSecretFile string `yaml:"nonce_secret_file"`
+	// NonceSecrets are the secrets read from NonceSecretFile (see
+	// ParseSecrets); the caller reads the file, this package does no I/O.
+	// New refuses a NonceSecretFile whose secrets were not supplied.
+	NonceSecrets [][]byte `yaml:"-"`
 	// Opaque adds an opaque parameter to challenges (some UAs insist on
 	// one). Its value is derived from the secret; it is not verified.
 	Opaque bool `yaml:"opaque"`

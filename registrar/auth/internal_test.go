@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +176,7 @@ func TestNonce(t *testing.T) {
 	}
 }
 
-func TestLoadSecrets(t *testing.T) {
+func TestParseSecrets(t *testing.T) {
 	tests := []struct {
 		name, content string
 		want          int
@@ -191,18 +189,11 @@ func TestLoadSecrets(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "s")
-			if err := os.WriteFile(p, []byte(tc.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := loadSecrets(p)
+			got, err := ParseSecrets([]byte(tc.content))
 			if (err != nil) != tc.wantErr || len(got) != tc.want {
-				t.Fatalf("loadSecrets = %d secrets, err %v; want %d, err %v", len(got), err, tc.want, tc.wantErr)
+				t.Fatalf("ParseSecrets = %d secrets, err %v; want %d, err %v", len(got), err, tc.want, tc.wantErr)
 			}
 		})
-	}
-	if _, err := loadSecrets(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Fatal("missing secret file: no error")
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -41,6 +41,25 @@ const (
 type nonceKeys struct {
 	secrets [][]byte
 	realm   string
+}
+
+// maxNonceSecrets bounds the secrets kept across reloads.
+const maxNonceSecrets = 8
+
+// rotated returns keys signing with next[0] that also verify the current
+// secrets next lacks, so nonces already handed out stay valid.
+func (k nonceKeys) rotated(next [][]byte) nonceKeys {
+	merged := append([][]byte(nil), next...)
+	for _, old := range k.secrets {
+		known := false
+		for _, n := range merged {
+			known = known || bytes.Equal(n, old)
+		}
+		if !known && len(merged) < maxNonceSecrets {
+			merged = append(merged, old)
+		}
+	}
+	return nonceKeys{secrets: merged, realm: k.realm}
 }
 
 func (k *nonceKeys) mac(secret, body []byte) []byte {
@@ -93,16 +112,12 @@ func (k *nonceKeys) check(nonce string, now time.Time) (time.Time, nonceStatus) 
 	return exp, nonceValid
 }
 
-// loadSecrets reads the nonce secret file: one secret per non-empty line
-// (surrounding whitespace trimmed), each at least minSecretLen bytes. The
-// first signs new nonces; all verify, so a secret can be rotated by
-// prepending the new one and dropping the old after nonce_ttl plus the
-// longest granted expires.
-func loadSecrets(path string) ([][]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read nonce secret file: %w", err)
-	}
+// ParseSecrets parses the contents of a nonce secret file: one secret per
+// non-empty line (surrounding whitespace trimmed), each at least
+// minSecretLen bytes. The first signs new nonces; all verify, so a secret
+// can be rotated by prepending the new one and dropping the old after
+// nonce_ttl plus the longest granted expires.
+func ParseSecrets(data []byte) ([][]byte, error) {
 	var out [][]byte
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		line = bytes.TrimSpace(line)
@@ -110,12 +125,12 @@ func loadSecrets(path string) ([][]byte, error) {
 			continue
 		}
 		if len(line) < minSecretLen {
-			return nil, fmt.Errorf("nonce secret file %s line %d: secret shorter than %d bytes", path, i+1, minSecretLen)
+			return nil, fmt.Errorf("line %d: secret shorter than %d bytes", i+1, minSecretLen)
 		}
 		out = append(out, line)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("nonce secret file %s: no secret", path)
+		return nil, errors.New("no secret")
 	}
 	return out, nil
 }

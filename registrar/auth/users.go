@@ -2,17 +2,12 @@ package auth
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -28,9 +23,10 @@ type User struct {
 	AORs []string
 }
 
-// Users is the credential database loaded from the users file. It is safe
-// for concurrent use; Reload swaps the whole set atomically, so readers
-// see either the old or the new file, never a mix.
+// Users is the credential database parsed from the users file. It is safe
+// for concurrent use; Update swaps the whole set atomically, so readers
+// see either the old or the new file, never a mix. The package does no
+// I/O: the caller reads the file (and watches it; see internal/usersfile).
 //
 // File format (strict: unknown keys are errors, with line numbers):
 //
@@ -44,14 +40,10 @@ type User struct {
 // HA1 values are bound to the realm they were computed with; a user
 // without an HA1 for the algorithm a UA picks fails like a wrong password.
 type Users struct {
-	path           string
 	realm          string
 	allowPlaintext bool
 
 	set atomic.Pointer[userSet]
-
-	mu    sync.Mutex // serialises Reload and the watcher; guards stamp
-	stamp fileStamp  // of the last file read attempt
 }
 
 type userSet struct {
@@ -60,91 +52,27 @@ type userSet struct {
 	byAOR map[uriParts][]string
 }
 
-type fileStamp struct {
-	mod  time.Time
-	size int64
-	ok   bool
-}
-
-// LoadUsers reads and validates the users file. realm is needed to hash
-// plaintext passwords, which are refused unless allowPlaintext.
-func LoadUsers(path, realm string, allowPlaintext bool) (*Users, error) {
-	u := &Users{path: path, realm: realm, allowPlaintext: allowPlaintext}
-	if err := u.Reload(); err != nil {
+// NewUsers parses and validates the contents of a users file. realm is
+// needed to hash plaintext passwords, which are refused unless
+// allowPlaintext. Errors carry the offending entry's line.
+func NewUsers(data []byte, realm string, allowPlaintext bool) (*Users, error) {
+	u := &Users{realm: realm, allowPlaintext: allowPlaintext}
+	if err := u.Update(data); err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 
-// Reload re-reads the users file. On error the current set is kept and the
-// error (with file name and line) is returned. Safe to call from a SIGHUP
-// handler while requests are being served.
-func (u *Users) Reload() error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.reloadLocked()
-}
-
-func (u *Users) reloadLocked() error {
-	u.stamp = statFile(u.path)
-	data, err := os.ReadFile(u.path)
-	if err != nil {
-		return fmt.Errorf("read users file: %w", err)
-	}
+// Update replaces the users with those parsed from data (a new version of
+// the users file). On error the current set is kept. Safe to call while
+// requests are being served.
+func (u *Users) Update(data []byte) error {
 	set, err := parseUsers(data, u.realm, u.allowPlaintext)
 	if err != nil {
-		return fmt.Errorf("users file %s: %w", u.path, err)
+		return err
 	}
 	u.set.Store(set)
 	return nil
-}
-
-func statFile(path string) fileStamp {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}
-	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
-}
-
-// Watch polls the users file's modification time and size every interval
-// and reloads it when either changes, until ctx is done. Reload errors are
-// logged and the previous set stays in force. Each failing version of the
-// file is logged once.
-func (u *Users) Watch(ctx context.Context, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	u.watch(ctx, t.C, logger)
-}
-
-func (u *Users) watch(ctx context.Context, ticks <-chan time.Time, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticks:
-			changed, err := u.reloadIfChanged()
-			switch {
-			case err != nil:
-				logger.Warn("users file reload failed; keeping previous users", "error", err)
-			case changed:
-				logger.Info("users file reloaded", "users", u.Len())
-			}
-		}
-	}
-}
-
-func (u *Users) reloadIfChanged() (bool, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	st := statFile(u.path)
-	if st == u.stamp || !st.ok {
-		return false, nil
-	}
-	if err := u.reloadLocked(); err != nil {
-		return false, err
-	}
-	return true, nil
 }
 
 // Lookup returns the user called name.

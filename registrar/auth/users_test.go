@@ -1,26 +1,13 @@
 package auth
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 const md5Hex = "0123456789abcdef0123456789abcdef"
 
-func writeFile(t *testing.T, p, content string) {
-	t.Helper()
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestLoadUsers(t *testing.T) {
+func TestNewUsers(t *testing.T) {
 	tests := []struct {
 		name      string
 		yaml      string
@@ -44,17 +31,15 @@ func TestLoadUsers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "users.yaml")
-			writeFile(t, p, tc.yaml)
-			u, err := LoadUsers(p, "example.com", tc.plaintext)
+			u, err := NewUsers([]byte(tc.yaml), "example.com", tc.plaintext)
 			if tc.wantErr == "" {
 				if err != nil {
-					t.Fatalf("LoadUsers: %v", err)
+					t.Fatalf("NewUsers: %v", err)
 				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("LoadUsers err = %v, want containing %q", err, tc.wantErr)
+				t.Fatalf("NewUsers err = %v, want containing %q", err, tc.wantErr)
 			}
 			if u != nil {
 				t.Fatal("Users returned with an error")
@@ -64,9 +49,7 @@ func TestLoadUsers(t *testing.T) {
 }
 
 func TestUsersPlaintextHashedWithRealm(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "users.yaml")
-	writeFile(t, p, "users:\n  - username: bob\n    password: secret\n")
-	u, err := LoadUsers(p, "example.com", true)
+	u, err := NewUsers([]byte("users:\n  - username: bob\n    password: secret\n"), "example.com", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,51 +60,38 @@ func TestUsersPlaintextHashedWithRealm(t *testing.T) {
 	}
 }
 
-func TestUsersReloadAndWatch(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "users.yaml")
-	writeFile(t, p, "users:\n  - username: alice\n    ha1: {MD5: "+md5Hex+"}\n")
-	u, err := LoadUsers(p, "example.com", false)
+// TestUsersUpdate: a new version of the file replaces the whole set; a
+// broken one is refused and the previous set stays. (Reading and watching
+// the file moved to internal/usersfile, which tests the watcher.)
+func TestUsersUpdate(t *testing.T) {
+	u, err := NewUsers([]byte("users:\n  - username: alice\n    ha1: {MD5: "+md5Hex+"}\n"), "example.com", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A broken file keeps the previous set.
-	writeFile(t, p, "users:\n  - username: alice\n    bogus: 1\n")
-	if err := u.Reload(); err == nil {
-		t.Fatal("Reload of a broken file: no error")
+	if err := u.Update([]byte("users:\n  - username: alice\n    bogus: 1\n")); err == nil {
+		t.Fatal("Update with a broken file: no error")
 	}
 	if _, ok := u.Lookup("alice"); !ok {
-		t.Fatal("alice lost after a failed reload")
+		t.Fatal("alice lost after a failed update")
 	}
 
-	// The watcher picks up a changed file (size differs) on the next tick.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ticks := make(chan time.Time)
-	done := make(chan struct{})
-	go func() {
-		u.watch(ctx, ticks, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		close(done)
-	}()
-	writeFile(t, p, "users:\n  - username: dave\n    ha1: {MD5: "+md5Hex+"}\n    aors: [sip:dave@example.org]\n")
-	ticks <- time.Time{}
-	ticks <- time.Time{} // the first tick has been handled once this send completes
+	if err := u.Update([]byte("users:\n  - username: dave\n    ha1: {MD5: " + md5Hex + "}\n    aors: [sip:dave@example.org]\n")); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := u.Lookup("dave"); !ok {
-		t.Fatal("watcher did not load dave")
+		t.Fatal("update did not load dave")
 	}
 	if _, ok := u.Lookup("alice"); ok {
-		t.Fatal("alice still present after reload")
+		t.Fatal("alice still present after update")
 	}
-	cancel()
-	<-done
 }
 
 func TestUsersAORs(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "users.yaml")
-	writeFile(t, p, "users:\n"+
+	u, err := NewUsers([]byte("users:\n"+
 		"  - username: alice\n    ha1: {MD5: "+md5Hex+"}\n"+
-		"  - username: dave\n    ha1: {MD5: "+md5Hex+"}\n    aors: [sip:dave@example.org, sip:sales@Example.com]\n")
-	u, err := LoadUsers(p, "example.com", false)
+		"  - username: dave\n    ha1: {MD5: "+md5Hex+"}\n    aors: [sip:dave@example.org, sip:sales@Example.com]\n"), "example.com", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 )
 
 // Request is what Authenticate needs from a SIP request, as plain strings.
@@ -73,6 +76,7 @@ type Verifier struct {
 	st       State
 	log      *slog.Logger
 	now      func() time.Time
+	keysMu   sync.RWMutex
 	keys     nonceKeys
 	opaque   string
 	dummy    map[string]string // HA1 per algorithm for unknown users
@@ -80,8 +84,8 @@ type Verifier struct {
 }
 
 // New builds a Verifier. cfg gets its defaults applied; users and st are
-// required. The nonce secret is read from cfg.NonceSecretFile, or random
-// (with a warning) when that key is empty.
+// required. The nonce secrets come from cfg.NonceSecrets (the parsed
+// nonce_secret_file), or are random (with a warning) when neither is set.
 func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() time.Time) (*Verifier, error) {
 	cfg.SetDefaults()
 	cfg.Enabled = true
@@ -94,14 +98,17 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 	if users == nil || st == nil || logger == nil || now == nil {
 		return nil, errors.New("auth: New needs users, state, logger and clock")
 	}
-	var secrets [][]byte
-	if cfg.NonceSecretFile != "" {
-		s, err := loadSecrets(cfg.NonceSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+	secrets := cfg.NonceSecrets
+	switch {
+	case len(secrets) > 0:
+		for i, sec := range secrets {
+			if len(sec) < minSecretLen {
+				return nil, fmt.Errorf("auth: nonce secret %d shorter than %d bytes", i+1, minSecretLen)
+			}
 		}
-		secrets = s
-	} else {
+	case cfg.NonceSecretFile != "":
+		return nil, fmt.Errorf("auth: nonce_secret_file %s is set but its secrets were not supplied (NonceSecrets)", cfg.NonceSecretFile)
+	default:
 		s, err := randomSecret()
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
@@ -154,14 +161,7 @@ func (v *Verifier) algorithms(userAgent string) []string {
 	return v.cfg.Algorithms
 }
 
-func (v *Verifier) trusted(ip netip.Addr) bool {
-	for _, p := range v.cfg.Trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (v *Verifier) trusted(ip netip.Addr) bool { return prefixlist.List(v.cfg.Trusted).Contains(ip) }
 
 // Authenticate checks r's credentials. The error is non-nil only when State
 // fails (it wraps the State error; the caller answers 503); every client
@@ -175,6 +175,11 @@ func (v *Verifier) trusted(ip netip.Addr) bool {
 // (right digest, bad nonce → Stale, stale=true) → nc replay (Replay, plain
 // challenge) → OK.
 func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) {
+	return v.authenticate(ctx, r, false)
+}
+
+// authenticate is Authenticate; dry (DryRun) writes nothing to State.
+func (v *Verifier) authenticate(ctx context.Context, r Request, dry bool) (Result, error) {
 	now := v.now()
 	ip := r.Source.Unmap()
 	countable := ip.IsValid() && !v.trusted(ip)
@@ -212,14 +217,14 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 	}
 	want := response(ha1, p)
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(cred.response)) == 1
-	expiry, ns := v.keys.check(cred.nonce, now)
+	expiry, ns := v.nonceKeys().check(cred.nonce, now)
 
 	if !known || !hasHA1 || !match {
 		reason := WrongPassword
 		if !known {
 			reason = UnknownUser
 		}
-		if countable {
+		if countable && !dry {
 			if err := v.fail(ctx, ip, cred.username); err != nil {
 				return Result{}, err
 			}
@@ -229,9 +234,11 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 	if ns != nonceValid {
 		return v.challenge(r, algs, Stale, cred.username, true, now)
 	}
-	fresh, err := v.st.NonceCount(ctx, cred.nonce, cred.ncValue, expiry.Sub(now))
-	if err != nil {
-		return Result{}, fmt.Errorf("auth: record nonce count: %w", err)
+	fresh := true
+	if !dry {
+		if fresh, err = v.st.NonceCount(ctx, cred.nonce, cred.ncValue, expiry.Sub(now)); err != nil {
+			return Result{}, fmt.Errorf("auth: record nonce count: %w", err)
+		}
 	}
 	if !fresh {
 		return v.challenge(r, algs, Replay, cred.username, false, now)
@@ -303,7 +310,7 @@ func (v *Verifier) fail(ctx context.Context, ip netip.Addr, user string) error {
 // NonceTTL. The text depends only on realm, algorithms, opaque, stale and
 // the nonce, never on the username (no enumeration).
 func (v *Verifier) challenge(r Request, algs []string, reason Reason, user string, stale bool, now time.Time) (Result, error) {
-	nonce, err := v.keys.mint(now.Add(v.cfg.NonceTTL))
+	nonce, err := v.nonceKeys().mint(now.Add(v.cfg.NonceTTL))
 	if err != nil {
 		return Result{}, fmt.Errorf("auth: %w", err)
 	}
@@ -339,7 +346,7 @@ func (v *Verifier) AuthenticationInfo(res Result, validFor time.Duration) string
 	}
 	validFor = max(validFor, 0)
 	var b strings.Builder
-	next, err := v.keys.mint(v.now().Add(validFor + v.cfg.NonceTTL))
+	next, err := v.nonceKeys().mint(v.now().Add(validFor + v.cfg.NonceTTL))
 	if err == nil {
 		b.WriteString(`nextnonce="` + next + `", `)
 	} else {
@@ -364,4 +371,25 @@ func escapeQuoted(s string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return r.Replace(s)
+}
+
+// SetNonceSecrets installs new nonce secrets (e.g. from a reloaded
+// nonce_secret_file): the first signs new nonces, and the secrets in use
+// so far keep verifying, so no client in the middle of a challenge fails.
+func (v *Verifier) SetNonceSecrets(secrets [][]byte) error {
+	if len(secrets) == 0 {
+		return errors.New("auth: no nonce secret")
+	}
+	v.keysMu.Lock()
+	defer v.keysMu.Unlock()
+	v.keys = v.keys.rotated(secrets)
+	return nil
+}
+
+// nonceKeys returns the nonce keys in use (SetNonceSecrets may swap them).
+func (v *Verifier) nonceKeys() *nonceKeys {
+	v.keysMu.RLock()
+	defer v.keysMu.RUnlock()
+	k := v.keys
+	return &k
 }

@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -65,10 +63,9 @@ type harness struct {
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// writeUsers writes a users file with alice (both HA1s), carol (MD5 only)
+// usersYAML returns a users file with alice (both HA1s), carol (MD5 only)
 // and extra users u0..u(n-1) whose password is their name.
-func writeUsers(t *testing.T, extra int) string {
-	t.Helper()
+func usersYAML(extra int) []byte {
 	var b strings.Builder
 	b.WriteString("users:\n")
 	add := func(name, pw string, algs ...string) {
@@ -88,20 +85,7 @@ func writeUsers(t *testing.T, extra int) string {
 		n := fmt.Sprintf("u%d", i)
 		add(n, n, auth.MD5, auth.SHA256)
 	}
-	p := filepath.Join(t.TempDir(), "users.yaml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func writeSecret(t *testing.T, secret string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "nonce.secret")
-	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return []byte(b.String())
 }
 
 type opts struct {
@@ -123,11 +107,11 @@ func newHarness(t *testing.T, o opts) *harness {
 	if o.secret == "" {
 		o.secret = "shared-secret-0123456789abcdef"
 	}
-	users, err := auth.LoadUsers(writeUsers(t, o.extra), realm, false)
+	users, err := auth.NewUsers(usersYAML(o.extra), realm, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := auth.Config{Enabled: true, Realm: realm, NonceSecretFile: writeSecret(t, o.secret)}
+	cfg := auth.Config{Enabled: true, Realm: realm, NonceSecrets: [][]byte{[]byte(o.secret)}}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -630,6 +614,35 @@ func TestAuthorized(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := h.v.Authorized(tc.user, tc.aor, domains); got != tc.want {
 				t.Fatalf("Authorized(%s, %s) = %v, want %v", tc.user, tc.aor, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewNonceSecrets: the caller reads nonce_secret_file and passes the
+// parsed secrets; a configured file without them, or a short secret, is
+// refused rather than silently replaced by a random secret.
+func TestNewNonceSecrets(t *testing.T) {
+	users, err := auth.NewUsers(usersYAML(0), realm, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.NewAuthState(nil)
+	tests := []struct {
+		name    string
+		cfg     auth.Config
+		wantErr string
+	}{
+		{"random_when_unset", auth.Config{Realm: realm}, ""},
+		{"secrets_supplied", auth.Config{Realm: realm, NonceSecretFile: "s", NonceSecrets: [][]byte{[]byte("0123456789abcdef0123")}}, ""},
+		{"file_without_secrets", auth.Config{Realm: realm, NonceSecretFile: "s"}, "not supplied"},
+		{"short_secret", auth.Config{Realm: realm, NonceSecrets: [][]byte{[]byte("short")}}, "shorter"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := auth.New(tc.cfg, users, st, discard(), time.Now)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("New() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -50,15 +50,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pinhole-sip/pinhole/registrar"
-	"github.com/pinhole-sip/pinhole/registrar/redisstore/redisconfig"
-)
-
-// Config, SentinelConfig and ClusterConfig are defined in redisconfig so
-// that package registrar can embed them without an import cycle.
-type (
-	Config         = redisconfig.Config
-	SentinelConfig = redisconfig.SentinelConfig
-	ClusterConfig  = redisconfig.ClusterConfig
 )
 
 const (
@@ -179,7 +170,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 // default, and the client should have ContextTimeoutEnabled set.
 func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time) *Store {
 	if prefix == "" {
-		prefix = redisconfig.DefaultKeyPrefix
+		prefix = DefaultKeyPrefix
 	}
 	if now == nil {
 		now = time.Now
@@ -187,7 +178,7 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 	return &Store{
 		c:       c,
 		prefix:  prefix,
-		timeout: redisconfig.DefaultTimeout,
+		timeout: DefaultTimeout,
 		now:     now,
 		index:   prefix + ":expiry",
 		aors:    prefix + ":aors",

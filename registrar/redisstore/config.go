@@ -1,8 +1,4 @@
-// Package redisconfig holds the YAML configuration of the Redis binding
-// store. It is separate from registrar/redisstore so that package registrar
-// can embed it in its own Config without an import cycle (redisstore
-// imports registrar for Binding and Store).
-package redisconfig
+package redisstore
 
 import (
 	"errors"
@@ -20,7 +16,9 @@ const (
 )
 
 // Config selects a Redis deployment: exactly one of URL, Sentinel or
-// Cluster. Secrets come only from PasswordFile.
+// Cluster. Secrets come only from PasswordFile. In the YAML file its keys
+// sit next to `backend: redis` under registrar.store; the binary decodes
+// them (package registrar knows no store implementation).
 type Config struct {
 	// URL is a redis:// or rediss:// URL for a single server.
 	URL string `yaml:"url"`

@@ -1,0 +1,507 @@
+// Package sipcheck validates a SIP request's start line and header section
+// on the raw bytes, before sipgo parses it, and renders the stateless
+// answer RFC 4475 asks for when the request is malformed.
+//
+// sipgo's parser accepts some malformed requests (duplicated To or
+// Call-ID, a CSeq whose method is not the request's, a SIP/7.0 version it
+// then copies into the response) and silently drops others it cannot parse
+// (an unknown Request-URI scheme), so an answer never comes. Check runs
+// one pass over the header lines, allocation-light, and returns:
+//
+//   - 505 for a well-formed but unsupported SIP version (RFC 3261 §8.2.2 /
+//     RFC 4475 §3.1.2.16); the answer carries SIP/2.0, never the sender's
+//     version;
+//   - 416 for a Request-URI scheme other than sip or sips (RFC 3261 §8.2.2.1,
+//     RFC 4475 §3.3.2, §3.3.3);
+//   - 400 with a reason phrase naming the problem for the rest: a malformed
+//     request line (§3.1.2.7-§3.1.2.11), duplicated single-value headers
+//     (To, From, Call-ID, CSeq, Max-Forwards, Content-Length; §3.3.8,
+//     §3.3.9), a CSeq method mismatch (§3.1.2.17, §3.1.2.18), overlarge or
+//     negative scalars (§3.1.2.3, §3.1.2.4), a Content-Length beyond the
+//     datagram (§3.1.2.2), missing required headers (§3.3.1), NUL and other
+//     control bytes, unterminated quotes (§3.1.2.6), malformed name-addrs
+//     (§3.1.2.14, §3.1.2.15) and empty header parameters (§3.1.2.1).
+//
+// Responses are not checked: nothing can be answered to them.
+package sipcheck
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// Verdict is the outcome of Check: Status 0 lets the message through.
+type Verdict struct {
+	Status int
+	Reason string
+}
+
+// OK reports whether the message may go on to the parser.
+func (v Verdict) OK() bool { return v.Status == 0 }
+
+func bad(reason string) Verdict { return Verdict{Status: 400, Reason: reason} }
+
+// singletons are the headers RFC 3261 §7.3.1 / §20 allow once; the value
+// is the name used in reason phrases.
+var singletons = map[string]string{
+	"to": "To", "from": "From", "call-id": "Call-ID", "cseq": "CSeq",
+	"max-forwards": "Max-Forwards", "content-length": "Content-Length",
+}
+
+// compact maps RFC 3261 §7.3.3 compact forms to full names.
+var compact = map[string]string{
+	"t": "to", "f": "from", "i": "call-id", "l": "content-length", "v": "via", "m": "contact",
+}
+
+// Header is one (unfolded) header field of a message, name lower-cased
+// and expanded from its compact form.
+type header struct {
+	name  string
+	value string
+}
+
+// HeaderEnd returns the length of msg's header section including the
+// blank line, or -1 when it has none.
+func HeaderEnd(msg []byte) int {
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	return -1
+}
+
+// IsRequest reports whether msg starts like a request (not "SIP/").
+func IsRequest(msg []byte) bool {
+	return len(msg) > 0 && !bytes.HasPrefix(msg, []byte("SIP/"))
+}
+
+// Check validates the request in msg: its header section, and when
+// datagram is true also that the body is as long as Content-Length (on a
+// stream the framer reads exactly Content-Length bytes). A response, or
+// anything that does not look like SIP at all, passes: the parser drops it.
+func Check(msg []byte, datagram bool) Verdict {
+	if !IsRequest(msg) {
+		return Verdict{}
+	}
+	end := HeaderEnd(msg)
+	if end < 0 {
+		return bad("Missing Header Section End")
+	}
+	start, hdrs, v := split(msg[:end-2])
+	if !v.OK() {
+		return v
+	}
+	method, v := checkRequestLine(start)
+	if !v.OK() {
+		return v
+	}
+	seen := map[string]bool{}
+	contentLength := -1
+	for _, h := range hdrs {
+		if full, ok := singletons[h.name]; ok {
+			if seen[h.name] {
+				return bad("Duplicate " + full + " Header")
+			}
+			seen[h.name] = true
+		}
+		switch h.name {
+		case "cseq":
+			if v := checkCSeq(h.value, method); !v.OK() {
+				return v
+			}
+		case "max-forwards":
+			if n, ok := scalar(h.value); !ok || n > 255 {
+				return bad("Bad Max-Forwards")
+			}
+		case "content-length":
+			n, ok := scalar(h.value)
+			if !ok || n > 1<<31-1 {
+				return bad("Bad Content-Length")
+			}
+			contentLength = int(n)
+		case "to", "from":
+			if v := checkNameAddr(h.value, singletons[h.name]); !v.OK() {
+				return v
+			}
+		}
+		switch h.name {
+		case "to", "from", "contact":
+			// RFC 3261 §20.10: a URI with a "?" or "," must be in <>.
+			if h.value != "*" && indexUnquoted(h.value, '<') < 0 && strings.ContainsAny(h.value, "?,") {
+				return bad("URI Not In Angle Brackets")
+			}
+		}
+		switch h.name {
+		case "contact", "via":
+			if emptyParam(h.value) {
+				if h.name == "via" {
+					return bad("Malformed Via Header")
+				}
+				return bad("Malformed Contact Header")
+			}
+			if h.name == "contact" && !balanced(h.value) {
+				return bad("Unterminated Quoted String in Contact")
+			}
+		}
+	}
+	for _, name := range []string{"via", "to", "from", "call-id", "cseq"} {
+		if !seen[name] && !has(hdrs, name) {
+			return bad("Missing Required Header " + canonical(name))
+		}
+	}
+	if datagram && contentLength > len(msg)-end {
+		return bad("Content-Length Larger Than Message")
+	}
+	return Verdict{}
+}
+
+func has(hdrs []header, name string) bool {
+	for _, h := range hdrs {
+		if h.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func canonical(name string) string {
+	if full, ok := singletons[name]; ok {
+		return full
+	}
+	if name == "via" {
+		return "Via"
+	}
+	return name
+}
+
+// split splits a header section (without the final CRLF) into the start
+// line and unfolded headers (RFC 3261 §7.3.1).
+func split(sec []byte) (string, []header, Verdict) {
+	lines := strings.Split(string(sec), "\r\n")
+	for _, l := range lines {
+		// Inside a quoted string a quoted-pair may carry any byte but CR
+		// and LF (RFC 3261 §25.1); anywhere else a control byte is raw.
+		in := false
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			switch {
+			case in && c == '\\':
+				i++
+				continue
+			case c == '"':
+				in = !in
+			case c == 0:
+				return "", nil, bad("NUL Byte in Header")
+			case (c < 0x20 && c != '\t') || c == 0x7f:
+				return "", nil, bad("Control Character in Header")
+			}
+		}
+	}
+	var hdrs []header
+	for _, l := range lines[1:] {
+		if l == "" {
+			continue
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			if len(hdrs) == 0 {
+				return "", nil, bad("Continuation Before First Header")
+			}
+			hdrs[len(hdrs)-1].value += " " + strings.TrimSpace(l)
+			continue
+		}
+		colon := strings.IndexByte(l, ':')
+		if colon <= 0 {
+			return "", nil, bad("Malformed Header Line")
+		}
+		name := strings.ToLower(strings.TrimRight(l[:colon], " \t"))
+		if !isToken(name) {
+			return "", nil, bad("Malformed Header Name")
+		}
+		if full, ok := compact[name]; ok {
+			name = full
+		}
+		hdrs = append(hdrs, header{name: name, value: strings.TrimSpace(l[colon+1:])})
+	}
+	return lines[0], hdrs, Verdict{}
+}
+
+// checkRequestLine checks Method SP Request-URI SP SIP-Version (RFC 3261
+// §25.1: exactly one SP between the elements, none around them).
+func checkRequestLine(line string) (string, Verdict) {
+	parts := strings.Split(line, " ")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", bad("Malformed Request-Line")
+	}
+	method, uri, version := parts[0], parts[1], parts[2]
+	if !isToken(method) {
+		return "", bad("Malformed Method")
+	}
+	if !strings.EqualFold(version, "SIP/2.0") {
+		if validVersion(version) {
+			return "", Verdict{Status: 505, Reason: "Version Not Supported"}
+		}
+		return "", bad("Malformed SIP Version")
+	}
+	if uri[0] == '<' {
+		return "", bad("Request-URI In Angle Brackets")
+	}
+	colon := strings.IndexByte(uri, ':')
+	if colon <= 0 || !isScheme(uri[:colon]) {
+		return "", bad("Malformed Request-URI")
+	}
+	switch strings.ToLower(uri[:colon]) {
+	case "sip", "sips":
+	default:
+		return "", Verdict{Status: 416, Reason: "Unsupported URI Scheme"}
+	}
+	hostPart := uri[strings.LastIndexByte(uri, '@')+1:] // '?' may appear in the user part
+	if strings.IndexByte(hostPart, '?') >= 0 {
+		// RFC 3261 §19.1.5: headers are not allowed in a Request-URI.
+		return "", bad("Headers In Request-URI")
+	}
+	return method, Verdict{}
+}
+
+// validVersion: "SIP" "/" 1*DIGIT "." 1*DIGIT (RFC 3261 §25.1).
+func validVersion(v string) bool {
+	if len(v) < 7 || !strings.EqualFold(v[:4], "SIP/") {
+		return false
+	}
+	maj, min, ok := strings.Cut(v[4:], ".")
+	return ok && digits(maj) && digits(min)
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// scalar parses a 1*DIGIT value (LWS around it allowed), refusing values
+// over 2^32-1.
+func scalar(s string) (uint64, bool) {
+	s = strings.TrimSpace(s)
+	if !digits(s) || len(s) > 10 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	return n, err == nil
+}
+
+// checkCSeq: 1*DIGIT LWS Method, the number below 2^31 (RFC 3261
+// §8.1.1.5) and the method the request's own (§8.1.1.5, RFC 4475
+// §3.1.2.17).
+func checkCSeq(v, method string) Verdict {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return bad("Malformed CSeq")
+	}
+	if n, ok := scalar(f[0]); !ok || n > 1<<31-1 {
+		return bad("Bad CSeq Number")
+	}
+	if f[1] != method {
+		return bad("CSeq Method Mismatch")
+	}
+	return Verdict{}
+}
+
+// checkNameAddr checks a From/To value: balanced quotes, a display name
+// that is a quoted string or tokens (RFC 3261 §25.1; RFC 4475 §3.1.2.15),
+// and no whitespace just inside <> (§3.1.2.14).
+func checkNameAddr(v, name string) Verdict {
+	if !balanced(v) {
+		return bad("Unterminated Quoted String in " + name)
+	}
+	lt := indexUnquoted(v, '<')
+	if lt < 0 {
+		return Verdict{}
+	}
+	display := strings.TrimSpace(v[:lt])
+	if display != "" && display[0] != '"' {
+		for _, w := range strings.Fields(display) {
+			if !isToken(w) {
+				return bad("Malformed Display Name in " + name)
+			}
+		}
+	}
+	gt := strings.IndexByte(v[lt:], '>')
+	if gt < 0 {
+		return bad("Malformed " + name + " Header")
+	}
+	inner := v[lt+1 : lt+gt]
+	if inner == "" || inner != strings.TrimSpace(inner) {
+		return bad("Malformed " + name + " Header")
+	}
+	return Verdict{}
+}
+
+// balanced reports whether v's double quotes pair up (backslash escapes
+// honoured).
+func balanced(v string) bool {
+	in := false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			if in {
+				i++
+			}
+		case '"':
+			in = !in
+		}
+	}
+	return !in
+}
+
+func indexUnquoted(v string, c byte) int {
+	in := false
+	for i := 0; i < len(v); i++ {
+		switch {
+		case v[i] == '\\' && in:
+			i++
+		case v[i] == '"':
+			in = !in
+		case v[i] == c && !in:
+			return i
+		}
+	}
+	return -1
+}
+
+// emptyParam reports an empty parameter or list element outside quotes
+// (";;", ";,", ",,", a trailing ";" or ","; RFC 4475 §3.1.2.1).
+func emptyParam(v string) bool {
+	in := false
+	prev := byte(0)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && in:
+			i++
+			continue
+		case c == '"':
+			in = !in
+		case in:
+		case c == ' ' || c == '\t':
+			continue
+		case (c == ';' || c == ',') && (prev == ';' || prev == ','):
+			return true
+		}
+		prev = c
+	}
+	return !in && (prev == ';' || prev == ',')
+}
+
+func isScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alpha := c|0x20 >= 'a' && c|0x20 <= 'z'
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isToken: RFC 3261 §25.1 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Reply renders the stateless response to a refused request (RFC 3261
+// §8.2.6): status line with SIP/2.0, every Via, the first From, To (with a
+// To-tag added), Call-ID and CSeq, as received. It returns nil when the
+// request cannot be answered: an ACK (never answered), or one without a
+// Via or a CSeq to route and match the response by.
+func Reply(msg []byte, v Verdict, toTag string) []byte {
+	if v.OK() || !IsRequest(msg) {
+		return nil
+	}
+	sec := string(msg)
+	if end := HeaderEnd(msg); end >= 0 {
+		sec = string(msg[:end-2])
+	}
+	line, _, _ := strings.Cut(sec, "\r\n")
+	if strings.HasPrefix(line, "ACK ") {
+		return nil
+	}
+	hdrs := unfold(sec)
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + strconv.Itoa(v.Status) + " " + v.Reason + "\r\n")
+	vias, cseq := 0, false
+	done := map[string]bool{}
+	for _, h := range hdrs {
+		switch h.name {
+		case "via":
+			vias++
+			b.WriteString("Via: " + h.value + "\r\n")
+		case "from", "call-id", "cseq", "to":
+			if done[h.name] {
+				continue
+			}
+			done[h.name] = true
+			val := h.value
+			if h.name == "to" && toTag != "" && !strings.Contains(strings.ToLower(val), ";tag=") {
+				val += ";tag=" + toTag
+			}
+			cseq = cseq || h.name == "cseq"
+			b.WriteString(canonical(h.name) + ": " + val + "\r\n")
+		}
+	}
+	if vias == 0 || !cseq {
+		return nil
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return []byte(b.String())
+}
+
+// unfold is split without the checks, dropping lines it cannot read (and
+// any NUL or control byte, so nothing hostile is echoed).
+func unfold(sec string) []header {
+	var hdrs []header
+	lines := strings.Split(sec, "\r\n")
+	for _, l := range lines[1:] {
+		l = strings.Map(func(r rune) rune {
+			if (r < 0x20 && r != '\t') || r == 0x7f {
+				return -1
+			}
+			return r
+		}, l)
+		if l == "" {
+			continue
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			if len(hdrs) > 0 {
+				hdrs[len(hdrs)-1].value += " " + strings.TrimSpace(l)
+			}
+			continue
+		}
+		name, value, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		name = strings.ToLower(strings.TrimSpace(name))
+		if full, ok := compact[name]; ok {
+			name = full
+		}
+		hdrs = append(hdrs, header{name: name, value: strings.TrimSpace(value)})
+	}
+	return hdrs
+}

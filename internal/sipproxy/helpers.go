@@ -1,0 +1,55 @@
+package sipproxy
+
+// The small helpers the edge and the location proxy each used to carry a
+// copy of.
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// UDPMaxRequest is the RFC 3261 §18.1.1 threshold: a request within 200
+// bytes of the path MTU (1500) must go over a congestion-controlled
+// transport, so a proxy switches a larger request toward the core from UDP
+// to TCP (sipgo refuses to send it over UDP and never switches by itself,
+// docs/sipgo.md#connections).
+const UDPMaxRequest = 1300
+
+// NoBuild is a sipgo ClientRequestOption that does nothing. Passing any
+// option stops sipgo's client from "completing" a request we built as a
+// proxy (it would add its own Via, From tag, …; docs/sipgo.md#proxying).
+func NoBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+// RandHex returns n bytes from crypto/rand as 2n hex digits, for tags,
+// Call-IDs and branch suffixes (sipgo's generators use math/rand,
+// docs/sipgo.md#limits).
+func RandHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Message is what sip.Request and sip.Response share for header removal.
+type Message interface {
+	Headers() []sip.Header
+	RemoveHeader(name string) bool
+}
+
+// RemoveAll removes every header called name, whatever the case it was
+// written in (sipgo's RemoveHeader matches the name exactly and removes
+// only the first, docs/sipgo.md#proxying).
+func RemoveAll(m Message, name string) {
+	var names []string
+	for _, h := range m.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			names = append(names, h.Name())
+		}
+	}
+	for _, n := range names {
+		m.RemoveHeader(n)
+	}
+}

@@ -1,0 +1,147 @@
+package registrar
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// syncBuf is a log sink safe for the gate's concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func overloadRegistrar(t *testing.T, max int, bound time.Duration) (*Registrar, *syncBuf) {
+	t.Helper()
+	cfg := Config{Domains: []string{"example.com"}, Overload: OverloadConfig{MaxConcurrent: max, MaxQueueDelay: bound}}
+	cfg.SetDefaults()
+	logs := &syncBuf{}
+	r, err := New(cfg, nopStore{}, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, logs
+}
+
+func registerReq(t *testing.T, cseq int, authz bool) *sip.Request {
+	t.Helper()
+	raw := "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK" + strconv.Itoa(cseq) + "\r\n" +
+		"To: <sip:a@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: ov\r\n" +
+		"CSeq: " + strconv.Itoa(cseq) + " REGISTER\r\nContact: <sip:a@192.0.2.1>\r\n"
+	if authz {
+		raw += "Authorization: Digest username=\"a\"\r\n"
+	}
+	m, err := NewParser().ParseSIP([]byte(raw + "Content-Length: 0\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.(*sip.Request)
+}
+
+// TestOverload_ShedsNewRegistrationsServesRefreshes: with the queue delay
+// above the bound, a new registration gets 503 + Retry-After at once; a
+// refresh (same Call-ID, higher CSeq) and a Digest response wait for a
+// slot and are served (issue 15 item 5, RFC 3261 §21.5.4).
+func TestOverload_ShedsNewRegistrationsServesRefreshes(t *testing.T) {
+	r, logs := overloadRegistrar(t, 1, time.Hour)
+	ctx := context.Background()
+	hold, _, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
+	if !ok {
+		t.Fatal("first REGISTER shed on an idle registrar")
+	}
+	r.gate.delay.Store(int64(2 * time.Hour)) // as if the last admitted one waited that long
+	for i := 0; i < 50; i++ {
+		_, res, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
+		if ok {
+			t.Fatal("new registration admitted while overloaded")
+		}
+		ra := res.GetHeader("Retry-After")
+		if res.StatusCode != 503 || ra == nil {
+			t.Fatalf("shed answer %d %v", res.StatusCode, ra)
+		}
+		if n, err := strconv.Atoi(ra.Value()); err != nil || n < 5 || n > 30 {
+			t.Fatalf("Retry-After %q outside retry_after_min..max", ra.Value())
+		}
+	}
+	var m dto.Metric
+	if err := r.gate.shed.WithLabelValues(shedQueueDelay).Write(&m); err != nil || m.GetCounter().GetValue() != 50 {
+		got := m.GetCounter().GetValue()
+		t.Fatalf("shed_total = %v, want 50", got)
+	}
+	if n := strings.Count(logs.String(), "REGISTER overload:"); n != 1 {
+		t.Fatalf("%d overload log lines for one episode, want 1:\n%s", n, logs)
+	}
+	// Work under way waits for a slot instead of being shed.
+	served := make(chan string, 2)
+	for _, c := range []struct {
+		name  string
+		cseq  int
+		authz bool
+	}{{"refresh", 2, false}, {"digest response", 1, true}} {
+		go func() {
+			release, _, ok := r.AdmitRegister(ctx, registerReq(t, c.cseq, c.authz))
+			if !ok {
+				served <- c.name + " shed"
+				return
+			}
+			release()
+			served <- c.name
+		}()
+	}
+	hold()
+	for range 2 {
+		if got := <-served; strings.HasSuffix(got, "shed") {
+			t.Fatal(got)
+		}
+	}
+	// The episode ends once a REGISTER is admitted without waiting.
+	release, _, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
+	if !ok {
+		t.Fatal("new registration still shed after the queue drained")
+	}
+	release()
+	if !strings.Contains(logs.String(), "REGISTER overload over") {
+		t.Fatalf("no end-of-episode line:\n%s", logs)
+	}
+}
+
+// TestOverload_WaitBounded: a new registration that would wait past the
+// bound for a slot is shed rather than queued on.
+func TestOverload_WaitBounded(t *testing.T) {
+	r, _ := overloadRegistrar(t, 1, time.Millisecond)
+	hold, _, _ := r.AdmitRegister(context.Background(), registerReq(t, 1, false))
+	defer hold()
+	if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, 1, false)); ok || res.StatusCode != 503 {
+		t.Fatal("REGISTER queued past max_queue_delay")
+	}
+}
+
+func TestOverload_Disabled(t *testing.T) {
+	cfg := Config{Domains: []string{"example.com"}, Overload: OverloadConfig{Disabled: true}}
+	cfg.SetDefaults()
+	r, err := New(cfg, nopStore{}, Options{Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 * DefaultMaxConcurrent {
+		if _, _, ok := r.AdmitRegister(context.Background(), registerReq(t, 1, false)); !ok {
+			t.Fatal("shed with overload disabled")
+		}
+	}
+}
+
+// nopStore satisfies Store for tests that never reach it.
+type nopStore struct{ Store }

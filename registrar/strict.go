@@ -1,0 +1,45 @@
+package registrar
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/sipcheck"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+)
+
+// checkedPacketConn is the registrar's UDP socket as sipgo reads it: a
+// malformed request (RFC 4475) is answered statelessly with the status
+// sipcheck names (400 naming the problem, 416, 505 with our own version)
+// and never reaches sipgo, whose parser accepts some of them (duplicated
+// To or Call-ID, a CSeq method mismatch) and drops others unanswered.
+type checkedPacketConn struct {
+	net.PacketConn
+	log *slog.Logger
+}
+
+func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil || n == 0 {
+			return n, addr, err
+		}
+		v := sipcheck.Check(b[:n], true)
+		if v.OK() {
+			return n, addr, nil
+		}
+		key := addr.String()
+		if ua, ok := addr.(*net.UDPAddr); ok {
+			key = ua.IP.String()
+		}
+		c.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", addr.String(),
+			"data", logthrottle.Cut(string(b[:n]), logthrottle.DefaultMaxValue), logthrottle.Key(key))
+		if reply := sipcheck.Reply(b[:n], v, sipproxy.RandHex(4)); reply != nil {
+			if _, err := c.PacketConn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
+				return 0, nil, err
+			}
+		}
+	}
+}
