@@ -109,3 +109,28 @@ func TestE2E_DiagnosticsThroughBinary(t *testing.T) {
 		t.Errorf("status page: %d, findings section missing", code)
 	}
 }
+
+// TestE2E_DiagnosticsNonceNotReused: with Digest on, a UA that refreshes
+// with nonce reuse (RFC 7616 §3.4.5, sipp register_auth.xml) gives no
+// finding; one that starts every refresh without credentials although the
+// 200 carried nextnonce gives nonce_not_reused after three refreshes.
+func TestE2E_DiagnosticsNonceNotReused(t *testing.T) {
+	p := startPinhole(t, "{backend: memory}", authExtra(t, ""))
+	runSipp(t, "register_auth.xml", p.sip, "u1")
+	if code, body := p.get("/api/v1/diagnostics"); code != 200 || !strings.Contains(body, `"findings": []`) {
+		t.Fatalf("nonce-reusing UA: %d %s", code, body)
+	}
+	runSipp(t, "register_nonce_ignored.xml", p.sip, "u1")
+	code, body := p.get("/api/v1/diagnostics?fingerprint=nonce_not_reused")
+	var res struct {
+		Findings []diagFinding `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil || code != 200 {
+		t.Fatalf("diagnostics: %d %v\n%s", code, err, body)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].AOR != "sip:alice@127.0.0.1" ||
+		!strings.Contains(res.Findings[0].Evidence[len(res.Findings[0].Evidence)-1].Text, "3 refreshes in a row") ||
+		!strings.Contains(res.Findings[0].Fix, "nextnonce") {
+		t.Fatalf("findings = %+v", res.Findings)
+	}
+}
