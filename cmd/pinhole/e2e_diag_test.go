@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 type diagFinding struct {
@@ -81,6 +82,30 @@ func TestE2E_DiagnosticsThroughBinary(t *testing.T) {
 	fs = e.findings(t, "-aor", "sip:carol@127.0.0.1", "-fingerprint", "flow_churn")
 	if len(fs) != 1 || !strings.Contains(fs[0].Device, "reg-id 1") || !strings.Contains(fs[0].Evidence[len(fs[0].Evidence)-1].Text, "3 moves") {
 		t.Fatalf("flow churn findings: %+v", fs)
+	}
+
+	// service_route_ignored: an outbound UA sends an INVITE over its
+	// registered flow without preloading its Service-Route (RFC 3608 §6).
+	ua := registerOutbound(t, e.edgePort, 2, "127.0.0.1")
+	la := ua.c.LocalAddr().String()
+	inv := "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP " + la + ";branch=z9hG4bKnoroute;rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:bob@127.0.0.1>\r\nFrom: <sip:carol@127.0.0.1>;tag=nr\r\nCall-ID: noroute\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sip:carol@" + la + ";transport=tcp;ob>\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.c.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	// The edge reports the request before forwarding it; poll the API
+	// (bounded) rather than wait for the call's outcome.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.findings(t, "-aor", "sip:carol@127.0.0.1", "-fingerprint", "service_route_ignored")) == 0 &&
+		time.Now().Before(deadline) {
+		_ = ua.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = ua.br.ReadByte() // drain whatever the edge answers meanwhile
+	}
+	fs = e.findings(t, "-aor", "sip:carol@127.0.0.1", "-fingerprint", "service_route_ignored")
+	if len(fs) != 1 || !strings.Contains(fs[0].Device, "reg-id 2") || !strings.Contains(fs[0].Evidence[0].Text, "INVITE over flow") ||
+		!strings.Contains(fs[0].Fix, "Service-Route") {
+		t.Fatalf("service route findings: %+v", fs)
 	}
 
 	// Table output, metrics, one log line per finding, the status page.

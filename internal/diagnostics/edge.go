@@ -81,3 +81,17 @@ func (d *Detector) RunFlowCheck(ctx context.Context, every time.Duration, list f
 		}
 	}
 }
+
+// RouteMissing implements edge.FlowObserver: service_route_ignored, an
+// initial request over a registered outbound flow without the
+// Service-Route the UA was given (RFC 3608 §6).
+func (d *Detector) RouteMissing(method string, ids []flowtable.Identity, f flowtable.Flow) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		s := d.deviceLocked(id.AOR, id.Instance+" reg-id "+strconv.FormatInt(id.RegID, 10), now)
+		d.raiseLocked(s, ServiceRouteIgnored, now, Evidence{Time: now, Text: fmt.Sprintf(
+			"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)})
+	}
+}
