@@ -34,7 +34,7 @@ type FlowBinding struct {
 }
 
 func (s *Server) flowInfo(fl flowtable.Flow) FlowInfo {
-	ids := s.table.Identities(fl.FlowKey)
+	ids := s.table.Identities(fl.FlowKey) // sorted; built only for the operator, never per packet
 	bs := make([]FlowBinding, len(ids))
 	for i, id := range ids {
 		bs[i] = FlowBinding{AOR: id.AOR, Instance: id.Instance, RegID: id.RegID}

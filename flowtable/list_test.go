@@ -45,7 +45,7 @@ func TestListFilterByIDAndKeepalives(t *testing.T) {
 			t.Errorf("%s: List = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if f, ok := tb.ByID(c1.ID); !ok || f.FlowKey != c1.FlowKey || f.NumBindings != 1 {
+	if f, ok := tb.ByID(c1.ID); !ok || f.FlowKey != c1.FlowKey || len(tb.Identities(f.FlowKey)) != 1 {
 		t.Errorf("ByID = %+v, %v", f, ok)
 	}
 	if _, ok := tb.ByID(9999); ok {

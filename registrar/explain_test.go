@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,7 +55,11 @@ func newExplainHarness(t *testing.T, withAuth bool, mutate func(*registrar.Confi
 	opt := registrar.Options{Now: now, Rand: func() float64 { return 0.999 }, Registry: h.prom,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if withAuth {
-		users, err := auth.NewUsers([]byte("users:\n  - username: alice\n    password: secret\n  - username: bob\n    password: pw\n"), "example.com", true)
+		p := filepath.Join(t.TempDir(), "users.yaml")
+		if err := os.WriteFile(p, []byte("users:\n  - username: alice\n    password: secret\n  - username: bob\n    password: pw\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		users, err := loadUsersFile(p, "example.com", true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -79,12 +79,14 @@ func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src So
 // ("" for a 2xx), for the server's banned-source policy.
 func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src Source) (*sip.Response, string) {
 	res, rej := r.register(ctx, req, src, nil)
-	reason := ""
 	if rej != nil {
-		res, reason = r.answerReject(req, src, rej), rej.reason
+		res = r.answerReject(req, src, rej)
 	}
 	r.observe(req, src, res, rej)
-	return res, reason
+	if rej != nil {
+		return res, rej.reason
+	}
+	return res, ""
 }
 
 func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {

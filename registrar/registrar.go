@@ -31,16 +31,17 @@ type Registrar struct {
 	now          func() time.Time
 	rand         func() float64
 	metrics      *metrics
+	registry     prometheus.Registerer // for the SIP server's socket metrics
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
 	route        *routeMetrics      // location service proxy (proxy_metrics.go)
 	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
-	observer     observerBox        // live diagnostics (observe.go)
 	gate         *gate              // registrar.overload; nil when disabled
 	// serviceRoutes caches the Service-Route header value of every
 	// configured route (it is the same for every 2xx).
 	serviceRoutes map[string]string
+	observer      observerBox // live diagnostics (observe.go)
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -105,6 +106,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	r.registry = reg
 	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
 	if err != nil {
 		return nil, err

@@ -254,9 +254,6 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 			}
 		})
 	}
-	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
-		return err
-	}
 	if cfg.hup != nil {
 		var reloaders []func(*Config) error
 		for _, r := range roles {
@@ -265,6 +262,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 		rctx, stopReload := context.WithCancel(ctx)
 		defer stopReload()
 		go serveReload(rctx, cfg.hup, cfg.path, logs, logger, reloaders)
+	}
+	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
+		return err
 	}
 	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())

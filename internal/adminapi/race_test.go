@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -126,7 +128,11 @@ func TestAPIBans(t *testing.T) {
 				st = memstore.NewAuthState(nil)
 			}
 			e := newEnv(t, store, func(c *registrar.Config, o *registrar.Options) {
-				users, err := auth.NewUsers([]byte("users:\n  - username: alice\n    password: secret\n"), "127.0.0.1", true)
+				p := filepath.Join(t.TempDir(), "users.yaml")
+				if err := os.WriteFile(p, []byte("users:\n  - username: alice\n    password: secret\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				users, err := loadUsersFile(p, "127.0.0.1", true)
 				if err != nil {
 					t.Fatal(err)
 				}

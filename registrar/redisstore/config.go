@@ -13,6 +13,11 @@ import (
 const (
 	DefaultKeyPrefix = "pinhole"
 	DefaultTimeout   = 500 * time.Millisecond
+	// DefaultPoolSize matches registrar.overload.max_concurrent's default:
+	// an admitted REGISTER holds at most one connection at a time (its CAS
+	// script, then the index pipeline), so none waits for the pool.
+	// go-redis's own default, 10 per CPU, is 20 on a 2-core node.
+	DefaultPoolSize = 64
 )
 
 // Config selects a Redis deployment: exactly one of URL, Sentinel or
@@ -35,6 +40,9 @@ type Config struct {
 	// Timeout bounds each store operation whose context has no deadline;
 	// default 500ms.
 	Timeout time.Duration `yaml:"timeout"`
+	// PoolSize is the connection pool size per Redis node; default 64.
+	// Keep it at least registrar.overload.max_concurrent.
+	PoolSize int `yaml:"pool_size"`
 }
 
 // SentinelConfig is a Redis Sentinel deployment.
@@ -56,12 +64,18 @@ func (c Config) WithDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.PoolSize == 0 {
+		c.PoolSize = DefaultPoolSize
+	}
 	return c
 }
 
 // Validate reports every problem in c. Unset fields with defaults are fine.
 func (c Config) Validate() error {
 	var errs []error
+	if c.PoolSize < 0 {
+		errs = append(errs, errors.New("pool_size: must not be negative"))
+	}
 	n := 0
 	if c.URL != "" {
 		n++

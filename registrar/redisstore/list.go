@@ -71,7 +71,7 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) (registrar.A
 			s.unlistIfGone(ctx, aor)
 			continue
 		}
-		st, err := decodeState(vals[0], vals[1])
+		st, err := decodeState(aor, vals[0], vals[1])
 		if err != nil {
 			return registrar.AORPage{}, backendErr("list", fmt.Errorf("%s: %w", aor, err))
 		}

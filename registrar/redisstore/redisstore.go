@@ -4,7 +4,7 @@
 // Layout. Each AOR is one hash, "<prefix>:aor:{<aor>}", with fields
 //
 //	v  an opaque version token, new and random on every write
-//	b  the JSON-encoded binding list
+//	b  the binding list in a compact binary encoding (codec.go)
 //
 // The "{<aor>}" hash tag keeps every key of an AOR in one Cluster slot
 // (scripts may only touch keys of one slot). The key's TTL is the latest
@@ -37,7 +37,6 @@ package redisstore
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -69,7 +68,7 @@ const (
 //	KEYS[1] the AOR key
 //	ARGV[1] expected version ("" when the key is expected absent)
 //	ARGV[2] new version
-//	ARGV[3] new JSON binding list
+//	ARGV[3] new encoded binding list
 //	ARGV[4] TTL in ms; "0" deletes the key (no binding left)
 //
 // It returns {1} on success, {0, version, list} (nil when absent) on a
@@ -143,6 +142,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 		}
 		opt.ContextTimeoutEnabled = true
 		opt.DialTimeout = cfg.Timeout
+		opt.PoolSize = cfg.PoolSize
 		c = redis.NewClient(opt)
 	case cfg.Sentinel != nil:
 		c = redis.NewFailoverClient(&redis.FailoverOptions{
@@ -151,6 +151,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 			Password:              password,
 			ContextTimeoutEnabled: true,
 			DialTimeout:           cfg.Timeout,
+			PoolSize:              cfg.PoolSize,
 		})
 	default:
 		c = redis.NewClusterClient(&redis.ClusterOptions{
@@ -158,6 +159,7 @@ func New(cfg Config, now func() time.Time) (*Store, error) {
 			Password:              password,
 			ContextTimeoutEnabled: true,
 			DialTimeout:           cfg.Timeout,
+			PoolSize:              cfg.PoolSize,
 		})
 	}
 	s := NewWithClient(c, cfg.KeyPrefix, now)
@@ -229,7 +231,7 @@ func (s *Store) read(ctx context.Context, aor string) (cached, error) {
 	if err != nil {
 		return cached{}, err
 	}
-	st, err := decodeState(vals[0], vals[1])
+	st, err := decodeState(aor, vals[0], vals[1])
 	if err != nil {
 		return cached{}, err
 	}
@@ -290,10 +292,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		if err := ctx.Err(); err != nil {
 			return nil, backendErr(op, err)
 		}
-		blob, err := json.Marshal(next)
-		if err != nil {
-			return nil, fmt.Errorf("redis %s: encode bindings: %w", op, err)
-		}
+		blob := encodeBindings(next)
 		ttl := int64(0)
 		if len(next) > 0 {
 			ttl = max(maxExpires(next).Sub(now)+ttlMargin, time.Millisecond).Milliseconds()
@@ -304,7 +303,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			s.forget(aor)
 			return nil, backendErr(op, err)
 		}
-		won, cur, err := parseCAS(res)
+		won, cur, err := parseCAS(aor, res)
 		if err != nil {
 			s.forget(aor)
 			return nil, backendErr(op, err)
@@ -474,7 +473,7 @@ func (s *Store) forget(aor string) {
 }
 
 // parseCAS decodes casScript's reply.
-func parseCAS(res []any) (won bool, cur cached, err error) {
+func parseCAS(aor string, res []any) (won bool, cur cached, err error) {
 	if len(res) == 0 {
 		return false, cached{}, errors.New("empty script reply")
 	}
@@ -485,20 +484,20 @@ func parseCAS(res []any) (won bool, cur cached, err error) {
 		// A nil version ends the Lua array early: the key is absent.
 		res = append(res, nil, nil)
 	}
-	cur, err = decodeState(res[1], res[2])
+	cur, err = decodeState(aor, res[1], res[2])
 	return false, cur, err
 }
 
-// decodeState turns the v and b fields (nil when absent) into a state.
-func decodeState(v, b any) (cached, error) {
+// decodeState turns aor's v and b fields (nil when absent) into a state.
+func decodeState(aor string, v, b any) (cached, error) {
 	vs, _ := v.(string)
 	bs, _ := b.(string)
 	if bs == "" {
 		return cached{v: vs, bs: nil}, nil
 	}
-	var out []registrar.Binding
-	if err := json.Unmarshal([]byte(bs), &out); err != nil {
-		return cached{}, fmt.Errorf("decode stored bindings: %w", err)
+	out, err := decodeBindings(aor, []byte(bs))
+	if err != nil {
+		return cached{}, err
 	}
 	return cached{v: vs, bs: out}, nil
 }

@@ -188,8 +188,9 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fields["v"] == "" || !strings.Contains(fields["b"], `"key":"k1"`) {
-		t.Errorf("AOR hash = %v, want fields v and b holding k1", fields)
+	stored, err := redisstore.DecodeBindings(aor, []byte(fields["b"]))
+	if fields["v"] == "" || err != nil || len(stored) != 1 || stored[0].Key != "k1" {
+		t.Errorf("AOR hash = %q (%v), want fields v and b holding k1", fields, err)
 	}
 	ttl, err := rc.PTTL(ctx, s.Key(aor)).Result()
 	if err != nil {
@@ -321,6 +322,7 @@ func TestConfigValidate(t *testing.T) {
 		{"sentinel without master", redisstore.Config{Sentinel: &redisstore.SentinelConfig{Addrs: []string{"a:1"}}}, "sentinel.master_name"},
 		{"cluster without addrs", redisstore.Config{Cluster: &redisstore.ClusterConfig{}}, "cluster.addrs"},
 		{"brace in prefix", redisstore.Config{URL: "redis://x:1", KeyPrefix: "a{b"}, "key_prefix"},
+		{"negative pool", redisstore.Config{URL: "redis://x:1", PoolSize: -1}, "pool_size"},
 		{"negative timeout", redisstore.Config{URL: "redis://x:1", Timeout: -time.Second}, "timeout"},
 	}
 	for _, tc := range tests {

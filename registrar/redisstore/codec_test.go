@@ -1,0 +1,103 @@
+package redisstore
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pinhole-sip/pinhole/registrar"
+)
+
+func codecSample() []registrar.Binding {
+	t0 := time.Unix(1_700_000_000, 123456789)
+	const aor = "sip:alice@example.com"
+	return []registrar.Binding{
+		{AOR: aor, Contact: "sip:alice@192.0.2.1:5060;transport=udp;ob", Key: `ob:<urn:uuid:1>:1`, Instance: "<urn:uuid:1>", RegID: 1,
+			Q: -1, Expires: t0.Add(time.Hour), CallID: "c1", CSeq: 7,
+			Path:   []string{"<sip:tok@edge;lr;ob>", "<sip:p2;lr>"},
+			Source: "udp 192.0.2.9:5062", UserAgent: "ua/1", Registered: t0, Updated: t0.Add(time.Second)},
+		{AOR: aor, Contact: "sip:alice@192.0.2.2", Key: "inst:<urn:uuid:2>", Instance: "<urn:uuid:2>", Q: 500,
+			Expires: t0.Add(time.Minute), CallID: "c2", CSeq: 1, Registered: t0, Updated: t0},
+		{AOR: aor, Contact: "sip:alice@192.0.2.3", Key: "sip:alice@192.0.2.3", Q: 1000, Expires: t0, CallID: "c3"},
+		{AOR: aor, Contact: "sip:alice@192.0.2.4;x", Key: "sip:alice@192.0.2.4", Q: 0, Expires: t0, CallID: "c4"},
+		{AOR: aor, Contact: "sip:a@b", Key: "ob:<urn:uuid:5>:2", Instance: "<urn:uuid:5>", RegID: 3, Expires: t0, CallID: "c5"},
+	}
+}
+
+func sameBindings(a, b []registrar.Binding) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if !x.Expires.Equal(y.Expires) || !x.Registered.Equal(y.Registered) || !x.Updated.Equal(y.Updated) {
+			return false
+		}
+		x.Expires, x.Registered, x.Updated = time.Time{}, time.Time{}, time.Time{}
+		y.Expires, y.Registered, y.Updated = time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	in := codecSample()
+	got, err := decodeBindings(in[0].AOR, encodeBindings(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameBindings(in, got) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, in)
+	}
+	if empty, err := decodeBindings("sip:x@y", encodeBindings(nil)); err != nil || len(empty) != 0 {
+		t.Fatalf("empty list: %v %v", empty, err)
+	}
+}
+
+// TestCodecReadsJSON: lists written by earlier versions (JSON) still read.
+func TestCodecReadsJSON(t *testing.T) {
+	in := codecSample()
+	js, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeBindings(in[0].AOR, js)
+	if err != nil || !sameBindings(in, got) {
+		t.Fatalf("json: %v\n got %+v", err, got)
+	}
+	if bin := encodeBindings(in); len(bin) >= len(js)/2 {
+		t.Errorf("binary %d B, json %d B: want under half", len(bin), len(js))
+	}
+}
+
+func TestCodecCorrupt(t *testing.T) {
+	full := encodeBindings(codecSample())
+	for n := range len(full) {
+		if _, err := decodeBindings("sip:a@b", full[:n]); err == nil {
+			t.Fatalf("truncated to %d bytes: no error", n)
+		}
+	}
+	if _, err := decodeBindings("sip:a@b", append(full, 0)); !errors.Is(err, errCorrupt) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+}
+
+func FuzzDecodeBindings(f *testing.F) {
+	f.Add(encodeBindings(codecSample()))
+	f.Add([]byte(`[{"aor":"x"}]`))
+	f.Add([]byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bs, err := decodeBindings("sip:a@b", data)
+		if err != nil || (len(data) > 0 && data[0] == '[') {
+			return
+		}
+		again, err := decodeBindings("sip:a@b", encodeBindings(bs))
+		if err != nil || !sameBindings(bs, again) {
+			t.Fatalf("re-encode: %v", err)
+		}
+	})
+}
