@@ -66,11 +66,11 @@ func (d *Detector) CheckFlows(flows []edge.FlowInfo, timer func(transport string
 	}
 }
 
-// RunFlowCheck calls CheckFlows every period with list's flows until ctx
-// ends.
-func (d *Detector) RunFlowCheck(ctx context.Context, every time.Duration, list func() []edge.FlowInfo,
+// RunFlowCheck calls CheckFlows with list's flows every
+// keepalive_check_interval until ctx ends.
+func (d *Detector) RunFlowCheck(ctx context.Context, list func() []edge.FlowInfo,
 	timer func(transport string) time.Duration) {
-	t := time.NewTicker(every)
+	t := time.NewTicker(d.cfg.KeepaliveCheck)
 	defer t.Stop()
 	for {
 		select {
