@@ -3,7 +3,9 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +189,94 @@ registrar:
 	_, m := p.get("/metrics")
 	if want := `pinhole_diagnostics_detected_total{fingerprint="expiry_ignored"} 1`; !strings.Contains(m, want) {
 		t.Errorf("metrics lack %q:\n%s", want, grepLines(m, "pinhole_diagnostics"))
+	}
+}
+
+// udpInvite sends an initial INVITE from bob's socket c (Contact: c's own
+// address) to sip:nobody@127.0.0.1, with route as its Route header when
+// set, and returns the final status (0: none within 5 s).
+func udpInvite(t *testing.T, c net.Conn, callID, route string) int {
+	t.Helper()
+	la := c.LocalAddr().String()
+	msg := "INVITE sip:nobody@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + ";rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:nobody@127.0.0.1>\r\nFrom: <sip:bob@127.0.0.1>;tag=" + callID + "\r\n" +
+		"Call-ID: " + callID + "\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@" + la + ">\r\n"
+	if route != "" {
+		msg += "Route: " + route + "\r\n"
+	}
+	msg += "Content-Length: 0\r\n\r\n"
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65535)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return 0
+		}
+		f := strings.Fields(string(buf[:n]))
+		if len(f) < 2 || f[0] != "SIP/2.0" {
+			continue // a request (none expected) or junk
+		}
+		if code, _ := strconv.Atoi(f[1]); code >= 200 {
+			ack := "ACK sip:nobody@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + la + ";branch=z9hG4bK" + callID + ";rport\r\n" +
+				"Max-Forwards: 70\r\nTo: <sip:nobody@127.0.0.1>\r\nFrom: <sip:bob@127.0.0.1>;tag=" + callID + "\r\n" +
+				"Call-ID: " + callID + "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+			_, _ = c.Write([]byte(ack))
+			return code
+		}
+	}
+}
+
+// TestE2E_DiagnosticsServiceRouteIgnoredPlain: plain (non-outbound) UAs
+// register bob through the edge over UDP. One preloads the Service-Route
+// of its 2xx as Route (RFC 3608 §6), a socket that never registered sends
+// a Route-less INVITE: neither gives a finding. A registered one that
+// sends its INVITE without Route is reported as service_route_ignored for
+// its Contact.
+func TestE2E_DiagnosticsServiceRouteIgnoredPlain(t *testing.T) {
+	a := newAllInOne(t)
+	p := a.start(t)
+	dial := func() net.Conn {
+		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", a.edgePort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	register := func(c net.Conn, callID string) string {
+		code, res := sipRoundTrip(t, c, callID, 1, "<sip:bob@"+c.LocalAddr().String()+">", "Expires: 600")
+		if code != 200 {
+			t.Fatalf("REGISTER %s: %d\n%s", callID, code, res)
+		}
+		sr := parseMsg(t, res).get("Service-Route")
+		if len(sr) != 1 {
+			t.Fatalf("REGISTER %s: Service-Route %v", callID, sr)
+		}
+		return sr[0]
+	}
+	good, stranger, bad := dial(), dial(), dial()
+	sr := register(good, "sr-good")
+	register(bad, "sr-bad")
+	if code := udpInvite(t, good, "inv-good", sr); code == 0 {
+		t.Fatal("INVITE with the Service-Route: no final answer")
+	}
+	if code := udpInvite(t, stranger, "inv-stranger", ""); code == 0 {
+		t.Fatal("INVITE from an unregistered socket: no final answer")
+	}
+	if fs := p.apiFindings(t, ""); len(fs) != 0 {
+		t.Fatalf("findings before the Route-less INVITE: %+v", fs)
+	}
+	udpInvite(t, bad, "inv-bad", "")
+	fs := p.awaitFindings(t, "fingerprint=service_route_ignored", 10*time.Second)
+	if len(fs) != 1 || fs[0].AOR != "sip:bob@127.0.0.1" || fs[0].Device != "sip:bob@"+bad.LocalAddr().String() ||
+		!strings.Contains(fs[0].Evidence[0].Text, "INVITE over flow #") ||
+		!strings.Contains(fs[0].Evidence[0].Text, "udp "+bad.LocalAddr().String()+" without Route") {
+		t.Fatalf("service route findings: %+v", fs)
+	}
+	if all := p.apiFindings(t, ""); len(all) != 1 {
+		t.Errorf("findings: %+v", all)
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
 )
 
 // Fingerprint ids (bounded: they are metric label values).
@@ -226,6 +228,9 @@ type device struct {
 	// flow_churn
 	moves []time.Time
 	flow  string
+	// service_route_ignored for plain registrations: the flow the device
+	// last registered over at this edge
+	regFlow flowtable.FlowKey
 }
 
 type finding struct {

@@ -244,3 +244,28 @@ func TestKeepaliveMissing(t *testing.T) {
 		t.Errorf("finding = %+v", f)
 	}
 }
+
+// TestServiceRouteIgnoredPlain: a plain (non-outbound) device that
+// registered over a flow and sends an initial request over it without
+// Route is reported (RFC 3608 §6); the same request over another flow, or
+// from a device that never registered here, is not, and creates no state.
+func TestServiceRouteIgnoredPlain(t *testing.T) {
+	d, _, _, _ := newDetector(t, Config{})
+	flow := func(port uint16) flowtable.Flow {
+		return flowtable.Flow{ID: uint64(port), FlowKey: flowtable.FlowKey{Transport: flowtable.UDP,
+			Local: netip.MustParseAddrPort("192.0.2.9:5060"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), port)}}
+	}
+	const dev = "sip:alice@198.51.100.1:4000"
+	d.PlainRegistered(aor, []string{dev}, flow(4000).FlowKey)
+	d.PlainRouteMissing("INVITE", aor, dev, flow(4001))                        // another flow
+	d.PlainRouteMissing("INVITE", aor, "sip:alice@198.51.100.1:9", flow(4000)) // another device
+	d.PlainRouteMissing("INVITE", "sip:mallory@example.com", dev, flow(4000))
+	if fs := d.Findings("", ""); len(fs) != 0 || d.Devices() != 1 {
+		t.Fatalf("findings %+v, %d devices", fs, d.Devices())
+	}
+	d.PlainRouteMissing("INVITE", aor, dev, flow(4000))
+	f := only(t, d, ServiceRouteIgnored)
+	if f.Device != dev || !strings.Contains(f.Evidence[0].Text, "INVITE over flow #4000 udp 198.51.100.1:4000 without Route") {
+		t.Errorf("finding = %+v", f)
+	}
+}

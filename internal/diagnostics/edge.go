@@ -91,7 +91,46 @@ func (d *Detector) RouteMissing(method string, ids []flowtable.Identity, f flowt
 	defer d.mu.Unlock()
 	for _, id := range ids {
 		s := d.deviceLocked(id.AOR, id.Instance+" reg-id "+strconv.FormatInt(id.RegID, 10), now)
-		d.raiseLocked(s, ServiceRouteIgnored, now, Evidence{Time: now, Text: fmt.Sprintf(
-			"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)})
+		d.raiseLocked(s, ServiceRouteIgnored, now, routeEvidence(method, f, now))
 	}
+}
+
+func routeEvidence(method string, f flowtable.Flow, now time.Time) Evidence {
+	return Evidence{Time: now, Text: fmt.Sprintf(
+		"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)}
+}
+
+// PlainRegistered implements edge.FlowObserver: it remembers the flow each
+// plain (non-outbound) device of aor registered over, for
+// PlainRouteMissing. It replaces the device's previous flow.
+func (d *Detector) PlainRegistered(aor string, contacts []string, flow flowtable.FlowKey) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range contacts {
+		s := d.deviceLocked(aor, c, now)
+		s.regFlow = flow
+		d.clearLocked(s, now)
+	}
+}
+
+// PlainRouteMissing implements edge.FlowObserver: service_route_ignored
+// for a plain registration, an initial request without Route from a
+// device (From AOR, Contact URI) over the flow it registered over (RFC
+// 3608 §6). A request from a device the detector does not know creates
+// no state: whoever sends it, it costs a map look-up.
+func (d *Detector) PlainRouteMissing(method, aor, contact string, f flowtable.Flow) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	el, ok := d.devices[devKey{aor, contact}]
+	if !ok {
+		return
+	}
+	s := el.Value.(*device)
+	if s.regFlow != f.FlowKey {
+		return
+	}
+	s = d.deviceLocked(aor, contact, now)
+	d.raiseLocked(s, ServiceRouteIgnored, now, routeEvidence(method, f, now))
 }
