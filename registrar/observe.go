@@ -17,6 +17,27 @@ type Observer interface {
 	ObserveRegister(RegisterObservation)
 }
 
+// NoBindingObserver is the optional part of an Observer that is told of
+// every inbound request the location service answered without a target
+// because the AOR had no live binding (RFC 3261 §16.5; the 480
+// no_binding), with the canonical AOR and the time.
+type NoBindingObserver interface {
+	ObserveNoBinding(aor string, t time.Time)
+}
+
+// observeNoBinding reports a location look-up that found no live binding
+// for aor to the observer, if it wants to know. The proxy calls it where
+// it answers 480 no_binding.
+func (r *Registrar) observeNoBinding(aor string) {
+	op := r.observer.Load()
+	if op == nil {
+		return
+	}
+	if o, ok := (*op).(NoBindingObserver); ok {
+		o.ObserveNoBinding(aor, r.now())
+	}
+}
+
 // RegisterObservation is what an answered REGISTER showed.
 type RegisterObservation struct {
 	Time   time.Time

@@ -203,6 +203,17 @@ type Detector struct {
 	mu      sync.Mutex
 	devices map[devKey]*list.Element // of *device
 	lru     *list.List               // front = most recently seen
+	// shortened counts, per AOR, the devices whose last grant was shorter
+	// than asked (grantedUntil set); misses holds the inbound requests
+	// that found no binding for such an AOR since its last 2xx.
+	shortened map[string]int
+	misses    map[string]*missed
+}
+
+// missed counts inbound requests that found no binding for one AOR.
+type missed struct {
+	n    int
+	last time.Time
 }
 
 type devKey struct{ aor, device string }
@@ -218,6 +229,7 @@ type device struct {
 	briefExp   int64
 	briefTimes []time.Time
 	// expiry_ignored: the last 2xx granted less than asked
+	grantedAt    time.Time
 	grantedUntil time.Time
 	requested    int64
 	granted      int64
@@ -250,6 +262,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 	d := &Detector{
 		cfg: cfg, now: now, log: logger,
 		devices: map[devKey]*list.Element{}, lru: list.New(),
+		shortened: map[string]int{}, misses: map[string]*missed{},
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pinhole_diagnostics_active",
 			Help: "Findings currently active on this node, by fingerprint.",
@@ -289,6 +302,7 @@ func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 		for fp := range s.findings {
 			d.active.WithLabelValues(fp).Dec()
 		}
+		d.setGrantLocked(s, time.Time{})
 		delete(d.devices, s.key)
 		d.lru.Remove(old)
 	}

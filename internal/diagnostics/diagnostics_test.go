@@ -269,3 +269,47 @@ func TestServiceRouteIgnoredPlain(t *testing.T) {
 		t.Errorf("finding = %+v", f)
 	}
 }
+
+// TestExpiryIgnoredInboundMisses: inbound requests that found no binding
+// while the shortened grant had lapsed count towards the device's
+// expiry_ignored; misses for an AOR without such a device keep no state;
+// a device back after more than the interval it asked for was off, not
+// ignoring its grant.
+func TestExpiryIgnoredInboundMisses(t *testing.T) {
+	d, c, _, _ := newDetector(t, Config{})
+	d.ObserveNoBinding(aor, c.now())
+	d.ObserveNoBinding("sip:nobody@example.com", c.now())
+	if len(d.misses) != 0 {
+		t.Fatalf("misses kept for AORs without a shortened grant: %v", d.misses)
+	}
+	d.ObserveRegister(obs(c, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	c.advance(10 * time.Minute)
+	d.ObserveNoBinding(aor, c.now())
+	c.advance(time.Minute)
+	d.ObserveNoBinding(aor, c.now())
+	c.advance(40 * time.Minute)
+	d.ObserveRegister(obs(c, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	f := only(t, d, ExpiryIgnored)
+	if !strings.Contains(f.Evidence[0].Text, "asked 3600 s, granted 300 s; the next REGISTER came 46m0s after") ||
+		!strings.Contains(f.Evidence[0].Text, "2 inbound requests found no binding meanwhile (last at 03:15:05)") {
+		t.Errorf("evidence %q", f.Evidence[0].Text)
+	}
+	if len(d.misses) != 0 {
+		t.Errorf("misses not consumed: %v", d.misses)
+	}
+
+	d2, c2, _, _ := newDetector(t, Config{})
+	d2.ObserveRegister(obs(c2, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	c2.advance(2 * time.Hour)
+	d2.ObserveRegister(obs(c2, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	if fs := d2.Findings("", ""); len(fs) != 0 {
+		t.Errorf("a device back after 2 h (asked 1 h): %+v", fs)
+	}
+	// Eviction releases the per-AOR count.
+	d3, c3, _, _ := newDetector(t, Config{MaxDevices: 1})
+	d3.ObserveRegister(obs(c3, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	d3.ObserveRegister(obs(c3, 423, "interval_too_brief", contact("sip:b@192.0.2.1", 30, -1)))
+	if len(d3.shortened) != 0 {
+		t.Errorf("shortened after eviction: %v", d3.shortened)
+	}
+}
