@@ -103,7 +103,22 @@ type Config struct {
 	// ProvisionalFlowIdle is the idle timeout of a provisional UDP flow
 	// (default 32s, one REGISTER transaction's lifetime).
 	ProvisionalFlowIdle time.Duration `yaml:"provisional_flow_idle"`
+	// DSCP, 0..63, marks the signalling the edge sends on every listener
+	// (RFC 2474; e.g. 24 = CS3, 26 = AF31, RFC 4594 §4.3); 0 leaves packets
+	// unmarked. A listener's dscp overrides it.
+	DSCP int `yaml:"dscp"`
+	// UDPReceiveBuffer is the SO_RCVBUF asked for on UDP and DTLS sockets
+	// (default 4 MiB; the kernel caps it at net.core.rmem_max, and what it
+	// granted is logged).
+	UDPReceiveBuffer int `yaml:"udp_receive_buffer"`
+	// UDPReaders is the number of goroutines reading, and of parsers, per
+	// UDP listener (default: the number of CPUs).
+	UDPReaders int `yaml:"udp_readers"`
 }
+
+// DefaultUDPReceiveBuffer is the default SO_RCVBUF request: about 2 s of
+// 1 KB REGISTERs at 2,000/s.
+const DefaultUDPReceiveBuffer = 4 << 20
 
 // RateLimitConfig is a token bucket per source IP (trusted_core peers are
 // exempt). Over it, UDP datagrams are dropped unanswered (no reflection
@@ -124,7 +139,7 @@ type FlowTimerConfig = flowtable.Timer
 
 // ListenConfig is one edge listener.
 type ListenConfig struct {
-	Transport string       `yaml:"transport"` // udp|tcp|tls|ws|wss
+	Transport string       `yaml:"transport"` // udp|tcp|tls|ws|wss|dtls
 	Address   string       `yaml:"address"`   // ip:port, IPv6 bracketed
 	Role      string       `yaml:"role"`      // access|core|both (default both)
 	Advertise string       `yaml:"advertise"` // host[:port]; default: edge.advertise (core and both roles only), then the bound address
@@ -141,8 +156,14 @@ type ListenConfig struct {
 	MaxMessage int `yaml:"max_message"`
 	// MessageTimeout: once the first byte of a SIP message has arrived
 	// on a stream, the whole message must arrive within it or the
-	// connection is closed (slowloris; default 10s).
+	// connection is closed (slowloris; default 10s). A connection that
+	// sends nothing is bounded by IdleTimeout and the connection caps.
 	MessageTimeout time.Duration `yaml:"message_timeout"`
+	// DSCP overrides edge.dscp for this listener; 0 means edge.dscp.
+	DSCP int `yaml:"dscp"`
+	// HandshakeTimeout bounds a DTLS handshake (dtls only; default 10s).
+	// For tls/wss the stream listener's handshake deadline applies.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // URIList is one SIP URI or a list of them in YAML.
@@ -177,6 +198,12 @@ func (c *Config) SetDefaults() {
 		l.Transport = strings.ToLower(l.Transport)
 		if l.Role == "" {
 			l.Role = RoleBoth
+			if l.Transport == "dtls" {
+				l.Role = RoleAccess // DTLS toward the core is not offered
+			}
+		}
+		if l.Transport == "dtls" && l.HandshakeTimeout == 0 {
+			l.HandshakeTimeout = DefaultDTLSHandshakeTimeout
 		}
 		if l.Transport != "udp" {
 			if l.MaxConnections == 0 {
@@ -203,6 +230,16 @@ func (c *Config) SetDefaults() {
 	}
 	if c.FlowTimer.Stream == 0 {
 		c.FlowTimer.Stream = DefaultFlowTimerTCP
+	}
+	for i := range c.Listen {
+		// A DTLS association is a datagram flow: its UA keeps it alive at
+		// the UDP Flow-Timer; idle is four intervals plus slack.
+		if l := &c.Listen[i]; l.Transport == "dtls" && l.IdleTimeout == DefaultIdleTimeout {
+			l.IdleTimeout = 4*c.FlowTimer.UDP + 20*time.Second
+		}
+	}
+	if c.UDPReceiveBuffer == 0 {
+		c.UDPReceiveBuffer = DefaultUDPReceiveBuffer
 	}
 	if c.Core == "" && len(c.Registrar) > 0 {
 		// The registrar tells UA-originated requests by the "orig" marker
@@ -251,12 +288,18 @@ func (c *Config) Validate() error {
 	for i, l := range c.Listen {
 		p := fmt.Sprintf("edge.listen[%d]", i)
 		switch strings.ToLower(l.Transport) {
-		case "udp", "tcp", "tls", "ws", "wss":
+		case "udp", "tcp", "tls", "ws", "wss", "dtls":
 		default:
-			bad("%s.transport: %q is not udp, tcp, tls, ws or wss", p, l.Transport)
+			bad("%s.transport: %q is not udp, tcp, tls, ws, wss or dtls", p, l.Transport)
 		}
-		if _, err := netip.ParseAddrPort(l.Address); err != nil {
+		if ap, err := netip.ParseAddrPort(l.Address); err != nil {
 			bad("%s.address: %q is not ip:port: %v", p, l.Address, err)
+		} else if ap.Addr().IsUnspecified() && l.Advertise == "" && c.Advertise == "" {
+			// Path, Record-Route and Via would carry 0.0.0.0.
+			bad("%s.address: a wildcard address needs advertise (here or edge.advertise)", p)
+		}
+		if l.DSCP < 0 || l.DSCP > 63 {
+			bad("%s.dscp: %d is not in 0..63", p, l.DSCP)
 		}
 		switch l.Role {
 		case RoleAccess:
@@ -274,7 +317,18 @@ func (c *Config) Validate() error {
 			}
 		}
 		t := strings.ToLower(l.Transport)
-		if t == "tls" || t == "wss" {
+		if t == "dtls" {
+			if l.Role != RoleAccess && l.Role != "" {
+				bad("%s.role: a dtls listener faces UAs only (role access)", p)
+			}
+			if l.HandshakeTimeout < 0 {
+				bad("%s.handshake_timeout: must not be negative", p)
+			}
+			if l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.UDP {
+				bad("%s.idle_timeout: %v must exceed edge.flow_timer.udp (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.UDP)
+			}
+		}
+		if t == "tls" || t == "wss" || t == "dtls" {
 			if err := l.TLS.Validate(); err != nil {
 				bad("%s.tls: %v", p, err)
 			}
@@ -293,7 +347,7 @@ func (c *Config) Validate() error {
 		if l.MessageTimeout < 0 {
 			bad("%s.message_timeout: must not be negative", p)
 		}
-		if t != "udp" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
+		if t != "udp" && t != "dtls" && l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.Stream {
 			bad("%s.idle_timeout: %v must exceed edge.flow_timer.stream (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.Stream)
 		}
 		if l.MaxMessage < 0 || l.MaxMessage > 1<<20 {
@@ -364,6 +418,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit.MaxSources < 0 {
 		bad("edge.rate_limit.max_sources: must not be negative")
+	}
+	if c.DSCP < 0 || c.DSCP > 63 {
+		bad("edge.dscp: %d is not in 0..63", c.DSCP)
+	}
+	if c.UDPReceiveBuffer < 0 {
+		bad("edge.udp_receive_buffer: must not be negative")
+	}
+	if c.UDPReaders < 0 || c.UDPReaders > 256 {
+		bad("edge.udp_readers: %d is not in 0..256", c.UDPReaders)
 	}
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")

@@ -166,3 +166,47 @@ listen:
 		t.Errorf("core listener advertises %+v, want 10.0.0.11", core.adv)
 	}
 }
+
+// TestConfigNetLayer: dtls listeners, wildcard addresses, DSCP and the UDP
+// receive path keys.
+func TestConfigNetLayer(t *testing.T) {
+	c, err := decodeStrict(t, `
+listen:
+  - {transport: udp, address: 0.0.0.0:5060, advertise: edge.example.com, dscp: 24}
+  - {transport: dtls, address: 127.0.0.1:5061, tls: {self_signed: true}, handshake_timeout: 5s}
+registrar: sip:127.0.0.1:5070
+dscp: 26
+udp_receive_buffer: 8388608
+udp_readers: 4
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := c.Listen[1]
+	if d.Role != RoleAccess || d.HandshakeTimeout != 5*time.Second || d.IdleTimeout != 4*DefaultFlowTimerUDP+20*time.Second {
+		t.Errorf("dtls defaults: %+v", d)
+	}
+	if c.DSCP != 26 || c.Listen[0].DSCP != 24 || c.UDPReceiveBuffer != 8<<20 || c.UDPReaders != 4 {
+		t.Errorf("net keys: %+v", c)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"dtls toward the core", "listen: [{transport: udp, address: 127.0.0.1:0}, {transport: dtls, address: 127.0.0.1:0, role: both, tls: {self_signed: true}}]", "a dtls listener faces UAs only"},
+		{"dtls without certificate", "listen: [{transport: udp, address: 127.0.0.1:0}, {transport: dtls, address: 127.0.0.1:0}]", "edge.listen[1].tls"},
+		{"wildcard without advertise", "listen: [{transport: udp, address: 0.0.0.0:5060}]", "wildcard address needs advertise"},
+		{"dscp out of range", "listen: [{transport: udp, address: 127.0.0.1:0}]\ndscp: 64", "edge.dscp"},
+		{"listener dscp out of range", "listen: [{transport: udp, address: 127.0.0.1:0, dscp: -1}]", "edge.listen[0].dscp"},
+	} {
+		c, err := decodeStrict(t, tc.yaml+"\nregistrar: sip:127.0.0.1:5070\n")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		c.SetDefaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -52,8 +52,7 @@ type StreamOptions struct {
 	// above the Flow-Timer given to clients plus slack (RFC 5626 §4.4.1).
 	IdleTimeout time.Duration
 	// MessageTimeout, when > 0, bounds how long one SIP message may take to
-	// arrive: from its first byte (for a new connection, from the accept)
-	// to its last. Past it the connection is closed with ErrMessageTimeout,
+	// arrive: from its first byte to its last. Past it the connection is closed with ErrMessageTimeout,
 	// so a peer trickling a header block (slowloris) holds the connection
 	// for MessageTimeout, not IdleTimeout. Keep-alives between messages are
 	// not messages: they are bounded by IdleTimeout only.
@@ -67,8 +66,9 @@ type StreamOptions struct {
 	OnKeepalive func()
 	// Check, when set, is asked about each message's complete header
 	// section before any of it is passed on; !ok withholds the message
-	// (and its body) and writes reply, when non-nil, to the peer.
-	Check func(hdr []byte) (reply []byte, ok bool)
+	// (and its body) and writes reply, when non-nil, to the peer; a non-nil
+	// out replaces the header section (a normalised form).
+	Check func(hdr []byte) (out, reply []byte, ok bool)
 	// OnClose is called exactly once when the connection is closed, with
 	// the reason: the read error that ended it (io.EOF when the peer closed),
 	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
@@ -100,8 +100,8 @@ type StreamConn struct {
 	pending []byte // framed SIP bytes not yet returned by Read
 	fr      framer
 	rerr    error // sticky read error
-	// msgStart is when the message being read began (the accept, for the
-	// first one); zero between messages once one has completed.
+	// msgStart is when the message being read began; zero between
+	// messages.
 	msgStart time.Time
 	// broken is a framing error met after the messages still pending.
 	broken error
@@ -119,7 +119,7 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{}), msgStart: time.Now()}
+	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{})}
 }
 
 // Closed is closed once the connection has been closed.
@@ -316,7 +316,7 @@ type framer struct {
 	body    int    // body bytes still expected
 	done    uint64 // messages completed so far
 
-	check   func(hdr []byte) ([]byte, bool)
+	check   func(hdr []byte) ([]byte, []byte, bool)
 	skip    bool     // the current message was refused by check: drop its body
 	replies [][]byte // answers to refused messages, for the caller to write
 }
@@ -385,6 +385,22 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			end := from + i + len(crlfcrlf) // header section length
 			used := take - (len(f.hdr) - end)
 			chunk = chunk[used:]
+			// The header section is checked, then passed on whole (never
+			// a partial one to the parser). A refused one is answered even
+			// when its Content-Length then breaks the stream.
+			f.skip = false
+			hdr := f.hdr[:end]
+			if f.check != nil {
+				norm, reply, ok := f.check(hdr)
+				if !ok {
+					f.skip = true
+					if reply != nil {
+						f.replies = append(f.replies, reply)
+					}
+				} else if norm != nil {
+					hdr = norm
+				}
+			}
 			cl, err := contentLength(f.hdr[:end])
 			if err != nil {
 				return pings, err
@@ -392,19 +408,8 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			if cl > f.max-end {
 				return pings, fmt.Errorf("%w: %d header bytes + Content-Length %d over %d", ErrMessageTooLarge, end, cl, f.max)
 			}
-			// The header section is passed on whole, once complete and
-			// checked (never a partial one to the parser).
-			f.skip = false
-			if f.check != nil {
-				if reply, ok := f.check(f.hdr[:end]); !ok {
-					f.skip = true
-					if reply != nil {
-						f.replies = append(f.replies, reply)
-					}
-				}
-			}
 			if !f.skip {
-				*out = append(*out, f.hdr[:end]...)
+				*out = append(*out, hdr...)
 			}
 			f.hdr = f.hdr[:0]
 			if cap(f.hdr) > readChunk {

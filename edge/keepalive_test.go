@@ -403,13 +403,3 @@ func TestStreamConnMessageTimeout(t *testing.T) {
 		t.Fatal("OnClose not called")
 	}
 }
-
-// TestStreamConnFirstMessageTimeout: a connection that never sends a
-// message is cut after MessageTimeout, not held for IdleTimeout.
-func TestStreamConnFirstMessageTimeout(t *testing.T) {
-	_, server := tcpPair(t)
-	sc := NewStreamConn(server, StreamOptions{IdleTimeout: time.Minute, MessageTimeout: 50 * time.Millisecond})
-	if _, err := sc.Read(make([]byte, 10)); !errors.Is(err, ErrMessageTimeout) {
-		t.Fatalf("Read error = %v, want ErrMessageTimeout", err)
-	}
-}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // DefaultHandshakeTimeout bounds the TLS handshake and the WebSocket upgrade
@@ -52,7 +54,7 @@ type ListenerOptions struct {
 	Logger *slog.Logger
 
 	// Check: see StreamOptions; remote is the connection's peer.
-	Check func(remote net.Addr, hdr []byte) (reply []byte, ok bool)
+	Check func(remote net.Addr, hdr []byte) (out, reply []byte, ok bool)
 
 	// OnAccept is called when Accept hands a connection to its caller.
 	OnAccept func(id uint64, c *StreamConn)
@@ -64,6 +66,9 @@ type ListenerOptions struct {
 	OnKeepalive func(id uint64)
 	// OnReject is called for each connection dropped before Accept.
 	OnReject func(remote net.Addr, reason string, err error)
+	// DSCP, 1..63, marks what each accepted connection sends (set through
+	// x/net on the socket before any handshake); 0 leaves it unmarked.
+	DSCP int
 }
 
 // Listener is the net.Listener handed to sipgo's ServeTCP / ServeTLS for
@@ -150,7 +155,7 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 		opt.OnKeepalive = func() { f(id) }
 	}
 	if f := l.opt.Check; f != nil {
-		opt.Check = func(hdr []byte) ([]byte, bool) { return f(remote, hdr) }
+		opt.Check = func(hdr []byte) ([]byte, []byte, bool) { return f(remote, hdr) }
 	}
 	sc := NewStreamConn(c, opt)
 	if l.opt.OnAccept != nil {
@@ -213,6 +218,9 @@ func (l *Listener) acceptLoop() {
 			c.Close()
 			l.reject(c.RemoteAddr(), RejectConnLimitPerIP, nil)
 			continue
+		}
+		if err := sock.SetDSCP(c, l.opt.DSCP); err != nil {
+			l.log.Debug("dscp not set", "raddr", c.RemoteAddr().String(), "error", err)
 		}
 		go l.prepare(c)
 	}

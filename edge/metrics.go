@@ -26,7 +26,7 @@ const (
 	reasonTimerC        = "timer_c"           // 408: INVITE unanswered, RFC 3261 §16.6 step 11
 )
 
-var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS}
+var transportsForMetrics = []flowtable.Transport{flowtable.UDP, flowtable.TCP, flowtable.TLS, flowtable.WS, flowtable.WSS, flowtable.DTLS}
 
 type metrics struct {
 	keepalives  *prometheus.CounterVec // transport

@@ -172,8 +172,7 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 	case *sip.UDPConnection:
 		if l, ok := s.byLocal[c.LocalAddr().String()]; ok {
 			in.l = l
-			in.key = flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: in.src}
-			in.hasFlow = in.src.IsValid()
+			in.key, in.hasFlow = s.datagramInbound(l, in.src)
 		}
 	}
 	return in
@@ -194,7 +193,7 @@ func (s *Server) reject(req *sip.Request, tx sip.ServerTransaction, in inbound, 
 // respond sends res on the server transaction; UDP responses go to the
 // packet source (RFC 3581 §4 without relying on the UA's rport).
 func (s *Server) respond(tx sip.ServerTransaction, in inbound, res *sip.Response) {
-	if in.hasFlow && in.key.Transport == flowtable.UDP {
+	if in.hasFlow && !in.key.Transport.Stream() {
 		res.SetDestination(in.src.String())
 	}
 	if err := tx.Respond(res); err != nil {
@@ -362,15 +361,8 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	if _, ok := s.table.Lookup(key); !ok {
 		return leg{}, nil, errFlowGone
 	}
-	if key.Transport == flowtable.UDP {
-		for _, l := range s.listeners {
-			if l.transport == flowtable.UDP && l.local == key.Local {
-				lg := leg{client: s.acl, transport: "UDP", dest: key.Remote.String(), laddr: l.local, via: l.adv, flow: true}
-				lg.via.Transport = "UDP"
-				return lg, l, nil
-			}
-		}
-		return leg{}, nil, errFlowGone
+	if !key.Transport.Stream() {
+		return s.datagramLeg(key) // UDP, DTLS: netlayer.go
 	}
 	v, ok := s.connsID.Load(key.ConnID)
 	if !ok {

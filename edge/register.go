@@ -49,7 +49,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 		if outbound {
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")
-			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(in.key.Transport == flowtable.UDP)))
+			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(!in.key.Transport.Stream())))
 		}
 	}
 	// Registrars in failover order: the current one first, then the
@@ -158,7 +158,9 @@ func (s *Server) bindFromResponse(key flowtable.FlowKey, req *sip.Request, res *
 		}
 		if err := s.table.Bind(key, aor, id.instance, id.regID); err != nil {
 			s.log.Info("flow bind failed", "aor", aor, "flow", key.String(), "error", err)
+			continue
 		}
+		s.flowBound(aor, id.instance, id.regID, key)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
+	"github.com/pinhole-sip/pinhole/internal/sock"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -58,8 +59,9 @@ type listener struct {
 	idx       int
 	cfg       ListenConfig
 	transport flowtable.Transport
-	pc        *PacketConn // udp
-	ln        *Listener   // stream
+	pc        *PacketConn   // udp
+	dtls      *DTLSListener // dtls
+	ln        *Listener     // stream
 	local     netip.AddrPort
 	adv       routeset.Address // what Path / Record-Route / Via carry
 	tlsConfig *tls.Config
@@ -111,8 +113,14 @@ type Server struct {
 	ccl  *sipgo.Client
 
 	listeners []*listener
-	byLocal   map[string]*listener // udp listeners by bound address
-	self      routeset.Self
+	byLocal   map[string]*listener // udp and dtls listeners by bound address
+	// handoff carries datagrams over sipgo's 32 KiB UDP read buffer
+	// (internal/sock Handoff); udpStats exports the UDP sockets' counters.
+	handoff  *sock.Handoff
+	udpStats *sock.Collector
+	nm       *netMetrics
+	dtlsIDs  sync.Map // uint64 global ConnID → *Association
+	self     routeset.Self
 
 	accepted sync.Map // our Via branch → *acceptedTx (2xx retransmissions)
 	conns    sync.Map // *StreamConn → *streamConn
@@ -120,6 +128,7 @@ type Server struct {
 
 	flowFullLogged atomic.Uint64 // table-full refusals, for flowRefused's log
 
+	flowObs   atomic.Pointer[FlowObserver] // live diagnostics (observe.go)
 	inflight  inflight.Counter
 	draining  atomic.Bool
 	listening atomic.Bool
@@ -198,7 +207,10 @@ func New(cfg Config, opt Options) (*Server, error) {
 		}
 	}
 	s.rejected = sipproxy.NewRejected(0, 0, nil)
-	if s.m, err = newMetrics(opt.Registry, s.table, s.rejected.Collectors("edge")...); err != nil {
+	if s.m, err = newMetrics(opt.Registry, s.table, append(s.rejected.Collectors("edge"), s.limiterCollectors()...)...); err != nil {
+		return nil, fmt.Errorf("edge: register metrics: %w", err)
+	}
+	if err := s.initNetLayer(opt.Registry); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
 
@@ -209,6 +221,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		sipgo.WithUserAgent(""),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(s.log),
+			sip.WithTransportLayerReadFilter(s.readFilter),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
 				TCP: &sip.TransportTCP{DialerCreate: noDial},
 				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: noDial}},
@@ -285,15 +298,13 @@ func (s *Server) bind(l *listener) error {
 	lc := l.cfg
 	switch l.transport {
 	case flowtable.UDP:
-		ua, err := net.ResolveUDPAddr("udp", lc.Address)
-		if err != nil {
-			return err
-		}
-		c, err := net.ListenUDP("udp", ua)
+		c, err := s.listenUDP(l)
 		if err != nil {
 			return err
 		}
 		l.local = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		// On a wildcard socket the flow's local address is the one the UA
+		// sent to (IP_PKTINFO), never 0.0.0.0.
 		l.pc = NewPacketConn(c, PacketOptions{
 			CRLFPong: s.cfg.UDPCRLFPong,
 			Logger:   s.log,
@@ -302,21 +313,27 @@ func (s *Server) bind(l *listener) error {
 			// A datagram refreshes a UA's flow but never creates one:
 			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {
-				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: c.LocalFor(from), Remote: from})
 			},
 			// A response refreshes a UA's flow but never creates one: the
 			// registrar's and PBX's answers to us are not flows.
 			OnResponse: func(from netip.AddrPort) {
-				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: c.LocalFor(from), Remote: from})
 			},
 			// A keep-alive (STUN, CRLF) is answered statelessly; it
 			// refreshes a known flow and creates nothing (issue 8).
 			OnKeepalive: func(from netip.AddrPort) {
 				s.m.keepalives.WithLabelValues("udp").Inc()
-				s.table.Refresh(flowtable.FlowKey{Transport: flowtable.UDP, Local: l.local, Remote: from})
+				k := flowtable.FlowKey{Transport: flowtable.UDP, Local: c.LocalFor(from), Remote: from}
+				s.table.Refresh(k)
+				s.table.CountKeepalive(k)
 			},
 		})
 		s.byLocal[c.LocalAddr().String()] = l
+	case flowtable.DTLS:
+		if err := s.bindDTLS(l); err != nil {
+			return err
+		}
 	default:
 		opt := ListenerOptions{
 			WebSocket:      l.transport == flowtable.WS || l.transport == flowtable.WSS,
@@ -333,8 +350,10 @@ func (s *Server) bind(l *listener) error {
 			OnActivity:     func(id uint64) { s.touchConn(l, id) },
 			OnKeepalive: func(id uint64) {
 				s.m.keepalives.WithLabelValues(string(l.transport)).Inc()
+				s.countKeepalive(l, id)
 			},
 			OnReject: func(_ net.Addr, reason string, _ error) { s.m.connRejects.WithLabelValues(reason).Inc() },
+			DSCP:     s.dscp(l),
 		}
 		if l.transport == flowtable.TLS || l.transport == flowtable.WSS {
 			mgr, err := certs.New(lc.TLS, s.log)
@@ -425,6 +444,8 @@ func (s *Server) Addrs() []ListenerAddr {
 		var a net.Addr
 		if l.pc != nil {
 			a = l.pc.LocalAddr()
+		} else if l.dtls != nil {
+			a = l.dtls.LocalAddr()
 		} else {
 			a = l.ln.Addr()
 		}
@@ -453,7 +474,9 @@ func (s *Server) Serve() error {
 			defer wg.Done()
 			var err error
 			if l.pc != nil {
-				err = s.asrv.ServeUDP(l.pc)
+				err = s.serveDatagrams(l.pc)
+			} else if l.dtls != nil {
+				err = s.serveDatagrams(l.dtls)
 			} else {
 				// Every stream transport goes through ServeTCP: the
 				// Listener already did TLS and the WebSocket upgrade and
@@ -488,19 +511,14 @@ func (s *Server) Serve() error {
 func (s *Server) awaitServing() {
 	var addrs []string
 	for _, l := range s.listeners {
-		if l.pc != nil {
+		switch {
+		case l.pc != nil:
 			addrs = append(addrs, l.pc.LocalAddr().String())
+		case l.dtls != nil:
+			addrs = append(addrs, l.dtls.LocalAddr().String())
 		}
 	}
-	if !sipserve.AwaitUDP(s.aua.TransportLayer(), addrs, s.done, 5*time.Second) {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
-	}
-	close(s.serving)
+	sipserve.CloseWhenServing(s.aua.TransportLayer(), addrs, s.done, s.serving, s.log)
 }
 
 // expireLoop removes idle UDP flows (RFC 5626 §4.4.1).
@@ -595,6 +613,9 @@ func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		if l.pc != nil {
 			_ = l.pc.Close()
+		}
+		if l.dtls != nil {
+			_ = l.dtls.Close()
 		}
 		if l.ln != nil {
 			_ = l.ln.Close()

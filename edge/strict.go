@@ -12,25 +12,27 @@ import (
 // checkDatagram is the strict-parsing hook of every UDP listener: a
 // malformed request (RFC 4475) is answered statelessly with the status
 // sipcheck names and never reaches sipgo, the flow table or the core.
-func (s *Server) checkDatagram(data []byte, from netip.AddrPort) ([]byte, bool) {
+func (s *Server) checkDatagram(data []byte, from netip.AddrPort) ([]byte, []byte, bool) {
 	return s.checkMessage(data, true, from, "udp")
 }
 
 // checkStream is the same hook for a stream listener's header sections.
-func (s *Server) checkStream(l *listener) func(net.Addr, []byte) ([]byte, bool) {
-	return func(remote net.Addr, hdr []byte) ([]byte, bool) {
+func (s *Server) checkStream(l *listener) func(net.Addr, []byte) ([]byte, []byte, bool) {
+	return func(remote net.Addr, hdr []byte) ([]byte, []byte, bool) {
 		from, _ := netip.ParseAddrPort(remote.String())
 		return s.checkMessage(hdr, false, unmap(from), string(l.transport))
 	}
 }
 
-func (s *Server) checkMessage(msg []byte, datagram bool, from netip.AddrPort, transport string) ([]byte, bool) {
+// checkMessage returns the message normalised for sipgo (nil: as is), or
+// the reply to a refused one.
+func (s *Server) checkMessage(msg []byte, datagram bool, from netip.AddrPort, transport string) ([]byte, []byte, bool) {
 	v := sipcheck.Check(msg, datagram)
 	if v.OK() {
-		return nil, true
+		return sipcheck.Normalize(msg), nil, true
 	}
 	s.m.rejections.WithLabelValues(reasonMalformed).Inc()
 	s.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", from.String(),
 		"transport", transport, "data", logthrottle.Cut(string(msg), logthrottle.DefaultMaxValue), logthrottle.Key(from.Addr().String()))
-	return sipcheck.Reply(msg, v, sipproxy.RandHex(4)), false
+	return nil, sipcheck.Reply(msg, v, sipproxy.RandHex(4)), false
 }

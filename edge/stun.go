@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v2"
+
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // ErrNotBindingRequest: the bytes are STUN but not a Binding request.
@@ -128,28 +130,30 @@ type PacketOptions struct {
 	Allow func(from netip.AddrPort) bool
 	// Check, when set, is asked about every datagram that is not a
 	// keep-alive before it reaches the parser: !ok drops it, after reply
-	// (when non-nil) is sent to its source (strict parsing, RFC 4475).
-	Check func(data []byte, from netip.AddrPort) (reply []byte, ok bool)
+	// (when non-nil) is sent to its source (strict parsing, RFC 4475); a
+	// non-nil msg replaces the datagram (a normalised form).
+	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
 // keep-alives itself from the same socket and returns only other datagrams:
 // sipgo does not recognise STUN (it would log every Binding request at
-// ERROR) and its read loop stops for good on any read error (docs/sipgo.md
-// #keep-alives), so ReadFrom returns an error only once the socket is closed.
+// ERROR) and its read loop stops for good on any read error
+// (docs/sipgo.md#keep-alives), so ReadFrom returns an error only once the
+// socket is closed.
 type PacketConn struct {
-	*net.UDPConn
+	*sock.Conn
 	opt PacketOptions
 	log *slog.Logger
 }
 
 // NewPacketConn wraps c. It does no I/O.
-func NewPacketConn(c *net.UDPConn, opt PacketOptions) *PacketConn {
+func NewPacketConn(c *sock.Conn, opt PacketOptions) *PacketConn {
 	l := opt.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &PacketConn{UDPConn: c, opt: opt, log: l}
+	return &PacketConn{Conn: c, opt: opt, log: l}
 }
 
 // ReadFrom returns the next datagram that is not a keep-alive. The address
@@ -157,7 +161,7 @@ func NewPacketConn(c *net.UDPConn, opt PacketOptions) *PacketConn {
 func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	backoff := time.Millisecond
 	for {
-		n, from, err := p.UDPConn.ReadFromUDPAddrPort(b)
+		n, from, err := p.Conn.ReadFromUDPAddrPort(b)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
@@ -185,7 +189,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if p.opt.OnKeepalive != nil {
 				p.opt.OnKeepalive(from)
 			}
-			if _, err := p.UDPConn.WriteToUDPAddrPort(resp, from); err != nil {
+			if _, err := p.Conn.WriteToUDPAddrPort(resp, from); err != nil {
 				p.log.Debug("stun response not sent", "raddr", from, "error", err)
 			}
 			continue
@@ -194,20 +198,28 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				p.opt.OnKeepalive(from)
 			}
 			if n > 0 && p.opt.CRLFPong {
-				if _, err := p.UDPConn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
+				if _, err := p.Conn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
 					p.log.Debug("crlf pong not sent", "raddr", from, "error", err)
 				}
 			}
 			continue
 		}
-		if p.opt.Check != nil {
-			if reply, ok := p.opt.Check(data, from); !ok {
+		if p.opt.Check != nil && !sock.IsToken(data) { // a handed-off large datagram is parsed by sipgo unchecked
+			msg, reply, ok := p.opt.Check(data, from)
+			if !ok {
 				if reply != nil {
-					if _, err := p.UDPConn.WriteToUDPAddrPort(reply, from); err != nil {
+					if _, err := p.Conn.WriteToUDPAddrPort(reply, from); err != nil {
 						p.log.Debug("reply to a malformed request not sent", "raddr", from, "error", err)
 					}
 				}
 				continue
+			}
+			if msg != nil {
+				if len(msg) > len(b) {
+					continue
+				}
+				n = copy(b, msg)
+				data = b[:n]
 			}
 		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {

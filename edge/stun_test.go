@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"github.com/pinhole-sip/pinhole/internal/sock"
+
 	"errors"
 	"net"
 	"net/netip"
@@ -171,7 +173,7 @@ func TestPacketConn(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			sock, err := sock.ListenUDP("127.0.0.1:0", sock.Options{Readers: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -159,6 +159,9 @@ type Flow struct {
 	// Provisional: a datagram flow no registrar 2xx has confirmed yet
 	// (see Table).
 	Provisional bool
+	// Keepalives counts the keep-alives CountKeepalive recorded on the
+	// flow (for operators).
+	Keepalives uint64
 }
 
 // Bound reports whether any registration identity currently points at f.

@@ -20,15 +20,20 @@ type authOutcome struct {
 // authorize runs RFC 3261 §10.3 steps 3 and 4: Digest authentication
 // (RFC 7616/8760) and authorisation of the AOR for the authenticated user
 // (403 otherwise). It returns nil, nil when authentication is off.
-func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string) (*authOutcome, *rejection) {
+func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string, tr *trace) (*authOutcome, *rejection) {
 	if r.auth == nil {
+		tr.step("auth: off")
 		return nil, nil
 	}
 	var body []byte
 	if b := req.Body(); len(b) > 0 {
 		body = b
 	}
-	res, err := r.auth.Authenticate(ctx, auth.Request{
+	authenticate := r.auth.Authenticate
+	if tr.dry() {
+		authenticate = r.auth.DryRun
+	}
+	res, err := authenticate(ctx, auth.Request{
 		Method:        string(req.Method),
 		RequestURI:    req.Recipient.String(),
 		Authorization: headerValues(req, "authorization"),
@@ -41,7 +46,9 @@ func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source,
 		// answer 503 like a store outage, never a 5xx without Retry-After.
 		return nil, r.unavailable(err)
 	}
-	r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
+	if !tr.dry() {
+		r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
+	}
 	switch res.Status {
 	case 0:
 	case 401, 407:
@@ -62,9 +69,12 @@ func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source,
 	}
 	// Step 4: the authenticated user may register only its own AORs.
 	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
-		r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()
+		if !tr.dry() {
+			r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()
+		}
 		return nil, reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
 	}
+	tr.step("auth: user %s authenticated and may register %s", res.Username, aor)
 	return &authOutcome{res: res}, nil
 }
 

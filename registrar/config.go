@@ -20,12 +20,13 @@ import (
 // implementation or on go-redis.
 type Config struct {
 	Listen            []ListenConfig `yaml:"listen"`
-	Domains           []string       `yaml:"domains"`
-	Expires           ExpiresConfig  `yaml:"expires"`
-	MaxContacts       int            `yaml:"max_contacts"`        // per AOR; default 10
-	MaxContactsPolicy string         `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
-	PathMode          string         `yaml:"path_mode"`           // lazy (default) | strict
-	ServiceRoute      []string       `yaml:"service_route"`
+	NetConfig         `yaml:",inline"`
+	Domains           []string      `yaml:"domains"`
+	Expires           ExpiresConfig `yaml:"expires"`
+	MaxContacts       int           `yaml:"max_contacts"`        // per AOR; default 10
+	MaxContactsPolicy string        `yaml:"max_contacts_policy"` // reject (default) | evict_oldest
+	PathMode          string        `yaml:"path_mode"`           // lazy (default) | strict
+	ServiceRoute      []string      `yaml:"service_route"`
 	// ServiceRouteDomains overrides ServiceRoute per served domain (the AOR's host).
 	ServiceRouteDomains map[string][]string `yaml:"service_route_domains"`
 	GRUU                bool                `yaml:"gruu"`             // RFC 5627 pub-gruu/temp-gruu
@@ -62,7 +63,26 @@ type Config struct {
 type ListenConfig struct {
 	Transport string `yaml:"transport"` // udp | tcp
 	Address   string `yaml:"address"`   // host:port
+	// DSCP overrides registrar.dscp for this listener; 0 means registrar.dscp.
+	DSCP int `yaml:"dscp"`
 }
+
+// NetConfig is the socket tuning of the registrar's listeners, inlined in
+// the registrar: section.
+type NetConfig struct {
+	// DSCP, 0..63, marks the signalling the registrar sends (RFC 2474;
+	// e.g. 24 = CS3, 26 = AF31, RFC 4594 §4.3); 0 leaves it unmarked.
+	DSCP int `yaml:"dscp"`
+	// UDPReceiveBuffer is the SO_RCVBUF asked for on UDP sockets (default
+	// 4 MiB, capped by net.core.rmem_max; what was granted is logged).
+	UDPReceiveBuffer int `yaml:"udp_receive_buffer"`
+	// UDPReaders is the number of readers and parsers per UDP listener
+	// (default: the number of CPUs).
+	UDPReaders int `yaml:"udp_readers"`
+}
+
+// DefaultUDPReceiveBuffer is the default SO_RCVBUF request.
+const DefaultUDPReceiveBuffer = 4 << 20
 
 // ExpiresConfig is the RFC 3261 §10.3 expiry policy.
 type ExpiresConfig struct {
@@ -87,6 +107,9 @@ func (c *Config) RegisteredFlowRequired() bool {
 
 // SetDefaults fills in every unset field with its documented default.
 func (c *Config) SetDefaults() {
+	if c.UDPReceiveBuffer == 0 {
+		c.UDPReceiveBuffer = DefaultUDPReceiveBuffer
+	}
 	if c.Expires.Default == 0 {
 		c.Expires.Default = 3600 * time.Second
 	}
@@ -143,11 +166,23 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("registrar.listen: at least one listener is required")
 	}
+	if c.DSCP < 0 || c.DSCP > 63 {
+		bad("registrar.dscp: %d is not in 0..63", c.DSCP)
+	}
+	if c.UDPReceiveBuffer < 0 {
+		bad("registrar.udp_receive_buffer: must not be negative")
+	}
+	if c.UDPReaders < 0 || c.UDPReaders > 256 {
+		bad("registrar.udp_readers: %d is not in 0..256", c.UDPReaders)
+	}
 	for i, l := range c.Listen {
 		switch strings.ToLower(l.Transport) {
 		case "udp", "tcp":
 		default:
 			bad("registrar.listen[%d].transport: %q is not udp or tcp", i, l.Transport)
+		}
+		if l.DSCP < 0 || l.DSCP > 63 {
+			bad("registrar.listen[%d].dscp: %d is not in 0..63", i, l.DSCP)
 		}
 		if _, err := netip.ParseAddrPort(l.Address); err != nil {
 			bad("registrar.listen[%d].address: %q is not ip:port: %v", i, l.Address, err)

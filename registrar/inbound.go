@@ -15,6 +15,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
@@ -387,7 +388,8 @@ func (p *proxy) reject(req *sip.Request, tx sip.ServerTransaction, src Source, c
 	}
 	p.log.Log(context.Background(), lvl, "request rejected",
 		"method", string(req.Method), "status", code, "reason", string(reason), "detail", detail,
-		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport)
+		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport,
+		logthrottle.Key(p.reg.uaAddr(req, src).String()))
 	p.m.rejected.WithLabelValues(strconv.Itoa(code), string(reason)).Inc()
 	if err := tx.Respond(res); err != nil {
 		p.log.Warn("send response", "error", err, "status", code, "call_id", headerValue(req, "call-id"))
@@ -486,8 +488,9 @@ func (p *proxy) nextHop(ruri sip.Uri, routes []string, hop *sip.Uri) (u sip.Uri,
 // buildForward copies req for one branch (RFC 3261 §16.6): Request-URI,
 // Route set, Max-Forwards decremented, Record-Route when asked, our Via
 // with the loop-detection branch, transport and destination of the next
-// hop. For UDP the request leaves from our listener socket (docs/sipgo.md
-// #connections: a never-seen destination would otherwise get a new ephemeral port).
+// hop. For UDP the request leaves from our listener socket: a never-seen
+// destination would otherwise get a new ephemeral port
+// (docs/sipgo.md#connections).
 // fwdOpts says how to build one forwarded copy of a request.
 type fwdOpts struct {
 	ruri        sip.Uri

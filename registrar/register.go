@@ -78,18 +78,19 @@ func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src So
 // handleRegister is HandleRegister that also returns the rejection reason
 // ("" for a 2xx), for the server's banned-source policy.
 func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src Source) (*sip.Response, string) {
-	res, rej := r.register(ctx, req, src)
+	res, rej := r.register(ctx, req, src, nil)
 	if rej != nil {
-		return r.answerReject(req, src, rej), rej.reason
+		res = r.answerReject(req, src, rej)
+	}
+	r.observe(req, src, res, rej)
+	if rej != nil {
+		return res, rej.reason
 	}
 	return res, ""
 }
 
 func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {
-	res := sip.NewResponseFromRequest(req, rej.code, rej.phrase, nil)
-	for _, h := range rej.hdrs {
-		res.AppendHeader(h)
-	}
+	res := rejectResponse(req, rej)
 	lvl := slog.LevelInfo
 	switch {
 	case rej.code >= 500:
@@ -106,7 +107,19 @@ func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *
 	return res
 }
 
-func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) (*sip.Response, *rejection) {
+// rejectResponse is the SIP answer to rej.
+func rejectResponse(req *sip.Request, rej *rejection) *sip.Response {
+	res := sip.NewResponseFromRequest(req, rej.code, rej.phrase, nil)
+	for _, h := range rej.hdrs {
+		res.AppendHeader(h)
+	}
+	return res
+}
+
+// register decides one REGISTER. tr is nil for real requests; Explain
+// passes a trace, which records each decision and makes the run dry (no
+// store write, no nonce count, no failure count, no metrics).
+func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, tr *trace) (*sip.Response, *rejection) {
 	now := r.now()
 
 	// Mandatory headers (RFC 3261 §8.1.1). sipgo already rejects a
@@ -126,6 +139,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	if !r.servesHost(req.Recipient.Host) {
 		return nil, reject(404, "domain_not_served", "Domain Not Served", req.Recipient.Host)
 	}
+	tr.step("domain %s served", req.Recipient.Host)
 
 	// §10.3 step 2: Require.
 	if unsup := r.unsupportedTags(headerValues(req, "require")); len(unsup) > 0 {
@@ -142,9 +156,10 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 		return nil, reject(404, "aor_domain_not_served", "Not Found", to.Address.Host)
 	}
 	aor := CanonicalAOR(&to.Address)
+	tr.step("aor %s", aor)
 
 	// Steps 3 and 4 (authentication and authorisation) hook in here.
-	authInfo, rej := r.authorize(ctx, req, src, aor)
+	authInfo, rej := r.authorize(ctx, req, src, aor, tr)
 	if rej != nil {
 		return nil, rej
 	}
@@ -213,6 +228,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 		}
 		in.contacts = reqs
 		outboundApplies = obApplied
+		tr.contacts(reqs, obApplied)
 	}
 
 	// Step 7 and 8: one atomic update (or a plain read for a fetch).
@@ -221,15 +237,20 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	defer cancel()
 	start := time.Now()
 	op := "update"
-	if len(contacts) == 0 {
+	switch {
+	case len(contacts) == 0:
 		op = "get"
 		bindings, err = r.store.Get(sctx, aor)
-	} else {
+	case tr.dry():
+		bindings, err = r.dryApply(sctx, in, tr)
+	default:
 		bindings, err = r.store.Update(sctx, aor, func(cur []Binding) ([]Binding, error) {
 			return r.apply(in, cur)
 		})
 	}
-	r.metrics.storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if !tr.dry() {
+		r.metrics.storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errRetransmit):
@@ -254,8 +275,11 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source) 
 	case in.wildcard || removalOnly(in.contacts):
 		reason = "unregistered"
 	}
-	r.metrics.register.WithLabelValues("200", reason).Inc()
-	r.log.Debug("REGISTER accepted", "aor", aor, "reason", reason, "bindings", len(bindings),
+	tr.accepted(reason, bindings)
+	if !tr.dry() {
+		r.metrics.register.WithLabelValues("200", reason).Inc()
+	}
+	r.log.Debug("REGISTER accepted", "dry_run", tr.dry(), "aor", aor, "reason", reason, "bindings", len(bindings),
 		"call_id", in.callID, "raddr", src.Addr.String(), "transport", src.Transport)
 	var granted time.Duration
 	for _, c := range in.contacts {
@@ -292,8 +316,9 @@ func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, h
 	out := make([]contactReq, 0, len(contacts))
 	nonZero, withRegID := 0, false
 	var minNeeded time.Duration
+	tooBrief := ""
 	outboundApplies := false
-	for _, c := range contacts {
+	for n, c := range contacts {
 		cr := contactReq{spec: c, q: -1}
 		// Expiry precedence: Contact expires > Expires header > default.
 		var requested uint64
@@ -359,6 +384,7 @@ func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, h
 			if requested < uint64(floor/time.Second) && requested < 3600 {
 				if floor > minNeeded {
 					minNeeded = floor
+					tooBrief = fmt.Sprintf("contact %d: expires %d < min %d", n+1, requested, int64(floor/time.Second))
 				}
 			}
 			cr.granted = r.grant(requested, floor)
@@ -368,13 +394,14 @@ func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, h
 	if withRegID {
 		// RFC 5626 §6: several Contacts with non-zero expiry and a reg-id → 400.
 		if nonZero > 1 {
-			return nil, false, reject(400, "multiple_contacts_reg_id", "Multiple Contacts With reg-id", "")
+			return nil, false, reject(400, "multiple_contacts_reg_id", "Multiple Contacts With reg-id",
+				fmt.Sprintf("%d Contacts with non-zero expiry, one with reg-id", nonZero))
 		}
 		// RFC 5626 §6: the first hop must support outbound: the bottom-most
 		// Path must carry ;ob, or we are the first hop (one Via, no Path).
 		if len(pathVec) > 0 {
 			if !pathHasOB(pathVec[len(pathVec)-1]) {
-				return nil, false, reject(439, "first_hop_no_outbound", "First Hop Lacks Outbound Support", "")
+				return nil, false, reject(439, "first_hop_no_outbound", "First Hop Lacks Outbound Support", "bottom Path without ;ob")
 			}
 		} else if len(req.GetHeaders("via")) > 1 {
 			return nil, false, reject(439, "first_hop_no_outbound", "First Hop Lacks Outbound Support", "no Path, several Vias")
@@ -382,7 +409,7 @@ func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, h
 		outboundApplies = true
 	}
 	if minNeeded > 0 {
-		return nil, false, reject(423, "interval_too_brief", "Interval Too Brief", "",
+		return nil, false, reject(423, "interval_too_brief", "Interval Too Brief", tooBrief,
 			sip.NewHeader("Min-Expires", strconv.Itoa(int(minNeeded/time.Second))))
 	}
 	// Within one request, the last Contact for one identity wins.

@@ -31,6 +31,7 @@ type Registrar struct {
 	now          func() time.Time
 	rand         func() float64
 	metrics      *metrics
+	registry     prometheus.Registerer // for the SIP server's socket metrics
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
@@ -40,6 +41,7 @@ type Registrar struct {
 	// serviceRoutes caches the Service-Route header value of every
 	// configured route (it is the same for every 2xx).
 	serviceRoutes map[string]string
+	observer      observerBox // live diagnostics (observe.go)
 }
 
 // Options are the registrar's injected dependencies; zero values get
@@ -104,6 +106,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	r.registry = reg
 	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
 	if err != nil {
 		return nil, err

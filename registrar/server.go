@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // NewParser returns the SIP parser the registrar uses: sipgo's, minus its
@@ -39,6 +41,8 @@ func NewParser() *sip.Parser {
 // Server binds the Registrar to SIP listeners.
 type Server struct {
 	reg       *Registrar
+	handoff   *sock.Handoff
+	udpStats  *sock.Collector
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
 	log       *slog.Logger
@@ -64,7 +68,12 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	var s *Server
+	handoff := sock.NewHandoff()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
+		// Datagrams over sipgo's 32 KiB read buffer arrive whole
+		// (internal/sock Handoff).
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(
+			func(_ sip.TransportReadProps, data []byte) ([]byte, error) { return handoff.Swap(data), nil })),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
 			if s != nil && s.proxy != nil {
 				s.proxy.onStrayResponse(res)
@@ -77,10 +86,13 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
 	}
-	s = &Server{reg: reg, ua: ua, srv: srv, log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
+	s = &Server{reg: reg, ua: ua, srv: srv, handoff: handoff, udpStats: sock.NewCollector("registrar"), log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
 		bannedAnswered: newBannedGate(reg.now)}
 	if s.proxy, err = newProxy(s); err != nil {
 		return nil, err
+	}
+	if err := reg.registry.Register(s.udpStats); err != nil {
+		return nil, fmt.Errorf("registrar: register socket metrics: %w", err)
 	}
 	srv.OnAck(s.proxy.onAck)
 	srv.OnRegister(s.handle(s.onRegister))
@@ -99,10 +111,9 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 		}
 		tx = s.reg.rejectedInv.Wrap(req, tx)
 		// RFC 3581 §4: responses go to where the request came from, never
-		// to a port or address the sender wrote into its Via.
-		if src, err := netip.ParseAddrPort(req.Source()); err == nil {
-			sipproxy.StampVia(req.Via(), src)
-		}
+		// to a port or address the sender wrote into its Via. (The request
+		// itself is not touched: sipgo's 100 Trying timer reads it
+		// concurrently.)
 		tx = sipproxy.ReplyToSource(req, tx)
 		s.inflight.Add(1)
 		defer s.inflight.Done()
@@ -172,16 +183,30 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 	for _, l := range cfg {
 		switch strings.ToLower(l.Transport) {
 		case "udp":
-			pc, err := net.ListenPacket("udp", l.Address)
+			// Parallel readers, a large receive buffer, answers from the
+			// address each peer sent to on a wildcard socket, DSCP:
+			// internal/sock.
+			pc, err := sock.ListenUDP(l.Address, sock.Options{
+				DSCP:          s.dscp(l),
+				ReceiveBuffer: s.reg.cfg.UDPReceiveBuffer,
+				Readers:       s.readers(),
+				Handoff:       s.handoff,
+			})
 			if err != nil {
 				return fmt.Errorf("registrar listen udp %s: %w", l.Address, err)
 			}
+			s.log.Info("udp receive buffer", "laddr", pc.LocalAddr().String(), "asked", s.reg.cfg.UDPReceiveBuffer,
+				"granted", pc.ReceiveBuffer(), "readers", s.readers(), "wildcard", pc.Wildcard())
+			s.udpStats.Add(l.Address, pc)
 			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
 				return fmt.Errorf("registrar listen tcp %s: %w", l.Address, err)
+			}
+			if d := s.dscp(l); d != 0 {
+				ln = sock.DSCPListener(ln, d)
 			}
 			s.closers = append(s.closers, ln)
 			s.addrs = append(s.addrs, ln.Addr())
@@ -205,7 +230,7 @@ func (s *Server) Serve() error {
 		wg.Add(1)
 		go func(pc net.PacketConn) {
 			defer wg.Done()
-			errs <- s.srv.ServeUDP(pc)
+			errs <- s.serveUDP(pc)
 		}(pc)
 	}
 	for _, ln := range s.closers {
@@ -233,15 +258,7 @@ func (s *Server) awaitServing() {
 	for _, pc := range s.pconns {
 		addrs = append(addrs, pc.LocalAddr().String())
 	}
-	if !sipserve.AwaitUDP(s.ua.TransportLayer(), addrs, s.done, 5*time.Second) {
-		select {
-		case <-s.done:
-			return
-		default:
-		}
-		s.log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
-	}
-	close(s.serving)
+	sipserve.CloseWhenServing(s.ua.TransportLayer(), addrs, s.done, s.serving, s.log)
 }
 
 // Ready reports nil once every listener is bound and served, and the
@@ -284,4 +301,36 @@ func (s *Server) Close() error {
 	}
 	_ = s.srv.Close()
 	return s.ua.Close()
+}
+
+// dscp is a listener's DSCP: its own, else registrar.dscp.
+func (s *Server) dscp(l ListenConfig) int {
+	if l.DSCP != 0 {
+		return l.DSCP
+	}
+	return s.reg.cfg.DSCP
+}
+
+func (s *Server) readers() int {
+	if n := s.reg.cfg.UDPReaders; n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// serveUDP runs one sipgo read loop (which parses inline) per reader over
+// pc, so datagrams are parsed in parallel.
+func (s *Server) serveUDP(pc net.PacketConn) error {
+	n := s.readers()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.srv.ServeUDP(pc)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -79,12 +79,46 @@ var ErrUnavailable = errors.New("binding store unavailable")
 //     return promptly with an error wrapping both ctx.Err() and, for I/O
 //     stores, ErrUnavailable. Backend failures wrap ErrUnavailable.
 //   - Ping reports whether the backend is reachable (for /readyz).
+//   - List pages through the AORs that hold live bindings, in ascending
+//     byte order of the canonical AOR, for the operator API. It returns at
+//     most limit AORs (limit <= 0 or above MaxListLimit means MaxListLimit)
+//     strictly after cursor ("" starts at the beginning), each with its
+//     live binding count, and the cursor of the next page ("" when there is
+//     none). It uses the store's own index, never a scan of the key space;
+//     an AOR written while a listing is under way may or may not appear,
+//     but one that stays live through the whole listing appears exactly
+//     once. A page may hold fewer than limit AORs even when more follow.
 type Store interface {
 	Get(ctx context.Context, aor string) ([]Binding, error)
 	Update(ctx context.Context, aor string, fn UpdateFunc) ([]Binding, error)
 	Count(ctx context.Context) (int64, error)
+	List(ctx context.Context, cursor string, limit int) (AORPage, error)
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// MaxListLimit bounds one page of Store.List.
+const MaxListLimit = 1000
+
+// AORCount is one AOR of a Store.List page.
+type AORCount struct {
+	AOR      string `json:"aor"`
+	Bindings int    `json:"bindings"`
+}
+
+// AORPage is one page of Store.List. Next is the cursor of the following
+// page, "" after the last one.
+type AORPage struct {
+	AORs []AORCount `json:"aors"`
+	Next string     `json:"next_cursor"`
+}
+
+// ListLimit normalises a Store.List limit to 1..MaxListLimit.
+func ListLimit(limit int) int {
+	if limit <= 0 || limit > MaxListLimit {
+		return MaxListLimit
+	}
+	return limit
 }
 
 // Clone returns a deep copy of b (the Path slice is not shared).

@@ -8,6 +8,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipcheck"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // checkedPacketConn is the registrar's UDP socket as sipgo reads it: a
@@ -26,8 +27,19 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil || n == 0 {
 			return n, addr, err
 		}
+		if sock.IsToken(b[:n]) {
+			// A datagram larger than sipgo's buffer, handed past it whole
+			// (internal/sock Handoff): sipgo's parser sees it unchecked.
+			return n, addr, nil
+		}
 		v := sipcheck.Check(b[:n], true)
 		if v.OK() {
+			if norm := sipcheck.Normalize(b[:n]); norm != nil {
+				if len(norm) > len(b) {
+					continue
+				}
+				n = copy(b, norm)
+			}
 			return n, addr, nil
 		}
 		key := addr.String()

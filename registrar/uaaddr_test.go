@@ -1,7 +1,9 @@
 package registrar_test
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -108,33 +110,31 @@ func TestRFC3581_4_SpoofedViaCannotBanAVictim(t *testing.T) {
 	}
 }
 
-// TestBannedSourceDroppedSilentlyOnUDP: once a directly reached UA is
-// banned, its UDP requests are dropped unanswered (nothing to reflect,
-// nothing logged per request).
-func TestBannedSourceDroppedSilentlyOnUDP(t *testing.T) {
-	h := newProxyHarness(t, proxyOpts{
-		users:  "users:\n  - username: erin\n    password: secret\n",
-		mutate: func(c *registrar.Config) { c.TrustedEdges = []string{"192.0.2.0/24"} },
-	})
-	ua := newPeer(t, "ua")
-	reg := func(n int, authz string) *sip.Request {
-		lines := []string{
-			"REGISTER sip:example.com SIP/2.0",
-			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKdirect%d;rport", ua.addr, n),
-			"Max-Forwards: 70",
-			"From: <sip:erin@example.com>;tag=d" + fmt.Sprint(n),
-			"To: <sip:erin@example.com>",
-			"Call-ID: direct-ban",
-			fmt.Sprintf("CSeq: %d REGISTER", n),
-			fmt.Sprintf("Contact: <sip:erin@%s>", ua.addr),
-		}
-		if authz != "" {
-			lines = append(lines, "Authorization: "+authz)
-		}
-		return ua.build(lines)
+// directRegister is a REGISTER for erin sent by ua itself (no edge).
+func directRegister(ua *peer, n int, authz string) *sip.Request {
+	lines := []string{
+		"REGISTER sip:example.com SIP/2.0",
+		fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bKdirect%d;rport", ua.addr, n),
+		"Max-Forwards: 70",
+		"From: <sip:erin@example.com>;tag=d" + fmt.Sprint(n),
+		"To: <sip:erin@example.com>",
+		"Call-ID: direct-ban",
+		fmt.Sprintf("CSeq: %d REGISTER", n),
+		fmt.Sprintf("Contact: <sip:erin@%s>", ua.addr),
 	}
+	if authz != "" {
+		lines = append(lines, "Authorization: "+authz)
+	}
+	return ua.build(lines)
+}
+
+// banByGuessing sends wrong passwords from ua over UDP until the
+// registrar stops answering (banned, dropped silently); it fails the test
+// if a banned source is ever answered 403 over UDP.
+func banByGuessing(t *testing.T, h *proxyHarness, ua *peer) {
+	t.Helper()
 	for n := 1; n <= 200; n += 2 {
-		ua.send(h.udp, reg(n, ""))
+		ua.send(h.udp, directRegister(ua, n, ""))
 		res := ua.read(2 * time.Second)
 		if res == nil {
 			if n == 1 {
@@ -155,7 +155,7 @@ func TestBannedSourceDroppedSilentlyOnUDP(t *testing.T) {
 		nonce := digestParam(chal, "nonce")
 		resp := md5hex(md5hex("erin:example.com:guess") + ":" + nonce + ":00000001:c0ffee:auth:" + md5hex("REGISTER:sip:example.com"))
 		cred := fmt.Sprintf(`Digest username="erin", realm="example.com", nonce="%s", uri="sip:example.com", response="%s", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"`, nonce, resp)
-		ua.send(h.udp, reg(n+1, cred))
+		ua.send(h.udp, directRegister(ua, n+1, cred))
 		if res := ua.read(2 * time.Second); res == nil {
 			return
 		} else if r := res.(*sip.Response); r.StatusCode == 403 {
@@ -163,4 +163,48 @@ func TestBannedSourceDroppedSilentlyOnUDP(t *testing.T) {
 		}
 	}
 	t.Fatal("never banned")
+}
+
+func untrustedDirect() proxyOpts {
+	return proxyOpts{
+		users:  "users:\n  - username: erin\n    password: secret\n",
+		mutate: func(c *registrar.Config) { c.TrustedEdges = []string{"192.0.2.0/24"} },
+	}
+}
+
+// TestBannedSourceDroppedSilentlyOnUDP: once a directly reached UA is
+// banned, its UDP requests are dropped unanswered (nothing to reflect,
+// nothing logged per request).
+func TestBannedSourceDroppedSilentlyOnUDP(t *testing.T) {
+	h := newProxyHarness(t, untrustedDirect())
+	banByGuessing(t, h, newPeer(t, "ua"))
+}
+
+// TestBannedSourceAnswered403OncePerEpisodeOnTCP: over a stream a banned
+// source gets one 403, then silence for the rest of the episode.
+func TestBannedSourceAnswered403OncePerEpisodeOnTCP(t *testing.T) {
+	h := newProxyHarness(t, untrustedDirect())
+	ua := newPeer(t, "ua")
+	banByGuessing(t, h, ua)
+	c, err := net.Dial("tcp", h.tcp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, want := range []string{"SIP/2.0 403", ""} {
+		msg := strings.Replace(directRegister(ua, 900+i, "").String(), "SIP/2.0/UDP", "SIP/2.0/TCP", 1)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		line, _ := br.ReadString('\n')
+		if !strings.HasPrefix(line, want) || (want == "" && line != "") {
+			t.Fatalf("request %d on TCP from a banned source: %q, want %q", i+1, line, want)
+		}
+		if want != "" {
+			for l, _ := br.ReadString('\n'); l != "\r\n" && l != ""; l, _ = br.ReadString('\n') {
+			}
+		}
+	}
 }

@@ -35,6 +35,10 @@ type OpsConfig struct {
 	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
 	// Off by default.
 	Pprof bool `yaml:"pprof"`
+	// AdminTokenFile holds the bearer token of the admin API (/api/) and
+	// the status page (/). Empty: they are served only on a loopback
+	// ops.listen, and are off otherwise.
+	AdminTokenFile string `yaml:"admin_token_file"`
 }
 
 // LogConfig selects slog's handler.

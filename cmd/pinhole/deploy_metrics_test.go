@@ -3,8 +3,10 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -17,9 +19,14 @@ import (
 // exports them. Each comes from open work; its alert stays silent until
 // then. When one appears in /metrics, the test fails so that it is taken
 // off this list.
-var pendingMetrics = map[string]string{
-	"pinhole_edge_flow_table_full_total": "flow table refusals (issues 8 and 15: edge.max_flows)",
-	"pinhole_udp_dropped_total":          "UDP datagrams dropped before parsing, kernel and queue (issue 15)",
+var pendingMetrics = map[string]string{}
+
+// Metrics the binary declares but exports only after an event this test
+// cannot cause cheaply and deterministically (a label set appears on first
+// use). For these the test checks that the name is declared in the Go
+// source instead.
+var conditionalMetrics = map[string]string{
+	"pinhole_registrar_shed_total": "REGISTERs shed under overload (registrar/overload.go)",
 }
 
 // Metrics from other exporters that the rules use on purpose; they are
@@ -171,7 +178,9 @@ func TestDeployMetricsExist(t *testing.T) {
 	missing := func() []string {
 		var out []string
 		for n := range refs {
-			if _, pending := pendingMetrics[n]; !pending && !got[n] {
+			_, pending := pendingMetrics[n]
+			_, conditional := conditionalMetrics[n]
+			if !pending && !conditional && !got[n] {
 				out = append(out, n)
 			}
 		}
@@ -217,6 +226,14 @@ func TestDeployMetricsExist(t *testing.T) {
 			t.Logf("pending metric %s (%s), used by %s: not checked until it exists", n, why, strings.Join(refs[n], ", "))
 		}
 	}
+	for n, why := range conditionalMetrics {
+		switch {
+		case len(refs[n]) == 0:
+			t.Errorf("%s is on conditionalMetrics but no rule or panel uses it", n)
+		case !declaredInSource(t, n):
+			t.Errorf("%s (%s) is used by %s but no Go source declares it", n, why, strings.Join(refs[n], ", "))
+		}
+	}
 	for n, src := range externalMetrics {
 		t.Logf("external metric %s: %s", n, src)
 	}
@@ -251,4 +268,32 @@ func maxForwardsZero(t *testing.T, port int) int {
 		}
 	}
 	return 0
+}
+
+// declaredInSource reports whether a non-test Go file of the module names
+// the metric as a string literal.
+func declaredInSource(t *testing.T, name string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		found = strings.Contains(string(b), `"`+name+`"`)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

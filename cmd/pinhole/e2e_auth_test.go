@@ -136,9 +136,11 @@ func TestE2E_BruteForceBan(t *testing.T) {
 			t.Fatalf("attempt %d: wrong password got %d", i, code)
 		}
 	}
-	code, _ := sipRoundTrip(t, c, "b1", cseq, "<sip:bob@192.0.2.7>")
-	if code != 403 {
-		t.Fatalf("after 4 failures (max 3): %d, want 403 banned", code)
+	// Banned: a UDP source is dropped silently (issue 8 item 4: nothing
+	// to reflect, nothing logged per request).
+	code, res := sipRoundTrip(t, c, "b1", cseq, "<sip:bob@192.0.2.7>")
+	if code != 0 {
+		t.Fatalf("after 4 failures (max 3): %d %q, want no answer (banned, UDP)", code, res)
 	}
 	_, m := p.get("/metrics")
 	if !strings.Contains(m, `pinhole_registrar_auth_total{outcome="banned"}`) || !strings.Contains(m, `pinhole_registrar_auth_total{outcome="wrong_password"} 4`) {

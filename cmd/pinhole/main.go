@@ -83,6 +83,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 0
 		case "hash-password":
 			return hashPassword(args[1:], stdin, stdout, stderr)
+		case "ctl":
+			return ctl(args[1:], stdin, stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("pinhole", flag.ContinueOnError)
@@ -178,6 +180,9 @@ type role struct {
 	drain  func(time.Duration) bool
 	close  func() error
 	reload func(*Config) error // on SIGHUP (reload.go)
+	// For the admin API (admin.go): the role's server.
+	registrar *registrar.Server
+	edge      *edge.Server
 }
 
 // serve wires the configured roles, runs them until ctx is cancelled
@@ -258,6 +263,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 		defer stopReload()
 		go serveReload(rctx, cfg.hup, cfg.path, logs, logger, reloaders)
 	}
+	if err := enableAdmin(ctx, cfg, o, roles, logger); err != nil {
+		return err
+	}
 	o.Started()
 	logger.Info("pinhole started", "version", versionString(), "ops", o.Addr().String())
 
@@ -304,7 +312,7 @@ func startEdge(ec *edge.Config, o *ops.Server, logger *slog.Logger) (*role, erro
 		_ = e.Close()
 		return nil, err
 	}
-	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, reload: edgeReloader(e)}
+	r := &role{name: "edge", served: make(chan error, 1), drain: e.Drain, close: e.Close, reload: edgeReloader(e), edge: e}
 	go func() { r.served <- e.Serve() }()
 	o.AddCheck("edge", e.Ready)
 	addrs := make([]string, 0, len(e.Addrs()))
@@ -347,7 +355,7 @@ func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, log
 		return nil, closeStore, err
 	}
 	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close,
-		reload: registrarReloader(reg, uf, opts.Auth)}
+		reload: registrarReloader(reg, uf, opts.Auth), registrar: srv}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)

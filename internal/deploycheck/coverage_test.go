@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -182,4 +183,36 @@ func latin1(label string, in io.Reader) (io.Reader, error) {
 		r[i] = rune(c)
 	}
 	return strings.NewReader(string(r)), nil
+}
+
+var testNameRE = regexp.MustCompile(`(cmd/pinhole )?(Test[A-Za-z0-9_]+)(\*?)`)
+
+// TestCheckedByNamesRealTests: every test named in checkedBy exists, so
+// that a renamed or deleted test cannot leave a file silently unchecked.
+func TestCheckedByNamesRealTests(t *testing.T) {
+	src := map[string]string{}
+	for _, dir := range []string{".", repoRoot + "/cmd/pinhole"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		var b strings.Builder
+		for _, f := range files {
+			c, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(c)
+		}
+		src[dir] = b.String()
+	}
+	for file, by := range checkedBy {
+		for _, m := range testNameRE.FindAllStringSubmatch(by, -1) {
+			decl := "func " + m[2]
+			if m[3] == "" {
+				decl += "(t *testing.T)"
+			}
+			// Either package: a list may name several after one prefix.
+			if !strings.Contains(src["."], decl) && !strings.Contains(src[repoRoot+"/cmd/pinhole"], decl) {
+				t.Errorf("checkedBy[%q] names %s%s, which does not exist", file, m[1], m[2]+m[3])
+			}
+		}
+	}
 }

@@ -307,6 +307,9 @@ func TestKubernetesPinholeWorkloads(t *testing.T) {
 				checkGrace(t, w, c, pc)
 			}
 			checkSecurity(t, w, c)
+			for _, ic := range w.pod.InitContainers {
+				checkSecurity(t, w, ic)
+			}
 			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 				t.Errorf("container needs cpu and memory requests and a memory limit: %+v", c.Resources)
 			}
@@ -399,12 +402,17 @@ func expandPodName(t *testing.T, w workload, c corev1.Container, s string) []str
 }
 
 // mountedFile returns the content a path has in the container: a key of
-// a mounted ConfigMap.
+// a mounted ConfigMap, or the file an init container renders into an
+// emptyDir (run here with sh, its mounts moved under a temporary root and
+// the pod IP set).
 func mountedFile(t *testing.T, m *manifests, w workload, c corev1.Container, path string) string {
 	t.Helper()
 	vol, key := resolveMount(t, w, c, path)
+	if vol.EmptyDir != nil {
+		return renderedFile(t, m, w, path)
+	}
 	if vol.ConfigMap == nil {
-		t.Fatalf("%s is not from a ConfigMap", path)
+		t.Fatalf("%s is neither from a ConfigMap nor rendered by an init container", path)
 	}
 	cm := m.configMaps[vol.ConfigMap.Name]
 	if cm == nil {
@@ -415,6 +423,66 @@ func mountedFile(t *testing.T, m *manifests, w workload, c corev1.Container, pat
 		t.Fatalf("%s: ConfigMap %s has no key %s", path, cm.Name, key)
 	}
 	return text
+}
+
+// testPodIP stands for status.podIP when an init container renders a
+// config.
+const testPodIP = "10.1.2.3"
+
+// renderedFile runs the init container that writes path (its shell
+// command names it) with its ConfigMap inputs under a temporary root, and
+// returns what it wrote.
+func renderedFile(t *testing.T, m *manifests, w workload, path string) string {
+	t.Helper()
+	for _, ic := range w.pod.InitContainers {
+		script := strings.Join(ic.Command, " ")
+		if !strings.Contains(script, "> "+path) || len(ic.Command) != 3 || ic.Command[1] != "-c" {
+			continue
+		}
+		root := t.TempDir()
+		script = ic.Command[2]
+		env := []string{"PATH=" + os.Getenv("PATH")}
+		for _, e := range ic.Env {
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP" {
+				env = append(env, e.Name+"="+testPodIP)
+			}
+		}
+		for _, vm := range ic.VolumeMounts {
+			dir := filepath.Join(root, vm.MountPath)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			script = strings.ReplaceAll(script, vm.MountPath+"/", dir+"/")
+			for _, v := range w.pod.Volumes {
+				if v.Name != vm.Name || v.ConfigMap == nil {
+					continue
+				}
+				cm := m.configMaps[v.ConfigMap.Name]
+				if cm == nil {
+					t.Fatalf("ConfigMap %s not in the manifests", v.ConfigMap.Name)
+				}
+				for k, text := range cm.Data {
+					writeFile(t, filepath.Join(dir, k), []byte(text))
+				}
+			}
+		}
+		sh := needTool(t, "sh", "dash")
+		cmd := exec.Command(sh, "-c", script)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("init container %s: %v\n%s", ic.Name, err, out)
+		}
+		b, err := os.ReadFile(filepath.Join(root, path))
+		if err != nil {
+			t.Fatalf("init container %s did not write %s: %v", ic.Name, path, err)
+		}
+		if strings.Contains(string(b), "${") {
+			t.Errorf("%s still has a placeholder after %s:\n%s", path, ic.Name, b)
+		}
+		return string(b)
+	}
+	t.Fatalf("%s is on an emptyDir but no init container renders it", path)
+	return ""
 }
 
 // resolveMount finds the volume a path lies in and the key within it.
@@ -526,6 +594,15 @@ func checkPorts(t *testing.T, c corev1.Container, pc pinholeConfig) {
 		want[fmt.Sprintf("%s/%d", proto, portOf(t, l.Address))] = true
 		if h, _, _ := net.SplitHostPort(l.Address); h == "127.0.0.1" || h == "::1" {
 			t.Errorf("listener %s is loopback-only inside a pod", l.Address)
+		}
+	}
+	// The registrar puts its listening address into Via and Record-Route:
+	// a wildcard would send answers and in-dialog requests to 0.0.0.0.
+	if pc.Registrar != nil {
+		for _, l := range pc.Registrar.Listen {
+			if h, _, _ := net.SplitHostPort(l.Address); h == "0.0.0.0" || h == "::" {
+				t.Errorf("registrar listener %s: must be the pod's own address (it goes into Via and Record-Route)", l.Address)
+			}
 		}
 	}
 	if h, _, _ := net.SplitHostPort(pc.Ops.Listen); h == "127.0.0.1" {

@@ -114,7 +114,7 @@ func TestRedisExampleConfigs(t *testing.T) {
 	sport, _ := startRedis(t, bin, sfile, "--sentinel")
 	sentinel := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", sport)})
 	defer sentinel.Close()
-	eventually(t, 10*time.Second, "sentinel knows the primary and its replica", func() error {
+	eventually(t, 30*time.Second, "sentinel knows the primary and its replica", func() error {
 		addr, err := sentinel.GetMasterAddrByName(ctx, "pinhole").Result()
 		if err != nil {
 			return err

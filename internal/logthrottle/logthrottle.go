@@ -61,6 +61,7 @@ var sipgoNoisy = map[string]bool{
 	"send '100 Trying' response failed":                  true,
 	"SIP request handler not found":                      true,
 	"unsupported message, skip it":                       true,
+	"Client tx failed to handle response":                true,
 }
 
 // Options configure a Handler. Every field is optional.

@@ -27,6 +27,7 @@ package sipcheck
 
 import (
 	"bytes"
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -59,6 +60,7 @@ var compact = map[string]string{
 type header struct {
 	name  string
 	value string
+	raw   string // the name as written
 }
 
 // HeaderEnd returns the length of msg's header section including the
@@ -359,6 +361,20 @@ func balanced(v string) bool {
 }
 
 func indexUnquoted(v string, c byte) int {
+	first, _ := unquoted(v, c)
+	return first
+}
+
+// lastUnquoted is the index of the last c outside quoted strings, or -1.
+func lastUnquoted(v string, c byte) int {
+	_, last := unquoted(v, c)
+	return last
+}
+
+// unquoted returns the first and last index of c outside quoted strings
+// (backslash escapes honoured), -1 when there is none.
+func unquoted(v string, c byte) (first, last int) {
+	first, last = -1, -1
 	in := false
 	for i := 0; i < len(v); i++ {
 		switch {
@@ -367,10 +383,13 @@ func indexUnquoted(v string, c byte) int {
 		case v[i] == '"':
 			in = !in
 		case v[i] == c && !in:
-			return i
+			if first < 0 {
+				first = i
+			}
+			last = i
 		}
 	}
-	return -1
+	return first, last
 }
 
 // emptyParam reports an empty parameter or list element outside quotes
@@ -497,11 +516,131 @@ func unfold(sec string) []header {
 		if !ok {
 			continue
 		}
-		name = strings.ToLower(strings.TrimSpace(name))
+		raw := strings.TrimSpace(name)
+		name = strings.ToLower(raw)
 		if full, ok := compact[name]; ok {
 			name = full
 		}
-		hdrs = append(hdrs, header{name: name, value: strings.TrimSpace(value)})
+		hdrs = append(hdrs, header{name: name, value: strings.TrimSpace(value), raw: raw})
 	}
 	return hdrs
+}
+
+// Normalize rewrites what RFC 3261 allows but sipgo cannot take, so a valid
+// request is not refused: LWS inside a Via's sent-protocol ("SIP / 2.0 /
+// UDP", RFC 4475 §3.1.1.1) and a top Via without a branch from an RFC 2543
+// client (§3.4.1), which gets one derived from the request's identity, so
+// its retransmissions, ACK and CANCEL match one transaction (RFC 3261
+// §17.2.3). It returns nil when nothing needs rewriting (the usual case,
+// without allocating) and the rewritten message otherwise.
+func Normalize(msg []byte) []byte {
+	end := HeaderEnd(msg)
+	if end < 0 || !IsRequest(msg) {
+		return nil
+	}
+	sec := string(msg[:end-2])
+	line, _, _ := strings.Cut(sec, "\r\n")
+	hdrs := unfold(sec)
+	change, firstVia := false, true
+	var callID, cseq, from string
+	for i := range hdrs {
+		h := &hdrs[i]
+		switch h.name {
+		case "call-id":
+			callID = h.value
+		case "cseq":
+			cseq, _, _ = strings.Cut(strings.TrimSpace(h.value), " ")
+		case "from":
+			from = h.value
+		}
+		switch h.name {
+		case "from", "to", "contact":
+			// LWS around ";" and "=" in the header parameters (RFC 3261
+			// §25.1 SEMI, EQUAL) is valid; sipgo keeps it in the names.
+			at := lastUnquoted(h.value, '>') + 1
+			if fixed := h.value[:at] + tidy(h.value[at:]); fixed != h.value {
+				h.value, change = fixed, true
+			}
+		case "via":
+			if fixed := tidy(h.value); fixed != h.value {
+				h.value, change = fixed, true
+			}
+			if firstVia {
+				firstVia = false
+				if !strings.Contains(strings.ToLower(h.value), "branch=") {
+					h.value += ";branch=" + legacyBranch(line, h.value, callID, cseq, from)
+					change = true
+				}
+			}
+		}
+	}
+	if !change {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString(line + "\r\n")
+	for _, h := range hdrs {
+		b.WriteString(h.raw + ": " + h.value + "\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(msg[end:])
+	return []byte(b.String())
+}
+
+// tidy removes LWS around the separators "/", ";", "=" and "," outside
+// quoted strings and collapses other LWS runs to one space (RFC 3261
+// §25.1: SLASH, SEMI, EQUAL and COMMA absorb the LWS around them).
+func tidy(v string) string {
+	if strings.IndexByte(v, ' ') < 0 && strings.IndexByte(v, '\t') < 0 {
+		return v // the usual case: nothing to do, no allocation
+	}
+	var b strings.Builder
+	in, space := false, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if in {
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			} else if c == '"' {
+				in = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t':
+			space = true
+			continue
+		case '/', ';', '=', ',':
+			space = false
+			s := b.String()
+			b.Reset()
+			b.WriteString(strings.TrimRight(s, " "))
+			b.WriteByte(c)
+			// Skip LWS after the separator.
+			for i+1 < len(v) && (v[i+1] == ' ' || v[i+1] == '\t') {
+				i++
+			}
+			continue
+		case '"':
+			in = true
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// legacyBranch is the branch given to an RFC 2543 request: the same for
+// every request of its transaction (CSeq number, not method, so the ACK
+// and CANCEL match the INVITE's).
+func legacyBranch(line, via, callID, cseq, from string) string {
+	uri := strings.Fields(line + " x")[1]
+	h := fnv.New64a()
+	h.Write([]byte(uri + "\x00" + via + "\x00" + callID + "\x00" + cseq + "\x00" + from))
+	return "z9hG4bK-2543-" + strconv.FormatUint(h.Sum64(), 16)
 }

@@ -5,46 +5,27 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pinhole-sip/pinhole/internal/rfc4475"
 )
 
-// rfc4475 are the torture messages of RFC 4475 with the status Check must
-// give (0: passes on to the parser and the element's own processing).
-var rfc4475 = map[string]int{
-	// §3.1.1: valid messages.
-	"wsinv": 0, "intmeth": 0, "esc01": 0, "escnull": 0, "esc02": 0, "lwsdisp": 0, "longreq": 0,
-	"dblreq": 0, "semiuri": 0, "transports": 0, "mpart01": 0, "unreason": 0, "noreason": 0,
-	// §3.1.2: invalid messages.
-	"badinv01": 400, "clerr": 400, "ncl": 400, "scalar02": 400, "scalarlg": 0 /* response */, "quotbal": 400,
-	"ltgtruri": 400, "lwsruri": 400, "lwsstart": 400, "trws": 400, "escruri": 400, "baddate": 0,
-	"regbadct": 400, "badaspec": 400, "baddn": 400, "badvers": 505, "mismatch01": 400, "mismatch02": 400,
-	"bigcode": 0, /* response */
-	// §3.2, §3.3, §3.4: transaction and application layer.
-	"badbranch": 0, "insuf": 400, "unkscm": 416, "novelsc": 416, "unksm2": 0, "bext01": 0, "invut": 0,
-	"regaut01": 0, "multi01": 400, "mcl01": 400, "bcast": 0, "zeromf": 0, "cparam01": 0, "cparam02": 0,
-	"regescrt": 0, "sdp01": 0, "inv2543": 0,
-}
-
 func TestRFC4475(t *testing.T) {
-	dir := filepath.Join("..", "..", "test", "hostile", "testdata", "rfc4475")
-	for name, want := range rfc4475 {
-		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join(dir, name+".dat"))
-			if err != nil {
-				t.Fatal(err)
+	cases, err := rfc4475.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			v := Check(tc.Msg, true)
+			if v.Status != tc.Status {
+				t.Fatalf("Check = %d %q, want %d", v.Status, v.Reason, tc.Status)
 			}
-			v := Check(b, true)
-			if v.Status != want {
-				t.Fatalf("Check = %d %q, want %d", v.Status, v.Reason, want)
-			}
-			if want == 0 {
+			if tc.Status == 0 {
 				return
 			}
-			r := Reply(b, v, "ph1")
+			r := Reply(tc.Msg, v, "ph1")
 			if r == nil {
-				if name == "insuf" {
-					return
-				}
-				t.Fatalf("no reply to %s", name)
+				t.Fatalf("no reply to %s", tc.Name)
 			}
 			if !strings.HasPrefix(string(r), "SIP/2.0 ") {
 				t.Fatalf("reply status line %q", strings.SplitN(string(r), "\r\n", 2)[0])
@@ -81,7 +62,7 @@ func TestNULInHeader(t *testing.T) {
 }
 
 func FuzzCheck(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("..", "..", "test", "hostile", "testdata", "rfc4475", "*.dat"))
+	files, _ := filepath.Glob(filepath.Join(rfc4475.Dir(), "*.dat"))
 	for _, p := range files {
 		b, _ := os.ReadFile(p)
 		f.Add(b)
@@ -90,4 +71,32 @@ func FuzzCheck(f *testing.F) {
 		v := Check(b, true)
 		_ = Reply(b, v, "t")
 	})
+}
+
+// TestNormalize: wsinv's LWS in the Via sent-protocol is collapsed and an
+// RFC 2543 request (no branch) gets one, the same for its retransmission;
+// an ordinary request is left alone without a copy.
+func TestNormalize(t *testing.T) {
+	cases, err := rfc4475.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]byte{}
+	for _, c := range cases {
+		byName[c.Name] = c.Msg
+	}
+	w := Normalize(byName["wsinv"])
+	if w == nil || !strings.Contains(string(w), "Via: SIP/2.0/UDP 192.0.2.2;branch=390skdjuw") {
+		t.Fatalf("wsinv not normalised:\n%s", w)
+	}
+	if !Check(w, true).OK() {
+		t.Fatalf("normalised wsinv refused: %+v", Check(w, true))
+	}
+	a, b := Normalize(byName["inv2543"]), Normalize(byName["inv2543"])
+	if a == nil || !strings.Contains(string(a), ";branch=z9hG4bK-2543-") || string(a) != string(b) {
+		t.Fatalf("inv2543:\n%s", a)
+	}
+	if Normalize(byName["dblreq"]) != nil {
+		t.Fatal("a well-formed request was rewritten")
+	}
 }

@@ -28,28 +28,33 @@ func StampVia(v *sip.ViaHeader, src netip.AddrPort) {
 	}
 }
 
-// ReplyToSource returns tx so that every response sent through it over
-// UDP goes to the request's packet source (RFC 3581 §4, RFC 3261
-// §18.2.2). sipgo sends to the Via's sent-by port whenever the sender
-// wrote an rport value of its own, so a client could steer our responses
-// at a third party (docs/sipgo.md, "Responses over UDP").
+// ReplyToSource returns tx so that every response sent through it carries
+// on its top Via what this hop saw (StampVia), and over UDP goes to the
+// request's packet source (RFC 3581 §4, RFC 3261 §18.2.2). sipgo sends to
+// the Via's sent-by port whenever the sender wrote an rport value of its
+// own, so a client could steer our responses at a third party
+// (docs/sipgo.md, "Responses over UDP").
 func ReplyToSource(req *sip.Request, tx sip.ServerTransaction) sip.ServerTransaction {
-	if tx == nil || !strings.EqualFold(req.Transport(), "UDP") {
+	if tx == nil {
 		return tx
 	}
-	src := req.Source()
-	if _, err := netip.ParseAddrPort(src); err != nil {
+	src, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
 		return tx
 	}
-	return &sourceTx{ServerTransaction: tx, src: src}
+	return &sourceTx{ServerTransaction: tx, src: src, udp: strings.EqualFold(req.Transport(), "UDP")}
 }
 
 type sourceTx struct {
 	sip.ServerTransaction
-	src string
+	src netip.AddrPort
+	udp bool
 }
 
 func (t *sourceTx) Respond(res *sip.Response) error {
-	res.SetDestination(t.src)
+	StampVia(res.Via(), t.src)
+	if t.udp {
+		res.SetDestination(t.src.String())
+	}
 	return t.ServerTransaction.Respond(res)
 }

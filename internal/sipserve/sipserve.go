@@ -3,6 +3,7 @@
 package sipserve
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -36,4 +37,21 @@ func AwaitUDP(tl *sip.TransportLayer, addrs []string, done <-chan struct{}, time
 		}
 	}
 	return true
+}
+
+// CloseWhenServing runs AwaitUDP (bounded by five seconds) and then closes
+// serving, the channel a role's readiness check watches. If done closes
+// first it returns without closing serving. If the wait times out it logs
+// one warning and closes serving anyway: the role runs, though a request
+// sent from an unregistered listener would leave from a fresh socket.
+func CloseWhenServing(tl *sip.TransportLayer, addrs []string, done <-chan struct{}, serving chan<- struct{}, log *slog.Logger) {
+	if !AwaitUDP(tl, addrs, done, 5*time.Second) {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		log.Warn("udp listeners not registered with sipgo in time", "laddrs", addrs)
+	}
+	close(serving)
 }

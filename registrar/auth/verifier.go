@@ -175,11 +175,17 @@ func (v *Verifier) trusted(ip netip.Addr) bool { return prefixlist.List(v.cfg.Tr
 // (right digest, bad nonce → Stale, stale=true) → nc replay (Replay, plain
 // challenge) → OK.
 func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) {
+	return v.authenticate(ctx, r, v.st)
+}
+
+// authenticate is Authenticate with the state it reads and writes (DryRun
+// passes a read-only one).
+func (v *Verifier) authenticate(ctx context.Context, r Request, st State) (Result, error) {
 	now := v.now()
 	ip := r.Source.Unmap()
 	countable := ip.IsValid() && !v.trusted(ip)
 	if countable {
-		banned, err := v.st.Banned(ctx, ip.String())
+		banned, err := st.Banned(ctx, ip.String())
 		if err != nil {
 			return Result{}, fmt.Errorf("auth: check ban: %w", err)
 		}
@@ -220,7 +226,7 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 			reason = UnknownUser
 		}
 		if countable {
-			if err := v.fail(ctx, ip, cred.username); err != nil {
+			if err := v.fail(ctx, st, ip, cred.username); err != nil {
 				return Result{}, err
 			}
 		}
@@ -229,7 +235,7 @@ func (v *Verifier) Authenticate(ctx context.Context, r Request) (Result, error) 
 	if ns != nonceValid {
 		return v.challenge(r, algs, Stale, cred.username, true, now)
 	}
-	fresh, err := v.st.NonceCount(ctx, cred.nonce, cred.ncValue, expiry.Sub(now))
+	fresh, err := st.NonceCount(ctx, cred.nonce, cred.ncValue, expiry.Sub(now))
 	if err != nil {
 		return Result{}, fmt.Errorf("auth: record nonce count: %w", err)
 	}
@@ -278,13 +284,17 @@ func (v *Verifier) pick(values []string) (credentials, bool, error) {
 }
 
 // fail counts one failure and bans ip when a limit is exceeded.
-func (v *Verifier) fail(ctx context.Context, ip netip.Addr, user string) error {
-	perPair, perIP, err := v.st.Fail(ctx, ip.String(), user, v.cfg.Ban.Window)
+func (v *Verifier) fail(ctx context.Context, st State, ip netip.Addr, user string) error {
+	perPair, perIP, err := st.Fail(ctx, ip.String(), user, v.cfg.Ban.Window)
 	if err != nil {
 		return fmt.Errorf("auth: count failure: %w", err)
 	}
 	if perPair > int64(v.cfg.Ban.MaxFailures) || perIP > int64(v.cfg.Ban.MaxFailuresPerIP) {
-		if err := v.st.Ban(ctx, ip.String(), v.cfg.Ban.Duration); err != nil {
+		who, n := user, perPair
+		if perPair <= int64(v.cfg.Ban.MaxFailures) {
+			who, n = "", perIP
+		}
+		if err := v.ban(ctx, ip.String(), who, n); err != nil {
 			return fmt.Errorf("auth: ban: %w", err)
 		}
 		v.log.Warn("auth: source banned after repeated failures",

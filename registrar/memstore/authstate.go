@@ -21,6 +21,7 @@ type AuthState struct {
 	nonces    map[string]ncEntry
 	fails     map[string]failEntry
 	bans      map[string]time.Time
+	banWho    map[string]banMeta // who triggered bans[ip] (bans.go)
 	lastSweep time.Time
 }
 
@@ -49,6 +50,7 @@ func NewAuthState(now func() time.Time) *AuthState {
 		nonces: map[string]ncEntry{},
 		fails:  map[string]failEntry{},
 		bans:   map[string]time.Time{},
+		banWho: map[string]banMeta{},
 	}
 }
 
@@ -136,6 +138,7 @@ func (s *AuthState) sweepLocked(now time.Time) {
 	for k, until := range s.bans {
 		if !now.Before(until) {
 			delete(s.bans, k)
+			delete(s.banWho, k)
 		}
 	}
 }

@@ -54,13 +54,6 @@ if b == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 return {a, b}
 `)
 
-// banScript sets the ban unless a longer one is already in force.
-var banScript = redis.NewScript(`
-local cur = redis.call('PTTL', KEYS[1])
-if cur < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-return 1
-`)
-
 func ms(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 func unavailable(what string, err error) error {
@@ -90,11 +83,9 @@ func (s *AuthState) Fail(ctx context.Context, ip, user string, window time.Durat
 }
 
 // Ban implements auth.State.
+// It is BanFor with nobody recorded, so the ban is listed too.
 func (s *AuthState) Ban(ctx context.Context, ip string, d time.Duration) error {
-	if err := banScript.Run(ctx, s.c, []string{s.prefix + "ban:" + ip}, ms(d)).Err(); err != nil {
-		return unavailable("ban", err)
-	}
-	return nil
+	return s.BanFor(ctx, ip, "", 0, d)
 }
 
 // Banned implements auth.State.

@@ -86,6 +86,7 @@ type Store struct {
 	timeout time.Duration
 	now     func() time.Time
 	index   string // the expiry sorted set
+	aors    string // the AOR name index (list.go)
 
 	mu        sync.Mutex // guards cache, lastPrune and locks
 	cache     map[string]cached
@@ -182,6 +183,7 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 		timeout: DefaultTimeout,
 		now:     now,
 		index:   prefix + ":expiry",
+		aors:    prefix + ":aors",
 		cache:   make(map[string]cached),
 		locks:   make(map[string]*aorLock),
 	}
@@ -332,9 +334,6 @@ func (s *Store) reindex(ctx context.Context, aor string, old, next []registrar.B
 			rem = append(rem, aor+"\x00"+o.Key)
 		}
 	}
-	if len(rem) == 0 && len(next) == 0 {
-		return
-	}
 	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if len(rem) > 0 {
 			p.ZRem(ctx, s.index, rem...)
@@ -345,9 +344,13 @@ func (s *Store) reindex(ctx context.Context, aor string, old, next []registrar.B
 				zs[i] = redis.Z{Score: float64(b.Expires.UnixMilli()), Member: aor + "\x00" + b.Key}
 			}
 			p.ZAdd(ctx, s.index, zs...)
+			p.ZAdd(ctx, s.aors, redis.Z{Member: aor})
 		}
 		return nil
 	})
+	if len(next) == 0 {
+		s.unlistIfGone(ctx, aor)
+	}
 }
 
 // Count returns the number of live bindings from the expiry index.

@@ -77,6 +77,9 @@ func (a *alternating) Update(ctx context.Context, aor string, fn registrar.Updat
 }
 func (a *alternating) Count(ctx context.Context) (int64, error) { return a.next().Count(ctx) }
 func (a *alternating) Ping(ctx context.Context) error           { return a.next().Ping(ctx) }
+func (a *alternating) List(ctx context.Context, cursor string, limit int) (registrar.AORPage, error) {
+	return a.next().List(ctx, cursor, limit)
+}
 func (a *alternating) Close() error {
 	return errors.Join(a.nodes[0].Close(), a.nodes[1].Close())
 }

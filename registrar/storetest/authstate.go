@@ -16,6 +16,7 @@ import (
 func RunAuthState(t *testing.T, newState func(t *testing.T) auth.State) {
 	ctx := context.Background()
 	const ttl = time.Hour
+	runBanAdmin(t, newState)
 
 	t.Run("RFC7616_3.4_nc_strictly_increasing_per_nonce", func(t *testing.T) {
 		s := newState(t)
@@ -171,6 +172,86 @@ func RunAuthState(t *testing.T, newState func(t *testing.T) auth.State) {
 		}
 		if _, err := s.Banned(cctx, "192.0.2.1"); err == nil {
 			t.Error("Banned with cancelled context: no error")
+		}
+	})
+}
+
+// runBanAdmin checks auth.BanAdmin; RunAuthState calls it for states that
+// implement it.
+func runBanAdmin(t *testing.T, newState func(t *testing.T) auth.State) {
+	ctx := context.Background()
+	admin := func(t *testing.T) (auth.State, auth.BanAdmin) {
+		s := newState(t)
+		a, ok := s.(auth.BanAdmin)
+		if !ok {
+			t.Skip("state does not implement auth.BanAdmin")
+		}
+		return s, a
+	}
+	t.Run("bans_listed_with_who_and_until", func(t *testing.T) {
+		s, a := admin(t)
+		before := time.Now()
+		if err := a.BanFor(ctx, "192.0.2.7", "alice", 11, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.BanFor(ctx, "192.0.2.8", "", 51, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ban(ctx, "2001:db8::1", 30*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.Bans(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 {
+			t.Fatalf("Bans = %+v, want 3", got)
+		}
+		// Soonest-ending first.
+		want := []auth.BanInfo{
+			{Address: "192.0.2.8", Failures: 51, Until: before.Add(10 * time.Minute)},
+			{Address: "2001:db8::1", Until: before.Add(30 * time.Minute)},
+			{Address: "192.0.2.7", User: "alice", Failures: 11, Until: before.Add(time.Hour)},
+		}
+		for i, w := range want {
+			g := got[i]
+			if g.Address != w.Address || g.User != w.User || g.Failures != w.Failures {
+				t.Errorf("ban %d = %+v, want %+v", i, g, w)
+			}
+			if d := g.Until.Sub(w.Until); d < -time.Minute || d > time.Minute {
+				t.Errorf("ban %d until %v, want about %v", i, g.Until, w.Until)
+			}
+		}
+		if got, err := a.Bans(ctx, 1); err != nil || len(got) != 1 {
+			t.Errorf("Bans(limit 1) = %+v, %v", got, err)
+		}
+	})
+	t.Run("unban_lifts_and_resets_counters", func(t *testing.T) {
+		s, a := admin(t)
+		for range 3 {
+			if _, _, err := s.Fail(ctx, "192.0.2.9", "bob", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.BanFor(ctx, "192.0.2.9", "bob", 3, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		lifted, err := a.Unban(ctx, "192.0.2.9", "bob")
+		if err != nil || !lifted {
+			t.Fatalf("Unban = %v, %v; want true", lifted, err)
+		}
+		if banned, err := s.Banned(ctx, "192.0.2.9"); err != nil || banned {
+			t.Errorf("Banned after Unban = %v, %v", banned, err)
+		}
+		if got, err := a.Bans(ctx, 10); err != nil || len(got) != 0 {
+			t.Errorf("Bans after Unban = %+v, %v", got, err)
+		}
+		pair, perIP, err := s.Fail(ctx, "192.0.2.9", "bob", time.Hour)
+		if err != nil || pair != 1 || perIP != 1 {
+			t.Errorf("Fail after Unban = %d, %d, %v; want 1, 1 (counters reset)", pair, perIP, err)
+		}
+		if lifted, err := a.Unban(ctx, "192.0.2.10", ""); err != nil || lifted {
+			t.Errorf("Unban of an address never banned = %v, %v; want false", lifted, err)
 		}
 	})
 }

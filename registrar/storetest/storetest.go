@@ -95,6 +95,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"CancelledContextFailsAndWritesNothing", testCancelled},
 		{"ReturnedSlicesAreCopies", testIsolation},
 		{"ManyBindingsOneAOR", testManyBindings},
+		{"ListPagesAORsInOrder", testList},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

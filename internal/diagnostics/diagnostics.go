@@ -1,0 +1,329 @@
+// Package diagnostics detects, live and per device, the REGISTER patterns
+// that make calls stop arriving (the "fingerprints"), and names the fix.
+//
+// The registrar and the edge report what they see through small observer
+// hooks (registrar.Observer, edge.FlowObserver); a Detector keeps a bounded
+// amount of state per (AOR, device) -- the device is the +sip.instance when
+// the UA sends one, else its Contact URI -- with least-recently-seen
+// eviction, does O(1) work per event, and turns a matched pattern into a
+// Finding: the evidence (the last few relevant events), the fix, a metric
+// and one warn-level log line per (AOR, device, fingerprint) per 24 h.
+//
+// Each node reports what it saw: a registrar sees the REGISTERs it
+// answered, an edge the flows it holds. A finding clears when its pattern
+// has been absent for one registration interval.
+package diagnostics
+
+import (
+	"container/list"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Fingerprint ids (bounded: they are metric label values).
+const (
+	ExpiryIgnored        = "expiry_ignored"
+	IntervalTooBriefLoop = "interval_too_brief_loop"
+	GhostBindings        = "ghost_bindings"
+	NonceNotReused       = "nonce_not_reused"
+	ServiceRouteIgnored  = "service_route_ignored"
+	KeepaliveMissing     = "keepalive_missing"
+	FlowChurn            = "flow_churn"
+)
+
+// Fingerprints lists every id, for metric pre-initialisation and docs.
+var Fingerprints = []string{ExpiryIgnored, IntervalTooBriefLoop, GhostBindings, NonceNotReused,
+	ServiceRouteIgnored, KeepaliveMissing, FlowChurn}
+
+// Fixes is the advice each finding carries.
+var Fixes = map[string]string{
+	ExpiryIgnored: "The UA refreshes on the interval it asked for, not the one granted: make it honour the " +
+		"expires parameter of its Contact in the 200 OK (or raise registrar.expires.max to what it asks).",
+	IntervalTooBriefLoop: "The UA ignores Min-Expires and repeats a too-short Expires after 423: set its " +
+		"registration interval to at least the Min-Expires value.",
+	GhostBindings: "NAT rebinding between refreshes leaves stale Contacts: send keep-alives about every 25 s, " +
+		"or enable RFC 5626 outbound (+sip.instance, reg-id) on the UA so one flow replaces the other.",
+	NonceNotReused: "Every refresh draws a 401 although the 200 OK carried nextnonce: make the UA use " +
+		"Authentication-Info nextnonce (nonce reuse) and save half the transactions.",
+	ServiceRouteIgnored: "The UA sends initial requests without the Service-Route it was given: make it " +
+		"preload the Service-Route of its last REGISTER 2xx as Route.",
+	KeepaliveMissing: "The outbound flow went silent for more than twice its Flow-Timer: make the UA send " +
+		"keep-alives (CRLFCRLF on TCP/TLS, STUN on UDP) at the Flow-Timer interval.",
+	FlowChurn: "The same registration moves to a new flow again and again: NAT rebinding or a flapping " +
+		"connection; shorten keep-alives or fix the network path.",
+}
+
+// Config bounds the detector and sets the rule thresholds. Zero values
+// mean the defaults.
+type Config struct {
+	// MaxDevices bounds the tracked (AOR, device) pairs (default 100,000);
+	// the least recently seen is evicted.
+	MaxDevices int `yaml:"max_devices"`
+	// BriefCount 423s for one device with the same expiry within
+	// BriefWindow make interval_too_brief_loop (3, 5 min).
+	BriefCount  int           `yaml:"interval_too_brief_count"`
+	BriefWindow time.Duration `yaml:"interval_too_brief_window"`
+	// GhostMin non-outbound bindings from one host or instance make
+	// ghost_bindings (4).
+	GhostMin int `yaml:"ghost_bindings_min"`
+	// NonceMisses consecutive refreshes challenged after a nextnonce make
+	// nonce_not_reused (3).
+	NonceMisses int `yaml:"nonce_misses"`
+	// ChurnCount flow moves within ChurnWindow make flow_churn (3, 10 min).
+	ChurnCount  int           `yaml:"flow_churn_count"`
+	ChurnWindow time.Duration `yaml:"flow_churn_window"`
+	// DefaultInterval clears a finding of a device whose interval is
+	// unknown (3600 s).
+	DefaultInterval time.Duration `yaml:"default_interval"`
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxDevices <= 0 {
+		c.MaxDevices = 100_000
+	}
+	if c.BriefCount <= 0 {
+		c.BriefCount = 3
+	}
+	if c.BriefWindow <= 0 {
+		c.BriefWindow = 5 * time.Minute
+	}
+	if c.GhostMin <= 0 {
+		c.GhostMin = 4
+	}
+	if c.NonceMisses <= 0 {
+		c.NonceMisses = 3
+	}
+	if c.ChurnCount <= 0 {
+		c.ChurnCount = 3
+	}
+	if c.ChurnWindow <= 0 {
+		c.ChurnWindow = 10 * time.Minute
+	}
+	if c.DefaultInterval <= 0 {
+		c.DefaultInterval = time.Hour
+	}
+}
+
+// Evidence is one event behind a finding.
+type Evidence struct {
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
+}
+
+// Finding is one fingerprint matched for one device.
+type Finding struct {
+	Fingerprint string     `json:"fingerprint"`
+	AOR         string     `json:"aor"`
+	Device      string     `json:"device"`
+	FirstSeen   time.Time  `json:"first_seen"`
+	LastSeen    time.Time  `json:"last_seen"`
+	Count       int        `json:"count"`
+	Evidence    []Evidence `json:"evidence"`
+	Fix         string     `json:"fix"`
+}
+
+// maxEvidence is how many events a finding keeps.
+const maxEvidence = 5
+
+// logEvery bounds the warn lines per (AOR, device, fingerprint).
+const logEvery = 24 * time.Hour
+
+// Detector holds the per-device state. It is safe for concurrent use.
+//
+// Lock rules: mu guards devices, lru and every device's state.
+type Detector struct {
+	cfg    Config
+	now    func() time.Time
+	log    *slog.Logger
+	active *prometheus.GaugeVec
+	total  *prometheus.CounterVec
+
+	mu      sync.Mutex
+	devices map[devKey]*list.Element // of *device
+	lru     *list.List               // front = most recently seen
+}
+
+type devKey struct{ aor, device string }
+
+// device is the state kept per (AOR, device).
+type device struct {
+	key      devKey
+	seen     time.Time
+	interval time.Duration // last granted expiry, for clearing
+	findings map[string]*finding
+
+	// interval_too_brief_loop
+	briefExp   int64
+	briefTimes []time.Time
+	// expiry_ignored: the last 2xx granted less than asked
+	grantedUntil time.Time
+	requested    int64
+	granted      int64
+	// nonce_not_reused
+	nextnonce  bool
+	misses     int
+	challenged bool // a challenge since the last 2xx
+	// flow_churn
+	moves []time.Time
+	flow  string
+}
+
+type finding struct {
+	Finding
+	logged time.Time
+}
+
+// New builds a Detector; its two metrics are registered on reg (nil: none).
+func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() time.Time) (*Detector, error) {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	d := &Detector{
+		cfg: cfg, now: now, log: logger,
+		devices: map[devKey]*list.Element{}, lru: list.New(),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pinhole_diagnostics_active",
+			Help: "Findings currently active on this node, by fingerprint.",
+		}, []string{"fingerprint"}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinhole_diagnostics_detected_total",
+			Help: "Findings raised on this node (a finding counts once until it clears), by fingerprint.",
+		}, []string{"fingerprint"}),
+	}
+	for _, f := range Fingerprints {
+		d.active.WithLabelValues(f)
+		d.total.WithLabelValues(f)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{d.active, d.total} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register diagnostics metrics: %w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// deviceLocked returns the state of (aor, dev), creating it (and evicting
+// the least recently seen beyond MaxDevices), and marks it seen at now.
+func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
+	k := devKey{aor, dev}
+	if el, ok := d.devices[k]; ok {
+		d.lru.MoveToFront(el)
+		s := el.Value.(*device)
+		s.seen = now
+		return s
+	}
+	for d.lru.Len() >= d.cfg.MaxDevices {
+		old := d.lru.Back()
+		s := old.Value.(*device)
+		for fp := range s.findings {
+			d.active.WithLabelValues(fp).Dec()
+		}
+		delete(d.devices, s.key)
+		d.lru.Remove(old)
+	}
+	s := &device{key: k, seen: now, findings: map[string]*finding{}}
+	d.devices[k] = d.lru.PushFront(s)
+	return s
+}
+
+// raiseLocked records one occurrence of fingerprint fp on s with the given
+// evidence (the newest last).
+func (d *Detector) raiseLocked(s *device, fp string, now time.Time, ev ...Evidence) {
+	f := s.findings[fp]
+	if f == nil {
+		f = &finding{Finding: Finding{Fingerprint: fp, AOR: s.key.aor, Device: s.key.device, FirstSeen: now, Fix: Fixes[fp]}}
+		s.findings[fp] = f
+		d.active.WithLabelValues(fp).Inc()
+		d.total.WithLabelValues(fp).Inc()
+	}
+	f.LastSeen = now
+	f.Count++
+	f.Evidence = append(f.Evidence, ev...)
+	if len(f.Evidence) > maxEvidence {
+		f.Evidence = append([]Evidence(nil), f.Evidence[len(f.Evidence)-maxEvidence:]...)
+	}
+	if f.logged.IsZero() || now.Sub(f.logged) >= logEvery {
+		f.logged = now
+		last := ""
+		if len(f.Evidence) > 0 {
+			last = f.Evidence[len(f.Evidence)-1].Text
+		}
+		d.log.Warn("registration diagnostic", "reason", fp, "aor", s.key.aor, "device", s.key.device,
+			"evidence", last, "fix", f.Fix)
+	}
+}
+
+// clearLocked drops s's findings whose pattern has been absent for one
+// registration interval.
+func (d *Detector) clearLocked(s *device, now time.Time) {
+	iv := s.interval
+	if iv <= 0 {
+		iv = d.cfg.DefaultInterval
+	}
+	for fp, f := range s.findings {
+		if now.Sub(f.LastSeen) > iv {
+			delete(s.findings, fp)
+			d.active.WithLabelValues(fp).Dec()
+		}
+	}
+}
+
+// Findings returns the active findings, optionally only those of aor
+// and/or fingerprint, sorted by AOR, device, fingerprint. It clears
+// findings that have lapsed.
+func (d *Detector) Findings(aor, fingerprint string) []Finding {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Finding
+	visit := func(s *device) {
+		d.clearLocked(s, now)
+		for fp, f := range s.findings {
+			if fingerprint == "" || fp == fingerprint {
+				c := f.Finding
+				c.Evidence = append([]Evidence(nil), f.Evidence...)
+				out = append(out, c)
+			}
+		}
+	}
+	if aor != "" {
+		for k, el := range d.devices {
+			if k.aor == aor {
+				visit(el.Value.(*device))
+			}
+		}
+	} else {
+		for el := d.lru.Front(); el != nil; el = el.Next() {
+			visit(el.Value.(*device))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.AOR != b.AOR {
+			return a.AOR < b.AOR
+		}
+		if a.Device != b.Device {
+			return a.Device < b.Device
+		}
+		return a.Fingerprint < b.Fingerprint
+	})
+	return out
+}
+
+// Devices returns the number of tracked (AOR, device) pairs.
+func (d *Detector) Devices() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lru.Len()
+}

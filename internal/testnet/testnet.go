@@ -1,0 +1,38 @@
+// Package testnet holds network helpers for tests that start the real
+// binary on loopback: ports must be known before the binary binds them.
+package testnet
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// handedOut remembers every port FreePort returned in this test process:
+// the kernel may offer a closed port again at once, and two parts of one
+// test must never get the same one.
+var handedOut sync.Map
+
+// FreePort returns a loopback port free for both UDP and TCP, never the
+// same one twice in a process.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			continue
+		}
+		_ = u.Close()
+		if _, dup := handedOut.LoadOrStore(p, true); !dup {
+			return p
+		}
+	}
+	t.Fatal("no free loopback port")
+	return 0
+}
