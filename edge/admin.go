@@ -128,3 +128,14 @@ func (s *Server) FlowByToken(tok string) (FlowInfo, bool) {
 	}
 	return s.flowInfo(fl), true
 }
+
+// FlowTimer returns the Flow-Timer (RFC 5626 §4.4) this edge gives
+// outbound UAs on transport ("udp", "tcp", ...).
+func (s *Server) FlowTimer(transport string) time.Duration {
+	t := s.cfg.FlowTimer
+	t.SetDefaults()
+	if tr, err := flowtable.ParseTransport(transport); err == nil && tr.Stream() {
+		return t.Stream
+	}
+	return t.UDP
+}

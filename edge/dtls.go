@@ -98,7 +98,8 @@ type DTLSOptions struct {
 	// Check, when set, is asked about every SIP message before it reaches
 	// the parser: !ok drops it, after reply (when non-nil) is sent back
 	// over the association (strict parsing, RFC 4475).
-	// It returns the message to pass on (possibly normalised, RFC 4475).
+	// It returns the message to pass on when normalised (RFC 4475; nil:
+	// as is).
 	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 }
 
@@ -441,7 +442,9 @@ func (l *DTLSListener) readRecords(a *Association, dc *dtls.Conn) error {
 				}
 				continue
 			}
-			data = msg
+			if msg != nil { // nil: pass on as is
+				data = msg
+			}
 		}
 		select {
 		case l.msgs <- sockDatagram{b: append([]byte(nil), data...), from: a.Remote}:

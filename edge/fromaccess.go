@@ -44,6 +44,7 @@ func (s *Server) fromAccess(req *sip.Request, tx sip.ServerTransaction, in inbou
 	lg := s.coreLeg(target, "")
 	fwd := req.Clone()
 	if len(rest) == 0 && !hasToTag(req) {
+		s.routeMissing(req, in)
 		// Our routing policy for a Route-less initial request: push
 		// edge.core as a loose route (RFC 3261 §16.6 step 7) so the next
 		// hop sees how the request came (the registrar's "orig" marker).

@@ -19,10 +19,15 @@ type Filter struct {
 	// from this port.
 	Remote     netip.Addr
 	RemotePort uint16
+	// Bound keeps only flows with at least one registration identity.
+	Bound bool
 }
 
 func (f Filter) match(e *entry) bool {
 	k := e.flow.FlowKey
+	if f.Bound && len(e.idents) == 0 {
+		return false
+	}
 	if f.Transport != "" && k.Transport != f.Transport {
 		return false
 	}

@@ -38,6 +38,7 @@ func TestListFilterByIDAndKeepalives(t *testing.T) {
 		{"remote ip", Filter{Remote: u1.Remote.Addr()}, 0, []uint64{u1.ID, u2.ID, c1.ID}},
 		{"remote ip:port", Filter{Remote: u1.Remote.Addr(), RemotePort: 5002}, 0, []uint64{u2.ID}},
 		{"other ip", Filter{Remote: netip.MustParseAddr("203.0.113.99")}, 0, nil},
+		{"bound only", Filter{Bound: true}, 0, []uint64{u2.ID, c1.ID}},
 	}
 	for _, tc := range cases {
 		if got := ids(tb.List(tc.f, tc.limit)); !slices.Equal(got, tc.want) {

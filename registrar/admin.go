@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pinhole-sip/pinhole/routeset"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // Operator access to the location service (the ops listener's admin API).

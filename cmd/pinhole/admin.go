@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/pinhole-sip/pinhole/edge"
+	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/adminapi"
 	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/internal/ops"
@@ -39,8 +42,11 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 	if opt.Registrar != nil {
 		opt.Registrar.SetObserver(diag)
 	}
-	if opt.Edge != nil {
-		opt.Edge.SetFlowObserver(diag)
+	if e := opt.Edge; e != nil {
+		e.SetFlowObserver(diag)
+		go diag.RunFlowCheck(ctx, 10*time.Second, func() []edge.FlowInfo {
+			return e.Flows(flowtable.Filter{Bound: true}, 0)
+		}, e.FlowTimer)
 	}
 	api := adminapi.New(opt)
 	state, err := o.EnableAdmin(api, token)

@@ -81,7 +81,7 @@ func TestCheckConfigTestdata(t *testing.T) {
 			`5: edge.listen[2].tls.cert_file: testdata/config/tls.key: no PEM CERTIFICATE block`,
 			`7: edge.flow_token_key_file: testdata/config/short.keys: parse flow token keys: line 1: secret is 8 bytes, need at least 16`,
 			`11: registrar.store.password_file: testdata/config/empty.password is empty`,
-			`13: registrar.gruu_secret_file: gruu secret testdata/config/short.secret: need at least 16 bytes`,
+			`13: registrar.gruu_secret_file: testdata/config/short.secret: gruu secret: need at least 16 bytes`,
 			"16: registrar.auth.users_file: users file testdata/config/plaintext-users.yaml: line 2: user \"bob\": plaintext password refused (set allow_plaintext: true for development, or use `pinhole hash-password`)",
 			`17: registrar.auth.nonce_secret_file: nonce secret file testdata/config/short.secret: line 1: secret shorter than 16 bytes`,
 		}},

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 type diagFinding struct {
@@ -83,6 +84,30 @@ func TestE2E_DiagnosticsThroughBinary(t *testing.T) {
 		t.Fatalf("flow churn findings: %+v", fs)
 	}
 
+	// service_route_ignored: an outbound UA sends an INVITE over its
+	// registered flow without preloading its Service-Route (RFC 3608 §6).
+	ua := registerOutbound(t, e.edgePort, 2, "127.0.0.1")
+	la := ua.c.LocalAddr().String()
+	inv := "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP " + la + ";branch=z9hG4bKnoroute;rport\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:bob@127.0.0.1>\r\nFrom: <sip:carol@127.0.0.1>;tag=nr\r\nCall-ID: noroute\r\n" +
+		"CSeq: 1 INVITE\r\nContact: <sip:carol@" + la + ";transport=tcp;ob>\r\nContent-Length: 0\r\n\r\n"
+	if _, err := ua.c.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	// The edge reports the request before forwarding it; poll the API
+	// (bounded) rather than wait for the call's outcome.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.findings(t, "-aor", "sip:carol@127.0.0.1", "-fingerprint", "service_route_ignored")) == 0 &&
+		time.Now().Before(deadline) {
+		_ = ua.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = ua.br.ReadByte() // drain whatever the edge answers meanwhile
+	}
+	fs = e.findings(t, "-aor", "sip:carol@127.0.0.1", "-fingerprint", "service_route_ignored")
+	if len(fs) != 1 || !strings.Contains(fs[0].Device, "reg-id 2") || !strings.Contains(fs[0].Evidence[0].Text, "INVITE over flow") ||
+		!strings.Contains(fs[0].Fix, "Service-Route") {
+		t.Fatalf("service route findings: %+v", fs)
+	}
+
 	// Table output, metrics, one log line per finding, the status page.
 	out := e.mustCtl(t, "diagnostics")
 	for _, want := range []string{"interval_too_brief_loop  sip:dave@127.0.0.1", "fix: ", "ghost_bindings", "flow_churn"} {
@@ -107,5 +132,30 @@ func TestE2E_DiagnosticsThroughBinary(t *testing.T) {
 	code, page := e.p.getAuth("/", e.token)
 	if code != 200 || !strings.Contains(page, `id="findings"`) || !strings.Contains(page, "interval_too_brief_loop") {
 		t.Errorf("status page: %d, findings section missing", code)
+	}
+}
+
+// TestE2E_DiagnosticsNonceNotReused: with Digest on, a UA that refreshes
+// with nonce reuse (RFC 7616 §3.4.5, sipp register_auth.xml) gives no
+// finding; one that starts every refresh without credentials although the
+// 200 carried nextnonce gives nonce_not_reused after three refreshes.
+func TestE2E_DiagnosticsNonceNotReused(t *testing.T) {
+	p := startPinhole(t, "{backend: memory}", authExtra(t, ""))
+	runSipp(t, "register_auth.xml", p.sip, "u1")
+	if code, body := p.get("/api/v1/diagnostics"); code != 200 || !strings.Contains(body, `"findings": []`) {
+		t.Fatalf("nonce-reusing UA: %d %s", code, body)
+	}
+	runSipp(t, "register_nonce_ignored.xml", p.sip, "u1")
+	code, body := p.get("/api/v1/diagnostics?fingerprint=nonce_not_reused")
+	var res struct {
+		Findings []diagFinding `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(body), &res); err != nil || code != 200 {
+		t.Fatalf("diagnostics: %d %v\n%s", code, err, body)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].AOR != "sip:alice@127.0.0.1" ||
+		!strings.Contains(res.Findings[0].Evidence[len(res.Findings[0].Evidence)-1].Text, "3 refreshes in a row") ||
+		!strings.Contains(res.Findings[0].Fix, "nextnonce") {
+		t.Fatalf("findings = %+v", res.Findings)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/registrar"
 )
@@ -217,5 +218,29 @@ func TestBoundedLRU(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(d.active.WithLabelValues(IntervalTooBriefLoop)); v != 3 {
 		t.Errorf("active gauge %v, want 3 after evictions", v)
+	}
+}
+
+// TestKeepaliveMissing: a bound flow silent for more than twice its
+// Flow-Timer (RFC 5626 §4.4) raises a finding per registration on it;
+// unbound or lively flows do not.
+func TestKeepaliveMissing(t *testing.T) {
+	d, c, _, _ := newDetector(t, Config{})
+	timer := func(tr string) time.Duration {
+		if tr == "udp" {
+			return 25 * time.Second
+		}
+		return 120 * time.Second
+	}
+	bound := []edge.FlowBinding{{AOR: aor, Instance: "<urn:uuid:1>", RegID: 1}}
+	flows := []edge.FlowInfo{
+		{ID: 1, Transport: "udp", Remote: "198.51.100.1:4000", LastSeen: c.now().Add(-51 * time.Second), Bindings: bound},
+		{ID: 2, Transport: "udp", Remote: "198.51.100.2:4000", LastSeen: c.now().Add(-49 * time.Second), Bindings: bound},
+		{ID: 3, Transport: "tcp", Remote: "198.51.100.3:4000", LastSeen: c.now().Add(-200 * time.Second), Bindings: bound},
+	}
+	d.CheckFlows(flows, timer)
+	f := only(t, d, KeepaliveMissing)
+	if f.Device != "<urn:uuid:1> reg-id 1" || !strings.Contains(f.Evidence[0].Text, "flow #1 udp 198.51.100.1:4000 silent for 51s (Flow-Timer 25 s)") {
+		t.Errorf("finding = %+v", f)
 	}
 }

@@ -1,6 +1,7 @@
 package diagnostics
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -40,4 +41,57 @@ func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow
 		s.interval = d.cfg.ChurnWindow
 	}
 	d.clearLocked(s, now)
+}
+
+// CheckFlows is the keepalive_missing rule, run periodically over the
+// bound flows (RFC 5626 §4.4: a UA granted Flow-Timer N keeps its flow
+// alive at least every N seconds): a flow silent for more than 2N raises a
+// finding for every registration bound to it. timer gives N by transport.
+func (d *Detector) CheckFlows(flows []edge.FlowInfo, timer func(transport string) time.Duration) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, f := range flows {
+		n := timer(f.Transport)
+		silent := now.Sub(f.LastSeen)
+		if n <= 0 || silent <= 2*n {
+			continue
+		}
+		for _, b := range f.Bindings {
+			s := d.deviceLocked(b.AOR, b.Instance+" reg-id "+strconv.FormatInt(b.RegID, 10), now)
+			d.raiseLocked(s, KeepaliveMissing, now, Evidence{Time: now, Text: fmt.Sprintf(
+				"flow #%d %s %s silent for %s (Flow-Timer %d s)", f.ID, f.Transport, f.Remote,
+				silent.Round(time.Second), int64(n/time.Second))})
+		}
+	}
+}
+
+// RunFlowCheck calls CheckFlows every period with list's flows until ctx
+// ends.
+func (d *Detector) RunFlowCheck(ctx context.Context, every time.Duration, list func() []edge.FlowInfo,
+	timer func(transport string) time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.CheckFlows(list(), timer)
+		}
+	}
+}
+
+// RouteMissing implements edge.FlowObserver: service_route_ignored, an
+// initial request over a registered outbound flow without the
+// Service-Route the UA was given (RFC 3608 §6).
+func (d *Detector) RouteMissing(method string, ids []flowtable.Identity, f flowtable.Flow) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		s := d.deviceLocked(id.AOR, id.Instance+" reg-id "+strconv.FormatInt(id.RegID, 10), now)
+		d.raiseLocked(s, ServiceRouteIgnored, now, Evidence{Time: now, Text: fmt.Sprintf(
+			"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)})
+	}
 }
