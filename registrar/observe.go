@@ -3,6 +3,7 @@ package registrar
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -175,9 +176,15 @@ func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej
 			}
 		}
 	}
-	if len(specs) > 0 {
-		ev.Contacts = make([]ContactObservation, 0, len(specs))
-	}
+	// The observer must not keep the slices (Observer): the Contacts'
+	// backing array is reused.
+	buf := contactObsPool.Get().(*[]ContactObservation)
+	defer func() {
+		clear(ev.Contacts)
+		*buf = ev.Contacts[:0]
+		contactObsPool.Put(buf)
+	}()
+	ev.Contacts = (*buf)[:0]
 	for i := range specs {
 		c := &specs[i]
 		if c.Wildcard {
@@ -200,6 +207,9 @@ func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej
 	}
 	(*op).ObserveRegister(ev)
 }
+
+// contactObsPool holds the backing arrays of RegisterObservation.Contacts.
+var contactObsPool = sync.Pool{New: func() any { return new([]ContactObservation) }}
 
 // bindingObservation describes one binding of a 2xx; the Contact is
 // parsed only for its host and port.

@@ -11,7 +11,12 @@ type recorder struct {
 	evs []registrar.RegisterObservation
 }
 
-func (r *recorder) ObserveRegister(ev registrar.RegisterObservation) { r.evs = append(r.evs, ev) }
+// ObserveRegister copies the slices: an observer must not keep them.
+func (r *recorder) ObserveRegister(ev registrar.RegisterObservation) {
+	ev.Contacts = append([]registrar.ContactObservation(nil), ev.Contacts...)
+	ev.Answer = append([]registrar.ContactObservation(nil), ev.Answer...)
+	r.evs = append(r.evs, ev)
+}
 
 // TestObserveRegister: the observation carries what the REGISTER asked
 // and what was granted (RFC 3261 §10.3 step 7: shortened to expires.max),
