@@ -280,3 +280,53 @@ func TestE2E_DiagnosticsServiceRouteIgnoredPlain(t *testing.T) {
 		t.Errorf("findings: %+v", all)
 	}
 }
+
+// TestE2E_DiagnosticsWellBehavedBaresip: baresip with RFC 5626 outbound
+// (sipnat=outbound) through the edge, with short timers (registration
+// 10 s, Flow-Timer 5 s, keepalive_missing checked every 500 ms): over
+// three registrations -- the first and two refreshes -- it produces no
+// finding of any kind.
+func TestE2E_DiagnosticsWellBehavedBaresip(t *testing.T) {
+	edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`ops:
+  listen: 127.0.0.1:%d
+  drain_timeout: 3s
+  diagnostics: {keepalive_check_interval: 500ms}
+log: {level: debug, format: text}
+edge:
+  listen:
+    - {transport: udp, address: 127.0.0.1:%[2]d}
+    - {transport: tcp, address: 127.0.0.1:%[2]d}
+  registrar: sip:127.0.0.1:%[3]d
+  trusted_core: [127.0.0.0/8]
+  flow_timer: {udp: 5s, stream: 5s}
+registrar:
+  listen:
+    - {transport: udp, address: 127.0.0.1:%[3]d}
+    - {transport: tcp, address: 127.0.0.1:%[3]d}
+  domains: [127.0.0.1]
+  expires: {default: 10s, min: 5s, max: 10s, jitter: 0}
+  service_route: [sip:127.0.0.1:%[3]d;lr]
+  trusted_edges: [127.0.0.0/8]
+  trusted_peers: [127.0.0.0/8]
+`, opsPort, edgePort, regPort)
+	p := startConfig(t, "all-in-one", cfg, edgePort, opsPort)
+	ua := startBaresip(t, fmt.Sprintf("<sip:erin@127.0.0.1;transport=tcp>;outbound=\"sip:127.0.0.1:%d;transport=tcp\";sipnat=outbound;regint=10\n", edgePort), 60)
+	registrations := func() int {
+		_, m := p.get("/metrics")
+		for _, l := range strings.Split(m, "\n") {
+			if v, ok := strings.CutPrefix(l, registeredMetric+" "); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				return int(n)
+			}
+		}
+		return 0
+	}
+	p.poll(t, 45*time.Second, func() bool { return registrations() >= 3 })
+	if n := registrations(); n < 3 {
+		t.Fatalf("baresip registered %d times in 45 s, want 3:\n%s", n, lastLines(ua.out.String(), 60))
+	}
+	if fs := p.apiFindings(t, ""); len(fs) != 0 {
+		t.Fatalf("a well-behaved outbound UA produced findings: %+v\n%s", fs, lastLines(ua.out.String(), 60))
+	}
+}
