@@ -72,10 +72,11 @@ func (s *Server) routeMissing(req *sip.Request, in inbound) {
 }
 
 // plainRegistered reports a 2xx to a plain REGISTER over key: the Contacts
-// the request registered (expires other than 0).
-func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request) {
+// the request registered (expires other than 0). A 2xx without
+// Service-Route gave the UA nothing to preload, and is not reported.
+func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request, res *sip.Response) {
 	op := s.flowObs.Load()
-	if op == nil {
+	if op == nil || res.GetHeader("Service-Route") == nil {
 		return
 	}
 	to := req.To()

@@ -51,7 +51,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 			sipproxy.RemoveAll(res, "Flow-Timer")
 			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(!in.key.Transport.Stream())))
 		} else {
-			s.plainRegistered(in.key, req)
+			s.plainRegistered(in.key, req, res)
 		}
 	}
 	// Registrars in failover order: the current one first, then the
