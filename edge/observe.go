@@ -18,8 +18,8 @@ import (
 // preload the Service-Route it was given (RFC 3608 §6).
 //
 // PlainRegistered is told of a registrar 2xx to a plain (non-outbound)
-// REGISTER: the AOR, and the Contact URIs the request registered (not
-// removed), over flow. PlainRouteMissing is told of a Route-less initial
+// REGISTER over flow: the AOR, the Contact URIs the request registered
+// and those it removed (expires 0). PlainRouteMissing is told of a Route-less initial
 // request over a flow bound to no outbound registration, with its From
 // AOR and Contact URI: the observer decides whether that device had
 // registered over that flow (the edge keeps no per-AOR state for plain
@@ -27,7 +27,7 @@ import (
 type FlowObserver interface {
 	FlowBound(aor, instance string, regID int64, flow flowtable.Flow)
 	RouteMissing(method string, ids []flowtable.Identity, flow flowtable.Flow)
-	PlainRegistered(aor string, contacts []string, flow flowtable.FlowKey)
+	PlainRegistered(aor string, registered, removed []string, flow flowtable.FlowKey)
 	PlainRouteMissing(method, aor, contact string, flow flowtable.Flow)
 }
 
@@ -72,13 +72,15 @@ func (s *Server) routeMissing(req *sip.Request, in inbound) {
 }
 
 // plainRegistered reports a 2xx to a plain REGISTER over key: the Contacts
-// the request registered (expires other than 0). A 2xx without
-// Service-Route gave the UA nothing to preload, and is not reported.
+// the request registered and removed (expires 0). A 2xx without
+// Service-Route gave the UA nothing to preload: its registrations are
+// not reported.
 func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request, res *sip.Response) {
 	op := s.flowObs.Load()
-	if op == nil || res.GetHeader("Service-Route") == nil {
+	if op == nil {
 		return
 	}
+	routed := res.GetHeader("Service-Route") != nil
 	to := req.To()
 	if to == nil {
 		return
@@ -87,7 +89,7 @@ func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request, res *s
 	if h := req.GetHeader("Expires"); h != nil {
 		hdrZero = strings.TrimSpace(h.Value()) == "0"
 	}
-	var contacts []string
+	var registered, removed []string
 	for _, h := range req.GetHeaders("Contact") {
 		c, ok := h.(*sip.ContactHeader)
 		if !ok || c.Address.Wildcard {
@@ -95,11 +97,12 @@ func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request, res *s
 		}
 		exp, has := paramCI(c.Params, "expires")
 		if (has && strings.TrimSpace(exp) == "0") || (!has && hdrZero) {
-			continue
+			removed = append(removed, c.Address.String())
+		} else if routed {
+			registered = append(registered, c.Address.String())
 		}
-		contacts = append(contacts, c.Address.String())
 	}
-	if len(contacts) > 0 {
-		(*op).PlainRegistered(aorOf(to.Address), contacts, key)
+	if len(registered)+len(removed) > 0 {
+		(*op).PlainRegistered(aorOf(to.Address), registered, removed, key)
 	}
 }

@@ -256,7 +256,7 @@ func TestServiceRouteIgnoredPlain(t *testing.T) {
 			Local: netip.MustParseAddrPort("192.0.2.9:5060"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), port)}}
 	}
 	const dev = "sip:alice@198.51.100.1:4000"
-	d.PlainRegistered(aor, []string{dev}, flow(4000).FlowKey)
+	d.PlainRegistered(aor, []string{dev}, nil, flow(4000).FlowKey)
 	d.PlainRouteMissing("INVITE", aor, dev, flow(4001))                        // another flow
 	d.PlainRouteMissing("INVITE", aor, "sip:alice@198.51.100.1:9", flow(4000)) // another device
 	d.PlainRouteMissing("INVITE", "sip:mallory@example.com", dev, flow(4000))
@@ -267,6 +267,12 @@ func TestServiceRouteIgnoredPlain(t *testing.T) {
 	f := only(t, d, ServiceRouteIgnored)
 	if f.Device != dev || !strings.Contains(f.Evidence[0].Text, "INVITE over flow #4000 udp 198.51.100.1:4000 without Route") {
 		t.Errorf("finding = %+v", f)
+	}
+	// Once the device unregistered, it was given nothing to preload.
+	d.PlainRegistered(aor, nil, []string{dev}, flow(4000).FlowKey)
+	d.PlainRouteMissing("MESSAGE", aor, dev, flow(4000))
+	if f := only(t, d, ServiceRouteIgnored); f.Count != 1 {
+		t.Errorf("count %d after the device unregistered", f.Count)
 	}
 }
 

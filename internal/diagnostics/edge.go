@@ -102,15 +102,21 @@ func routeEvidence(method string, f flowtable.Flow, now time.Time) Evidence {
 
 // PlainRegistered implements edge.FlowObserver: it remembers the flow each
 // plain (non-outbound) device of aor registered over, for
-// PlainRouteMissing. It replaces the device's previous flow.
-func (d *Detector) PlainRegistered(aor string, contacts []string, flow flowtable.FlowKey) {
+// PlainRouteMissing, replacing the device's previous flow; a removed
+// device (known already) forgets its flow.
+func (d *Detector) PlainRegistered(aor string, registered, removed []string, flow flowtable.FlowKey) {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, c := range contacts {
+	for _, c := range registered {
 		s := d.deviceLocked(aor, c, now)
 		s.regFlow = flow
 		d.clearLocked(s, now)
+	}
+	for _, c := range removed {
+		if el, ok := d.devices[devKey{aor, c}]; ok {
+			el.Value.(*device).regFlow = flowtable.FlowKey{}
+		}
 	}
 }
 
