@@ -146,6 +146,7 @@ registrar:
   listen:
     - {transport: udp, address: 127.0.0.1:%[2]d}
   domains: [127.0.0.1]
+  trusted_peers: [127.0.0.0/8]
   expires: {default: 2s, min: 1s, max: 2s, jitter: 0}
 `, opsPort, sipPort)
 	p := startConfig(t, "registrar", cfg, sipPort, opsPort)
@@ -177,12 +178,18 @@ registrar:
 	if p.poll(t, 15*time.Second, lapsed); !lapsed() {
 		t.Fatal("the 2 s binding never lapsed")
 	}
+	// A call for bob while his binding is gone: 480, and the detector
+	// counts it against the device whose grant lapsed.
+	if code := pbxInviteTo(t, sipPort, "sip:bob@127.0.0.1", "expiry-miss"); code != 480 {
+		t.Fatalf("INVITE while bob's binding lapsed: %d, want 480", code)
+	}
 	if code, res := udpRegister(t, sipPort, "expiry-bad", 2, bad, "Expires: 600"); code != 200 {
 		t.Fatalf("late refresh: %d\n%s", code, res)
 	}
 	fs := p.apiFindings(t, aorQ)
 	if len(fs) != 1 || fs[0].Fingerprint != "expiry_ignored" || fs[0].Device != strings.Trim(bad, "<>") ||
 		!strings.Contains(fs[0].Evidence[0].Text, "asked 600 s, granted 2 s; the next REGISTER came") ||
+		!strings.Contains(fs[0].Evidence[0].Text, "1 inbound requests found no binding meanwhile") ||
 		!strings.Contains(fs[0].Fix, "expires parameter") {
 		t.Fatalf("expiry findings: %+v", fs)
 	}
