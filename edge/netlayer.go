@@ -162,10 +162,13 @@ func (s *Server) bindDTLS(l *listener) error {
 			s.dtlsIDs.Store(k.ConnID, a)
 			s.touch(k)
 		},
-		OnActivity: func(a *Association) { s.touch(dtlsKey(l, a)) },
+		// Activity refreshes, never creates: the flow exists from
+		// OnEstablished to OnClose, and a record read just before the
+		// close must not bring it back (it would never die).
+		OnActivity: func(a *Association) { s.table.Refresh(dtlsKey(l, a)) },
 		OnKeepalive: func(a *Association) {
 			s.m.keepalives.WithLabelValues(string(flowtable.DTLS)).Inc()
-			s.touch(dtlsKey(l, a))
+			s.table.Refresh(dtlsKey(l, a))
 		},
 		OnClose: func(a *Association, err error) {
 			k := dtlsKey(l, a)

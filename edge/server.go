@@ -429,12 +429,10 @@ func (s *Server) onConnClose(l *listener, id uint64, err error) {
 }
 
 func (s *Server) touchConn(l *listener, id uint64) {
+	// Refresh, never create: a stream's flow exists from accept (or its
+	// first access request, for a deferred one) until its close.
 	if v, ok := s.connsID.Load(globalConnID(l, id)); ok {
-		if sc := v.(*streamConn); sc.deferred {
-			s.table.Refresh(sc.key)
-		} else {
-			s.touch(sc.key)
-		}
+		s.table.Refresh(v.(*streamConn).key)
 	}
 }
 
