@@ -79,7 +79,7 @@ func (s *Server) probe(u sip.Uri) bool {
 	cl := sip.ContentLengthHeader(0)
 	req.AppendHeader(&cl)
 	lg := s.coreLeg(u, "")
-	s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(routeset.BranchHash(sipproxy.LoopKey(req)), sipproxy.RandHex(6)))
 	tx, err := lg.client.TransactionRequest(ctx, req, sipproxy.NoBuild)
 	if err != nil {
 		return false

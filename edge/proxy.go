@@ -111,8 +111,8 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	// RFC 3261 §16.3 item 4: loop detection by branch hash; spirals pass.
-	hash := routeset.BranchHash(loopKey(req))
-	if routeset.LoopDetected(s.ourBranches(req), hash) {
+	hash, loop := sipproxy.IsLoop(req, s.self, false)
+	if loop {
 		s.reject(req, tx, in, 482, "Loop Detected", reasonLoop, nil)
 		return
 	}
@@ -212,41 +212,6 @@ func (s *Server) answerOptions(req *sip.Request, tx sip.ServerTransaction, in in
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK"))
 	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
 	s.respond(tx, in, res)
-}
-
-func loopKey(req *sip.Request) routeset.LoopKey {
-	k := routeset.LoopKey{RequestURI: req.Recipient.String(), CallID: callID(req)}
-	if f := req.From(); f != nil {
-		k.FromTag, _ = f.Params.Get("tag")
-	}
-	if t := req.To(); t != nil {
-		k.ToTag, _ = t.Params.Get("tag")
-	}
-	if c := req.CSeq(); c != nil {
-		k.CSeq = c.SeqNo
-	}
-	k.Route = headerValues(req, "Route")
-	k.ProxyRequire = headerValues(req, "Proxy-Require")
-	k.ProxyAuthorization = headerValues(req, "Proxy-Authorization")
-	return k
-}
-
-// ourBranches returns the branches of the Vias whose sent-by is this edge.
-func (s *Server) ourBranches(req *sip.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("Via") {
-		v, ok := h.(*sip.ViaHeader)
-		if !ok {
-			continue
-		}
-		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port, UriParams: sip.NewParams()}
-		if s.self.IsSelf(u) {
-			if b, ok := v.Params.Get("branch"); ok {
-				out = append(out, b)
-			}
-		}
-	}
-	return out
 }
 
 // route handles every request but REGISTER: by flow token toward a UA
@@ -700,7 +665,7 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(sipproxy.LoopKey(req)), sipproxy.RandHex(6)))
 	if err := lg.client.WriteRequest(fwd, sipproxy.NoBuild); err != nil {
 		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)

@@ -224,8 +224,8 @@ func (p *proxy) classify(req *sip.Request) (routeDecision, *rejection) {
 	}
 	routeVals := headerValues(req, "route")
 	// §16.3 item 4 / §16.6 step 8: hash what affects routing, as received.
-	d.loopKey = routeset.BranchHash(loopKeyOf(req, routeVals))
-	if routeset.LoopDetected(p.ourViaBranches(req), d.loopKey) {
+	var loop bool
+	if d.loopKey, loop = sipproxy.IsLoop(req, p.self, true); loop {
 		return d, reject(482, string(reasonLoop), "Loop Detected", "")
 	}
 	// §16.3 item 5: we support no proxy extensions.
@@ -331,47 +331,6 @@ func (p *proxy) locate(req *sip.Request, ruri sip.Uri, d routeDecision) (routeDe
 	}
 	d.waves = planTargets(live)
 	return d, nil
-}
-
-func loopKeyOf(req *sip.Request, routeVals []string) routeset.LoopKey {
-	k := routeset.LoopKey{
-		RequestURI:         req.Recipient.String(),
-		CallID:             headerValue(req, "call-id"),
-		Route:              routeVals,
-		ProxyRequire:       headerValues(req, "proxy-require"),
-		ProxyAuthorization: headerValues(req, "proxy-authorization"),
-	}
-	if f := req.From(); f != nil {
-		k.FromTag, _ = f.Params.Get("tag")
-	}
-	if t := req.To(); t != nil {
-		k.ToTag, _ = t.Params.Get("tag")
-	}
-	if c := req.CSeq(); c != nil {
-		k.CSeq = c.SeqNo
-	}
-	return k
-}
-
-// ourViaBranches returns the branches of the Via entries whose sent-by is
-// one of our listeners (RFC 3261 §16.3 item 4).
-func (p *proxy) ourViaBranches(req *sip.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("via") {
-		v, ok := h.(*sip.ViaHeader)
-		if !ok {
-			continue
-		}
-		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port,
-			UriParams: sip.HeaderParams{{K: "transport", V: strings.ToLower(v.Transport)}}}
-		if !p.self.IsSelf(u) {
-			continue
-		}
-		if b, ok := v.Params.Get("branch"); ok {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // reject answers req itself: one helper that responds, logs once and
