@@ -573,41 +573,11 @@ func (s *Server) forwardFailed(req *sip.Request, tx sip.ServerTransaction, in in
 	}
 }
 
-// sendCancel sends a CANCEL for the forwarded INVITE fwd (same Request-URI,
-// Call-ID, From, To, CSeq number, Route and our Via branch; RFC 3261 §9.1).
+// sendCancel cancels the downstream branch of the forwarded INVITE fwd
+// (RFC 3261 §9.1, §16.10).
 func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
-	c := sip.NewRequest(sip.CANCEL, *fwd.Recipient.Clone())
-	c.AppendHeader(fwd.Via().Clone())
-	for _, h := range fwd.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(h))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	for _, h := range []sip.Header{fwd.From(), fwd.To(), fwd.CallID()} {
-		if h != nil {
-			c.AppendHeader(sip.HeaderClone(h))
-		}
-	}
-	if cs := fwd.CSeq(); cs != nil {
-		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
-	}
-	cl := sip.ContentLengthHeader(0)
-	c.AppendHeader(&cl)
-	c.SetTransport(fwd.Transport())
-	c.SetDestination(fwd.Destination())
-	c.Laddr = fwd.Laddr
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
-	defer cancel()
-	t, err := lg.client.TransactionRequest(ctx, c, sipproxy.NoBuild)
-	if err != nil {
+	if _, err := sipproxy.SendCancel(lg.client, fwd); err != nil {
 		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
-		return
-	}
-	defer t.Terminate()
-	select {
-	case <-t.Responses():
-	case <-t.Done():
-	case <-ctx.Done():
 	}
 }
 

@@ -535,38 +535,15 @@ func (f *fork) cancelAll(keep *branch) {
 func (f *fork) sendCancel(b *branch) {
 	b.cancelSent = true
 	inv := b.req
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	if v := inv.Via(); v != nil {
-		c.AppendHeader(v.Clone())
-	}
-	for _, h := range inv.GetHeaders("Route") {
-		c.AppendHeader(sip.NewHeader("Route", h.Value()))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	for _, name := range []string{"From", "To", "Call-ID"} {
-		if h := inv.GetHeader(name); h != nil {
-			c.AppendHeader(sip.HeaderClone(h))
-		}
-	}
-	if cs := inv.CSeq(); cs != nil {
-		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
-	}
-	c.SetBody(nil)
-	c.SetTransport(inv.Transport())
-	c.SetDestination(inv.Destination())
-	c.Laddr = inv.Laddr
 	p := f.p
 	callID := headerValue(f.req, "call-id")
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-		defer cancel()
-		res, err := p.client.Do(ctx, c, sipproxy.NoBuild)
+		code, err := sipproxy.SendCancel(p.client, inv)
 		if err != nil {
 			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
 			return
 		}
-		p.log.Debug("CANCEL branch answered", "status", res.StatusCode, "call_id", callID)
+		p.log.Debug("CANCEL branch answered", "status", code, "call_id", callID)
 	}()
 }
 
