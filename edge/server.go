@@ -97,6 +97,7 @@ type Server struct {
 	registrars []sip.Uri
 	regUp      []atomic.Bool
 	probed     atomic.Bool
+	prober     *sipproxy.Prober // OPTIONS to the registrars (probe.go)
 	core       sip.Uri
 	coreRoute  sip.Uri // core as a loose Route entry (;lr)
 	// registrarRoutes, when edge.core was defaulted, are the registrars as
@@ -175,6 +176,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.registrars = append(s.registrars, u)
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
+	s.prober = s.newProber()
 	if !cfg.RateLimit.Disabled {
 		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}

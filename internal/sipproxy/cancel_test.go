@@ -1,11 +1,9 @@
 package sipproxy
 
 import (
-	"net"
 	"testing"
 
 	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
 )
 
 // TestRFC3261_9_1_NewCancel: the CANCEL copies what §9.1 names from the
@@ -62,27 +60,8 @@ func TestRFC3261_9_1_NewCancel(t *testing.T) {
 // TestSendCancel_Loopback: the CANCEL goes out in its own transaction to
 // the INVITE's destination and its final answer is returned.
 func TestSendCancel_Loopback(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	got := make(chan *sip.Request, 1)
-	go func() {
-		buf := make([]byte, 65535)
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		msg, err := sip.NewParser().ParseSIP(buf[:n])
-		if err != nil {
-			return
-		}
-		req := msg.(*sip.Request)
-		got <- req
-		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-		_, _ = pc.WriteTo([]byte(res.String()), from)
-	}()
+	r := newResponder(t, 200)
+	pc := r.pc
 	ua, err := sipgo.NewUA()
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +85,7 @@ func TestSendCancel_Loopback(t *testing.T) {
 	if err != nil || code != 200 {
 		t.Fatalf("SendCancel = %d, %v", code, err)
 	}
-	c := <-got
+	c := <-r.got
 	if !c.IsCancel() {
 		t.Errorf("sent %s, want CANCEL", c.Method)
 	}
