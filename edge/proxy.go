@@ -386,13 +386,6 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 // errTimerC: Timer C fired on a forwarded INVITE.
 var errTimerC = errors.New("timer C fired: no final response")
 
-// timerCGrace is how long, after Timer C fired and the branch was
-// CANCELled, the edge waits for the final response (487) before it
-// answers 408 itself: 64*T1, or Timer C itself when that is shorter.
-func timerCGrace(timerC time.Duration) time.Duration {
-	return min(64*sip.T1, timerC)
-}
-
 // errNoAnswer: the next hop could not be reached and nothing was relayed;
 // the caller may try another one.
 var errNoAnswer = errors.New("next hop did not answer")
@@ -418,7 +411,7 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	timeout := 40 * time.Second
 	if req.IsInvite() {
 		// The loop below runs Timer C; this only bounds the context.
-		timeout = s.cfg.TimerC + timerCGrace(s.cfg.TimerC) + 10*time.Second
+		timeout = s.cfg.TimerC + sipproxy.TimerCGrace(s.cfg.TimerC) + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -475,35 +468,27 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		silent = t.C
 	}
 	var flowDead <-chan time.Time
-	// Timer C (RFC 3261 §16.6 step 11), restarted by every provisional
-	// response: when it fires after a provisional, the INVITE is
-	// CANCELled downstream and, if no final arrives within the grace,
-	// answered 408 upstream; before any provisional, at once 408 (§16.8).
-	// Without it a UA that rang and vanished would hold this goroutine
-	// and the drain count for ever.
-	var timerC, grace <-chan time.Time
-	var tc *time.Timer
-	gotProvisional := false
-	if req.IsInvite() && s.cfg.TimerC > 0 {
-		tc = time.NewTimer(s.cfg.TimerC)
-		defer tc.Stop()
-		timerC = tc.C
+	// Timer C (RFC 3261 §16.6 step 11, sipproxy.TimerC): when it fires
+	// after a provisional, the INVITE is CANCELled downstream and, if no
+	// final arrives within the grace, answered 408 upstream; before any
+	// provisional, at once 408 (§16.8). Without it a UA that rang and
+	// vanished would hold this goroutine and the drain count for ever.
+	var tcDur time.Duration
+	if req.IsInvite() {
+		tcDur = s.cfg.TimerC
 	}
+	tc := sipproxy.NewTimerC(tcDur, nil)
+	defer tc.Stop()
 	for {
 		select {
-		case <-timerC:
-			timerC = nil
-			if !gotProvisional {
+		case <-tc.C():
+			switch tc.Fired() {
+			case sipproxy.TimerCCancel:
+				go s.sendCancel(fwd, lg)
+			case sipproxy.TimerCTimeout:
 				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
 				return nil
 			}
-			go s.sendCancel(fwd, lg)
-			g := time.NewTimer(timerCGrace(s.cfg.TimerC))
-			defer g.Stop()
-			grace = g.C
-		case <-grace:
-			s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
-			return nil
 		case <-lg.closed:
 			// RFC 5626 §5.3: the flow died under a pending request (also
 			// when it closed between the flow lookup and the write, which
@@ -523,14 +508,11 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 				return nil
 			}
 			silent = nil
-			if res.StatusCode < 200 && timerC != nil {
-				gotProvisional = true
-				tc.Reset(s.cfg.TimerC)
-			}
+			tc.Provisional(res.StatusCode)
 			if res.StatusCode == 100 {
 				continue // hop by hop (RFC 3261 §16.7 step 3)
 			}
-			if grace != nil && res.StatusCode == 487 {
+			if tc.TimeoutFinal(res.StatusCode) {
 				// The 487 for our own Timer C CANCEL: a timeout for the
 				// caller (§16.8), not a cancellation.
 				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
