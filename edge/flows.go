@@ -17,9 +17,24 @@ import (
 // timeout, its own cap, evicted first) until a registrar 2xx confirms it
 // (confirmFlow). A request from a trusted_core peer that is not a REGISTER
 // is core traffic and creates no access flow. Stream flows are created
-// when their connection is accepted.
+// when their connection is accepted, except on a core-facing listener from
+// a trusted_core address (possibly a core peer): those here, on their
+// first request relayed as access traffic.
 func (s *Server) admitFlow(req *sip.Request, in inbound) {
-	if !in.hasFlow || in.key.Transport != flowtable.UDP || in.l == nil || !in.l.access() {
+	if !in.hasFlow || in.l == nil || !in.l.access() {
+		return
+	}
+	if in.key.Transport != flowtable.UDP && in.key.Transport != flowtable.DTLS {
+		// A stream accepted from a trusted_core address on a listener
+		// that also faces the core became no flow at accept (onAccept);
+		// it becomes one with its first request relayed as access traffic
+		// (a core peer's requests carry a flow token and never get here).
+		if _, ok := s.table.Lookup(in.key); !ok {
+			s.touch(in.key)
+		}
+		return
+	}
+	if in.key.Transport != flowtable.UDP {
 		return
 	}
 	if req.Method != sip.REGISTER && s.isTrusted(in.src.Addr()) {

@@ -80,6 +80,11 @@ type streamConn struct {
 	l   *listener
 	c   *StreamConn
 	key flowtable.FlowKey
+	// deferred: accepted on a core-facing listener from a trusted_core
+	// address, so possibly a core peer's connection (the registrar's, a
+	// PBX's), which is no flow. It becomes one only when it carries access
+	// traffic (admitFlow); until then activity only refreshes.
+	deferred bool
 }
 
 // Server is the edge proxy: listeners, flow table, REGISTER relay and
@@ -404,10 +409,12 @@ func (s *Server) onAccept(l *listener, id uint64, c *StreamConn) {
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	key := flowtable.FlowKey{Transport: l.transport, Local: unmap(local), Remote: unmap(remote), ConnID: globalConnID(l, id)}
-	sc := &streamConn{l: l, c: c, key: key}
+	sc := &streamConn{l: l, c: c, key: key, deferred: l.core() && s.isTrusted(key.Remote.Addr())}
 	s.conns.Store(c, sc)
 	s.connsID.Store(key.ConnID, sc)
-	s.touch(key)
+	if !sc.deferred {
+		s.touch(key)
+	}
 }
 
 func (s *Server) onConnClose(l *listener, id uint64, err error) {
@@ -425,7 +432,11 @@ func (s *Server) onConnClose(l *listener, id uint64, err error) {
 
 func (s *Server) touchConn(l *listener, id uint64) {
 	if v, ok := s.connsID.Load(globalConnID(l, id)); ok {
-		s.touch(v.(*streamConn).key)
+		if sc := v.(*streamConn); sc.deferred {
+			s.table.Refresh(sc.key)
+		} else {
+			s.touch(sc.key)
+		}
 	}
 }
 

@@ -156,7 +156,7 @@ type Flow struct {
 	// NumBindings counts the identities whose newest successful
 	// registration came over this flow (Table.Identities lists them).
 	NumBindings int
-	// Provisional: a datagram flow no registrar 2xx has confirmed yet
+	// Provisional: a UDP flow no registrar 2xx has confirmed yet
 	// (see Table).
 	Provisional bool
 	// Keepalives counts the keep-alives CountKeepalive recorded on the

@@ -37,7 +37,7 @@ const (
 	// sends at least four keep-alives in it, so a flow silent this long
 	// lost its NAT binding or its UA.
 	DefaultDatagramIdle = 120 * time.Second
-	// DefaultProvisionalIdle is the idle timeout of a provisional datagram
+	// DefaultProvisionalIdle is the idle timeout of a provisional UDP
 	// flow: 64*T1, the lifetime of the non-INVITE client transaction a
 	// REGISTER rides on (RFC 3261 §17.1.2.2, Timer F). A UA whose
 	// REGISTER is still being retransmitted refreshes its flow well
@@ -54,7 +54,7 @@ type Config struct {
 	// the least recently used provisional flow; with none to evict Touch
 	// fails with ErrTableFull. 0 means DefaultMaxFlows.
 	MaxFlows int `yaml:"max_flows"`
-	// MaxProvisional bounds provisional flows (datagram flows no
+	// MaxProvisional bounds provisional flows (UDP flows no
 	// registrar 2xx has confirmed yet); beyond it a new provisional flow
 	// evicts the least recently used one. 0 means MaxFlows/10 (at least 1).
 	MaxProvisional int `yaml:"max_provisional_flows"`
@@ -62,7 +62,7 @@ type Config struct {
 	// A missing entry means DefaultDatagramIdle. Stream transports may not
 	// appear: they end on close, never by idleness.
 	IdleTimeout map[Transport]time.Duration `yaml:"idle_timeout"`
-	// ProvisionalIdle is the idle timeout of provisional datagram flows
+	// ProvisionalIdle is the idle timeout of provisional UDP flows
 	// (never longer than the transport's IdleTimeout). 0 means
 	// DefaultProvisionalIdle.
 	ProvisionalIdle time.Duration `yaml:"provisional_idle"`
@@ -131,15 +131,16 @@ func (e *entry) snapshot() Flow { return e.flow }
 // back to the old flow, because the registrar's binding names the new
 // flow's token.
 //
-// Provisional flows: a datagram flow (UDP, DTLS) is provisional from its
-// first Touch until a registrar's 2xx confirms it (Confirm or Bind). A
+// Provisional flows: a UDP flow is provisional from its first Touch until a
+// registrar's 2xx confirms it (Confirm or Bind). A
 // provisional flow has its own cap (MaxProvisional), a short idle timeout
 // (ProvisionalIdle) and is the only kind ever evicted, least recently used
 // first, to make room: anyone can spoof a datagram, so spoofed traffic can
 // at worst churn provisional flows, never push out a confirmed one. A
 // confirmed UDP flow that was evicted or expired while its REGISTER was in
-// flight is created again by Confirm or Bind. Stream flows are confirmed
-// from the start (their number is bounded by the listeners).
+// flight is created again by Confirm or Bind. Stream and DTLS flows are
+// confirmed from the start: a completed handshake proves the source, and
+// their number is bounded by the listeners.
 //
 // Cost: Touch, Refresh, Lookup, ByIdentity, Bind, Unbind and Confirm are
 // O(1) whatever the number of flows or of identities on a flow; nothing
@@ -204,8 +205,8 @@ func New(cfg Config, now func() time.Time) (*Table, error) {
 }
 
 // Touch records traffic on key (a SIP request that passed the edge's
-// checks, or a new stream connection): it creates the flow if missing,
-// else refreshes LastSeen. A new datagram flow is provisional. created
+// checks, or a new stream connection or DTLS association): it creates the
+// flow if missing, else refreshes LastSeen. A new UDP flow is provisional. created
 // reports a new flow. Errors wrap ErrInvalidKey or ErrTableFull.
 func (t *Table) Touch(key FlowKey) (f Flow, created bool, err error) {
 	if err := key.Validate(); err != nil {
@@ -219,7 +220,7 @@ func (t *Table) Touch(key FlowKey) (f Flow, created bool, err error) {
 		t.refreshLocked(e, now)
 		return e.snapshot(), false, nil
 	}
-	e, err := t.createLocked(key, now, !key.Transport.Stream())
+	e, err := t.createLocked(key, now, key.Transport == UDP)
 	if err != nil {
 		return Flow{}, false, fmt.Errorf("touch flow %s: %w", key, err)
 	}
@@ -243,9 +244,9 @@ func (t *Table) Refresh(key FlowKey) bool {
 
 // Confirm marks the flow named by key as confirmed by a registrar's 2xx:
 // it stops being provisional (no short idle timeout, never evicted). A
-// datagram flow that is gone (evicted or expired while the REGISTER was
-// in flight) is created again, confirmed; a stream flow that is gone is
-// ErrNoFlow. Errors wrap ErrInvalidKey, ErrNoFlow or ErrTableFull.
+// UDP flow that is gone (evicted or expired while the REGISTER was in
+// flight) is created again, confirmed; a stream or DTLS flow that is gone
+// is ErrNoFlow. Errors wrap ErrInvalidKey, ErrNoFlow or ErrTableFull.
 func (t *Table) Confirm(key FlowKey) error {
 	if err := key.Validate(); err != nil {
 		return fmt.Errorf("confirm flow: %w", err)
@@ -263,8 +264,8 @@ func (t *Table) Confirm(key FlowKey) error {
 func (t *Table) confirmLocked(key FlowKey, now time.Time) (*entry, error) {
 	e, ok := t.flows[key]
 	if !ok {
-		if key.Transport.Stream() {
-			return nil, ErrNoFlow
+		if key.Transport != UDP {
+			return nil, ErrNoFlow // a connection or DTLS association is gone for good
 		}
 		return t.createLocked(key, now, false)
 	}
@@ -527,7 +528,7 @@ func (t *Table) removeLocked(e *entry, cause Cause) {
 type Stats struct {
 	// Flows counts live flows by transport.
 	Flows map[Transport]int
-	// Provisional counts live provisional (unconfirmed datagram) flows.
+	// Provisional counts live provisional (unconfirmed UDP) flows.
 	Provisional int
 	// Bound counts live flows with at least one identity.
 	Bound int
