@@ -653,16 +653,17 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 			s.log.Error("panic relaying a stray response", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
-	if v := res.Via(); v != nil && res.StatusCode >= 200 && res.StatusCode < 300 {
-		if b, ok := v.Params.Get("branch"); ok {
-			if a, ok := s.accepted.Load(b); ok {
-				at := a.(*acceptedTx)
-				res.RemoveHeader("Via")
-				res.SetDestination("")
-				s.respond(at.tx, at.in, res)
-				return
-			}
+	var at *acceptedTx
+	up, ok := sipproxy.StrayResponse(res, func(b string, _ *sip.ViaHeader) bool {
+		a, ok := s.accepted.Load(b)
+		if ok {
+			at = a.(*acceptedTx)
 		}
+		return ok
+	})
+	if ok {
+		s.respond(at.tx, at.in, up)
+		return
 	}
 	s.log.Debug("stray response dropped", "status", res.StatusCode, "call_id", callID(res))
 }

@@ -602,24 +602,13 @@ func flowOf(b Binding) string {
 // §16.7 step 5 with RFC 6026); anything else is dropped.
 func (p *proxy) onStrayResponse(res *sip.Response) {
 	p.init()
-	v := res.Via()
-	cs := res.CSeq()
-	if v == nil || cs == nil || cs.MethodName != sip.INVITE || !res.IsSuccess() {
+	up, ok := sipproxy.StrayResponse(res, func(_ string, v *sip.ViaHeader) bool {
+		return sipproxy.OurVia(v, p.self, false)
+	})
+	if !ok {
 		return
 	}
-	br, _ := v.Params.Get("branch")
-	u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port}
-	if !strings.HasPrefix(br, "z9hG4bK-ph") || !p.self.IsSelf(u) {
-		return
-	}
-	up := res.Clone()
-	up.RemoveHeader("Via")
-	next := up.Via()
-	if next == nil {
-		return
-	}
-	up.SetTransport(next.Transport)
-	up.SetDestination("")
+	up.SetTransport(up.Via().Transport)
 	if err := p.s.srv.WriteResponse(up); err != nil {
 		p.log.Info("relay stray 2xx", "error", err, "call_id", res.CallID().Value())
 	}

@@ -47,11 +47,7 @@ func OurBranches(req *sip.Request, self routeset.Self, byTransport bool) []strin
 		if !ok {
 			continue
 		}
-		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port, UriParams: sip.NewParams()}
-		if byTransport {
-			u.UriParams = sip.HeaderParams{{K: "transport", V: strings.ToLower(v.Transport)}}
-		}
-		if !self.IsSelf(u) {
+		if !OurVia(v, self, byTransport) {
 			continue
 		}
 		if b, ok := v.Params.Get("branch"); ok {
@@ -77,4 +73,14 @@ func values(req *sip.Request, name string) []string {
 		out = append(out, h.Value())
 	}
 	return out
+}
+
+// OurVia reports whether v's sent-by is one of self's addresses (see
+// OurBranches for byTransport).
+func OurVia(v *sip.ViaHeader, self routeset.Self, byTransport bool) bool {
+	u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port, UriParams: sip.NewParams()}
+	if byTransport {
+		u.UriParams = sip.HeaderParams{{K: "transport", V: strings.ToLower(v.Transport)}}
+	}
+	return self.IsSelf(u)
 }
