@@ -477,7 +477,7 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	if req.IsInvite() {
 		tcDur = s.cfg.TimerC
 	}
-	tc := sipproxy.NewTimerC(tcDur, nil)
+	tc := sipproxy.NewTimerC(tcDur, s.newTimer)
 	defer tc.Stop()
 	for {
 		select {

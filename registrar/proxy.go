@@ -123,7 +123,7 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 	if f.invite {
 		tcDur = p.reg.timerC()
 	}
-	f.timerC = sipproxy.NewTimerC(tcDur, nil)
+	f.timerC = sipproxy.NewTimerC(tcDur, p.reg.newTimer)
 	defer f.timerC.Stop()
 
 	select {
