@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"strings"
@@ -350,30 +349,8 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 // decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
-	sipproxy.StampVia(fwd.Via(), in.src)
-	if mf := fwd.MaxForwards(); mf != nil {
-		if *mf > 0 {
-			*mf--
-		}
-	} else {
-		m := sip.MaxForwardsHeader(70)
-		fwd.AppendHeader(&m)
-	}
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: lg.via.Transport,
-		Host: lg.via.Host, Port: lg.via.Port, Params: sip.NewParams()}
-	via.Params.Add("branch", branch)
-	via.Params.Add("rport", "")
-	if lg.viaFlow != "" {
-		via.Params.Add("flow", lg.viaFlow)
-	}
-	fwd.PrependHeader(via)
-	fwd.SetTransport(lg.transport)
-	fwd.SetDestination(lg.dest)
-	if lg.laddr.IsValid() {
-		fwd.Laddr = sip.Addr{IP: net.IP(lg.laddr.Addr().AsSlice()), Port: int(lg.laddr.Port())}
-	} else {
-		fwd.Laddr = sip.Addr{}
-	}
+	sipproxy.PrepareHop(fwd, in.src, sipproxy.Hop{Via: lg.via, Branch: branch, Rport: true, Flow: lg.viaFlow,
+		Transport: lg.transport, Dest: lg.dest, Laddr: lg.laddr})
 }
 
 // forward relays fwd statefully over lg and every response back over the

@@ -498,14 +498,6 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 	for _, r := range routes {
 		out.AppendHeader(sip.NewHeader("Route", r))
 	}
-	// §16.6 step 3. An absent Max-Forwards counts as 70 (§8.1.1.6).
-	mf := uint32(70)
-	if h := out.MaxForwards(); h != nil {
-		mf = h.Val()
-		out.RemoveHeader("Max-Forwards")
-	}
-	mfh := sip.MaxForwardsHeader(mf - 1)
-	out.AppendHeader(&mfh)
 	if o.uaOriginated {
 		sipproxy.RemoveAll(out, "P-Asserted-Identity")
 		sipproxy.RemoveAll(out, "Proxy-Authorization")
@@ -528,21 +520,16 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
 		}
 	}
-	// RFC 3261 §18.2.1 / RFC 3581: record where the previous hop really is.
-	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
-		sipproxy.StampVia(out.Via(), src)
+	// §16.6 steps 3 and 8, RFC 3581 §4 (sipproxy.PrepareHop). UDP leaves
+	// from our listener socket.
+	src, _ := netip.ParseAddrPort(req.Source())
+	hop := sipproxy.Hop{
+		Via:    routeset.Address{Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Transport: strings.ToUpper(transport)},
+		Branch: routeset.LoopBranch(loopKey, sipproxy.RandHex(8)), Transport: strings.ToUpper(transport), Dest: addr,
 	}
-	via := &sip.ViaHeader{
-		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
-		Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Params: sip.HeaderParams{},
-	}
-	via.Params.Add("branch", routeset.LoopBranch(loopKey, sipproxy.RandHex(8)))
-	out.PrependHeader(via)
-	out.SetTransport(strings.ToUpper(transport))
-	out.SetDestination(addr)
-	out.Laddr = sip.Addr{}
 	if transport == "udp" {
-		out.Laddr = sip.Addr{IP: net.IP(lis.Addr().AsSlice()), Port: int(lis.Port())}
+		hop.Laddr = lis
 	}
+	sipproxy.PrepareHop(out, src, hop)
 	return out
 }
