@@ -50,6 +50,8 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 			s.bindFromResponse(in.key, req, res, ids)
 			sipproxy.RemoveAll(res, "Flow-Timer")
 			res.AppendHeader(sip.NewHeader("Flow-Timer", s.cfg.FlowTimer.Header(!in.key.Transport.Stream())))
+		} else {
+			s.plainRegistered(in.key, req, res)
 		}
 	}
 	// Registrars in failover order: the current one first, then the

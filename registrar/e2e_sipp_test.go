@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
+	"github.com/pinhole-sip/pinhole/internal/testnet"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -33,27 +32,9 @@ func sippPath(t *testing.T) string {
 	return p
 }
 
-// freeUDPPort returns a port that was free a moment ago (sipp needs a
-// number) and that it has not returned before in this test process: the
-// kernel may offer a closed port again at once.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := c.LocalAddr().(*net.UDPAddr).Port
-		_ = c.Close()
-		if _, dup := handedOut.LoadOrStore(p, true); !dup {
-			return p
-		}
-	}
-	t.Fatal("no free UDP port")
-	return 0
-}
-
-var handedOut sync.Map
+// freeUDPPort returns a loopback port never handed out before in this
+// test process (testnet keeps one record for ports and media ranges).
+func freeUDPPort(t *testing.T) int { return testnet.FreePort(t) }
 
 type sippRun struct {
 	cmd *exec.Cmd
@@ -160,42 +141,5 @@ func waitBound(t *testing.T, port int) {
 	t.Fatalf("nothing bound UDP port %d within 10s", port)
 }
 
-// freeMediaPort returns a base port N for sipp's -mp: sipp binds N (audio)
-// and N+2 (video), and RTCP next to each, at start-up, so N..N+3 must all
-// be free on 127.0.0.1 and not handed out before in this test process.
-func freeMediaPort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		base := freeUDPPort(t)
-		if base+3 > 65535 {
-			continue
-		}
-		ok := true
-		var held []net.PacketConn
-		for i := 0; i <= 3; i++ {
-			o, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, o)
-		}
-		for _, h := range held {
-			_ = h.Close()
-		}
-		if !ok {
-			continue
-		}
-		dup := false
-		for i := 1; i <= 3; i++ {
-			if _, seen := handedOut.LoadOrStore(base+i, true); seen {
-				dup = true
-			}
-		}
-		if !dup {
-			return base
-		}
-	}
-	t.Fatal("no free media port range")
-	return 0
-}
+// freeMediaPort is a base port for sipp's -mp (testnet.MediaPort).
+func freeMediaPort(t *testing.T) int { return testnet.MediaPort(t) }

@@ -32,7 +32,7 @@ type Explanation struct {
 // error is non-nil only when the store cannot be read.
 func (r *Registrar) Explain(ctx context.Context, req *sip.Request, src Source) (Explanation, error) {
 	tr := &trace{isDry: true}
-	res, rej := r.register(ctx, req, src, tr)
+	res, rej := r.register(ctx, req, src, tr, nil)
 	var ex Explanation
 	if rej != nil {
 		res = rejectResponse(req, rej)

@@ -326,6 +326,9 @@ func (p *proxy) locate(req *sip.Request, ruri sip.Uri, d routeDecision) (routeDe
 		case p.reg.users != nil && !p.reg.users.HasAOR(aor, p.reg.cfg.Domains):
 			return d, reject(404, string(reasonUnknownAOR), "Not Found", "aor="+aor)
 		default:
+			// Diagnostics: an inbound request that found no binding counts
+			// against a device whose shorter grant lapsed (expiry_ignored).
+			p.reg.observeNoBinding(aor)
 			return d, reject(480, string(reasonNoBinding), "Temporarily Unavailable", "aor="+aor)
 		}
 	}

@@ -3,6 +3,7 @@ package registrar
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,27 @@ type Observer interface {
 	ObserveRegister(RegisterObservation)
 }
 
+// NoBindingObserver is the optional part of an Observer that is told of
+// every inbound request the location service answered without a target
+// because the AOR had no live binding (RFC 3261 §16.5; the 480
+// no_binding), with the canonical AOR and the time.
+type NoBindingObserver interface {
+	ObserveNoBinding(aor string, t time.Time)
+}
+
+// observeNoBinding reports a location look-up that found no live binding
+// for aor to the observer, if it wants to know. The proxy calls it where
+// it answers 480 no_binding.
+func (r *Registrar) observeNoBinding(aor string) {
+	op := r.observer.Load()
+	if op == nil {
+		return
+	}
+	if o, ok := (*op).(NoBindingObserver); ok {
+		o.ObserveNoBinding(aor, r.now())
+	}
+}
+
 // RegisterObservation is what an answered REGISTER showed.
 type RegisterObservation struct {
 	Time   time.Time
@@ -26,13 +48,15 @@ type RegisterObservation struct {
 	Source Source
 	// Contacts of the request, with what was asked and what was granted.
 	Contacts []ContactObservation
-	// Credentials: the request carried an Authorization header.
+	// Credentials: the request carried an Authorization header (reported
+	// for rejections only).
 	Credentials bool
 	// NextNonce: the answer carried Authentication-Info with nextnonce.
 	NextNonce bool
 	// MinExpires of a 423, in seconds.
 	MinExpires int64
-	// Answer lists every binding in a 2xx (after the change).
+	// Answer lists every binding in a 2xx (after the change) when there
+	// are two or more; a lone binding is the request's own Contact.
 	Answer []ContactObservation
 }
 
@@ -64,66 +88,142 @@ func (r *Registrar) SetObserver(o Observer) {
 // observerBox holds the observer for atomic replacement.
 type observerBox = atomic.Pointer[Observer]
 
-// observe reports an answered REGISTER to the observer, if any.
-func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej *rejection) {
+// registerSeen is what register parsed and decided, kept for observe so
+// that the observer costs no second parse of the request or the answer.
+// A nil *registerSeen records nothing (no observer, or Explain).
+type registerSeen struct {
+	aor        string
+	parsed     bool // the Contacts were parsed (specs may be empty: a fetch)
+	specs      []contactSpec
+	hdrExpires *uint64
+	granted    []contactReq // per spec, once evaluated (2xx path)
+	answered   bool         // a 2xx was built from bindings
+	now        time.Time
+	bindings   []Binding
+	nextNonce  bool
+}
+
+func (s *registerSeen) setAOR(aor string) {
+	if s != nil {
+		s.aor = aor
+	}
+}
+
+func (s *registerSeen) setContacts(specs []contactSpec, hdrExpires *uint64) {
+	if s != nil {
+		s.parsed, s.specs, s.hdrExpires = true, specs, hdrExpires
+	}
+}
+
+func (s *registerSeen) setGranted(reqs []contactReq) {
+	if s != nil {
+		s.granted = reqs
+	}
+}
+
+func (s *registerSeen) setAnswer(now time.Time, bindings []Binding, authInfo string) {
+	if s != nil {
+		s.answered, s.now, s.bindings = true, now, bindings
+		s.nextNonce = strings.Contains(strings.ToLower(authInfo), "nextnonce")
+	}
+}
+
+// observe reports an answered REGISTER to the observer, if any. What
+// register already parsed (seen) is used as is; only a request answered
+// before its Contacts were parsed (a challenge, an early rejection) has
+// them parsed here.
+func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej *rejection, seen *registerSeen) {
 	op := r.observer.Load()
 	if op == nil {
 		return
 	}
-	to := req.To()
-	if to == nil {
-		return
+	if seen == nil {
+		seen = &registerSeen{}
 	}
-	ev := RegisterObservation{Time: r.now(), AOR: CanonicalAOR(&to.Address), Status: res.StatusCode, Source: src,
-		Credentials: req.GetHeader("authorization") != nil}
+	ev := RegisterObservation{Time: r.now(), AOR: seen.aor, Status: res.StatusCode, Source: src}
+	if ev.AOR == "" {
+		to := req.To()
+		if to == nil {
+			return
+		}
+		ev.AOR = CanonicalAOR(&to.Address)
+	}
 	if rej != nil {
 		ev.Reason = rej.reason
+		ev.Credentials = req.GetHeader("authorization") != nil
 	}
-	if h := res.GetHeader("authentication-info"); h != nil && strings.Contains(strings.ToLower(h.Value()), "nextnonce") {
-		ev.NextNonce = true
-	}
-	if h := res.GetHeader("min-expires"); h != nil {
-		ev.MinExpires, _ = strconv.ParseInt(strings.TrimSpace(h.Value()), 10, 64)
-	}
-	hdrExp := int64(-1)
-	if h := req.GetHeader("expires"); h != nil {
-		if v, ok := parseDelta(h.Value()); ok {
-			hdrExp = int64(min(v, maxExpires))
+	if res.StatusCode == 423 {
+		if h := res.GetHeader("min-expires"); h != nil {
+			ev.MinExpires, _ = strconv.ParseInt(strings.TrimSpace(h.Value()), 10, 64)
 		}
 	}
-	var answer []contactSpec
-	if res.StatusCode >= 200 && res.StatusCode < 300 {
-		var vals []string
-		for _, h := range res.GetHeaders("contact") {
-			vals = append(vals, h.Value())
-		}
-		answer, _ = parseContacts(vals)
-		for i := range answer {
-			ev.Answer = append(ev.Answer, observation(&answer[i], -1))
+	ok := res.StatusCode >= 200 && res.StatusCode < 300
+	if ok && seen.answered {
+		ev.NextNonce = seen.nextNonce
+		if len(seen.bindings) > 1 {
+			ev.Answer = make([]ContactObservation, 0, len(seen.bindings))
+			for i := range seen.bindings {
+				ev.Answer = append(ev.Answer, bindingObservation(&seen.bindings[i], seen.now))
+			}
 		}
 	}
-	reqContacts, _ := parseContacts(headerValues(req, "contact"))
-	for i := range reqContacts {
-		c := &reqContacts[i]
+	specs, hdrExpires := seen.specs, seen.hdrExpires
+	if !seen.parsed {
+		specs, _ = parseContacts(headerValues(req, "contact"))
+		if h := req.GetHeader("expires"); h != nil {
+			if v, ok := parseDelta(h.Value()); ok {
+				hdrExpires = &v
+			}
+		}
+	}
+	// The observer must not keep the slices (Observer): the Contacts'
+	// backing array is reused.
+	buf := contactObsPool.Get().(*[]ContactObservation)
+	defer func() {
+		clear(ev.Contacts)
+		*buf = ev.Contacts[:0]
+		contactObsPool.Put(buf)
+	}()
+	ev.Contacts = (*buf)[:0]
+	for i := range specs {
+		c := &specs[i]
 		if c.Wildcard {
 			continue
 		}
-		asked := hdrExp
+		asked := int64(-1)
+		if hdrExpires != nil {
+			asked = int64(min(*hdrExpires, maxExpires))
+		}
 		if v, ok := c.get("expires"); ok {
 			if d, ok := parseDelta(v); ok {
 				asked = int64(min(d, maxExpires))
 			}
 		}
 		o := observation(c, asked)
-		for j := range answer {
-			if URIEqual(&answer[j].URI, &c.URI) {
-				o.Granted = ev.Answer[j].Granted
-				break
-			}
+		if ok && i < len(seen.granted) && seen.granted[i].granted > 0 {
+			o.Granted = int64((seen.granted[i].granted + time.Second - 1) / time.Second)
 		}
 		ev.Contacts = append(ev.Contacts, o)
 	}
 	(*op).ObserveRegister(ev)
+}
+
+// contactObsPool holds the backing arrays of RegisterObservation.Contacts.
+var contactObsPool = sync.Pool{New: func() any { return new([]ContactObservation) }}
+
+// bindingObservation describes one binding of a 2xx; the Contact is
+// parsed only for its host and port.
+func bindingObservation(b *Binding, now time.Time) ContactObservation {
+	o := ContactObservation{URI: b.Contact, Instance: b.Instance, RegID: b.RegID, Requested: -1,
+		Granted: max(int64((b.Expires.Sub(now)+time.Second-1)/time.Second), 0)}
+	if c, err := parseContact(b.Contact); err == nil {
+		o.Host, o.Port = strings.ToLower(c.URI.Host), c.URI.Port
+	}
+	o.Device = o.Instance
+	if o.Device == "" {
+		o.Device = b.Contact
+	}
+	return o
 }
 
 func observation(c *contactSpec, requested int64) ContactObservation {

@@ -78,11 +78,15 @@ func (r *Registrar) HandleRegister(ctx context.Context, req *sip.Request, src So
 // handleRegister is HandleRegister that also returns the rejection reason
 // ("" for a 2xx), for the server's banned-source policy.
 func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src Source) (*sip.Response, string) {
-	res, rej := r.register(ctx, req, src, nil)
+	var seen *registerSeen
+	if r.observer.Load() != nil {
+		seen = &registerSeen{}
+	}
+	res, rej := r.register(ctx, req, src, nil, seen)
 	if rej != nil {
 		res = r.answerReject(req, src, rej)
 	}
-	r.observe(req, src, res, rej)
+	r.observe(req, src, res, rej, seen)
 	if rej != nil {
 		return res, rej.reason
 	}
@@ -118,8 +122,9 @@ func rejectResponse(req *sip.Request, rej *rejection) *sip.Response {
 
 // register decides one REGISTER. tr is nil for real requests; Explain
 // passes a trace, which records each decision and makes the run dry (no
-// store write, no nonce count, no failure count, no metrics).
-func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, tr *trace) (*sip.Response, *rejection) {
+// store write, no nonce count, no failure count, no metrics). seen, when
+// not nil, records what the decision parsed for the observer (observe.go).
+func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, tr *trace, seen *registerSeen) (*sip.Response, *rejection) {
 	now := r.now()
 
 	// Mandatory headers (RFC 3261 §8.1.1). sipgo already rejects a
@@ -156,6 +161,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 		return nil, reject(404, "aor_domain_not_served", "Not Found", to.Address.Host)
 	}
 	aor := CanonicalAOR(&to.Address)
+	seen.setAOR(aor)
 	tr.step("aor %s", aor)
 
 	// Steps 3 and 4 (authentication and authorisation) hook in here.
@@ -197,6 +203,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 	if err != nil {
 		return nil, reject(400, "bad_contact", "Bad Contact", err.Error())
 	}
+	seen.setContacts(contacts, hdrExpires)
 
 	in := updateInput{
 		now: now, aor: aor, callID: string(*callID), cseq: cseq.SeqNo,
@@ -227,6 +234,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 			return nil, rej
 		}
 		in.contacts = reqs
+		seen.setGranted(reqs)
 		outboundApplies = obApplied
 		tr.contacts(reqs, obApplied)
 	}
@@ -286,6 +294,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 		granted = max(granted, c.granted)
 	}
 	infoName, infoValue := r.authInfo(authInfo, granted)
+	seen.setAnswer(now, bindings, infoValue)
 	return r.okResponse(req, now, bindings, supported, pathVec, outboundApplies, infoName, infoValue, aor, src.Transport), nil
 }
 

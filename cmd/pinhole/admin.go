@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/pinhole-sip/pinhole/edge"
 	"github.com/pinhole-sip/pinhole/flowtable"
@@ -34,7 +33,7 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 		}
 	}
 	// Live diagnostics: one detector per process, fed by both roles.
-	diag, err := diagnostics.New(diagnostics.Config{}, o.Registry, logger, nil)
+	diag, err := diagnostics.New(cfg.Ops.Diagnostics, o.Registry, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -44,7 +43,7 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 	}
 	if e := opt.Edge; e != nil {
 		e.SetFlowObserver(diag)
-		go diag.RunFlowCheck(ctx, 10*time.Second, func() []edge.FlowInfo {
+		go diag.RunFlowCheck(ctx, func() []edge.FlowInfo {
 			return e.Flows(flowtable.Filter{Bound: true}, 0)
 		}, e.FlowTimer)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pinhole-sip/pinhole/edge"
+	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 )
 
 // Config is the whole YAML file. Roles run when their section is present.
@@ -39,6 +40,9 @@ type OpsConfig struct {
 	// the status page (/). Empty: they are served only on a loopback
 	// ops.listen, and are off otherwise.
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// Diagnostics sets the live registration diagnostics' thresholds and
+	// bound (README "Live diagnostics"); read at start.
+	Diagnostics diagnostics.Config `yaml:"diagnostics"`
 }
 
 // LogConfig selects slog's handler.
@@ -81,6 +85,9 @@ func (c *Config) validate() error {
 	}
 	if c.Ops.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ops.drain_timeout: must not be negative"))
+	}
+	if err := c.Ops.Diagnostics.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ops.diagnostics: %w", err))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -210,6 +210,28 @@ func (u *outboundUA) answer(t *testing.T) sipMsg {
 	return inv
 }
 
+// answerCall answers the INVITE on the flow with 200 OK, checks the ACK
+// arrives with every Route popped, then ends the call: the UA hangs up, or
+// it answers the PBX's BYE. check, when set, looks at the INVITE before
+// the call ends. It returns the INVITE.
+func (u *outboundUA) answerCall(t *testing.T, uaHangsUp bool, check func(inv sipMsg)) sipMsg {
+	t.Helper()
+	inv := u.answer(t)
+	if check != nil {
+		check(inv)
+	}
+	ack := u.await(t, "ACK")
+	if len(ack.get("Route")) != 0 {
+		t.Errorf("ACK reached the UA with Route %v: every proxy must pop its own entry", ack.get("Route"))
+	}
+	if uaHangsUp {
+		u.hangUp(t, inv)
+	} else {
+		u.reply(t, u.await(t, "BYE"), "200 OK")
+	}
+	return inv
+}
+
 // hangUp sends BYE in the dialog inv created, as its UAS: Route set = the
 // INVITE's Record-Route in order, Request-URI = the caller's Contact
 // (RFC 3261 §12.1.1, §12.2.1.1), over the registered flow; it waits for
@@ -342,21 +364,12 @@ func TestE2E_RFC5626_SippPBXCallThroughEdge(t *testing.T) {
 			_, edgePort, regPort := startAllInOne(t)
 			ua := registerOutbound(t, edgePort, 1, "example.com")
 			pbx := startSipp(t, tc.scenario, regPort, "u1", "-s", "carol", "-mp", strconv.Itoa(freeMediaPort(t)))
-			inv := ua.answer(t)
+			inv := ua.answerCall(t, tc.uaHangsUp, nil)
 			if !strings.Contains(inv.start, "sip:carol@"+ua.c.LocalAddr().String()) {
 				t.Errorf("Request-URI %q is not carol's registered Contact", inv.start)
 			}
 			if rr := strings.Join(inv.get("Record-Route"), ","); strings.Count(rr, "<sip:") < 2 {
 				t.Errorf("INVITE Record-Route %q: want the registrar's and the edge's entries", rr)
-			}
-			ack := ua.await(t, "ACK")
-			if len(ack.get("Route")) != 0 {
-				t.Errorf("ACK reached the UA with Route %v: every proxy must pop its own entry", ack.get("Route"))
-			}
-			if tc.uaHangsUp {
-				ua.hangUp(t, inv)
-			} else {
-				ua.reply(t, ua.await(t, "BYE"), "200 OK")
 			}
 			pbx.wait(t)
 		})

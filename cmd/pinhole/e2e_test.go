@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/redistest"
+	"github.com/pinhole-sip/pinhole/internal/testnet"
 )
 
 // pinholeBinary builds cmd/pinhole once per test run, with the race
@@ -65,33 +66,9 @@ func pinholeBuild(t *testing.T, race bool) string {
 	return b.path
 }
 
-// handedOut remembers every port freePort returned in this test process:
-// the kernel may offer a closed port again at once, and two parts of one
-// test (a PBX socket, the binary's listeners) must never get the same one.
-var handedOut sync.Map
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	// A port free for both UDP and TCP on loopback, not handed out before.
-	for i := 0; i < 200; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		if _, dup := handedOut.LoadOrStore(p, true); !dup {
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+// freePort is a loopback port free for UDP and TCP, never handed out twice
+// in this test process (shared with testnet.MediaPort's ranges).
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 type proc struct {
 	cmd    *exec.Cmd
@@ -485,43 +462,5 @@ registrar:
 	}
 }
 
-// freeMediaPort returns a base port N for sipp's -mp: sipp binds N (audio)
-// and N+2 (video), and RTCP next to each, at start-up, so N..N+3 must all
-// be free on 127.0.0.1 and not handed out before in this test process.
-func freeMediaPort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := c.LocalAddr().(*net.UDPAddr).Port
-		held := []net.PacketConn{c}
-		ok := base+3 <= 65535
-		for i := 1; ok && i <= 3; i++ {
-			o, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, o)
-		}
-		for _, h := range held {
-			_ = h.Close()
-		}
-		if !ok {
-			continue
-		}
-		dup := false
-		for i := range 4 {
-			if _, seen := handedOut.LoadOrStore(base+i, true); seen {
-				dup = true
-			}
-		}
-		if !dup {
-			return base
-		}
-	}
-	t.Fatal("no free media port range")
-	return 0
-}
+// freeMediaPort is a base port for sipp's -mp (testnet.MediaPort).
+func freeMediaPort(t *testing.T) int { return testnet.MediaPort(t) }

@@ -4,6 +4,7 @@
 //	pinhole -config FILE          run the roles whose sections are present
 //	pinhole check-config FILE     check FILE and every file it names; print every error with its line
 //	pinhole hash-password -realm R -user U   print a users-file ha1 block for the password on stdin
+//	pinhole ctl COMMAND           operator client of the admin API (registrations, flows, bans, ...)
 //	pinhole version               print the module version and VCS revision
 package main
 
@@ -46,6 +47,7 @@ var commands = []struct{ synopsis, help string }{
 	{"-config FILE", "run the roles (edge, registrar) whose sections FILE has"},
 	{"check-config FILE", "check FILE and every file it names (keys, secrets, users, certificates);\nprint each problem as FILE:LINE: key.path: problem, exit 1 if any"},
 	{"hash-password -realm R -user U", "read a password on stdin, print the users-file ha1 block"},
+	{"ctl COMMAND", "operator client of the admin API: registrations, flows, bans, explain,\ndiagnostics, status (pinhole ctl -h lists them)"},
 	{"version", "print the module version and the VCS revision, time and state it was built from"},
 	{"help", "print this text"},
 }

@@ -16,6 +16,7 @@ package diagnostics
 
 import (
 	"container/list"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
 )
 
 // Fingerprint ids (bounded: they are metric label values).
@@ -58,8 +61,9 @@ var Fixes = map[string]string{
 		"connection; shorten keep-alives or fix the network path.",
 }
 
-// Config bounds the detector and sets the rule thresholds. Zero values
-// mean the defaults.
+// Config bounds the detector and sets the rule thresholds: the
+// ops.diagnostics configuration section. Zero values mean the defaults;
+// negative ones are refused by Validate.
 type Config struct {
 	// MaxDevices bounds the tracked (AOR, device) pairs (default 100,000);
 	// the least recently seen is evicted.
@@ -80,6 +84,56 @@ type Config struct {
 	// DefaultInterval clears a finding of a device whose interval is
 	// unknown (3600 s).
 	DefaultInterval time.Duration `yaml:"default_interval"`
+	// KeepaliveCheck is how often the edge's bound flows are checked for
+	// keepalive_missing (10 s).
+	KeepaliveCheck time.Duration `yaml:"keepalive_check_interval"`
+}
+
+// maxMaxDevices caps max_devices: about 1 KiB of state per device.
+const maxMaxDevices = 10_000_000
+
+// Validate reports every out-of-range value, each as "key: problem" with
+// the YAML key of the field.
+func (c Config) Validate() error {
+	var errs []error
+	for _, v := range []struct {
+		key string
+		n   int
+	}{
+		{"max_devices", c.MaxDevices}, {"interval_too_brief_count", c.BriefCount},
+		{"ghost_bindings_min", c.GhostMin}, {"nonce_misses", c.NonceMisses}, {"flow_churn_count", c.ChurnCount},
+	} {
+		if v.n < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0 = the default)", v.key))
+		}
+	}
+	if c.MaxDevices > maxMaxDevices {
+		errs = append(errs, fmt.Errorf("max_devices: %d is above %d", c.MaxDevices, maxMaxDevices))
+	}
+	if c.GhostMin == 1 {
+		errs = append(errs, fmt.Errorf("ghost_bindings_min: 1 would flag every plain binding; use 2 or more"))
+	}
+	for _, v := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"interval_too_brief_window", c.BriefWindow}, {"flow_churn_window", c.ChurnWindow},
+		{"default_interval", c.DefaultInterval}, {"keepalive_check_interval", c.KeepaliveCheck},
+	} {
+		if v.d < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0 = the default)", v.key))
+		}
+	}
+	if c.KeepaliveCheck > 0 && c.KeepaliveCheck < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("keepalive_check_interval: %s is below 100ms", c.KeepaliveCheck))
+	}
+	return errors.Join(errs...)
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
 }
 
 func (c *Config) setDefaults() {
@@ -106,6 +160,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultInterval <= 0 {
 		c.DefaultInterval = time.Hour
+	}
+	if c.KeepaliveCheck <= 0 {
+		c.KeepaliveCheck = 10 * time.Second
 	}
 }
 
@@ -146,6 +203,17 @@ type Detector struct {
 	mu      sync.Mutex
 	devices map[devKey]*list.Element // of *device
 	lru     *list.List               // front = most recently seen
+	// shortened counts, per AOR, the devices whose last grant was shorter
+	// than asked (grantedUntil set); misses holds the inbound requests
+	// that found no binding for such an AOR since its last 2xx.
+	shortened map[string]int
+	misses    map[string]*missed
+}
+
+// missed counts inbound requests that found no binding for one AOR.
+type missed struct {
+	n    int
+	last time.Time
 }
 
 type devKey struct{ aor, device string }
@@ -161,6 +229,7 @@ type device struct {
 	briefExp   int64
 	briefTimes []time.Time
 	// expiry_ignored: the last 2xx granted less than asked
+	grantedAt    time.Time
 	grantedUntil time.Time
 	requested    int64
 	granted      int64
@@ -171,6 +240,9 @@ type device struct {
 	// flow_churn
 	moves []time.Time
 	flow  string
+	// service_route_ignored for plain registrations: the flow the device
+	// last registered over at this edge
+	regFlow flowtable.FlowKey
 }
 
 type finding struct {
@@ -190,6 +262,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 	d := &Detector{
 		cfg: cfg, now: now, log: logger,
 		devices: map[devKey]*list.Element{}, lru: list.New(),
+		shortened: map[string]int{}, misses: map[string]*missed{},
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pinhole_diagnostics_active",
 			Help: "Findings currently active on this node, by fingerprint.",
@@ -229,6 +302,7 @@ func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 		for fp := range s.findings {
 			d.active.WithLabelValues(fp).Dec()
 		}
+		d.setGrantLocked(s, time.Time{})
 		delete(d.devices, s.key)
 		d.lru.Remove(old)
 	}

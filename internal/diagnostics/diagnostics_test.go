@@ -244,3 +244,78 @@ func TestKeepaliveMissing(t *testing.T) {
 		t.Errorf("finding = %+v", f)
 	}
 }
+
+// TestServiceRouteIgnoredPlain: a plain (non-outbound) device that
+// registered over a flow and sends an initial request over it without
+// Route is reported (RFC 3608 §6); the same request over another flow, or
+// from a device that never registered here, is not, and creates no state.
+func TestServiceRouteIgnoredPlain(t *testing.T) {
+	d, _, _, _ := newDetector(t, Config{})
+	flow := func(port uint16) flowtable.Flow {
+		return flowtable.Flow{ID: uint64(port), FlowKey: flowtable.FlowKey{Transport: flowtable.UDP,
+			Local: netip.MustParseAddrPort("192.0.2.9:5060"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), port)}}
+	}
+	const dev = "sip:alice@198.51.100.1:4000"
+	d.PlainRegistered(aor, []string{dev}, nil, flow(4000).FlowKey)
+	d.PlainRouteMissing("INVITE", aor, dev, flow(4001))                        // another flow
+	d.PlainRouteMissing("INVITE", aor, "sip:alice@198.51.100.1:9", flow(4000)) // another device
+	d.PlainRouteMissing("INVITE", "sip:mallory@example.com", dev, flow(4000))
+	if fs := d.Findings("", ""); len(fs) != 0 || d.Devices() != 1 {
+		t.Fatalf("findings %+v, %d devices", fs, d.Devices())
+	}
+	d.PlainRouteMissing("INVITE", aor, dev, flow(4000))
+	f := only(t, d, ServiceRouteIgnored)
+	if f.Device != dev || !strings.Contains(f.Evidence[0].Text, "INVITE over flow #4000 udp 198.51.100.1:4000 without Route") {
+		t.Errorf("finding = %+v", f)
+	}
+	// Once the device unregistered, it was given nothing to preload.
+	d.PlainRegistered(aor, nil, []string{dev}, flow(4000).FlowKey)
+	d.PlainRouteMissing("MESSAGE", aor, dev, flow(4000))
+	if f := only(t, d, ServiceRouteIgnored); f.Count != 1 {
+		t.Errorf("count %d after the device unregistered", f.Count)
+	}
+}
+
+// TestExpiryIgnoredInboundMisses: inbound requests that found no binding
+// while the shortened grant had lapsed count towards the device's
+// expiry_ignored; misses for an AOR without such a device keep no state;
+// a device back after more than the interval it asked for was off, not
+// ignoring its grant.
+func TestExpiryIgnoredInboundMisses(t *testing.T) {
+	d, c, _, _ := newDetector(t, Config{})
+	d.ObserveNoBinding(aor, c.now())
+	d.ObserveNoBinding("sip:nobody@example.com", c.now())
+	if len(d.misses) != 0 {
+		t.Fatalf("misses kept for AORs without a shortened grant: %v", d.misses)
+	}
+	d.ObserveRegister(obs(c, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	c.advance(10 * time.Minute)
+	d.ObserveNoBinding(aor, c.now())
+	c.advance(time.Minute)
+	d.ObserveNoBinding(aor, c.now())
+	c.advance(40 * time.Minute)
+	d.ObserveRegister(obs(c, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	f := only(t, d, ExpiryIgnored)
+	if !strings.Contains(f.Evidence[0].Text, "asked 3600 s, granted 300 s; the next REGISTER came 46m0s after") ||
+		!strings.Contains(f.Evidence[0].Text, "2 inbound requests found no binding meanwhile (last at 03:15:05)") {
+		t.Errorf("evidence %q", f.Evidence[0].Text)
+	}
+	if len(d.misses) != 0 {
+		t.Errorf("misses not consumed: %v", d.misses)
+	}
+
+	d2, c2, _, _ := newDetector(t, Config{})
+	d2.ObserveRegister(obs(c2, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	c2.advance(2 * time.Hour)
+	d2.ObserveRegister(obs(c2, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	if fs := d2.Findings("", ""); len(fs) != 0 {
+		t.Errorf("a device back after 2 h (asked 1 h): %+v", fs)
+	}
+	// Eviction releases the per-AOR count.
+	d3, c3, _, _ := newDetector(t, Config{MaxDevices: 1})
+	d3.ObserveRegister(obs(c3, 200, "", contact("sip:a@192.0.2.1", 3600, 300)))
+	d3.ObserveRegister(obs(c3, 423, "interval_too_brief", contact("sip:b@192.0.2.1", 30, -1)))
+	if len(d3.shortened) != 0 {
+		t.Errorf("shortened after eviction: %v", d3.shortened)
+	}
+}

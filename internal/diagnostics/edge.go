@@ -66,11 +66,11 @@ func (d *Detector) CheckFlows(flows []edge.FlowInfo, timer func(transport string
 	}
 }
 
-// RunFlowCheck calls CheckFlows every period with list's flows until ctx
-// ends.
-func (d *Detector) RunFlowCheck(ctx context.Context, every time.Duration, list func() []edge.FlowInfo,
+// RunFlowCheck calls CheckFlows with list's flows every
+// keepalive_check_interval until ctx ends.
+func (d *Detector) RunFlowCheck(ctx context.Context, list func() []edge.FlowInfo,
 	timer func(transport string) time.Duration) {
-	t := time.NewTicker(every)
+	t := time.NewTicker(d.cfg.KeepaliveCheck)
 	defer t.Stop()
 	for {
 		select {
@@ -91,7 +91,52 @@ func (d *Detector) RouteMissing(method string, ids []flowtable.Identity, f flowt
 	defer d.mu.Unlock()
 	for _, id := range ids {
 		s := d.deviceLocked(id.AOR, id.Instance+" reg-id "+strconv.FormatInt(id.RegID, 10), now)
-		d.raiseLocked(s, ServiceRouteIgnored, now, Evidence{Time: now, Text: fmt.Sprintf(
-			"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)})
+		d.raiseLocked(s, ServiceRouteIgnored, now, routeEvidence(method, f, now))
 	}
+}
+
+func routeEvidence(method string, f flowtable.Flow, now time.Time) Evidence {
+	return Evidence{Time: now, Text: fmt.Sprintf(
+		"%s over flow #%d %s %s without Route (Service-Route not preloaded)", method, f.ID, f.Transport, f.Remote)}
+}
+
+// PlainRegistered implements edge.FlowObserver: it remembers the flow each
+// plain (non-outbound) device of aor registered over, for
+// PlainRouteMissing, replacing the device's previous flow; a removed
+// device (known already) forgets its flow.
+func (d *Detector) PlainRegistered(aor string, registered, removed []string, flow flowtable.FlowKey) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range registered {
+		s := d.deviceLocked(aor, c, now)
+		s.regFlow = flow
+		d.clearLocked(s, now)
+	}
+	for _, c := range removed {
+		if el, ok := d.devices[devKey{aor, c}]; ok {
+			el.Value.(*device).regFlow = flowtable.FlowKey{}
+		}
+	}
+}
+
+// PlainRouteMissing implements edge.FlowObserver: service_route_ignored
+// for a plain registration, an initial request without Route from a
+// device (From AOR, Contact URI) over the flow it registered over (RFC
+// 3608 §6). A request from a device the detector does not know creates
+// no state: whoever sends it, it costs a map look-up.
+func (d *Detector) PlainRouteMissing(method, aor, contact string, f flowtable.Flow) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	el, ok := d.devices[devKey{aor, contact}]
+	if !ok {
+		return
+	}
+	s := el.Value.(*device)
+	if s.regFlow != f.FlowKey {
+		return
+	}
+	s = d.deviceLocked(aor, contact, now)
+	d.raiseLocked(s, ServiceRouteIgnored, now, routeEvidence(method, f, now))
 }

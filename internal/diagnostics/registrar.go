@@ -9,7 +9,10 @@ import (
 	"github.com/pinhole-sip/pinhole/registrar"
 )
 
-var _ registrar.Observer = (*Detector)(nil)
+var (
+	_ registrar.Observer          = (*Detector)(nil)
+	_ registrar.NoBindingObserver = (*Detector)(nil)
+)
 
 // ObserveRegister implements registrar.Observer: the registrar-side
 // fingerprints (expiry_ignored, interval_too_brief_loop, ghost_bindings,
@@ -82,18 +85,27 @@ func (d *Detector) challengedLocked(s *device, ev registrar.RegisterObservation,
 }
 
 // acceptedLocked handles a 2xx for one Contact: expiry_ignored and the
-// nonce bookkeeping.
+// nonce bookkeeping. expiry_ignored needs the refresh to come after the
+// shortened grant had lapsed but within the interval the UA asked for (a
+// UA back after a longer absence was off, not wrong); the inbound requests
+// that found no binding for the AOR meanwhile count towards it.
 func (d *Detector) acceptedLocked(s *device, c registrar.ContactObservation, ev registrar.RegisterObservation, now time.Time) {
-	if !s.grantedUntil.IsZero() && now.After(s.grantedUntil) && c.Granted > 0 {
-		d.raiseLocked(s, ExpiryIgnored, now, Evidence{Time: now, Text: fmt.Sprintf(
-			"asked %d s, granted %d s; the next REGISTER came %s after the binding had expired",
-			s.requested, s.granted, now.Sub(s.grantedUntil).Round(time.Second))})
+	if !s.grantedUntil.IsZero() && now.After(s.grantedUntil) && c.Granted > 0 &&
+		!now.After(s.grantedAt.Add(time.Duration(s.requested)*time.Second)) {
+		text := fmt.Sprintf("asked %d s, granted %d s; the next REGISTER came %s after the binding had expired",
+			s.requested, s.granted, now.Sub(s.grantedUntil).Round(time.Second))
+		if m := d.misses[s.key.aor]; m != nil && m.last.After(s.grantedUntil) {
+			text += fmt.Sprintf("; %d inbound requests found no binding meanwhile (last at %s)",
+				m.n, m.last.UTC().Format(time.TimeOnly))
+		}
+		d.raiseLocked(s, ExpiryIgnored, now, Evidence{Time: now, Text: text})
 	}
-	s.grantedUntil = time.Time{}
+	d.setGrantLocked(s, time.Time{})
+	delete(d.misses, s.key.aor) // whatever missed belonged to the gap just closed
 	if c.Granted > 0 {
 		s.interval = time.Duration(c.Granted) * time.Second
 		if c.Requested > c.Granted {
-			s.grantedUntil = now.Add(s.interval)
+			d.setGrantLocked(s, now)
 			s.requested, s.granted = c.Requested, c.Granted
 		}
 	}
@@ -102,6 +114,45 @@ func (d *Detector) acceptedLocked(s *device, c registrar.ContactObservation, ev 
 	}
 	s.challenged = false
 	s.nextnonce = ev.NextNonce
+}
+
+// setGrantLocked records a shortened grant made at at (zero: none) and
+// keeps the per-AOR count of such devices that ObserveNoBinding checks.
+func (d *Detector) setGrantLocked(s *device, at time.Time) {
+	had, has := !s.grantedUntil.IsZero(), !at.IsZero()
+	switch {
+	case has && !had:
+		d.shortened[s.key.aor]++
+	case had && !has:
+		if d.shortened[s.key.aor]--; d.shortened[s.key.aor] <= 0 {
+			delete(d.shortened, s.key.aor)
+			delete(d.misses, s.key.aor)
+		}
+	}
+	s.grantedAt, s.grantedUntil = at, time.Time{}
+	if has {
+		s.grantedUntil = at.Add(s.interval)
+	}
+}
+
+// ObserveNoBinding implements registrar.NoBindingObserver: an inbound
+// request found no binding for aor. It is remembered only for an AOR with
+// a device whose last grant was shorter than it asked (state O(1), bounded
+// by the tracked devices), and reported with that device's late refresh
+// (expiry_ignored).
+func (d *Detector) ObserveNoBinding(aor string, t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.shortened[aor] == 0 {
+		return
+	}
+	m := d.misses[aor]
+	if m == nil {
+		m = &missed{}
+		d.misses[aor] = m
+	}
+	m.n++
+	m.last = t
 }
 
 // ghostsLocked: GhostMin or more non-outbound bindings of the AOR from one

@@ -36,3 +36,44 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free loopback port")
 	return 0
 }
+
+// MediaPort returns a base port N for sipp's -mp: sipp binds N (audio) and
+// N+2 (video), and RTCP next to each, at start-up, so N..N+3 must all be
+// free on 127.0.0.1 and none handed out before in this process.
+func MediaPort(t testing.TB) int {
+	t.Helper()
+	for range 200 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := c.LocalAddr().(*net.UDPAddr).Port
+		held := []net.PacketConn{c}
+		ok := base+3 <= 65535
+		for i := 1; ok && i <= 3; i++ {
+			o, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: base + i})
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, o)
+		}
+		for _, h := range held {
+			_ = h.Close()
+		}
+		if !ok {
+			continue
+		}
+		dup := false
+		for i := range 4 {
+			if _, seen := handedOut.LoadOrStore(base+i, true); seen {
+				dup = true
+			}
+		}
+		if !dup {
+			return base
+		}
+	}
+	t.Fatal("no free media port range")
+	return 0
+}
