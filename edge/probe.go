@@ -24,73 +24,38 @@ func (s *Server) registrarOrder() []int {
 	return append(up, down...)
 }
 
-// probeLoop sends OPTIONS to every registrar every ProbeInterval; any
-// response counts as alive (RFC 3261 §11). REGISTERs fail over to the next
-// answering registrar.
+// newProber probes every registrar every ProbeInterval with OPTIONS;
+// any response, a provisional one included, counts as alive (RFC 3261
+// §11). REGISTERs fail over to the next answering registrar.
+func (s *Server) newProber() *sipproxy.Prober {
+	return &sipproxy.Prober{
+		Targets:  s.registrars,
+		Interval: s.cfg.ProbeInterval,
+		Timeout:  min(s.cfg.ProbeInterval, 4*time.Second),
+		FromHost: "pinhole-edge.invalid",
+		Send: func(ctx context.Context, req *sip.Request, hash string, u sip.Uri) (sip.ClientTransaction, error) {
+			lg := s.coreLeg(u, "")
+			s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(hash, sipproxy.RandHex(6)))
+			return lg.client.TransactionRequest(ctx, req, sipproxy.NoBuild)
+		},
+		OnRound: func(ok []bool) {
+			up := 0
+			for i := range ok {
+				s.regUp[i].Store(ok[i])
+				if ok[i] {
+					up++
+				}
+			}
+			s.m.registrarUp.Set(float64(up))
+			s.probed.Store(true)
+		},
+	}
+}
+
 func (s *Server) probeLoop() {
 	defer s.bg.Done()
-	if s.cfg.ProbeInterval <= 0 {
-		return
-	}
-	t := time.NewTicker(s.cfg.ProbeInterval)
-	defer t.Stop()
-	for {
-		s.probeAll()
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-	}
+	s.prober.Run(s.done)
 }
 
-func (s *Server) probeAll() {
-	up := 0
-	for i, u := range s.registrars {
-		ok := s.probe(u)
-		s.regUp[i].Store(ok)
-		if ok {
-			up++
-		}
-	}
-	s.m.registrarUp.Set(float64(up))
-	s.probed.Store(true)
-}
-
-func (s *Server) probe(u sip.Uri) bool {
-	timeout := min(s.cfg.ProbeInterval, 4*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	req := sip.NewRequest(sip.OPTIONS, *u.Clone())
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: "pinhole-edge.invalid"}, Params: sip.NewParams()}
-	from.Params.Add("tag", sipproxy.RandHex(8))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: *u.Clone(), Params: sip.NewParams()})
-	cid := sip.CallIDHeader(sipproxy.RandHex(12))
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
-	cl := sip.ContentLengthHeader(0)
-	req.AppendHeader(&cl)
-	lg := s.coreLeg(u, "")
-	s.prepareHop(req, inbound{}, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
-	tx, err := lg.client.TransactionRequest(ctx, req, sipproxy.NoBuild)
-	if err != nil {
-		return false
-	}
-	defer tx.Terminate()
-	select {
-	case <-tx.Responses():
-		return true
-	case <-tx.Done():
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
+// probeAll runs one probe round.
+func (s *Server) probeAll() { s.prober.Round(s.done) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"strings"
@@ -111,8 +110,8 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	// RFC 3261 §16.3 item 4: loop detection by branch hash; spirals pass.
-	hash := routeset.BranchHash(loopKey(req))
-	if routeset.LoopDetected(s.ourBranches(req), hash) {
+	hash, loop := sipproxy.IsLoop(req, s.self, false)
+	if loop {
 		s.reject(req, tx, in, 482, "Loop Detected", reasonLoop, nil)
 		return
 	}
@@ -212,41 +211,6 @@ func (s *Server) answerOptions(req *sip.Request, tx sip.ServerTransaction, in in
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, REFER, INFO, UPDATE, PRACK"))
 	res.AppendHeader(sip.NewHeader("Supported", "path, outbound"))
 	s.respond(tx, in, res)
-}
-
-func loopKey(req *sip.Request) routeset.LoopKey {
-	k := routeset.LoopKey{RequestURI: req.Recipient.String(), CallID: callID(req)}
-	if f := req.From(); f != nil {
-		k.FromTag, _ = f.Params.Get("tag")
-	}
-	if t := req.To(); t != nil {
-		k.ToTag, _ = t.Params.Get("tag")
-	}
-	if c := req.CSeq(); c != nil {
-		k.CSeq = c.SeqNo
-	}
-	k.Route = headerValues(req, "Route")
-	k.ProxyRequire = headerValues(req, "Proxy-Require")
-	k.ProxyAuthorization = headerValues(req, "Proxy-Authorization")
-	return k
-}
-
-// ourBranches returns the branches of the Vias whose sent-by is this edge.
-func (s *Server) ourBranches(req *sip.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("Via") {
-		v, ok := h.(*sip.ViaHeader)
-		if !ok {
-			continue
-		}
-		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port, UriParams: sip.NewParams()}
-		if s.self.IsSelf(u) {
-			if b, ok := v.Params.Get("branch"); ok {
-				out = append(out, b)
-			}
-		}
-	}
-	return out
 }
 
 // route handles every request but REGISTER: by flow token toward a UA
@@ -385,30 +349,8 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 // decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
-	sipproxy.StampVia(fwd.Via(), in.src)
-	if mf := fwd.MaxForwards(); mf != nil {
-		if *mf > 0 {
-			*mf--
-		}
-	} else {
-		m := sip.MaxForwardsHeader(70)
-		fwd.AppendHeader(&m)
-	}
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: lg.via.Transport,
-		Host: lg.via.Host, Port: lg.via.Port, Params: sip.NewParams()}
-	via.Params.Add("branch", branch)
-	via.Params.Add("rport", "")
-	if lg.viaFlow != "" {
-		via.Params.Add("flow", lg.viaFlow)
-	}
-	fwd.PrependHeader(via)
-	fwd.SetTransport(lg.transport)
-	fwd.SetDestination(lg.dest)
-	if lg.laddr.IsValid() {
-		fwd.Laddr = sip.Addr{IP: net.IP(lg.laddr.Addr().AsSlice()), Port: int(lg.laddr.Port())}
-	} else {
-		fwd.Laddr = sip.Addr{}
-	}
+	sipproxy.PrepareHop(fwd, in.src, sipproxy.Hop{Via: lg.via, Branch: branch, Rport: true, Flow: lg.viaFlow,
+		Transport: lg.transport, Dest: lg.dest, Laddr: lg.laddr})
 }
 
 // forward relays fwd statefully over lg and every response back over the
@@ -420,13 +362,6 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 
 // errTimerC: Timer C fired on a forwarded INVITE.
 var errTimerC = errors.New("timer C fired: no final response")
-
-// timerCGrace is how long, after Timer C fired and the branch was
-// CANCELled, the edge waits for the final response (487) before it
-// answers 408 itself: 64*T1, or Timer C itself when that is shorter.
-func timerCGrace(timerC time.Duration) time.Duration {
-	return min(64*sip.T1, timerC)
-}
 
 // errNoAnswer: the next hop could not be reached and nothing was relayed;
 // the caller may try another one.
@@ -453,7 +388,7 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	timeout := 40 * time.Second
 	if req.IsInvite() {
 		// The loop below runs Timer C; this only bounds the context.
-		timeout = s.cfg.TimerC + timerCGrace(s.cfg.TimerC) + 10*time.Second
+		timeout = s.cfg.TimerC + sipproxy.TimerCGrace(s.cfg.TimerC) + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -510,35 +445,27 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		silent = t.C
 	}
 	var flowDead <-chan time.Time
-	// Timer C (RFC 3261 §16.6 step 11), restarted by every provisional
-	// response: when it fires after a provisional, the INVITE is
-	// CANCELled downstream and, if no final arrives within the grace,
-	// answered 408 upstream; before any provisional, at once 408 (§16.8).
-	// Without it a UA that rang and vanished would hold this goroutine
-	// and the drain count for ever.
-	var timerC, grace <-chan time.Time
-	var tc *time.Timer
-	gotProvisional := false
-	if req.IsInvite() && s.cfg.TimerC > 0 {
-		tc = time.NewTimer(s.cfg.TimerC)
-		defer tc.Stop()
-		timerC = tc.C
+	// Timer C (RFC 3261 §16.6 step 11, sipproxy.TimerC): when it fires
+	// after a provisional, the INVITE is CANCELled downstream and, if no
+	// final arrives within the grace, answered 408 upstream; before any
+	// provisional, at once 408 (§16.8). Without it a UA that rang and
+	// vanished would hold this goroutine and the drain count for ever.
+	var tcDur time.Duration
+	if req.IsInvite() {
+		tcDur = s.cfg.TimerC
 	}
+	tc := sipproxy.NewTimerC(tcDur, s.newTimer)
+	defer tc.Stop()
 	for {
 		select {
-		case <-timerC:
-			timerC = nil
-			if !gotProvisional {
+		case <-tc.C():
+			switch tc.Fired() {
+			case sipproxy.TimerCCancel:
+				go s.sendCancel(fwd, lg)
+			case sipproxy.TimerCTimeout:
 				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
 				return nil
 			}
-			go s.sendCancel(fwd, lg)
-			g := time.NewTimer(timerCGrace(s.cfg.TimerC))
-			defer g.Stop()
-			grace = g.C
-		case <-grace:
-			s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
-			return nil
 		case <-lg.closed:
 			// RFC 5626 §5.3: the flow died under a pending request (also
 			// when it closed between the flow lookup and the write, which
@@ -558,14 +485,11 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 				return nil
 			}
 			silent = nil
-			if res.StatusCode < 200 && timerC != nil {
-				gotProvisional = true
-				tc.Reset(s.cfg.TimerC)
-			}
+			tc.Provisional(res.StatusCode)
 			if res.StatusCode == 100 {
 				continue // hop by hop (RFC 3261 §16.7 step 3)
 			}
-			if grace != nil && res.StatusCode == 487 {
+			if tc.TimeoutFinal(res.StatusCode) {
 				// The 487 for our own Timer C CANCEL: a timeout for the
 				// caller (§16.8), not a cancellation.
 				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
@@ -608,41 +532,11 @@ func (s *Server) forwardFailed(req *sip.Request, tx sip.ServerTransaction, in in
 	}
 }
 
-// sendCancel sends a CANCEL for the forwarded INVITE fwd (same Request-URI,
-// Call-ID, From, To, CSeq number, Route and our Via branch; RFC 3261 §9.1).
+// sendCancel cancels the downstream branch of the forwarded INVITE fwd
+// (RFC 3261 §9.1, §16.10).
 func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
-	c := sip.NewRequest(sip.CANCEL, *fwd.Recipient.Clone())
-	c.AppendHeader(fwd.Via().Clone())
-	for _, h := range fwd.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(h))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	for _, h := range []sip.Header{fwd.From(), fwd.To(), fwd.CallID()} {
-		if h != nil {
-			c.AppendHeader(sip.HeaderClone(h))
-		}
-	}
-	if cs := fwd.CSeq(); cs != nil {
-		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
-	}
-	cl := sip.ContentLengthHeader(0)
-	c.AppendHeader(&cl)
-	c.SetTransport(fwd.Transport())
-	c.SetDestination(fwd.Destination())
-	c.Laddr = fwd.Laddr
-	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
-	defer cancel()
-	t, err := lg.client.TransactionRequest(ctx, c, sipproxy.NoBuild)
-	if err != nil {
+	if _, err := sipproxy.SendCancel(lg.client, fwd); err != nil {
 		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
-		return
-	}
-	defer t.Terminate()
-	select {
-	case <-t.Responses():
-	case <-t.Done():
-	case <-ctx.Done():
 	}
 }
 
@@ -700,7 +594,7 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 	}
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
-	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(loopKey(req)), sipproxy.RandHex(6)))
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(sipproxy.LoopKey(req)), sipproxy.RandHex(6)))
 	if err := lg.client.WriteRequest(fwd, sipproxy.NoBuild); err != nil {
 		s.m.acks.WithLabelValues("dropped").Inc()
 		s.log.Debug("forward ACK", "call_id", callID(req), "error", err)
@@ -736,16 +630,17 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 			s.log.Error("panic relaying a stray response", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
-	if v := res.Via(); v != nil && res.StatusCode >= 200 && res.StatusCode < 300 {
-		if b, ok := v.Params.Get("branch"); ok {
-			if a, ok := s.accepted.Load(b); ok {
-				at := a.(*acceptedTx)
-				res.RemoveHeader("Via")
-				res.SetDestination("")
-				s.respond(at.tx, at.in, res)
-				return
-			}
+	var at *acceptedTx
+	up, ok := sipproxy.StrayResponse(res, func(b string, _ *sip.ViaHeader) bool {
+		a, ok := s.accepted.Load(b)
+		if ok {
+			at = a.(*acceptedTx)
 		}
+		return ok
+	})
+	if ok {
+		s.respond(at.tx, at.in, up)
+		return
 	}
 	s.log.Debug("stray response dropped", "status", res.StatusCode, "call_id", callID(res))
 }

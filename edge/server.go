@@ -45,6 +45,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Now      func() time.Time
+	// NewTimer starts the Timer C timers of forwarded INVITEs (nil: real
+	// timers); tests drive Timer C with it.
+	NewTimer sipproxy.NewTimerFunc
 }
 
 // ListenerAddr is one bound listener.
@@ -102,6 +105,8 @@ type Server struct {
 	registrars []sip.Uri
 	regUp      []atomic.Bool
 	probed     atomic.Bool
+	prober     *sipproxy.Prober      // OPTIONS to the registrars (probe.go)
+	newTimer   sipproxy.NewTimerFunc // Timer C (nil: real timers)
 	core       sip.Uri
 	coreRoute  sip.Uri // core as a loose Route entry (;lr)
 	// registrarRoutes, when edge.core was defaulted, are the registrars as
@@ -151,7 +156,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opt.Logger, now: opt.Now, done: make(chan struct{}), serving: make(chan struct{}), byLocal: map[string]*listener{}}
+	s := &Server{cfg: cfg, log: opt.Logger, now: opt.Now, newTimer: opt.NewTimer, done: make(chan struct{}), serving: make(chan struct{}), byLocal: map[string]*listener{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -180,6 +185,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 		s.registrars = append(s.registrars, u)
 	}
 	s.regUp = make([]atomic.Bool, len(s.registrars))
+	s.prober = s.newProber()
 	if !cfg.RateLimit.Disabled {
 		s.limiter = ratelimit.NewCapped(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, cfg.RateLimit.MaxSources, s.now)
 	}

@@ -234,7 +234,7 @@ func mustAddrPort(t *testing.T, s string) netip.AddrPort {
 	return a
 }
 
-func startEnvOpts(t *testing.T, mutate func(*Config), now func() time.Time) *testEnv {
+func startEnvOpts(t *testing.T, mutate func(*Config), now func() time.Time, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	env := &testEnv{store: memstore.New(nil), reg: prometheus.NewRegistry()}
 	rcfg := registrar.Config{
@@ -270,7 +270,11 @@ func startEnvOpts(t *testing.T, mutate func(*Config), now func() time.Time) *tes
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	env.edge, err = New(cfg, Options{Logger: testLogger(), Registry: env.reg, Now: now})
+	opt := Options{Logger: testLogger(), Registry: env.reg, Now: now}
+	for _, o := range opts {
+		o(&opt)
+	}
+	env.edge, err = New(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

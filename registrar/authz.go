@@ -49,23 +49,8 @@ func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source,
 	if !tr.dry() {
 		r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
 	}
-	switch res.Status {
-	case 0:
-	case 401, 407:
-		hdrs := make([]sip.Header, 0, len(res.Challenges))
-		for _, c := range res.Challenges {
-			hdrs = append(hdrs, sip.NewHeader(res.ChallengeHeader, c))
-		}
-		phrase := "Unauthorized"
-		if res.Status == 407 {
-			phrase = "Proxy Authentication Required"
-		}
-		rej := reject(res.Status, "auth_"+string(res.Outcome), phrase, "user="+res.Username, hdrs...)
+	if rej := authRejection(res, "Bad Authorization"); rej != nil {
 		return nil, rej
-	case 403:
-		return nil, reject(403, "auth_"+string(res.Outcome), "Forbidden", "")
-	default:
-		return nil, reject(400, "auth_"+string(res.Outcome), "Bad Authorization", "user="+res.Username)
 	}
 	// Step 4: the authenticated user may register only its own AORs.
 	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
@@ -109,4 +94,30 @@ func (r *Registrar) uaAddr(req *sip.Request, src Source) netip.Addr {
 		}
 	}
 	return a
+}
+
+// authRejection maps a Digest result to the answer (RFC 3261 §22.2,
+// §22.3): nil to proceed, a 401/407 carrying every challenge, 403, or 400
+// with badPhrase for a malformed credential. The Outcome is the typed
+// reason.
+func authRejection(res auth.Result, badPhrase string) *rejection {
+	reason := "auth_" + string(res.Outcome)
+	switch res.Status {
+	case 0:
+		return nil
+	case 401, 407:
+		hdrs := make([]sip.Header, 0, len(res.Challenges))
+		for _, c := range res.Challenges {
+			hdrs = append(hdrs, sip.NewHeader(res.ChallengeHeader, c))
+		}
+		phrase := "Unauthorized"
+		if res.Status == 407 {
+			phrase = "Proxy Authentication Required"
+		}
+		return reject(res.Status, reason, phrase, "user="+res.Username, hdrs...)
+	case 403:
+		return reject(403, reason, "Forbidden", "")
+	default:
+		return reject(400, reason, badPhrase, "user="+res.Username)
+	}
 }

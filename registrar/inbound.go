@@ -224,8 +224,8 @@ func (p *proxy) classify(req *sip.Request) (routeDecision, *rejection) {
 	}
 	routeVals := headerValues(req, "route")
 	// §16.3 item 4 / §16.6 step 8: hash what affects routing, as received.
-	d.loopKey = routeset.BranchHash(loopKeyOf(req, routeVals))
-	if routeset.LoopDetected(p.ourViaBranches(req), d.loopKey) {
+	var loop bool
+	if d.loopKey, loop = sipproxy.IsLoop(req, p.self, true); loop {
 		return d, reject(482, string(reasonLoop), "Loop Detected", "")
 	}
 	// §16.3 item 5: we support no proxy extensions.
@@ -334,47 +334,6 @@ func (p *proxy) locate(req *sip.Request, ruri sip.Uri, d routeDecision) (routeDe
 	}
 	d.waves = planTargets(live)
 	return d, nil
-}
-
-func loopKeyOf(req *sip.Request, routeVals []string) routeset.LoopKey {
-	k := routeset.LoopKey{
-		RequestURI:         req.Recipient.String(),
-		CallID:             headerValue(req, "call-id"),
-		Route:              routeVals,
-		ProxyRequire:       headerValues(req, "proxy-require"),
-		ProxyAuthorization: headerValues(req, "proxy-authorization"),
-	}
-	if f := req.From(); f != nil {
-		k.FromTag, _ = f.Params.Get("tag")
-	}
-	if t := req.To(); t != nil {
-		k.ToTag, _ = t.Params.Get("tag")
-	}
-	if c := req.CSeq(); c != nil {
-		k.CSeq = c.SeqNo
-	}
-	return k
-}
-
-// ourViaBranches returns the branches of the Via entries whose sent-by is
-// one of our listeners (RFC 3261 §16.3 item 4).
-func (p *proxy) ourViaBranches(req *sip.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("via") {
-		v, ok := h.(*sip.ViaHeader)
-		if !ok {
-			continue
-		}
-		u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port,
-			UriParams: sip.HeaderParams{{K: "transport", V: strings.ToLower(v.Transport)}}}
-		if !p.self.IsSelf(u) {
-			continue
-		}
-		if b, ok := v.Params.Get("branch"); ok {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // reject answers req itself: one helper that responds, logs once and
@@ -542,14 +501,6 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 	for _, r := range routes {
 		out.AppendHeader(sip.NewHeader("Route", r))
 	}
-	// §16.6 step 3. An absent Max-Forwards counts as 70 (§8.1.1.6).
-	mf := uint32(70)
-	if h := out.MaxForwards(); h != nil {
-		mf = h.Val()
-		out.RemoveHeader("Max-Forwards")
-	}
-	mfh := sip.MaxForwardsHeader(mf - 1)
-	out.AppendHeader(&mfh)
 	if o.uaOriginated {
 		sipproxy.RemoveAll(out, "P-Asserted-Identity")
 		sipproxy.RemoveAll(out, "Proxy-Authorization")
@@ -572,21 +523,16 @@ func (p *proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 			out.PrependHeader(sip.NewHeader("Record-Route", rr[i]))
 		}
 	}
-	// RFC 3261 §18.2.1 / RFC 3581: record where the previous hop really is.
-	if src, err := netip.ParseAddrPort(req.Source()); err == nil {
-		sipproxy.StampVia(out.Via(), src)
+	// §16.6 steps 3 and 8, RFC 3581 §4 (sipproxy.PrepareHop). UDP leaves
+	// from our listener socket.
+	src, _ := netip.ParseAddrPort(req.Source())
+	hop := sipproxy.Hop{
+		Via:    routeset.Address{Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Transport: strings.ToUpper(transport)},
+		Branch: routeset.LoopBranch(loopKey, sipproxy.RandHex(8)), Transport: strings.ToUpper(transport), Dest: addr,
 	}
-	via := &sip.ViaHeader{
-		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
-		Host: lis.Addr().Unmap().String(), Port: int(lis.Port()), Params: sip.HeaderParams{},
-	}
-	via.Params.Add("branch", routeset.LoopBranch(loopKey, sipproxy.RandHex(8)))
-	out.PrependHeader(via)
-	out.SetTransport(strings.ToUpper(transport))
-	out.SetDestination(addr)
-	out.Laddr = sip.Addr{}
 	if transport == "udp" {
-		out.Laddr = sip.Addr{IP: net.IP(lis.Addr().AsSlice()), Port: int(lis.Port())}
+		hop.Laddr = lis
 	}
+	sipproxy.PrepareHop(out, src, hop)
 	return out
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
-	"github.com/pinhole-sip/pinhole/routeset"
 )
 
 // PBX health (issue 5 item 6): every registrar.pbx target is probed with
@@ -29,76 +28,47 @@ func (p *proxy) probeLoop(done <-chan struct{}, interval time.Duration, up prome
 		return
 	}
 	p.init()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		n := 0
-		for _, tg := range p.pbx {
-			ok := p.probe(done, tg.uri)
-			if was := !tg.down.Swap(!ok); was != ok {
-				if ok {
-					p.log.Info("PBX target answers OPTIONS again", "target", tg.uri.String())
-				} else {
-					p.log.Warn("PBX target stopped answering OPTIONS", "target", tg.uri.String(), "reason", "pbx_down")
+	targets := make([]sip.Uri, len(p.pbx))
+	for i, tg := range p.pbx {
+		targets[i] = tg.uri
+	}
+	pr := &sipproxy.Prober{
+		Targets:   targets,
+		Interval:  interval,
+		Timeout:   pbxProbeTimeout,
+		FromHost:  "pinhole-registrar.invalid",
+		FinalOnly: true,
+		Send:      p.sendProbe,
+		OnChange: func(u sip.Uri, ok bool) {
+			if ok {
+				p.log.Info("PBX target answers OPTIONS again", "target", u.String())
+			} else {
+				p.log.Warn("PBX target stopped answering OPTIONS", "target", u.String(), "reason", "pbx_down")
+			}
+		},
+		OnRound: func(ok []bool) {
+			n := 0
+			for i, tg := range p.pbx {
+				tg.down.Store(!ok[i])
+				if ok[i] {
+					n++
 				}
 			}
-			if ok {
-				n++
-			}
-		}
-		up.Set(float64(n))
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+			up.Set(float64(n))
+		},
 	}
+	pr.Run(done)
 }
 
-func (p *proxy) probe(done <-chan struct{}, u sip.Uri) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), pbxProbeTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// sendProbe forwards a probe to PBX target u like any request to it
+// (per-hop rewrite by buildFor, the UDP/TCP choice by nextHop).
+func (p *proxy) sendProbe(ctx context.Context, req *sip.Request, hash string, u sip.Uri) (sip.ClientTransaction, error) {
 	_, transport, addr, err := p.nextHop(u, nil, &u)
 	if err != nil {
-		return false
+		return nil, fmt.Errorf("PBX probe next hop: %w", err)
 	}
-	req := sip.NewRequest(sip.OPTIONS, *u.Clone())
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: "pinhole-registrar.invalid"}, Params: sip.NewParams()}
-	from.Params.Add("tag", sipproxy.RandHex(8))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: *u.Clone(), Params: sip.NewParams()})
-	cid := sip.CallIDHeader(sipproxy.RandHex(12))
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
-	mf := sip.MaxForwardsHeader(71) // buildFor decrements it to 70
-	req.AppendHeader(&mf)
-	cl := sip.ContentLengthHeader(0)
-	req.AppendHeader(&cl)
-	out := p.buildFor(req, fwdOpts{ruri: u, hop: &u, loopKey: routeset.BranchHash(routeset.LoopKey{RequestURI: u.String(), CallID: string(cid)})}, transport, addr)
-	tx, err := p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
-	if err != nil {
-		return false
-	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.StatusCode >= 200 {
-				return true
-			}
-		case <-tx.Done():
-			return false
-		case <-ctx.Done():
-			return false
-		}
-	}
+	out := p.buildFor(req, fwdOpts{ruri: u, hop: &u, loopKey: hash}, transport, addr)
+	return p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
 }
 
 // PBXReady reports whether at least one registrar.pbx target answers

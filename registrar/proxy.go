@@ -25,10 +25,10 @@ import (
 // touched by the driving goroutine only.
 
 // Timer C (RFC 3261 §16.6 step 11, registrar.timer_c) runs for INVITE
-// forks, one timer per fork restarted by every relayed 101–199: when it
-// fires, pending branches are cancelled; timerCGrace later they are
-// abandoned (treated as a 408, §16.8).
-func timerCGrace(timerC time.Duration) time.Duration { return min(64*sip.T1, timerC) }
+// forks, one sipproxy.TimerC per fork restarted by every relayed 101–199:
+// when it fires, pending branches are cancelled; after the grace, or at
+// once when no branch sent a provisional, they are abandoned (treated as
+// a 408, §16.8).
 
 // timerC is registrar.timer_c, 180 s when unset.
 func (r *Registrar) timerC() time.Duration {
@@ -89,9 +89,8 @@ type fork struct {
 	got2xx     bool
 	got6xx     bool
 	finalSent  bool
-	cancelled  bool // the upstream sent CANCEL (sipgo already answered 487)
-	timedOut   bool // Timer C fired and we CANCELled the branches
-	timerC     *time.Timer
+	cancelled  bool             // the upstream sent CANCEL (sipgo already answered 487)
+	timerC     *sipproxy.TimerC // off (never fires) for non-INVITE
 }
 
 // forward proxies req statefully per decision d and returns when every
@@ -120,12 +119,12 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 			once.Do(func() { close(cancelCh) })
 		}
 	}
-	var timerCCh, graceCh <-chan time.Time
+	var tcDur time.Duration
 	if f.invite {
-		f.timerC = time.NewTimer(p.reg.timerC())
-		defer f.timerC.Stop()
-		timerCCh = f.timerC.C
+		tcDur = p.reg.timerC()
 	}
+	f.timerC = sipproxy.NewTimerC(tcDur, p.reg.newTimer)
+	defer f.timerC.Stop()
 
 	select {
 	case <-cancelCh:
@@ -150,18 +149,16 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 			f.cancelled, f.finalSent = true, true
 			p.log.Info("CANCEL from upstream", "call_id", headerValue(req, "call-id"), "raddr", src.Addr.String())
 			f.cancelAll(nil)
-		case <-timerCCh:
-			timerCCh = nil
-			f.timedOut = true
-			f.cancelAll(nil)
-			g := time.NewTimer(timerCGrace(p.reg.timerC()))
-			defer g.Stop()
-			graceCh = g.C
-		case <-graceCh:
-			graceCh = nil
-			for _, b := range f.branches {
-				if !b.done && b.tx != nil {
-					b.tx.Terminate() // ends in a tx.Done event: treated as 408 (§16.8)
+		case <-f.timerC.C():
+			switch f.timerC.Fired() {
+			case sipproxy.TimerCCancel:
+				f.cancelAll(nil)
+			case sipproxy.TimerCTimeout:
+				f.cancelAll(nil)
+				for _, b := range f.branches {
+					if !b.done && b.tx != nil {
+						b.tx.Terminate() // ends in a tx.Done event: treated as 408 (§16.8)
+					}
 				}
 			}
 		}
@@ -284,11 +281,12 @@ func (f *fork) provisional(b *branch, res *sip.Response) {
 	if b.cancelWant && !b.cancelSent {
 		f.sendCancel(b) // §9.1: only now that the branch is proceeding
 	}
-	if res.StatusCode == 100 || f.finalSent {
-		return // §16.7 step 3: 100 is hop-by-hop
+	if f.finalSent {
+		return
 	}
-	if f.timerC != nil {
-		f.timerC.Reset(f.p.reg.timerC()) // §16.7 step 2: a 101–199 restarts Timer C
+	f.timerC.Provisional(res.StatusCode) // §16.7 step 2: a 101–199 restarts Timer C
+	if res.StatusCode == 100 {
+		return // §16.7 step 3: 100 is hop-by-hop
 	}
 	if err := f.tx.Respond(f.upstream(res)); err != nil {
 		f.p.log.Info("relay provisional", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
@@ -446,7 +444,7 @@ func (f *fork) sendBest() {
 		return
 	}
 	res := f.best
-	if res == nil || (f.timedOut && !f.cancelled && res.StatusCode == 487) {
+	if res == nil || (!f.cancelled && f.timerC.TimeoutFinal(res.StatusCode)) {
 		// §16.8: a branch we CANCELled because Timer C fired ends as a
 		// timeout for the caller, not as "Request Terminated" (which
 		// would read as if the caller had cancelled).
@@ -535,38 +533,15 @@ func (f *fork) cancelAll(keep *branch) {
 func (f *fork) sendCancel(b *branch) {
 	b.cancelSent = true
 	inv := b.req
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	if v := inv.Via(); v != nil {
-		c.AppendHeader(v.Clone())
-	}
-	for _, h := range inv.GetHeaders("Route") {
-		c.AppendHeader(sip.NewHeader("Route", h.Value()))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	for _, name := range []string{"From", "To", "Call-ID"} {
-		if h := inv.GetHeader(name); h != nil {
-			c.AppendHeader(sip.HeaderClone(h))
-		}
-	}
-	if cs := inv.CSeq(); cs != nil {
-		c.AppendHeader(&sip.CSeqHeader{SeqNo: cs.SeqNo, MethodName: sip.CANCEL})
-	}
-	c.SetBody(nil)
-	c.SetTransport(inv.Transport())
-	c.SetDestination(inv.Destination())
-	c.Laddr = inv.Laddr
 	p := f.p
 	callID := headerValue(f.req, "call-id")
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-		defer cancel()
-		res, err := p.client.Do(ctx, c, sipproxy.NoBuild)
+		code, err := sipproxy.SendCancel(p.client, inv)
 		if err != nil {
 			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
 			return
 		}
-		p.log.Debug("CANCEL branch answered", "status", res.StatusCode, "call_id", callID)
+		p.log.Debug("CANCEL branch answered", "status", code, "call_id", callID)
 	}()
 }
 
@@ -627,24 +602,13 @@ func flowOf(b Binding) string {
 // §16.7 step 5 with RFC 6026); anything else is dropped.
 func (p *proxy) onStrayResponse(res *sip.Response) {
 	p.init()
-	v := res.Via()
-	cs := res.CSeq()
-	if v == nil || cs == nil || cs.MethodName != sip.INVITE || !res.IsSuccess() {
+	up, ok := sipproxy.StrayResponse(res, func(_ string, v *sip.ViaHeader) bool {
+		return sipproxy.OurVia(v, p.self, false)
+	})
+	if !ok {
 		return
 	}
-	br, _ := v.Params.Get("branch")
-	u := sip.Uri{Scheme: "sip", Host: v.Host, Port: v.Port}
-	if !strings.HasPrefix(br, "z9hG4bK-ph") || !p.self.IsSelf(u) {
-		return
-	}
-	up := res.Clone()
-	up.RemoveHeader("Via")
-	next := up.Via()
-	if next == nil {
-		return
-	}
-	up.SetTransport(next.Transport)
-	up.SetDestination("")
+	up.SetTransport(up.Via().Transport)
 	if err := p.s.srv.WriteResponse(up); err != nil {
 		p.log.Info("relay stray 2xx", "error", err, "call_id", res.CallID().Value())
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
@@ -45,8 +46,9 @@ type proxyHarness struct {
 }
 
 type proxyOpts struct {
-	mutate func(*registrar.Config)
-	users  string // users.yaml content; "" = no users file
+	mutate   func(*registrar.Config)
+	users    string                // users.yaml content; "" = no users file
+	newTimer sipproxy.NewTimerFunc // Timer C; nil = real timers
 }
 
 func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
@@ -73,7 +75,7 @@ func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
 	}
 	store := memstore.New(time.Now)
 	prom := prometheus.NewRegistry()
-	opt := registrar.Options{Logger: logger, Registry: prom}
+	opt := registrar.Options{Logger: logger, Registry: prom, NewTimer: o.newTimer}
 	if o.users != "" {
 		users, err := auth.NewUsers([]byte(o.users), "example.com", true)
 		if err != nil {

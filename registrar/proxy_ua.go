@@ -73,18 +73,8 @@ func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection
 		return "", r.unavailable(err)
 	}
 	r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
-	switch res.Status {
-	case 0:
-	case 401, 407:
-		hdrs := make([]sip.Header, 0, len(res.Challenges))
-		for _, c := range res.Challenges {
-			hdrs = append(hdrs, sip.NewHeader(res.ChallengeHeader, c))
-		}
-		return "", reject(res.Status, "auth_"+string(res.Outcome), "Proxy Authentication Required", "user="+res.Username, hdrs...)
-	case 403:
-		return "", reject(403, "auth_"+string(res.Outcome), "Forbidden", "")
-	default:
-		return "", reject(400, "auth_"+string(res.Outcome), "Bad Proxy-Authorization", "user="+res.Username)
+	if rej := authRejection(res, "Bad Proxy-Authorization"); rej != nil {
+		return "", rej
 	}
 	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
 		r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()

@@ -30,6 +30,7 @@ type Registrar struct {
 	log          *slog.Logger
 	now          func() time.Time
 	rand         func() float64
+	newTimer     sipproxy.NewTimerFunc // Timer C (nil: real timers)
 	metrics      *metrics
 	registry     prometheus.Registerer // for the SIP server's socket metrics
 	auth         *auth.Verifier
@@ -55,6 +56,9 @@ type Options struct {
 	// and Users authorises the AOR (step 4). Both nil: no authentication.
 	Auth  *auth.Verifier
 	Users *auth.Users
+	// NewTimer starts the location proxy's Timer C timers (nil: real
+	// timers); tests drive Timer C with it.
+	NewTimer sipproxy.NewTimerFunc
 }
 
 // New builds a Registrar. cfg must have passed SetDefaults and Validate.
@@ -68,7 +72,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	}
 	r := &Registrar{
 		cfg: cfg, store: store, trustedEdges: edges,
-		log: opt.Logger, now: opt.Now, rand: opt.Rand, auth: opt.Auth, users: opt.Users,
+		log: opt.Logger, now: opt.Now, rand: opt.Rand, auth: opt.Auth, users: opt.Users, newTimer: opt.NewTimer,
 		domains: map[string]bool{},
 	}
 	if r.log == nil {

@@ -99,3 +99,6 @@ func LoopDetected(viaBranches []string, hash string) bool {
 	}
 	return false
 }
+
+// OwnBranch reports whether b is a branch LoopBranch built.
+func OwnBranch(b string) bool { return strings.HasPrefix(b, branchPrefix) }

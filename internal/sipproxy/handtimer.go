@@ -1,0 +1,65 @@
+package sipproxy
+
+import "time"
+
+// HandTimers makes timers that fire only when a test says so. Tests of
+// both roles pass its New as the NewTimerFunc for Timer C and fire each
+// timer in turn, with no real time passing.
+type HandTimers struct{ started chan *HandTimer }
+
+// NewHandTimers returns a source for up to 64 timers not yet taken by
+// Next.
+func NewHandTimers() *HandTimers { return &HandTimers{started: make(chan *HandTimer, 64)} }
+
+// New is the NewTimerFunc.
+func (h *HandTimers) New(time.Duration) Timer {
+	t := &HandTimer{ch: make(chan time.Time, 1)}
+	h.started <- t
+	return t
+}
+
+// Next returns the next timer started, in order; ok is false when none
+// was started within wait (a failure bound, not a synchronisation).
+func (h *HandTimers) Next(wait time.Duration) (t *HandTimer, ok bool) {
+	select {
+	case t = <-h.started:
+		return t, true
+	case <-time.After(wait):
+		return nil, false
+	}
+}
+
+// HandTimer is one such timer. Reset and Stop only keep it armed or not;
+// it fires on Fire.
+type HandTimer struct{ ch chan time.Time }
+
+// Fire makes the timer go off once.
+func (t *HandTimer) Fire() { t.ch <- time.Time{} }
+
+// Chan implements Timer.
+func (t *HandTimer) Chan() <-chan time.Time { return t.ch }
+
+// Reset implements Timer; the test decides when it fires.
+func (t *HandTimer) Reset(time.Duration) bool { return true }
+
+// Stop implements Timer.
+func (t *HandTimer) Stop() bool { return true }
+
+// TimerCCase is one Timer C sequence the roles' tests play through their
+// real sockets with HandTimers: whether the UA side rings (180) before
+// the first expiry, whether it then answers our CANCEL's INVITE with 487,
+// and whether the grace timer must also run out before the 408 upstream.
+type TimerCCase struct {
+	Name        string
+	Ring        bool
+	Answers487  bool
+	GraceNeeded bool
+}
+
+// TimerCCases are the sequences every role must turn into a 408 upstream
+// (RFC 3261 §16.8): CANCEL after a provisional, 408 at once without one.
+var TimerCCases = []TimerCCase{
+	{"180 then silence", true, false, true},
+	{"180, CANCEL answered by 487", true, true, false},
+	{"no provisional", false, false, false},
+}
