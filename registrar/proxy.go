@@ -240,17 +240,35 @@ func (f *fork) launch(b *branch) {
 	go func() {
 		for {
 			select {
-			case res := <-tx.Responses():
+			case res, ok := <-tx.Responses():
+				if !ok || res == nil {
+					f.events <- branchEvent{b: b, gen: gen, err: txEnded(tx)}
+					return
+				}
 				f.events <- branchEvent{b: b, gen: gen, res: res}
 				if res.StatusCode >= 200 {
 					return
 				}
 			case <-tx.Done():
-				f.events <- branchEvent{b: b, gen: gen, err: tx.Err()}
+				f.events <- branchEvent{b: b, gen: gen, err: txEnded(tx)}
 				return
 			}
 		}
 	}()
+}
+
+// errTxAbandoned: the branch's transaction ended with no error of its own,
+// which is how sipgo reports one we terminated (Timer C, §16.8).
+var errTxAbandoned = errors.New("client transaction ended without a final response")
+
+// txEnded is the error a branch's event carries when its transaction ended
+// without a final response: never nil, so handle never mistakes the event
+// for a response.
+func txEnded(tx sip.ClientTransaction) error {
+	if err := tx.Err(); err != nil {
+		return err
+	}
+	return errTxAbandoned
 }
 
 func (f *fork) handle(ev branchEvent) {
@@ -444,10 +462,12 @@ func (f *fork) sendBest() {
 		return
 	}
 	res := f.best
-	if res == nil || (!f.cancelled && f.timerC.TimeoutFinal(res.StatusCode)) {
-		// §16.8: a branch we CANCELled because Timer C fired ends as a
-		// timeout for the caller, not as "Request Terminated" (which
-		// would read as if the caller had cancelled).
+	if res == nil || (!f.cancelled && (f.timerC.TimeoutFinal(res.StatusCode) ||
+		f.timerC.Expired() && (synthetic(res) || res.StatusCode == 503))) {
+		// §16.8: a branch we CANCELled or abandoned because Timer C
+		// fired ends as a timeout for the caller, not as "Request
+		// Terminated" (as if the caller had cancelled) nor as whatever
+		// error the abandoned transaction ended with.
 		res = f.synth(408, "Request Timeout")
 	}
 	if (res.StatusCode == 401 || res.StatusCode == 407) && len(f.challenges) > 0 {

@@ -18,7 +18,13 @@ import (
 // the PBX's INVITE gets 480 (the edge's 430 stays inside, RFC 5626 §5.3).
 func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 	dport := freePort(t)
-	p, _, regPort := startAllInOne(t, fmt.Sprintf("{transport: dtls, address: 127.0.0.1:%d, tls: {self_signed: true}}", dport))
+	// idle_timeout is the backstop when close_notify is lost: DTLS never
+	// retransmits it, and over UDP a loaded machine can drop it.
+	// The idle timeout must exceed the UDP Flow-Timer (RFC 5626 §4.4.1).
+	a := newAllInOne(t)
+	a.extraEdgeListen = []string{fmt.Sprintf("{transport: dtls, address: 127.0.0.1:%d, tls: {self_signed: true}, idle_timeout: 6s}", dport)}
+	a.extraEdge = "  flow_timer: {udp: 2s, stream: 120s}\n"
+	p, regPort := a.start(t), a.regPort
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := dtls.DialWithContext(ctx, "udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: dport},
@@ -49,7 +55,7 @@ func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 	if _, err := c.Write([]byte(reg)); err != nil {
 		t.Fatal(err)
 	}
-	if res := recv(); !strings.HasPrefix(res, "SIP/2.0 200 ") || !strings.Contains(res, "Flow-Timer: 25") {
+	if res := recv(); !strings.HasPrefix(res, "SIP/2.0 200 ") || !strings.Contains(res, "Flow-Timer: 2") {
 		t.Fatalf("REGISTER over DTLS: %q", res)
 	}
 	if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
@@ -116,16 +122,17 @@ func TestE2E_DTLSOutboundThroughBinary(t *testing.T) {
 		t.Fatalf("PBX got %q", res)
 	}
 	c.Close()
-	// close_notify ends the association and its flow: wait for the flow
-	// gauge before the next INVITE, so it cannot race the close.
-	deadline := time.Now().Add(10 * time.Second)
+	// close_notify ends the association and its flow (or, should the
+	// datagram be lost, the idle timeout): wait for the flow gauge before
+	// the next INVITE, so it cannot race the close.
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		_, metrics := p.get("/metrics")
 		if strings.Contains(metrics, `pinhole_edge_flows{transport="dtls"} 0`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("dtls flow still counted after close_notify")
+			t.Fatal("dtls flow still counted after close_notify and the idle timeout")
 		}
 		<-time.After(20 * time.Millisecond) // polling the gauge, bounded by deadline
 	}

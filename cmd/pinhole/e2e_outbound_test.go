@@ -17,6 +17,7 @@ type allInOne struct {
 	edgePort, regPort, opsPort int
 	extraEdgeListen            []string // more edge.listen entries (flow YAML)
 	extraRegistrar             string   // more registrar keys, each line indented by two spaces
+	extraEdge                  string   // more edge keys, each line indented by two spaces
 }
 
 func newAllInOne(t *testing.T) *allInOne {
@@ -37,7 +38,7 @@ edge:
     - {transport: tcp, address: 127.0.0.1:%[2]d}
 %[4]s  registrar: sip:127.0.0.1:%[3]d
   trusted_core: [127.0.0.0/8]
-registrar:
+%[6]sregistrar:
   listen:
     - {transport: udp, address: 127.0.0.1:%[3]d}
     - {transport: tcp, address: 127.0.0.1:%[3]d}
@@ -47,7 +48,7 @@ registrar:
   service_route: [sip:127.0.0.1:%[3]d;lr]
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
-%[5]s`, a.opsPort, a.edgePort, a.regPort, extra, a.extraRegistrar)
+%[5]s`, a.opsPort, a.edgePort, a.regPort, extra, a.extraRegistrar, a.extraEdge)
 	return startConfig(t, "all-in-one", cfg, a.edgePort, a.opsPort)
 }
 

@@ -13,8 +13,14 @@ import (
 // test must never get the same one.
 var handedOut sync.Map
 
-// FreePort returns a loopback port free for both UDP and TCP, never the
-// same one twice in a process.
+// loopbacks are the addresses tests bind on: the split set-up puts the
+// edge's core side on 127.0.0.2 and the registrar on 127.0.0.3, and the
+// network-layer tests send to 127.0.0.2. Another test process (a second
+// suite running at the same time) may hold a port on any of them.
+var loopbacks = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3)}
+
+// FreePort returns a port free for both UDP and TCP on 127.0.0.1, .2 and
+// .3, never the same one twice in a process.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 200 {
@@ -24,17 +30,33 @@ func FreePort(t testing.TB) int {
 		}
 		p := l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-		if err != nil {
+		if !freeEverywhere(p) {
 			continue
 		}
-		_ = u.Close()
 		if _, dup := handedOut.LoadOrStore(p, true); !dup {
 			return p
 		}
 	}
 	t.Fatal("no free loopback port")
 	return 0
+}
+
+// freeEverywhere reports whether port p can be bound for TCP and UDP on
+// every address in loopbacks.
+func freeEverywhere(p int) bool {
+	for _, ip := range loopbacks {
+		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: p})
+		if err != nil {
+			return false
+		}
+		_ = l.Close()
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: p})
+		if err != nil {
+			return false
+		}
+		_ = u.Close()
+	}
+	return true
 }
 
 // MediaPort returns a base port N for sipp's -mp: sipp binds N (audio) and
