@@ -94,7 +94,11 @@ func (u *dtlsUA) recv() *rawMsg {
 // association is closed (close_notify) the INVITE gets 430 (§5.3).
 func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 	env := startEnv(t, func(c *Config) {
-		c.Listen = append(c.Listen, ListenConfig{Transport: "dtls", Address: "127.0.0.1:0", TLS: certs.Config{SelfSigned: true}})
+		// The idle timeout is the backstop should the close_notify
+		// datagram be lost (DTLS never retransmits it); it must exceed the
+		// UDP Flow-Timer (RFC 5626 §4.4.1).
+		c.FlowTimer.UDP = 2 * time.Second
+		c.Listen = append(c.Listen, ListenConfig{Transport: "dtls", Address: "127.0.0.1:0", TLS: certs.Config{SelfSigned: true}, IdleTimeout: 6 * time.Second})
 	})
 	la := env.edge.Addrs()[2]
 	if la.Transport != "dtls" || la.Role != RoleAccess {
@@ -103,7 +107,7 @@ func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 	u := dialDTLS(t, la.Addr.String(), nil)
 	u.send(registerMsg("DTLS", u.c.LocalAddr().String(), "dtlsuser", true))
 	res := u.recv()
-	if res.status() != 200 || res.get("Flow-Timer") != "25" {
+	if res.status() != 200 || res.get("Flow-Timer") != "2" {
 		t.Fatalf("REGISTER over DTLS: %s Flow-Timer %q", res.start, res.get("Flow-Timer"))
 	}
 	path := env.storedPath(t, "sip:dtlsuser@127.0.0.1")
@@ -151,7 +155,8 @@ func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 		t.Errorf("core got %s", res.start)
 	}
 
-	// close_notify ends the association and its flow.
+	// close_notify ends the association and its flow (the idle timeout,
+	// should it be lost).
 	v, ok := env.edge.dtlsIDs.Load(key.ConnID)
 	if !ok {
 		t.Fatal("association not registered")
@@ -160,8 +165,8 @@ func TestDTLS_RFC5626OutboundFlow(t *testing.T) {
 	u.c.Close()
 	select {
 	case <-a.Closed():
-	case <-time.After(10 * time.Second):
-		t.Fatal("association still open after close_notify")
+	case <-time.After(20 * time.Second):
+		t.Fatal("association still open after close_notify and the idle timeout")
 	}
 	if _, ok := env.edge.table.Lookup(key); ok {
 		t.Error("flow still in the table")
