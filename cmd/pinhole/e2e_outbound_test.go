@@ -24,8 +24,8 @@ func newAllInOne(t *testing.T) *allInOne {
 	return &allInOne{edgePort: freePort(t), regPort: freePort(t), opsPort: freePort(t)}
 }
 
-func (a *allInOne) start(t *testing.T) *proc {
-	t.Helper()
+// config is the all-in-one YAML on a's ports.
+func (a *allInOne) config() string {
 	extra := ""
 	for _, l := range a.extraEdgeListen {
 		extra += "    - " + l + "\n"
@@ -49,7 +49,13 @@ edge:
   trusted_edges: [127.0.0.0/8]
   trusted_peers: [127.0.0.0/8]
 %[5]s`, a.opsPort, a.edgePort, a.regPort, extra, a.extraRegistrar, a.extraEdge)
-	return startConfig(t, "all-in-one", cfg, a.edgePort, a.opsPort)
+	return cfg
+}
+
+// start runs the binary with a's config and waits for /readyz.
+func (a *allInOne) start(t *testing.T) *proc {
+	t.Helper()
+	return startConfig(t, "all-in-one", a.config(), a.edgePort, a.opsPort)
 }
 
 // startAllInOne runs edge + registrar in one binary on free ports and

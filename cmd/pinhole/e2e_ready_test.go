@@ -25,23 +25,8 @@ func TestE2E_ReadyOnlyWhenListening(t *testing.T) {
 	}
 	bin := pinholeBinary(t)
 	for i := range starts {
-		edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
-		cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 1s}
-log: {level: warn, format: text}
-edge:
-  listen:
-    - {transport: udp, address: 127.0.0.1:%[2]d}
-    - {transport: tcp, address: 127.0.0.1:%[2]d}
-  registrar: sip:127.0.0.1:%[3]d
-  trusted_core: [127.0.0.0/8]
-registrar:
-  listen:
-    - {transport: udp, address: 127.0.0.1:%[3]d}
-    - {transport: tcp, address: 127.0.0.1:%[3]d}
-  domains: [127.0.0.1]
-  trusted_edges: [127.0.0.0/8]
-  trusted_peers: [127.0.0.0/8]
-`, opsPort, edgePort, regPort)
+		a := newAllInOne(t)
+		edgePort, regPort, opsPort, cfg := a.edgePort, a.regPort, a.opsPort, a.config()
 		path := filepath.Join(t.TempDir(), "ready.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

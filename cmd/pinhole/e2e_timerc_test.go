@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -20,26 +19,10 @@ func TestE2E_RFC3261_16_6_TimerC(t *testing.T) {
 		{"registrar", "180s", "1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			edgePort, regPort, opsPort := freePort(t), freePort(t), freePort(t)
-			cfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d, drain_timeout: 3s}
-log: {level: info, format: text}
-edge:
-  listen:
-    - {transport: udp, address: 127.0.0.1:%[2]d}
-    - {transport: tcp, address: 127.0.0.1:%[2]d}
-  registrar: sip:127.0.0.1:%[3]d
-  trusted_core: [127.0.0.0/8]
-  timer_c: %[4]s
-registrar:
-  listen:
-    - {transport: udp, address: 127.0.0.1:%[3]d}
-    - {transport: tcp, address: 127.0.0.1:%[3]d}
-  domains: [127.0.0.1]
-  trusted_edges: [127.0.0.0/8]
-  trusted_peers: [127.0.0.0/8]
-  timer_c: %[5]s
-`, opsPort, edgePort, regPort, tc.edgeTimerC, tc.regTimerC)
-			p := startConfig(t, "all-in-one", cfg, edgePort, opsPort)
+			a := newAllInOne(t)
+			a.extraEdge = "  timer_c: " + tc.edgeTimerC + "\n"
+			a.extraRegistrar = "  timer_c: " + tc.regTimerC + "\n"
+			p, edgePort, regPort := a.start(t), a.edgePort, a.regPort
 			ua := registerOutbound(t, edgePort, 1, "127.0.0.1")
 			start := time.Now()
 			codes := make(chan int, 1)
