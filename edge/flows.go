@@ -29,9 +29,8 @@ func (s *Server) admitFlow(req *sip.Request, in inbound) {
 		// that also faces the core became no flow at accept (onAccept);
 		// it becomes one with its first request relayed as access traffic
 		// (a core peer's requests carry a flow token and never get here).
-		if _, ok := s.table.Lookup(in.key); !ok {
-			s.touch(in.key)
-		}
+		// Touch creates it, or refreshes the flow that already exists.
+		s.touch(in.key)
 		return
 	}
 	if in.key.Transport != flowtable.UDP {
