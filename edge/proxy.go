@@ -349,8 +349,13 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 // decremented (steps 3; sipgo's helper underflows, docs/sipgo.md#proxying), our
 // Via on top with a loop-detecting branch (step 8), destination set.
 func (s *Server) prepareHop(fwd *sip.Request, in inbound, lg leg, branch string) {
-	sipproxy.PrepareHop(fwd, in.src, sipproxy.Hop{Via: lg.via, Branch: branch, Rport: true, Flow: lg.viaFlow,
-		Transport: lg.transport, Dest: lg.dest, Laddr: lg.laddr})
+	sipproxy.PrepareHop(fwd, in.src, hopOf(lg, branch))
+}
+
+// hopOf is how a request leaves over lg.
+func hopOf(lg leg, branch string) sipproxy.Hop {
+	return sipproxy.Hop{Via: lg.via, Branch: branch, Rport: true, Flow: lg.viaFlow,
+		Transport: lg.transport, Dest: lg.dest, Laddr: lg.laddr}
 }
 
 // forward relays fwd statefully over lg and every response back over the
@@ -370,20 +375,23 @@ var errNoAnswer = errors.New("next hop did not answer")
 // forwardTry is forward; with mayRetry it does not answer a request whose
 // next hop failed before any response and returns errNoAnswer instead.
 func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response), mayRetry bool) error {
-	// RFC 3261 §18.1.1: a large request toward the core switches to TCP;
-	// should that connection be refused, it goes over UDP after all
-	// ("the element SHOULD retry the request, using UDP").
-	var udpLeg *leg
-	var udpFwd *sip.Request
-	if !lg.flow && lg.transport == "UDP" && len(fwd.String())+200 > sipproxy.UDPMaxRequest {
-		saved := lg
-		udpLeg, udpFwd = &saved, fwd.Clone()
-		flow := lg.viaFlow
-		lg = s.coreLeg(lg.target, "tcp")
-		lg.viaFlow = flow
-	}
 	branch := routeset.LoopBranch(hash, sipproxy.RandHex(6))
 	s.prepareHop(fwd, in, lg, branch)
+	// RFC 3261 §18.1.1 (sipproxy.OverUDPLimit, measured on the copy
+	// prepared for UDP): a large request toward the core switches to TCP;
+	// should that connection be refused, it goes over UDP after all
+	// (sipproxy.StartSized).
+	first := sipproxy.Try{Client: lg.client, Req: fwd}
+	var fallback *sipproxy.Try
+	udpLeg := lg
+	if !lg.flow && lg.transport == "UDP" && sipproxy.OverUDPLimit(fwd) {
+		tcpLeg := s.coreLeg(lg.target, "tcp")
+		tcpLeg.viaFlow = lg.viaFlow
+		fallback = &sipproxy.Try{Client: lg.client, Req: fwd}
+		first = sipproxy.Try{Client: tcpLeg.client,
+			Req: sipproxy.Rehop(fwd, hopOf(tcpLeg, routeset.LoopBranch(hash, sipproxy.RandHex(6))))}
+		lg = tcpLeg
+	}
 
 	timeout := 40 * time.Second
 	if req.IsInvite() {
@@ -392,14 +400,12 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clTx, err := lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
-	if err != nil && udpLeg != nil {
-		s.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", callID(req), "error", err)
-		lg, fwd = *udpLeg, udpFwd
-		branch = routeset.LoopBranch(hash, sipproxy.RandHex(6))
-		s.prepareHop(fwd, in, lg, branch)
-		clTx, err = lg.client.TransactionRequest(ctx, fwd, sipproxy.NoBuild)
+	clTx, used, err := sipproxy.StartSized(ctx, first, fallback)
+	if fallback != nil && used.Req == fallback.Req {
+		s.log.Debug("TCP refused for a large request, sent over UDP", "call_id", callID(req))
+		lg = udpLeg
 	}
+	fwd = used.Req
 	if err != nil {
 		if mayRetry {
 			return fmt.Errorf("%w: %w", errNoAnswer, err)

@@ -157,16 +157,6 @@ type TargetHealth struct {
 	Up  bool   `json:"up"`
 }
 
-// PBXTargets reports each registrar.pbx target and whether it answered the
-// last OPTIONS probe.
-func (s *Server) PBXTargets() []TargetHealth {
-	out := make([]TargetHealth, 0, len(s.proxy.pbx))
-	for _, t := range s.proxy.pbx {
-		out = append(out, TargetHealth{URI: t.uri.String(), Up: !t.down.Load()})
-	}
-	return out
-}
-
 // PubGRUU returns the RFC 5627 public GRUU of a binding's instance under
 // its canonical AOR, or "" when GRUU is off or the binding has no instance.
 func (r *Registrar) PubGRUU(b Binding) string {

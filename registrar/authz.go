@@ -20,7 +20,7 @@ type authOutcome struct {
 // authorize runs RFC 3261 §10.3 steps 3 and 4: Digest authentication
 // (RFC 7616/8760) and authorisation of the AOR for the authenticated user
 // (403 otherwise). It returns nil, nil when authentication is off.
-func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string, tr *trace) (*authOutcome, *rejection) {
+func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source, aor string, tr *trace) (*authOutcome, *Rejection) {
 	if r.auth == nil {
 		tr.step("auth: off")
 		return nil, nil
@@ -49,7 +49,7 @@ func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source,
 	if !tr.dry() {
 		r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
 	}
-	if rej := authRejection(res, "Bad Authorization"); rej != nil {
+	if rej := AuthRejection(res, "Bad Authorization"); rej != nil {
 		return nil, rej
 	}
 	// Step 4: the authenticated user may register only its own AORs.
@@ -96,11 +96,11 @@ func (r *Registrar) uaAddr(req *sip.Request, src Source) netip.Addr {
 	return a
 }
 
-// authRejection maps a Digest result to the answer (RFC 3261 §22.2,
+// AuthRejection maps a Digest result to the answer (RFC 3261 §22.2,
 // §22.3): nil to proceed, a 401/407 carrying every challenge, 403, or 400
 // with badPhrase for a malformed credential. The Outcome is the typed
 // reason.
-func authRejection(res auth.Result, badPhrase string) *rejection {
+func AuthRejection(res auth.Result, badPhrase string) *Rejection {
 	reason := "auth_" + string(res.Outcome)
 	switch res.Status {
 	case 0:

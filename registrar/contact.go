@@ -182,8 +182,8 @@ func unquote(s string) string {
 	return b.String()
 }
 
-// parseSIPURI parses a sip: or sips: URI strictly enough for binding work.
-func parseSIPURI(s string, u *sip.Uri) error {
+// ParseSIPURI parses a sip: or sips: URI strictly enough for binding work.
+func ParseSIPURI(s string, u *sip.Uri) error {
 	if s == "" {
 		return fmt.Errorf("empty URI: %w", errBadURI)
 	}
@@ -315,3 +315,5 @@ func quoteParam(v string) string {
 // quoteEscaper is built once: a strings.Replacer is safe for concurrent
 // use, and building one per call showed at the top of REGISTER profiles.
 var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+var parseSIPURI = ParseSIPURI

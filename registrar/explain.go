@@ -36,12 +36,12 @@ func (r *Registrar) Explain(ctx context.Context, req *sip.Request, src Source) (
 	var ex Explanation
 	if rej != nil {
 		res = rejectResponse(req, rej)
-		step := rej.reason
-		if rej.detail != "" {
-			step += ": " + rej.detail
+		step := rej.Reason
+		if rej.Detail != "" {
+			step += ": " + rej.Detail
 		}
-		tr.step("%s → %d", step, rej.code)
-		ex.Reason = rej.reason
+		tr.step("%s → %d", step, rej.Code)
+		ex.Reason = rej.Reason
 	} else {
 		ex.Reason = tr.outcome
 		ex.Bindings = tr.bindings
@@ -49,7 +49,7 @@ func (r *Registrar) Explain(ctx context.Context, req *sip.Request, src Source) (
 	ex.Status = res.StatusCode
 	ex.Steps = tr.steps
 	ex.Response = responseLines(res)
-	if rej != nil && rej.reason == "store_unavailable" {
+	if rej != nil && rej.Reason == "store_unavailable" {
 		return ex, fmt.Errorf("explain: %w", ErrUnavailable)
 	}
 	return ex, nil

@@ -12,15 +12,11 @@ type metrics struct {
 	register     *prometheus.CounterVec
 	storeLatency *prometheus.HistogramVec
 	auth         *prometheus.CounterVec
-	pbxUp        prometheus.Gauge
 }
 
 // newMetrics registers the registrar's metrics on reg. Labels are bounded:
 // status code and a fixed reason vocabulary, never an AOR or address.
-//
-// pinhole_registrar_pbx_up exists only when registrar.pbx is configured: a
-// gauge reading 0 without a PBX would look like an outage.
-func newMetrics(reg prometheus.Registerer, store Store, withPBX bool) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 	m := &metrics{
 		register: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_registrar_register_total",
@@ -35,10 +31,6 @@ func newMetrics(reg prometheus.Registerer, store Store, withPBX bool) (*metrics,
 			Name: "pinhole_registrar_auth_total",
 			Help: "Digest authentication outcomes (unknown_user and wrong_password look identical to clients).",
 		}, []string{"outcome"}),
-		pbxUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pinhole_registrar_pbx_up",
-			Help: "registrar.pbx targets answering OPTIONS at the last probe.",
-		}),
 	}
 	bindings := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pinhole_registrar_bindings",
@@ -52,11 +44,7 @@ func newMetrics(reg prometheus.Registerer, store Store, withPBX bool) (*metrics,
 		}
 		return float64(n)
 	})
-	cs := []prometheus.Collector{m.register, m.storeLatency, m.auth, bindings}
-	if withPBX {
-		cs = append(cs, m.pbxUp)
-	}
-	for _, c := range cs {
+	for _, c := range []prometheus.Collector{m.register, m.storeLatency, m.auth, bindings} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registrar metrics: %w", err)
 		}

@@ -132,7 +132,7 @@ func (s *registerSeen) setAnswer(now time.Time, bindings []Binding, authInfo str
 // register already parsed (seen) is used as is; only a request answered
 // before its Contacts were parsed (a challenge, an early rejection) has
 // them parsed here.
-func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej *rejection, seen *registerSeen) {
+func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej *Rejection, seen *registerSeen) {
 	op := r.observer.Load()
 	if op == nil {
 		return
@@ -149,7 +149,7 @@ func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej
 		ev.AOR = CanonicalAOR(&to.Address)
 	}
 	if rej != nil {
-		ev.Reason = rej.reason
+		ev.Reason = rej.Reason
 		ev.Credentials = req.GetHeader("authorization") != nil
 	}
 	if res.StatusCode == 423 {

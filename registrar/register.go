@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -42,19 +43,24 @@ var (
 	errBadRequest = errors.New("bad request")
 )
 
-// rejection is one typed reason to refuse a REGISTER: the metric label,
-// the log attribute and the SIP answer in one place.
-type rejection struct {
-	code   int
-	reason string // metric label and log attr, e.g. interval_too_brief
-	phrase string // SIP reason phrase
-	detail string // for the log line only
-	hdrs   []sip.Header
+// Rejection is one typed reason to refuse a request: the metric label,
+// the log attribute and the SIP answer. The registrar's REGISTER policy and
+// the location service (package location) answer with it alike.
+type Rejection struct {
+	Code    int
+	Reason  string // metric label and log attr, e.g. interval_too_brief
+	Phrase  string // SIP reason phrase
+	Detail  string // for the log line only
+	Headers []sip.Header
 }
 
-func reject(code int, reason, phrase, detail string, hdrs ...sip.Header) *rejection {
-	return &rejection{code: code, reason: reason, phrase: phrase, detail: detail, hdrs: hdrs}
+// Reject builds a Rejection.
+func Reject(code int, reason, phrase, detail string, hdrs ...sip.Header) *Rejection {
+	return &Rejection{Code: code, Reason: reason, Phrase: phrase, Detail: detail, Headers: hdrs}
 }
+
+// reject is Reject, for brevity inside the package.
+var reject = Reject
 
 // contactReq is one Contact of a REGISTER after policy evaluation.
 type contactReq struct {
@@ -88,33 +94,33 @@ func (r *Registrar) handleRegister(ctx context.Context, req *sip.Request, src So
 	}
 	r.observe(req, src, res, rej, seen)
 	if rej != nil {
-		return res, rej.reason
+		return res, rej.Reason
 	}
 	return res, ""
 }
 
-func (r *Registrar) answerReject(req *sip.Request, src Source, rej *rejection) *sip.Response {
+func (r *Registrar) answerReject(req *sip.Request, src Source, rej *Rejection) *sip.Response {
 	res := rejectResponse(req, rej)
 	lvl := slog.LevelInfo
 	switch {
-	case rej.code >= 500:
+	case rej.Code >= 500:
 		lvl = slog.LevelWarn
-	case rej.reason == "auth_challenged":
+	case rej.Reason == "auth_challenged":
 		// The first leg of every authenticated registration: not news.
 		lvl = slog.LevelDebug
 	}
 	r.log.Log(context.Background(), lvl, "REGISTER rejected",
-		"status", rej.code, "reason", rej.reason, "detail", rej.detail,
+		"status", rej.Code, "reason", rej.Reason, "detail", rej.Detail,
 		"call_id", headerValue(req, "call-id"), "raddr", src.Addr.String(), "transport", src.Transport,
 		logthrottle.Key(r.uaAddr(req, src).String()))
-	r.metrics.register.WithLabelValues(strconv.Itoa(rej.code), rej.reason).Inc()
+	r.metrics.register.WithLabelValues(strconv.Itoa(rej.Code), rej.Reason).Inc()
 	return res
 }
 
 // rejectResponse is the SIP answer to rej.
-func rejectResponse(req *sip.Request, rej *rejection) *sip.Response {
-	res := sip.NewResponseFromRequest(req, rej.code, rej.phrase, nil)
-	for _, h := range rej.hdrs {
+func rejectResponse(req *sip.Request, rej *Rejection) *sip.Response {
+	res := sip.NewResponseFromRequest(req, rej.Code, rej.Phrase, nil)
+	for _, h := range rej.Headers {
 		res.AppendHeader(h)
 	}
 	return res
@@ -124,7 +130,7 @@ func rejectResponse(req *sip.Request, rej *rejection) *sip.Response {
 // passes a trace, which records each decision and makes the run dry (no
 // store write, no nonce count, no failure count, no metrics). seen, when
 // not nil, records what the decision parsed for the observer (observe.go).
-func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, tr *trace, seen *registerSeen) (*sip.Response, *rejection) {
+func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, tr *trace, seen *registerSeen) (*sip.Response, *Rejection) {
 	now := r.now()
 
 	// Mandatory headers (RFC 3261 §8.1.1). sipgo already rejects a
@@ -309,7 +315,7 @@ func removalOnly(cs []contactReq) bool {
 	return len(cs) > 0
 }
 
-func (r *Registrar) unavailable(err error) *rejection {
+func (r *Registrar) unavailable(err error) *Rejection {
 	lo, hi := int(r.cfg.RetryAfterMin/time.Second), int(r.cfg.RetryAfterMax/time.Second)
 	ra := lo + r.randN(hi-lo+1)
 	return reject(503, "store_unavailable", "Service Unavailable", err.Error(),
@@ -320,7 +326,7 @@ func (r *Registrar) unavailable(err error) *rejection {
 // stored state: expiry precedence and 423 (§10.3 step 7), q-values, and
 // RFC 5626 §6 outbound rules.
 func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, hdrExpires *uint64,
-	supported map[string]bool, pathVec []string) ([]contactReq, bool, *rejection) {
+	supported map[string]bool, pathVec []string) ([]contactReq, bool, *Rejection) {
 
 	out := make([]contactReq, 0, len(contacts))
 	nonZero, withRegID := 0, false
@@ -667,15 +673,21 @@ func contactValue(b Binding, now time.Time) string {
 	return sb.String()
 }
 
-// serviceRoute renders one Service-Route value with the "orig" marker
-// parameter (proxy_ua.go): when the UA preloads it and the request comes
+// OrigMarker marks a Service-Route URI of ours, as the user part
+// (sip:orig@host;lr, the 3GPP convention) or as a URI parameter
+// (sip:host;lr;orig): a request that comes back through it is
+// UA-originated (package location).
+const OrigMarker = "orig"
+
+// serviceRoute renders one Service-Route value with the OrigMarker
+// parameter: when the UA preloads it and the request comes
 // back to us, the marker tells a UA-originated request from a PBX one by
 // the route it arrived with, never by source address (DESIGN.md).
 func serviceRoute(uri string) string {
 	u := strings.TrimSuffix(strings.TrimPrefix(uri, "<"), ">")
 	var parsed sip.Uri
-	if parseSIPURI(u, &parsed) == nil && !parsed.UriParams.Has(origMarker) && !strings.EqualFold(parsed.User, origMarker) {
-		u += ";" + origMarker
+	if parseSIPURI(u, &parsed) == nil && !parsed.UriParams.Has(OrigMarker) && !strings.EqualFold(parsed.User, OrigMarker) {
+		u += ";" + OrigMarker
 	}
 	return "<" + u + ">"
 }
@@ -732,21 +744,10 @@ func formatQ(q int) string {
 
 // headerValues returns the raw values of every header with this name
 // (compact forms handled by sipgo), split neither on commas nor otherwise.
-func headerValues(req *sip.Request, name string) []string {
-	hs := req.GetHeaders(name)
-	out := make([]string, 0, len(hs))
-	for _, h := range hs {
-		out = append(out, h.Value())
-	}
-	return out
-}
-
-func headerValue(req *sip.Request, name string) string {
-	if h := req.GetHeader(name); h != nil {
-		return h.Value()
-	}
-	return ""
-}
+var (
+	headerValues = sipproxy.HeaderValues
+	headerValue  = sipproxy.HeaderValue
+)
 
 func (r *Registrar) unsupportedTags(require []string) []string {
 	var out []string

@@ -36,7 +36,6 @@ type Registrar struct {
 	auth         *auth.Verifier
 	gruu         *gruuSealer // nil unless cfg.GRUU
 	users        *auth.Users
-	route        *routeMetrics      // location service proxy (proxy_metrics.go)
 	rejectedInv  *sipproxy.Rejected // INVITEs answered non-2xx: their ACKs are absorbed
 	gate         *gate              // registrar.overload; nil when disabled
 	// serviceRoutes caches the Service-Route header value of every
@@ -56,8 +55,8 @@ type Options struct {
 	// and Users authorises the AOR (step 4). Both nil: no authentication.
 	Auth  *auth.Verifier
 	Users *auth.Users
-	// NewTimer starts the location proxy's Timer C timers (nil: real
-	// timers); tests drive Timer C with it.
+	// NewTimer starts the location service's Timer C timers (nil: real
+	// timers; handed on through Services); tests drive Timer C with it.
 	NewTimer sipproxy.NewTimerFunc
 }
 
@@ -111,11 +110,8 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 		reg = prometheus.NewRegistry()
 	}
 	r.registry = reg
-	r.metrics, err = newMetrics(reg, store, len(cfg.PBX) > 0)
+	r.metrics, err = newMetrics(reg, store)
 	if err != nil {
-		return nil, err
-	}
-	if r.route, err = newRouteMetrics(reg); err != nil {
 		return nil, err
 	}
 	r.rejectedInv = sipproxy.NewRejected(0, 0, nil)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/inflight"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
@@ -38,7 +37,10 @@ func NewParser() *sip.Parser {
 	return sip.NewParser(sip.WithHeadersParsers(m))
 }
 
-// Server binds the Registrar to SIP listeners.
+// Server binds the Registrar to SIP listeners. It answers REGISTER and
+// OPTIONS for itself; every other request goes to its Router, the location
+// service (package registrar/location), installed with SetRouter once the
+// listeners are bound.
 type Server struct {
 	reg       *Registrar
 	handoff   *sock.Handoff
@@ -52,53 +54,109 @@ type Server struct {
 	closers   []net.Listener
 	pconns    []net.PacketConn
 	addrs     []net.Addr
-	proxy     *proxy // location-service proxy for non-REGISTER requests (inbound.go)
+	router    atomic.Pointer[routerBox]
 	done      chan struct{}
 	closeOnce sync.Once
-	pbxUp     prometheus.Gauge
 	serving   chan struct{} // closed once sipgo serves every UDP listener
 	// bannedAnswered gates the one 403 per episode a banned source gets on
 	// a stream (banned.go).
 	bannedAnswered *ratelimit.Keyed[netip.Addr]
 }
 
-// NewServer creates the SIP side of the registrar. Call Listen, then Serve.
+// Router takes what the Server does not answer itself: every request but
+// REGISTER and OPTIONS for the registrar (Serve, which blocks until the
+// proxy transaction is over), ACKs that matched no transaction, responses
+// that matched no client transaction. Run is started by Serve and returns
+// when done closes.
+type Router interface {
+	Serve(req *sip.Request, tx sip.ServerTransaction)
+	OnAck(req *sip.Request)
+	OnStrayResponse(res *sip.Response)
+	AddressedToSelf(req *sip.Request) bool
+	Run(done <-chan struct{})
+}
+
+type routerBox struct{ r Router }
+
+// Stack is what a Router uses of the Server's SIP stack. Take it after
+// Listen: Addrs are the bound listener addresses.
+type Stack struct {
+	UA *sipgo.UserAgent
+	// WriteResponse sends a response outside any server transaction (a
+	// 2xx relayed statelessly, RFC 3261 §16.7 step 5).
+	WriteResponse func(*sip.Response) error
+	Addrs         []net.Addr
+	// RejectedACK reports an ACK for a non-2xx final the Server sent
+	// (absorbed, RFC 3261 §17.2.1).
+	RejectedACK func(*sip.Request) bool
+	Logger      *slog.Logger
+}
+
+// Stack returns the Server's SIP stack for its Router.
+func (s *Server) Stack() Stack {
+	return Stack{UA: s.ua, WriteResponse: s.srv.WriteResponse, Addrs: s.addrs,
+		RejectedACK: s.reg.rejectedInv.Match, Logger: s.log}
+}
+
+// SetRouter installs the router; call it before Serve. Without one, other
+// requests are answered 405 and ACKs are dropped.
+func (s *Server) SetRouter(r Router) { s.router.Store(&routerBox{r}) }
+
+func (s *Server) routerOf() Router {
+	if b := s.router.Load(); b != nil {
+		return b.r
+	}
+	return nil
+}
+
+// NewServer creates the SIP side of the registrar. Call Listen, SetRouter,
+// then Serve.
 func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	var s *Server
-	handoff := sock.NewHandoff()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
+	s := &Server{reg: reg, handoff: sock.NewHandoff(), udpStats: sock.NewCollector("registrar"), log: logger,
+		done: make(chan struct{}), serving: make(chan struct{}), bannedAnswered: newBannedGate(reg.now)}
+	var err error
+	s.ua, err = sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
 		// Datagrams over sipgo's 32 KiB read buffer arrive whole
 		// (internal/sock Handoff).
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(
-			func(_ sip.TransportReadProps, data []byte) ([]byte, error) { return handoff.Swap(data), nil })),
+			func(_ sip.TransportReadProps, data []byte) ([]byte, error) { return s.handoff.Swap(data), nil })),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
-			if s != nil && s.proxy != nil {
-				s.proxy.onStrayResponse(res)
+			if r := s.routerOf(); r != nil {
+				r.OnStrayResponse(res)
 			}
 		})))
 	if err != nil {
 		return nil, fmt.Errorf("registrar: new user agent: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(logger))
-	if err != nil {
+	if s.srv, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(logger)); err != nil {
 		return nil, fmt.Errorf("registrar: new server: %w", err)
-	}
-	s = &Server{reg: reg, ua: ua, srv: srv, handoff: handoff, udpStats: sock.NewCollector("registrar"), log: logger, done: make(chan struct{}), serving: make(chan struct{}), pbxUp: reg.metrics.pbxUp,
-		bannedAnswered: newBannedGate(reg.now)}
-	if s.proxy, err = newProxy(s); err != nil {
-		return nil, err
 	}
 	if err := reg.registry.Register(s.udpStats); err != nil {
 		return nil, fmt.Errorf("registrar: register socket metrics: %w", err)
 	}
-	srv.OnAck(s.proxy.onAck)
-	srv.OnRegister(s.handle(s.onRegister))
-	srv.OnOptions(s.handle(s.onOptions))
-	srv.OnNoRoute(s.handle(s.onOther))
+	s.srv.OnAck(s.onAck)
+	s.srv.OnRegister(s.handle(s.onRegister))
+	s.srv.OnOptions(s.handle(s.onOptions))
+	s.srv.OnNoRoute(s.handle(s.onOther))
 	return s, nil
+}
+
+// onAck hands an ACK that matched no server transaction to the router
+// (RFC 3261 §13.2.2.4: the ACK for a 2xx is end-to-end). ACKs are never
+// answered.
+func (s *Server) onAck(req *sip.Request, _ sip.ServerTransaction) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in ACK handler", "panic", fmt.Sprint(p), "call_id", headerValue(req, "call-id"),
+				"stack", string(debug.Stack()))
+		}
+	}()
+	if r := s.routerOf(); r != nil {
+		r.OnAck(req)
+	}
 }
 
 // handle wraps a handler: it tracks in-flight transactions for draining,
@@ -134,7 +192,8 @@ func (s *Server) handle(h func(*sip.Request, sip.ServerTransaction)) sipgo.Reque
 	}
 }
 
-func sourceOf(req *sip.Request) Source {
+// SourceOf is where req came from: its transport and source address.
+func SourceOf(req *sip.Request) Source {
 	ap, _ := netip.ParseAddrPort(req.Source())
 	return Source{Transport: req.Transport(), Addr: ap}
 }
@@ -161,7 +220,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // onOptions answers OPTIONS addressed to the registrar itself with 200
 // (RFC 3261 §11.2); PBX probes and health checks rely on it.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if !s.proxy.addressedToSelf(req) {
+	if r := s.routerOf(); r != nil && !r.AddressedToSelf(req) {
 		s.onOther(req, tx)
 		return
 	}
@@ -172,9 +231,17 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	_ = tx.Respond(res)
 }
 
-// onOther proxies every other request (RFC 3261 §16, see inbound.go).
+// onOther hands every other request to the router (RFC 3261 §16, package
+// registrar/location); without one the registrar is not a proxy (405).
 func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
-	s.proxy.serve(req, tx)
+	r := s.routerOf()
+	if r == nil {
+		res := sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "REGISTER, OPTIONS"))
+		_ = tx.Respond(res)
+		return
+	}
+	r.Serve(req, tx)
 }
 
 // Listen binds every configured listener now, so that bind errors are
@@ -223,7 +290,9 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 // Serve runs all listeners until Close. It returns when all have stopped.
 func (s *Server) Serve() error {
 	go s.awaitServing()
-	go s.proxy.probeLoop(s.done, s.reg.cfg.PBXProbeInterval, s.pbxUp)
+	if r := s.routerOf(); r != nil {
+		go r.Run(s.done)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(s.pconns)+len(s.closers))
 	for _, pc := range s.pconns {
@@ -333,4 +402,19 @@ func (s *Server) serveUDP(pc net.PacketConn) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+var sourceOf = SourceOf
+
+// PacketConns returns the UDP listener sockets (*sock.Conn), for socket
+// diagnostics and tests (DSCP, receive buffer).
+func (s *Server) PacketConns() []net.PacketConn {
+	out := make([]net.PacketConn, 0, len(s.pconns))
+	for _, pc := range s.pconns {
+		if c, ok := pc.(*checkedPacketConn); ok {
+			pc = c.PacketConn // the socket under the strict-parsing check
+		}
+		out = append(out, pc)
+	}
+	return out
 }

@@ -25,7 +25,7 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 	opt := adminapi.Options{Version: versionString(), Ready: o.Ready, Gatherer: o.Registry, Logger: logger}
 	for _, r := range roles {
 		if r.registrar != nil {
-			opt.RegistrarServer = r.registrar
+			opt.PBX = r.location
 			opt.Registrar = r.registrar.Registrar()
 		}
 		if r.edge != nil {

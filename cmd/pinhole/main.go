@@ -31,6 +31,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/usersfile"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/registrar/location"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 )
 
@@ -184,6 +185,7 @@ type role struct {
 	reload func(*Config) error // on SIGHUP (reload.go)
 	// For the admin API (admin.go): the role's server.
 	registrar *registrar.Server
+	location  *location.Proxy
 	edge      *edge.Server
 }
 
@@ -356,13 +358,21 @@ func startRegistrar(ctx context.Context, rc *RegistrarConfig, o *ops.Server, log
 		_ = srv.Close()
 		return nil, closeStore, err
 	}
+	// The location service (non-REGISTER requests, PBX dispatch and
+	// probing) is built on the bound listeners and installed as the
+	// server's router.
+	loc, err := location.Attach(srv, reg, rc.Config, o.Registry)
+	if err != nil {
+		_ = srv.Close()
+		return nil, closeStore, err
+	}
 	r := &role{name: "registrar", served: make(chan error, 1), drain: srv.Drain, close: srv.Close,
-		reload: registrarReloader(reg, uf, opts.Auth), registrar: srv}
+		reload: registrarReloader(reg, uf, opts.Auth), registrar: srv, location: loc}
 	go func() { r.served <- srv.Serve() }()
 	o.AddCheck("registrar", srv.Ready)
 	o.AddCheck("registrar_store", reg.Ready)
 	if len(rc.PBX) > 0 {
-		o.AddCheck("registrar_pbx", srv.PBXReady)
+		o.AddCheck("registrar_pbx", loc.PBXReady)
 	}
 	addrs := make([]string, 0, len(srv.Addrs()))
 	for _, a := range srv.Addrs() {

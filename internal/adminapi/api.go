@@ -31,9 +31,13 @@ import (
 
 // Options are the API's dependencies; a nil role is a role not running.
 type Options struct {
-	Registrar       *registrar.Registrar
-	RegistrarServer *registrar.Server // PBX target health; may be nil
-	Edge            *edge.Server
+	Registrar *registrar.Registrar
+	// PBX reports the registrar.pbx targets' health (the location
+	// service); may be nil.
+	PBX interface {
+		PBXTargets() []registrar.TargetHealth
+	}
+	Edge *edge.Server
 	// Diagnostics serves GET /api/v1/diagnostics and the page's findings;
 	// nil: not running.
 	Diagnostics *diagnostics.Detector

@@ -21,6 +21,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/redistest"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
 	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/location"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
@@ -60,6 +61,7 @@ type env struct {
 	store  registrar.Store
 	reg    *registrar.Registrar
 	regSrv *registrar.Server
+	loc    *location.Proxy
 	edge   *edge.Server
 	api    *adminapi.API
 	http   *httptest.Server
@@ -92,6 +94,9 @@ func newEnv(t *testing.T, store registrar.Store, mutate func(*registrar.Config, 
 		t.Fatal(err)
 	}
 	if err := e.regSrv.Listen(rcfg.Listen); err != nil {
+		t.Fatal(err)
+	}
+	if e.loc, err = location.Attach(e.regSrv, e.reg, rcfg, e.prom); err != nil {
 		t.Fatal(err)
 	}
 	go e.regSrv.Serve()
@@ -131,7 +136,7 @@ func newEnv(t *testing.T, store registrar.Store, mutate func(*registrar.Config, 
 		}
 	}
 	e.api = adminapi.New(adminapi.Options{
-		Registrar: e.reg, RegistrarServer: e.regSrv, Edge: e.edge, Version: "test",
+		Registrar: e.reg, PBX: e.loc, Edge: e.edge, Version: "test",
 		Gatherer: e.prom, Logger: quiet(),
 	})
 	e.http = httptest.NewServer(e.api)

@@ -72,8 +72,8 @@ func (a *API) Status(ctx context.Context) Status {
 		}
 		auth := reg.AuthEnabled()
 		st.Auth = &auth
-		if a.o.RegistrarServer != nil {
-			st.PBX = a.o.RegistrarServer.PBXTargets()
+		if a.o.PBX != nil {
+			st.PBX = a.o.PBX.PBXTargets()
 		}
 	}
 	if e := a.o.Edge; e != nil {

@@ -12,13 +12,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// UDPMaxRequest is the RFC 3261 §18.1.1 threshold: a request within 200
-// bytes of the path MTU (1500) must go over a congestion-controlled
-// transport, so a proxy switches a larger request toward the core from UDP
-// to TCP (sipgo refuses to send it over UDP and never switches by itself,
-// docs/sipgo.md#connections).
-const UDPMaxRequest = 1300
-
 // NoBuild is a sipgo ClientRequestOption that does nothing. Passing any
 // option stops sipgo's client from "completing" a request we built as a
 // proxy (it would add its own Via, From tag, …; docs/sipgo.md#proxying).
@@ -52,4 +45,22 @@ func RemoveAll(m Message, name string) {
 	for _, n := range names {
 		m.RemoveHeader(n)
 	}
+}
+
+// HeaderValue is the value of the first header called name ("" if none).
+func HeaderValue(m interface{ GetHeader(string) sip.Header }, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// HeaderValues are the values of every header called name.
+func HeaderValues(m interface{ GetHeaders(string) []sip.Header }, name string) []string {
+	hs := m.GetHeaders(name)
+	out := make([]string, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.Value())
+	}
+	return out
 }

@@ -53,6 +53,12 @@ func PrepareHop(fwd *sip.Request, src netip.AddrPort, h Hop) {
 	RemoveAll(fwd, "Max-Forwards")
 	m := sip.MaxForwardsHeader(mf)
 	fwd.AppendHeader(&m)
+	fwd.PrependHeader(ourVia(h))
+	setNextHop(fwd, h)
+}
+
+// ourVia is our Via for hop h (RFC 3261 §16.6 step 8).
+func ourVia(h Hop) *sip.ViaHeader {
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: h.Via.Transport,
 		Host: h.Via.Host, Port: h.Via.Port, Params: sip.NewParams()}
 	via.Params.Add("branch", h.Branch)
@@ -62,7 +68,12 @@ func PrepareHop(fwd *sip.Request, src netip.AddrPort, h Hop) {
 	if h.Flow != "" {
 		via.Params.Add("flow", h.Flow)
 	}
-	fwd.PrependHeader(via)
+	return via
+}
+
+// setNextHop sets where fwd is sent: h's transport, destination and local
+// address.
+func setNextHop(fwd *sip.Request, h Hop) {
 	fwd.SetTransport(h.Transport)
 	fwd.SetDestination(h.Dest)
 	fwd.Laddr = sip.Addr{}

@@ -1,4 +1,4 @@
-package registrar
+package location
 
 import (
 	"cmp"
@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 // Target-set planning for location routing (RFC 3261 §16.5, §16.6;
@@ -18,7 +19,7 @@ import (
 // next flow is used only when the current one fails (430, 408, transport
 // error), so the UA never sees the request twice in parallel.
 type target struct {
-	flows []Binding
+	flows []registrar.Binding
 }
 
 // q is the target's priority in thousandths: an unspecified q counts as
@@ -42,16 +43,16 @@ type wave []target
 // with flows ordered by reg-id; every other binding is its own target.
 // Targets are grouped by q, highest first. The order inside a wave and of
 // flows is deterministic (q, then reg-id, then Key).
-func planTargets(bindings []Binding) []wave {
+func planTargets(bindings []registrar.Binding) []wave {
 	byInstance := map[string]int{} // instance → index in targets
 	var targets []target
 	sorted := slices.Clone(bindings)
-	slices.SortFunc(sorted, func(a, b Binding) int {
+	slices.SortFunc(sorted, func(a, b registrar.Binding) int {
 		return cmp.Or(cmp.Compare(a.RegID, b.RegID), cmp.Compare(a.Key, b.Key))
 	})
 	for _, b := range sorted {
 		if b.RegID == 0 || b.Instance == "" {
-			targets = append(targets, target{flows: []Binding{b}})
+			targets = append(targets, target{flows: []registrar.Binding{b}})
 			continue
 		}
 		if i, ok := byInstance[b.Instance]; ok {
@@ -59,7 +60,7 @@ func planTargets(bindings []Binding) []wave {
 			continue
 		}
 		byInstance[b.Instance] = len(targets)
-		targets = append(targets, target{flows: []Binding{b}})
+		targets = append(targets, target{flows: []registrar.Binding{b}})
 	}
 	slices.SortStableFunc(targets, func(a, b target) int { return cmp.Compare(b.q(), a.q()) })
 	var waves []wave
@@ -77,7 +78,7 @@ type pbxTarget struct {
 	uri      sip.Uri
 	priority int
 	weight   int
-	// down is set by the OPTIONS prober (pbxprobe.go) while the target
+	// down is set by the OPTIONS prober (probe.go) while the target
 	// does not answer; shared by every copy of the target.
 	down *atomic.Bool
 }

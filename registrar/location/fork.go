@@ -1,4 +1,4 @@
-package registrar
+package location
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
@@ -29,14 +30,6 @@ import (
 // when it fires, pending branches are cancelled; after the grace, or at
 // once when no branch sent a provisional, they are abandoned (treated as
 // a 408, §16.8).
-
-// timerC is registrar.timer_c, 180 s when unset.
-func (r *Registrar) timerC() time.Duration {
-	if r.cfg.TimerC > 0 {
-		return r.cfg.TimerC
-	}
-	return 180 * time.Second
-}
 
 type branch struct {
 	tgt    target    // location: the bindings to try (flows); empty for route-based
@@ -69,10 +62,10 @@ type branchEvent struct {
 }
 
 type fork struct {
-	p      *proxy
+	p      *Proxy
 	req    *sip.Request
 	tx     sip.ServerTransaction
-	src    Source
+	src    registrar.Source
 	d      routeDecision
 	invite bool
 	rr     bool
@@ -95,7 +88,7 @@ type fork struct {
 
 // forward proxies req statefully per decision d and returns when every
 // branch has ended.
-func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, d routeDecision) {
+func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, src registrar.Source, d routeDecision) {
 	f := &fork{
 		p: p, req: req, tx: tx, src: src, d: d,
 		invite: req.IsInvite(),
@@ -121,9 +114,9 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 	}
 	var tcDur time.Duration
 	if f.invite {
-		tcDur = p.reg.timerC()
+		tcDur = p.cfg.TimerC
 	}
-	f.timerC = sipproxy.NewTimerC(tcDur, p.reg.newTimer)
+	f.timerC = sipproxy.NewTimerC(tcDur, p.svc.NewTimer)
 	defer f.timerC.Stop()
 
 	select {
@@ -147,7 +140,7 @@ func (p *proxy) forward(req *sip.Request, tx sip.ServerTransaction, src Source, 
 		case <-cancelCh:
 			cancelCh = nil
 			f.cancelled, f.finalSent = true, true
-			p.log.Info("CANCEL from upstream", "call_id", headerValue(req, "call-id"), "raddr", src.Addr.String())
+			p.log.Info("CANCEL from upstream", "call_id", sipproxy.HeaderValue(req, "call-id"), "raddr", src.Addr.String())
 			f.cancelAll(nil)
 		case <-f.timerC.C():
 			switch f.timerC.Fired() {
@@ -192,7 +185,7 @@ func (f *fork) launch(b *branch) {
 	ruri, routes := b.ruri, b.routes
 	if b.location() {
 		bd := b.tgt.flows[b.flow]
-		if err := parseSIPURI(bd.Contact, &ruri); err != nil {
+		if err := registrar.ParseSIPURI(bd.Contact, &ruri); err != nil {
 			f.failed(b, outcomeBadTarget, err)
 			return
 		}
@@ -211,17 +204,17 @@ func (f *fork) launch(b *branch) {
 	b.req = out
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tx, err := f.p.client.TransactionRequest(ctx, out, sipproxy.NoBuild)
-	if err != nil && udp != nil {
-		// §18.1.1: TCP only because of the size, and the connection was
-		// refused: send it over UDP after all (sipgo allows large
-		// datagrams, main sets sip.UDPMTUSize).
-		f.p.log.Debug("TCP refused for a large request, retrying over UDP", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
-		b.req = udp
-		tx, err = f.p.client.TransactionRequest(ctx, udp, sipproxy.NoBuild)
+	var fallback *sipproxy.Try
+	if udp != nil {
+		fallback = &sipproxy.Try{Client: f.p.client, Req: udp}
 	}
+	// §18.1.1: TCP only because of the size, and the connection was
+	// refused: sipproxy.StartSized sends it over UDP after all (sipgo
+	// allows large datagrams, main sets sip.UDPMTUSize).
+	tx, used, err := sipproxy.StartSized(ctx, sipproxy.Try{Client: f.p.client, Req: out}, fallback)
+	b.req = used.Req
 	if err != nil {
-		f.p.log.Info("branch send failed", "call_id", headerValue(f.req, "call-id"), "raddr", dst, "error", err)
+		f.p.log.Info("branch send failed", "call_id", sipproxy.HeaderValue(f.req, "call-id"), "raddr", dst, "error", err)
 		f.failed(b, outcomeTransport, err)
 		return
 	}
@@ -307,7 +300,7 @@ func (f *fork) provisional(b *branch, res *sip.Response) {
 		return // §16.7 step 3: 100 is hop-by-hop
 	}
 	if err := f.tx.Respond(f.upstream(res)); err != nil {
-		f.p.log.Info("relay provisional", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
+		f.p.log.Info("relay provisional", "error", err, "call_id", sipproxy.HeaderValue(f.req, "call-id"), "status", res.StatusCode)
 	}
 }
 
@@ -347,7 +340,7 @@ func (f *fork) final(b *branch, res *sip.Response) {
 // instance gets its next flow first; when none is left the answer is 480.
 func (f *fork) failed(b *branch, outcome string, err error) {
 	f.p.m.branch.WithLabelValues(outcome).Inc()
-	f.p.log.Debug("branch failed", "reason", outcome, "error", err, "call_id", headerValue(f.req, "call-id"))
+	f.p.log.Debug("branch failed", "reason", outcome, "error", err, "call_id", sipproxy.HeaderValue(f.req, "call-id"))
 	if (b.outbound() && f.nextFlow(b)) || f.nextAlt(b) {
 		return
 	}
@@ -490,7 +483,7 @@ func (f *fork) sendBest() {
 	f.finalSent = true
 	f.p.m.final.WithLabelValues(strconv.Itoa(res.StatusCode/100) + "xx").Inc()
 	if err := f.tx.Respond(f.upstream(res)); err != nil {
-		f.p.log.Info("send final response", "error", err, "call_id", headerValue(f.req, "call-id"), "status", res.StatusCode)
+		f.p.log.Info("send final response", "error", err, "call_id", sipproxy.HeaderValue(f.req, "call-id"), "status", res.StatusCode)
 	}
 }
 
@@ -524,8 +517,8 @@ func (f *fork) upstream(res *sip.Response) *sip.Response {
 // relayStateless forwards a 2xx outside the server transaction (a
 // retransmission, or one that arrived after the transaction ended).
 func (f *fork) relayStateless(res *sip.Response) {
-	if err := f.p.s.srv.WriteResponse(f.upstream(res)); err != nil {
-		f.p.log.Info("relay 2xx statelessly", "error", err, "call_id", headerValue(f.req, "call-id"))
+	if err := f.p.writeResponse(f.upstream(res)); err != nil {
+		f.p.log.Info("relay 2xx statelessly", "error", err, "call_id", sipproxy.HeaderValue(f.req, "call-id"))
 	}
 }
 
@@ -554,7 +547,7 @@ func (f *fork) sendCancel(b *branch) {
 	b.cancelSent = true
 	inv := b.req
 	p := f.p
-	callID := headerValue(f.req, "call-id")
+	callID := sipproxy.HeaderValue(f.req, "call-id")
 	go func() {
 		code, err := sipproxy.SendCancel(p.client, inv)
 		if err != nil {
@@ -570,13 +563,13 @@ func (f *fork) sendCancel(b *branch) {
 // same Path, Call-ID, CSeq and update time. A REGISTER that refreshed or
 // replaced the binding meanwhile wins, so a late 430 never deletes a
 // fresh registration.
-func (f *fork) removeFlow(dead Binding) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.p.reg.cfg.StoreTimeout)
+func (f *fork) removeFlow(dead registrar.Binding) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.p.cfg.StoreTimeout)
 	defer cancel()
 	removed := false
-	_, err := f.p.reg.store.Update(ctx, dead.AOR, func(cur []Binding) ([]Binding, error) {
+	_, err := f.p.svc.Store.Update(ctx, dead.AOR, func(cur []registrar.Binding) ([]registrar.Binding, error) {
 		removed = false
-		out := make([]Binding, 0, len(cur))
+		out := make([]registrar.Binding, 0, len(cur))
 		for _, b := range cur {
 			if b.Key == dead.Key && slices.Equal(b.Path, dead.Path) && b.CallID == dead.CallID &&
 				b.CSeq == dead.CSeq && b.Updated.Equal(dead.Updated) {
@@ -592,7 +585,7 @@ func (f *fork) removeFlow(dead Binding) {
 	})
 	switch {
 	case errors.Is(err, errFlowReplaced):
-		f.p.log.Info("430 for a flow already replaced; binding kept", "aor", dead.AOR, "call_id", headerValue(f.req, "call-id"))
+		f.p.log.Info("430 for a flow already replaced; binding kept", "aor", dead.AOR, "call_id", sipproxy.HeaderValue(f.req, "call-id"))
 	case err != nil:
 		f.p.log.Warn("remove failed flow", "aor", dead.AOR, "error", err)
 	default:
@@ -603,7 +596,7 @@ func (f *fork) removeFlow(dead Binding) {
 
 var errFlowReplaced = errors.New("binding no longer carries the failed flow")
 
-func flowOf(b Binding) string {
+func flowOf(b registrar.Binding) string {
 	if len(b.Path) > 0 {
 		if es, err := routeset.ParseRouteList(b.Path[:1]); err == nil {
 			tok, _ := routeset.FlowTokenFromURI(es[0].URI)
@@ -620,8 +613,7 @@ func flowOf(b Binding) string {
 // (sipgo's unhandled-response hook): a 2xx to an INVITE we forwarded
 // whose transaction is gone is forwarded statelessly by its Via (RFC 3261
 // §16.7 step 5 with RFC 6026); anything else is dropped.
-func (p *proxy) onStrayResponse(res *sip.Response) {
-	p.init()
+func (p *Proxy) OnStrayResponse(res *sip.Response) {
 	up, ok := sipproxy.StrayResponse(res, func(_ string, v *sip.ViaHeader) bool {
 		return sipproxy.OurVia(v, p.self, false)
 	})
@@ -629,7 +621,7 @@ func (p *proxy) onStrayResponse(res *sip.Response) {
 		return
 	}
 	up.SetTransport(up.Via().Transport)
-	if err := p.s.srv.WriteResponse(up); err != nil {
+	if err := p.writeResponse(up); err != nil {
 		p.log.Info("relay stray 2xx", "error", err, "call_id", res.CallID().Value())
 	}
 }

@@ -1,10 +1,9 @@
-package registrar_test
+package location_test
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/pinhole-sip/pinhole/internal/testnet"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/testnet"
 )
 
-// End-to-end with sipp (testdata/sipp): sipp registers as a UA directly
+// End-to-end with sipp (registrar/testdata/sipp): sipp registers as a UA directly
 // with the registrar (no edge), then sipp as the PBX calls it through the
 // registrar's location service; the call is answered, ACKed along the
 // Record-Route and torn down by BYE, once from each side (RFC 3261 §16,
@@ -46,7 +47,7 @@ func startSipp(t *testing.T, ctx context.Context, scenario string, port int, rem
 	dir := t.TempDir()
 	r := &sippRun{}
 	r.cmd = exec.CommandContext(ctx, sippPath(t),
-		"-sf", filepath.Join("testdata", "sipp", scenario),
+		"-sf", filepath.Join("..", "testdata", "sipp", scenario), // registrar/testdata, shared with cmd/pinhole
 		"-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-s", service, "-m", "1", "-timeout", "20s", "-timeout_error",
 		"-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "err.log"),

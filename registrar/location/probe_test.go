@@ -1,4 +1,4 @@
-package registrar_test
+package location_test
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func TestPBXProbeTakesTargetOutAndBack(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			err := h.srv.PBXReady(context.Background())
+			err := h.loc.PBXReady(context.Background())
 			if (err == nil) == want {
 				return
 			}

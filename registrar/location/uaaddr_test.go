@@ -1,4 +1,4 @@
-package registrar_test
+package location_test
 
 import (
 	"bufio"

@@ -1,10 +1,11 @@
-package registrar
+package location
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 func resp(code int) *sip.Response {
@@ -18,22 +19,24 @@ func resp(code int) *sip.Response {
 // 1.0), RFC 5626 instances become one target whose flows are ordered by
 // reg-id (RFC 5626 §5.3), different instances fork in parallel.
 func TestRFC3261_16_6_PlanTargets(t *testing.T) {
-	plain := func(key string, q int) Binding { return Binding{Key: key, Contact: "sip:" + key, Q: q} }
-	ob := func(inst string, regID int64, q int) Binding {
-		return Binding{Key: fmt.Sprintf("outbound:%s:%d", inst, regID), Instance: inst, RegID: regID, Q: q}
+	plain := func(key string, q int) registrar.Binding {
+		return registrar.Binding{Key: key, Contact: "sip:" + key, Q: q}
+	}
+	ob := func(inst string, regID int64, q int) registrar.Binding {
+		return registrar.Binding{Key: fmt.Sprintf("outbound:%s:%d", inst, regID), Instance: inst, RegID: regID, Q: q}
 	}
 	tests := []struct {
 		name string
-		in   []Binding
+		in   []registrar.Binding
 		want string
 	}{
 		{"empty", nil, ""},
-		{"q groups", []Binding{plain("c", 500), plain("a", 1000), plain("b", -1), plain("d", 100)}, "[a|b] [c] [d]"},
-		{"outbound flows by reg-id", []Binding{ob("i1", 2, -1), ob("i1", 1, -1), ob("i2", 1, -1)},
+		{"q groups", []registrar.Binding{plain("c", 500), plain("a", 1000), plain("b", -1), plain("d", 100)}, "[a|b] [c] [d]"},
+		{"outbound flows by reg-id", []registrar.Binding{ob("i1", 2, -1), ob("i1", 1, -1), ob("i2", 1, -1)},
 			"[outbound:i1:1>outbound:i1:2|outbound:i2:1]"},
-		{"mixed", []Binding{ob("i1", 1, 700), plain("p", -1), ob("i1", 3, 700)}, "[p] [outbound:i1:1>outbound:i1:3]"},
-		{"reg-id without instance is plain", []Binding{{Key: "x", RegID: 1, Q: -1}, {Key: "y", RegID: 2, Q: -1}}, "[x|y]"},
-		{"out-of-range q counts as 1.0", []Binding{plain("a", 2000), plain("b", 1000)}, "[a|b]"},
+		{"mixed", []registrar.Binding{ob("i1", 1, 700), plain("p", -1), ob("i1", 3, 700)}, "[p] [outbound:i1:1>outbound:i1:3]"},
+		{"reg-id without instance is plain", []registrar.Binding{{Key: "x", RegID: 1, Q: -1}, {Key: "y", RegID: 2, Q: -1}}, "[x|y]"},
+		{"out-of-range q counts as 1.0", []registrar.Binding{plain("a", 2000), plain("b", 1000)}, "[a|b]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

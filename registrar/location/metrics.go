@@ -1,4 +1,4 @@
-package registrar
+package location
 
 import (
 	"fmt"
@@ -16,6 +16,7 @@ type routeMetrics struct {
 	branch    *prometheus.CounterVec // outcome
 	removed   prometheus.Counter
 	acks      *prometheus.CounterVec // outcome
+	pbxUp     prometheus.Gauge
 }
 
 // routeReason is the typed reason of a request the registrar answers
@@ -50,7 +51,10 @@ const (
 	outcomeCancelled  = "cancelled"
 )
 
-func newRouteMetrics(reg prometheus.Registerer) (*routeMetrics, error) {
+// newRouteMetrics registers the location service's metrics on reg.
+// pinhole_registrar_pbx_up exists only when registrar.pbx is configured: a
+// gauge reading 0 without a PBX would look like an outage.
+func newRouteMetrics(reg prometheus.Registerer, withPBX bool) (*routeMetrics, error) {
 	m := &routeMetrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinhole_registrar_route_rejected_total",
@@ -76,8 +80,16 @@ func newRouteMetrics(reg prometheus.Registerer) (*routeMetrics, error) {
 			Name: "pinhole_registrar_route_acks_total",
 			Help: "ACKs that matched no live transaction, by outcome: absorbed (for a non-2xx the registrar sent, RFC 3261 §17.2.1), forwarded (for a 2xx, statelessly), dropped.",
 		}, []string{"outcome"}),
+		pbxUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pinhole_registrar_pbx_up",
+			Help: "registrar.pbx targets answering OPTIONS at the last probe.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.rejected, m.forwarded, m.final, m.branch, m.removed, m.acks} {
+	cs := []prometheus.Collector{m.rejected, m.forwarded, m.final, m.branch, m.removed, m.acks}
+	if withPBX {
+		cs = append(cs, m.pbxUp)
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register route metrics: %w", err)
 		}

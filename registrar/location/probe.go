@@ -1,4 +1,4 @@
-package registrar
+package location
 
 import (
 	"context"
@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/registrar"
 )
 
 // PBX health (issue 5 item 6): every registrar.pbx target is probed with
@@ -22,19 +22,19 @@ const pbxProbeTimeout = 2 * time.Second
 
 var errNoPBX = errors.New("no registrar.pbx target answers OPTIONS")
 
-// probeLoop runs until done is closed.
-func (p *proxy) probeLoop(done <-chan struct{}, interval time.Duration, up prometheus.Gauge) {
-	if len(p.pbx) == 0 || interval <= 0 {
+// Run probes the registrar.pbx targets until done is closed (nothing to do
+// without targets or with probing off). The registrar Server starts it.
+func (p *Proxy) Run(done <-chan struct{}) {
+	if len(p.pbx) == 0 || p.cfg.PBXProbeInterval <= 0 {
 		return
 	}
-	p.init()
 	targets := make([]sip.Uri, len(p.pbx))
 	for i, tg := range p.pbx {
 		targets[i] = tg.uri
 	}
 	pr := &sipproxy.Prober{
 		Targets:   targets,
-		Interval:  interval,
+		Interval:  p.cfg.PBXProbeInterval,
 		Timeout:   pbxProbeTimeout,
 		FromHost:  "pinhole-registrar.invalid",
 		FinalOnly: true,
@@ -54,7 +54,7 @@ func (p *proxy) probeLoop(done <-chan struct{}, interval time.Duration, up prome
 					n++
 				}
 			}
-			up.Set(float64(n))
+			p.m.pbxUp.Set(float64(n))
 		},
 	}
 	pr.Run(done)
@@ -62,7 +62,7 @@ func (p *proxy) probeLoop(done <-chan struct{}, interval time.Duration, up prome
 
 // sendProbe forwards a probe to PBX target u like any request to it
 // (per-hop rewrite by buildFor, the UDP/TCP choice by nextHop).
-func (p *proxy) sendProbe(ctx context.Context, req *sip.Request, hash string, u sip.Uri) (sip.ClientTransaction, error) {
+func (p *Proxy) sendProbe(ctx context.Context, req *sip.Request, hash string, u sip.Uri) (sip.ClientTransaction, error) {
 	_, transport, addr, err := p.nextHop(u, nil, &u)
 	if err != nil {
 		return nil, fmt.Errorf("PBX probe next hop: %w", err)
@@ -73,14 +73,24 @@ func (p *proxy) sendProbe(ctx context.Context, req *sip.Request, hash string, u 
 
 // PBXReady reports whether at least one registrar.pbx target answers
 // OPTIONS (always nil without a pbx section). For /readyz.
-func (s *Server) PBXReady(context.Context) error {
-	if len(s.proxy.pbx) == 0 {
+func (p *Proxy) PBXReady(context.Context) error {
+	if len(p.pbx) == 0 {
 		return nil
 	}
-	for _, t := range s.proxy.pbx {
+	for _, t := range p.pbx {
 		if !t.down.Load() {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w (%d configured)", errNoPBX, len(s.proxy.pbx))
+	return fmt.Errorf("%w (%d configured)", errNoPBX, len(p.pbx))
+}
+
+// PBXTargets reports each registrar.pbx target and whether it answered the
+// last OPTIONS probe.
+func (p *Proxy) PBXTargets() []registrar.TargetHealth {
+	out := make([]registrar.TargetHealth, 0, len(p.pbx))
+	for _, t := range p.pbx {
+		out = append(out, registrar.TargetHealth{URI: t.uri.String(), Up: !t.down.Load()})
+	}
+	return out
 }

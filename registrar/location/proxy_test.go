@@ -1,4 +1,4 @@
-package registrar_test
+package location_test
 
 import (
 	"bufio"
@@ -24,12 +24,13 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
+	"github.com/pinhole-sip/pinhole/registrar/location"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
 
-// Socket tests for the location-service proxy (inbound.go, proxy.go): a
-// real registrar Server on 127.0.0.1:0 and raw UDP sockets playing the
+// Socket tests for the location-service proxy (location.go, fork.go): a
+// real registrar Server with the location service attached on 127.0.0.1:0 and raw UDP sockets playing the
 // PBX, the UAs and the edges. Reads use deadlines only as a failure bound;
 // nothing sleeps to synchronise.
 
@@ -40,6 +41,7 @@ type proxyHarness struct {
 	reg   *registrar.Registrar
 	store registrar.Store
 	srv   *registrar.Server
+	loc   *location.Proxy
 	prom  *prometheus.Registry
 	udp   netip.AddrPort // registrar UDP listener
 	tcp   netip.AddrPort // registrar TCP listener
@@ -99,7 +101,11 @@ func newProxyHarness(t *testing.T, o proxyOpts) *proxyHarness {
 	if err := srv.Listen(cfg.Listen); err != nil {
 		t.Fatal(err)
 	}
-	h := &proxyHarness{t: t, reg: reg, store: store, srv: srv, prom: prom}
+	loc, err := location.Attach(srv, reg, cfg, prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &proxyHarness{t: t, reg: reg, store: store, srv: srv, loc: loc, prom: prom}
 	for _, a := range srv.Addrs() {
 		ap := netip.MustParseAddrPort(a.String())
 		if a.Network() == "udp" {
@@ -252,7 +258,7 @@ func (p *peer) request(method sip.RequestMethod) *sip.Request {
 				continue
 			}
 			if r.Method == sip.OPTIONS && r.From() != nil && r.From().Address.Host == "pinhole-registrar.invalid" {
-				continue // a PBX health probe (pbxprobe.go), not the request under test
+				continue // a PBX health probe (probe.go), not the request under test
 			}
 			p.t.Fatalf("%s: got %s, want %s", p.name, r.Method, method)
 		}

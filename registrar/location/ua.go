@@ -1,4 +1,4 @@
-package registrar
+package location
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/registrar"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 	"github.com/pinhole-sip/pinhole/routeset"
 )
@@ -48,37 +50,36 @@ func hasOrigMarker(popped []routeset.Entry) bool {
 // authenticateUA returns the identity to assert for a UA-originated
 // request, or the rejection (407 challenge, 403). With authentication off
 // nothing is asserted (and any UA-supplied identity is still stripped).
-func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection) {
+func (p *Proxy) authenticateUA(req *sip.Request, src registrar.Source) (string, *registrar.Rejection) {
 	from := req.From()
 	if from == nil {
-		return "", reject(400, "missing_from", "Missing From", "")
+		return "", registrar.Reject(400, "missing_from", "Missing From", "")
 	}
-	aor := CanonicalAOR(&from.Address)
-	r := p.reg
-	if r.auth == nil {
+	aor := registrar.CanonicalAOR(&from.Address)
+	if p.svc.Auth == nil {
 		return "", nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
 	defer cancel()
-	res, err := r.auth.Authenticate(ctx, auth.Request{
+	res, err := p.svc.Auth.Authenticate(ctx, auth.Request{
 		Method:        string(req.Method),
 		RequestURI:    req.Recipient.String(),
-		Authorization: headerValues(req, "proxy-authorization"),
-		UserAgent:     headerValue(req, "user-agent"),
-		Source:        r.uaAddr(req, src),
+		Authorization: sipproxy.HeaderValues(req, "proxy-authorization"),
+		UserAgent:     sipproxy.HeaderValue(req, "user-agent"),
+		Source:        p.svc.UAAddr(req, src),
 		Body:          req.Body(),
 		Proxy:         true,
 	})
 	if err != nil {
-		return "", r.unavailable(err)
+		return "", p.svc.Unavailable(err)
 	}
-	r.metrics.auth.WithLabelValues(string(res.Outcome)).Inc()
-	if rej := authRejection(res, "Bad Proxy-Authorization"); rej != nil {
+	p.svc.CountAuth(res.Outcome)
+	if rej := registrar.AuthRejection(res, "Bad Proxy-Authorization"); rej != nil {
 		return "", rej
 	}
-	if !r.users.Authorized(res.Username, aor, r.cfg.Domains) {
-		r.metrics.auth.WithLabelValues(string(auth.ForbiddenAOR)).Inc()
-		return "", reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
+	if !p.svc.Users.Authorized(res.Username, aor, p.cfg.Domains) {
+		p.svc.CountAuth(auth.ForbiddenAOR)
+		return "", registrar.Reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
 	}
 	return aor, nil
 }
@@ -93,34 +94,33 @@ func (p *proxy) authenticateUA(req *sip.Request, src Source) (string, *rejection
 //     Via, compared with the flow token in each binding's Path
 //     (flowtable.SameFlow, so an edge key rotation changes nothing);
 //   - from anywhere else (a UA reached directly), the transport and source
-//     address, compared with each Path-less binding's recorded Source.
+//     address, compared with each Path-less binding's recorded registrar.Source.
 //
 // An outbound binding (reg-id) must match its flow exactly; a plain
 // binding matches any flow of the same transport from the same IP address.
 //
 // registrar.require_registered_flow: false turns the check off (for edges
 // that do not name flows).
-func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
-	r := p.reg
-	if !r.cfg.RegisteredFlowRequired() {
+func (p *Proxy) fromRegisteredFlow(req *sip.Request, src registrar.Source) *registrar.Rejection {
+	if !p.cfg.RequireRegisteredFlow {
 		return nil
 	}
 	from := req.From()
 	if from == nil {
-		return reject(400, "missing_from", "Missing From", "")
+		return registrar.Reject(400, "missing_from", "Missing From", "")
 	}
-	aor := CanonicalAOR(&from.Address)
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.StoreTimeout)
+	aor := registrar.CanonicalAOR(&from.Address)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
 	defer cancel()
-	bs, err := r.store.Get(ctx, aor)
+	bs, err := p.svc.Store.Get(ctx, aor)
 	if err != nil {
-		rej := r.unavailable(err)
-		rej.reason = string(reasonStore)
+		rej := p.svc.Unavailable(err)
+		rej.Reason = string(reasonStore)
 		return rej
 	}
-	now := r.now()
+	now := p.svc.Now()
 	viaFlow := ""
-	fromEdge := r.trustedEdge(src.Addr.Addr().Unmap())
+	fromEdge := p.svc.TrustedEdge(src.Addr.Addr().Unmap())
 	if fromEdge {
 		if v := req.Via(); v != nil {
 			viaFlow, _ = v.Params.Get("flow")
@@ -157,13 +157,13 @@ func (p *proxy) fromRegisteredFlow(req *sip.Request, src Source) *rejection {
 	if fromEdge && viaFlow == "" {
 		detail += " (the edge named no flow on its Via)"
 	}
-	return reject(403, string(reasonNotRegistered), "Forbidden", detail)
+	return registrar.Reject(403, string(reasonNotRegistered), "Forbidden", detail)
 }
 
-// sameDirectSource compares a binding's recorded Source ("tcp
+// sameDirectSource compares a binding's recorded registrar.Source ("tcp
 // 192.0.2.1:5060") with where a request came from: exactly for an outbound
 // binding, by transport and IP address otherwise.
-func sameDirectSource(recorded string, src Source, outbound bool) bool {
+func sameDirectSource(recorded string, src registrar.Source, outbound bool) bool {
 	if outbound {
 		return recorded == src.String()
 	}
