@@ -1,18 +1,16 @@
 package edge
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
-	"sync"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
@@ -87,12 +85,7 @@ func (s *Server) dscp(l *listener) int {
 	return s.cfg.DSCP
 }
 
-func (s *Server) readers() int {
-	if s.cfg.UDPReaders > 0 {
-		return s.cfg.UDPReaders
-	}
-	return runtime.GOMAXPROCS(0)
-}
+func (s *Server) readers() int { return sock.Readers(s.cfg.UDPReaders) }
 
 // listenUDP binds a datagram listener's socket.
 func (s *Server) listenUDP(l *listener) (*sock.Conn, error) {
@@ -123,18 +116,7 @@ func (s *Server) listenUDP(l *listener) (*sock.Conn, error) {
 // serveDatagrams runs one sipgo read loop (which parses inline) per reader
 // over pc, so datagrams are parsed in parallel; it returns when all stop.
 func (s *Server) serveDatagrams(pc net.PacketConn) error {
-	n := s.readers()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.asrv.ServeUDP(pc)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return sipserve.ServeUDP(s.asrv, pc, s.readers())
 }
 
 // bindDTLS binds a DTLS listener: certificates from certs (same files,

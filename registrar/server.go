@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -311,26 +310,10 @@ func (s *Server) dscp(l ListenConfig) int {
 	return s.reg.cfg.DSCP
 }
 
-func (s *Server) readers() int {
-	if n := s.reg.cfg.UDPReaders; n > 0 {
-		return n
-	}
-	return runtime.GOMAXPROCS(0)
-}
+func (s *Server) readers() int { return sock.Readers(s.reg.cfg.UDPReaders) }
 
 // serveUDP runs one sipgo read loop (which parses inline) per reader over
 // pc, so datagrams are parsed in parallel.
 func (s *Server) serveUDP(pc net.PacketConn) error {
-	n := s.readers()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.srv.ServeUDP(pc)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return sipserve.ServeUDP(s.srv, pc, s.readers())
 }

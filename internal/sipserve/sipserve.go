@@ -3,11 +3,34 @@
 package sipserve
 
 import (
+	"errors"
 	"log/slog"
+	"net"
+	"sync"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
+
+// ServeUDP runs readers sipgo read loops over pc at once, so datagrams
+// are parsed in parallel (each loop parses inline what it reads); it
+// returns when all have stopped, with their errors joined. pc is usually
+// a *sock.Conn, whose own readers keep draining the kernel queue while
+// these loops parse.
+func ServeUDP(srv *sipgo.Server, pc net.PacketConn, readers int) error {
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = srv.ServeUDP(pc)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
 
 // AwaitUDP waits until sipgo's UDP connection pool holds a connection for
 // every local address in addrs, or until done closes or timeout passes.
