@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
@@ -37,44 +36,37 @@ func TestRFC3261_16_8_TimerCAtTheEdge(t *testing.T) {
 				"CSeq: 1 INVITE\r\n" +
 				"Contact: <sip:alice@" + local + ";transport=tcp>\r\n" +
 				"Content-Length: 0\r\n\r\n"
-			if _, err := ua.Write([]byte(inv)); err != nil {
-				t.Fatal(err)
-			}
-			fwd, from := core.recv("INVITE")
-			tc, ok := timers.Next(5 * time.Second)
-			if !ok {
-				t.Fatal("no Timer C started for the forwarded INVITE")
-			}
-			if c.Ring {
-				core.reply(fwd, from, 180, "Ringing", "")
-				readUntilStatus(t, ua, r, 180)
-			}
-			tc.Fire()
-			if c.Ring {
-				cancel, cfrom := core.recv("CANCEL")
-				if cancel.all("Via")[0] != fwd.all("Via")[0] {
-					t.Errorf("CANCEL Via %q, want the INVITE's %q (§9.1)", cancel.all("Via")[0], fwd.all("Via")[0])
-				}
-				core.reply(cancel, cfrom, 200, "OK", "")
-				if c.Answers487 {
-					core.reply(fwd, from, 487, "Request Terminated", "")
-				}
-			}
-			if c.GraceNeeded {
-				tc.Fire()
-			}
-			for {
-				m, err := readStreamMsg(ua, r)
-				if err != nil {
-					t.Fatalf("waiting for the final response: %v", err)
-				}
-				if m.status() >= 200 {
-					if m.status() != 408 {
-						t.Fatalf("UA got %d, want 408", m.status())
+			var fwd *rawMsg
+			var from *net.UDPAddr
+			c.Play(t, timers, sipproxy.TimerCPeers{
+				Invite: func() {
+					if _, err := ua.Write([]byte(inv)); err != nil {
+						t.Fatal(err)
 					}
-					break
-				}
-			}
+					fwd, from = core.recv("INVITE")
+				},
+				Ring: func() {
+					core.reply(fwd, from, 180, "Ringing", "")
+					readUntilStatus(t, ua, r, 180)
+				},
+				Cancel: func() (string, string) {
+					cancel, cfrom := core.recv("CANCEL")
+					core.reply(cancel, cfrom, 200, "OK", "")
+					return cancel.all("Via")[0], fwd.all("Via")[0]
+				},
+				Terminate: func() { core.reply(fwd, from, 487, "Request Terminated", "") },
+				Final: func() int {
+					for {
+						m, err := readStreamMsg(ua, r)
+						if err != nil {
+							t.Fatalf("waiting for the final response: %v", err)
+						}
+						if m.status() >= 200 {
+							return m.status()
+						}
+					}
+				},
+			})
 		})
 	}
 }

@@ -21,33 +21,24 @@ func TestRFC3261_16_8_TimerCAtTheLocationProxy(t *testing.T) {
 			pbx, ua := newPeer(t, "pbx"), newPeer(t, "ua")
 			const aor = "sip:tina@example.com"
 			h.bind(uaBinding(aor, ua, "t1", -1))
-			pbx.send(h.udp, pbx.invite(aor))
-			in := ua.request(sip.INVITE)
-			tc, ok := timers.Next(readTimeout)
-			if !ok {
-				t.Fatal("no Timer C started for the INVITE fork")
-			}
-			if c.Ring {
-				ua.answer(h.udp, in, 180, "Ringing")
-				pbx.expectStatus(180)
-			}
-			tc.Fire()
-			if c.Ring {
-				cancel := ua.request(sip.CANCEL)
-				if cancel.Via().Value() != in.Via().Value() {
-					t.Errorf("CANCEL Via %s, want the INVITE's %s (§9.1)", cancel.Via().Value(), in.Via().Value())
-				}
-				ua.answer(h.udp, cancel, 200, "OK")
-				if c.Answers487 {
-					ua.answer(h.udp, in, 487, "Request Terminated")
-				}
-			}
-			if c.GraceNeeded {
-				tc.Fire()
-			}
-			if res := pbx.response(); res.StatusCode != 408 {
-				t.Fatalf("PBX got %d, want 408", res.StatusCode)
-			}
+			var in *sip.Request
+			c.Play(t, timers, sipproxy.TimerCPeers{
+				Invite: func() {
+					pbx.send(h.udp, pbx.invite(aor))
+					in = ua.request(sip.INVITE)
+				},
+				Ring: func() {
+					ua.answer(h.udp, in, 180, "Ringing")
+					pbx.expectStatus(180)
+				},
+				Cancel: func() (string, string) {
+					cancel := ua.request(sip.CANCEL)
+					ua.answer(h.udp, cancel, 200, "OK")
+					return cancel.Via().Value(), in.Via().Value()
+				},
+				Terminate: func() { ua.answer(h.udp, in, 487, "Request Terminated") },
+				Final:     func() int { return pbx.response().StatusCode },
+			})
 		})
 	}
 }
