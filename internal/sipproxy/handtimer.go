@@ -118,3 +118,18 @@ func (c TimerCCase) Play(t TestingT, timers *HandTimers, p TimerCPeers) {
 		t.Fatalf("upstream got %d, want 408", got)
 	}
 }
+
+// RunTimerC plays every TimerCCase as a subtest of t (a *testing.T),
+// each against the role start sets up afresh with timers as its Timer C
+// source.
+func RunTimerC[T interface {
+	TestingT
+	Run(name string, f func(T)) bool
+}](t T, start func(t T, timers *HandTimers) TimerCPeers) {
+	for _, c := range TimerCCases {
+		t.Run(c.Name, func(t T) {
+			timers := NewHandTimers()
+			c.Play(t, timers, start(t, timers))
+		})
+	}
+}
