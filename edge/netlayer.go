@@ -10,6 +10,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/internal/sock"
 )
@@ -29,33 +30,18 @@ func (s *Server) initNetLayer(reg prometheus.Registerer) error {
 	s.handoff = sock.NewHandoff()
 	s.udpStats = sock.NewCollector("edge")
 	s.nm = &netMetrics{
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_dtls_handshakes_total",
-			Help: "DTLS handshakes by outcome (ok, timeout, no_cookie, bad_certificate, cookie_mismatch, failed).",
-		}, []string{"outcome"}),
+		handshakes: metric.CounterVec("pinhole_edge_dtls_handshakes_total",
+			"DTLS handshakes by outcome (ok, timeout, no_cookie, bad_certificate, cookie_mismatch, failed).", "outcome"),
 	}
-	assoc := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "pinhole_edge_dtls_associations",
-		Help:        "DTLS associations by state.",
-		ConstLabels: prometheus.Labels{"state": DTLSHandshaking},
-	}, func() float64 { h, _ := s.dtlsAssociations(); return float64(h) })
-	est := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "pinhole_edge_dtls_associations",
-		Help:        "DTLS associations by state.",
-		ConstLabels: prometheus.Labels{"state": DTLSEstablished},
-	}, func() float64 { _, e := s.dtlsAssociations(); return float64(e) })
+	const assocHelp = "DTLS associations by state."
+	assoc := metric.GaugeFunc("pinhole_edge_dtls_associations", assocHelp, prometheus.Labels{"state": DTLSHandshaking},
+		func() float64 { h, _ := s.dtlsAssociations(); return float64(h) })
+	est := metric.GaugeFunc("pinhole_edge_dtls_associations", assocHelp, prometheus.Labels{"state": DTLSEstablished},
+		func() float64 { _, e := s.dtlsAssociations(); return float64(e) })
 	for _, o := range []string{DTLSOK, DTLSTimeout, DTLSNoCookie, DTLSBadCertificate, DTLSCookieMismatch, DTLSFailed} {
 		s.nm.handshakes.WithLabelValues(o)
 	}
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{s.nm.handshakes, assoc, est, s.udpStats} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return metric.Register(reg, s.nm.handshakes, assoc, est, s.udpStats)
 }
 
 func (s *Server) dtlsAssociations() (handshaking, established int) {
