@@ -4,6 +4,7 @@ package sipserve
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -60,6 +61,21 @@ func AwaitUDP(tl *sip.TransportLayer, addrs []string, done <-chan struct{}, time
 		}
 	}
 	return true
+}
+
+// Ready is the part of a role's readiness its serving loops decide: nil
+// once serving is closed (CloseWhenServing) unless the role is draining;
+// the errors name the role ("edge", "registrar").
+func Ready(role string, serving <-chan struct{}, draining bool) error {
+	select {
+	case <-serving:
+	default:
+		return fmt.Errorf("%s: listeners not serving yet", role)
+	}
+	if draining {
+		return fmt.Errorf("%s: draining", role)
+	}
+	return nil
 }
 
 // CloseWhenServing runs AwaitUDP (bounded by five seconds) and then closes
