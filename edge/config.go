@@ -15,6 +15,7 @@ import (
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
+	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
 // Defaults of Config.
@@ -298,9 +299,7 @@ func (c *Config) Validate() error {
 			// Path, Record-Route and Via would carry 0.0.0.0.
 			bad("%s.address: a wildcard address needs advertise (here or edge.advertise)", p)
 		}
-		if l.DSCP < 0 || l.DSCP > 63 {
-			bad("%s.dscp: %d is not in 0..63", p, l.DSCP)
-		}
+		errs = append(errs, sock.CheckDSCP(p+".dscp", l.DSCP))
 		switch l.Role {
 		case RoleAccess:
 			access = true
@@ -419,15 +418,7 @@ func (c *Config) Validate() error {
 	if c.RateLimit.MaxSources < 0 {
 		bad("edge.rate_limit.max_sources: must not be negative")
 	}
-	if c.DSCP < 0 || c.DSCP > 63 {
-		bad("edge.dscp: %d is not in 0..63", c.DSCP)
-	}
-	if c.UDPReceiveBuffer < 0 {
-		bad("edge.udp_receive_buffer: must not be negative")
-	}
-	if c.UDPReaders < 0 || c.UDPReaders > 256 {
-		bad("edge.udp_readers: %d is not in 0..256", c.UDPReaders)
-	}
+	errs = append(errs, sock.ValidateConfig("edge", c.DSCP, c.UDPReceiveBuffer, c.UDPReaders))
 	if c.RateLimit.RequestsPerSecond < 0 || c.RateLimit.Burst < 0 {
 		bad("edge.rate_limit: requests_per_second and burst must not be negative")
 	} else if c.RateLimit.Burst < 1 || float64(c.RateLimit.Burst) < c.RateLimit.RequestsPerSecond/10 {

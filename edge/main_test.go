@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"os"
 	"testing"
 
 	"github.com/pinhole-sip/pinhole/internal/siptune"
@@ -9,7 +8,4 @@ import (
 
 // TestMain runs the package's tests with the process-wide sipgo settings
 // of cmd/pinhole.
-func TestMain(m *testing.M) {
-	siptune.Apply()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { siptune.Main(m) }

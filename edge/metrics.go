@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/metric"
 )
 
 // Rejection reasons: bounded, used as the metric label and the log
@@ -40,64 +41,39 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prometheus.Collector) (*metrics, error) {
 	m := &metrics{
-		keepalives: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_keepalives_total",
-			Help: "Keep-alives answered or absorbed (CRLFCRLF on streams, STUN or CRLF on UDP; RFC 5626 §4.4).",
-		}, []string{"transport"}),
-		flowDeaths: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_flow_deaths_total",
-			Help: "Flows removed from the flow table, by cause.",
-		}, []string{"cause"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_requests_total",
-			Help: "SIP requests received by the edge, by direction and method.",
-		}, []string{"direction", "method"}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_rejections_total",
-			Help: "Requests the edge answered itself with an error, by reason.",
-		}, []string{"reason"}),
-		connRejects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_connections_rejected_total",
-			Help: "Stream connections dropped before use (limit, handshake), by reason.",
-		}, []string{"reason"}),
-		registrarUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pinhole_edge_registrars_up",
-			Help: "Registrars that answered the last OPTIONS probe.",
-		}),
-		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_acks_total",
-			Help: "ACKs that matched no live transaction: absorbed (for a non-2xx the edge sent, RFC 3261 §17.2.1), forwarded (for a 2xx, by Route) or dropped.",
-		}, []string{"outcome"}),
+		keepalives: metric.CounterVec("pinhole_edge_keepalives_total",
+			"Keep-alives answered or absorbed (CRLFCRLF on streams, STUN or CRLF on UDP; RFC 5626 §4.4).", "transport"),
+		flowDeaths: metric.CounterVec("pinhole_edge_flow_deaths_total",
+			"Flows removed from the flow table, by cause.", "cause"),
+		requests: metric.CounterVec("pinhole_edge_requests_total",
+			"SIP requests received by the edge, by direction and method.", "direction", "method"),
+		rejections: metric.CounterVec("pinhole_edge_rejections_total",
+			"Requests the edge answered itself with an error, by reason.", "reason"),
+		connRejects: metric.CounterVec("pinhole_edge_connections_rejected_total",
+			"Stream connections dropped before use (limit, handshake), by reason.", "reason"),
+		registrarUp: metric.Gauge("pinhole_edge_registrars_up",
+			"Registrars that answered the last OPTIONS probe."),
+		acks: metric.CounterVec("pinhole_edge_acks_total",
+			"ACKs that matched no live transaction: absorbed (for a non-2xx the edge sent, RFC 3261 §17.2.1), forwarded (for a 2xx, by Route) or dropped.", "outcome"),
 	}
 	cs := append([]prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp, m.acks}, extra...)
 	for _, t := range transportsForMetrics {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "pinhole_edge_flows",
-			Help:        "Live flows in the flow table, by transport.",
-			ConstLabels: prometheus.Labels{"transport": string(t)},
-		}, func() float64 { return float64(table.Stats().Flows[t]) }))
+		cs = append(cs, metric.GaugeFunc("pinhole_edge_flows", "Live flows in the flow table, by transport.",
+			prometheus.Labels{"transport": string(t)}, func() float64 { return float64(table.Stats().Flows[t]) }))
 	}
 	cs = append(cs,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "pinhole_edge_flows_provisional",
-			Help: "Live provisional UDP flows: created by a request, not yet confirmed by a registrar 2xx.",
-		}, func() float64 { return float64(table.Stats().Provisional) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "pinhole_edge_flow_evictions_total",
-			Help: "Provisional flows evicted to make room for new flows (edge.max_provisional_flows, edge.max_flows).",
-		}, func() float64 { return float64(table.Stats().Ended[flowtable.CauseEvicted]) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "pinhole_edge_flow_table_full_total",
-			Help: "New flows refused because the flow table was full of confirmed flows (edge.max_flows).",
-		}, func() float64 { return float64(table.Stats().Full) }),
+		metric.GaugeFunc("pinhole_edge_flows_provisional",
+			"Live provisional UDP flows: created by a request, not yet confirmed by a registrar 2xx.", nil,
+			func() float64 { return float64(table.Stats().Provisional) }),
+		metric.CounterFunc("pinhole_edge_flow_evictions_total",
+			"Provisional flows evicted to make room for new flows (edge.max_provisional_flows, edge.max_flows).",
+			func() float64 { return float64(table.Stats().Ended[flowtable.CauseEvicted]) }),
+		metric.CounterFunc("pinhole_edge_flow_table_full_total",
+			"New flows refused because the flow table was full of confirmed flows (edge.max_flows).",
+			func() float64 { return float64(table.Stats().Full) }),
 	)
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := metric.Register(reg, cs...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,18 +1,17 @@
 package edge
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
-	"sync"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/metric"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
@@ -31,33 +30,18 @@ func (s *Server) initNetLayer(reg prometheus.Registerer) error {
 	s.handoff = sock.NewHandoff()
 	s.udpStats = sock.NewCollector("edge")
 	s.nm = &netMetrics{
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_edge_dtls_handshakes_total",
-			Help: "DTLS handshakes by outcome (ok, timeout, no_cookie, bad_certificate, cookie_mismatch, failed).",
-		}, []string{"outcome"}),
+		handshakes: metric.CounterVec("pinhole_edge_dtls_handshakes_total",
+			"DTLS handshakes by outcome (ok, timeout, no_cookie, bad_certificate, cookie_mismatch, failed).", "outcome"),
 	}
-	assoc := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "pinhole_edge_dtls_associations",
-		Help:        "DTLS associations by state.",
-		ConstLabels: prometheus.Labels{"state": DTLSHandshaking},
-	}, func() float64 { h, _ := s.dtlsAssociations(); return float64(h) })
-	est := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "pinhole_edge_dtls_associations",
-		Help:        "DTLS associations by state.",
-		ConstLabels: prometheus.Labels{"state": DTLSEstablished},
-	}, func() float64 { _, e := s.dtlsAssociations(); return float64(e) })
+	const assocHelp = "DTLS associations by state."
+	assoc := metric.GaugeFunc("pinhole_edge_dtls_associations", assocHelp, prometheus.Labels{"state": DTLSHandshaking},
+		func() float64 { h, _ := s.dtlsAssociations(); return float64(h) })
+	est := metric.GaugeFunc("pinhole_edge_dtls_associations", assocHelp, prometheus.Labels{"state": DTLSEstablished},
+		func() float64 { _, e := s.dtlsAssociations(); return float64(e) })
 	for _, o := range []string{DTLSOK, DTLSTimeout, DTLSNoCookie, DTLSBadCertificate, DTLSCookieMismatch, DTLSFailed} {
 		s.nm.handshakes.WithLabelValues(o)
 	}
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{s.nm.handshakes, assoc, est, s.udpStats} {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return metric.Register(reg, s.nm.handshakes, assoc, est, s.udpStats)
 }
 
 func (s *Server) dtlsAssociations() (handshaking, established int) {
@@ -87,12 +71,7 @@ func (s *Server) dscp(l *listener) int {
 	return s.cfg.DSCP
 }
 
-func (s *Server) readers() int {
-	if s.cfg.UDPReaders > 0 {
-		return s.cfg.UDPReaders
-	}
-	return runtime.GOMAXPROCS(0)
-}
+func (s *Server) readers() int { return sock.Readers(s.cfg.UDPReaders) }
 
 // listenUDP binds a datagram listener's socket.
 func (s *Server) listenUDP(l *listener) (*sock.Conn, error) {
@@ -123,18 +102,7 @@ func (s *Server) listenUDP(l *listener) (*sock.Conn, error) {
 // serveDatagrams runs one sipgo read loop (which parses inline) per reader
 // over pc, so datagrams are parsed in parallel; it returns when all stop.
 func (s *Server) serveDatagrams(pc net.PacketConn) error {
-	n := s.readers()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.asrv.ServeUDP(pc)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return sipserve.ServeUDP(s.asrv, pc, s.readers())
 }
 
 // bindDTLS binds a DTLS listener: certificates from certs (same files,

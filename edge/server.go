@@ -566,13 +566,8 @@ func (s *Server) Ready(ctx context.Context) error {
 	if !s.listening.Load() {
 		return errors.New("edge: not listening")
 	}
-	select {
-	case <-s.serving:
-	default:
-		return errors.New("edge: listeners not serving yet")
-	}
-	if s.draining.Load() {
-		return errors.New("edge: draining")
+	if err := sipserve.Ready("edge", s.serving, s.draining.Load()); err != nil {
+		return err
 	}
 	if !s.probed.Load() {
 		return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/registrar"
+	"github.com/pinhole-sip/pinhole/registrar/location"
 	"github.com/pinhole-sip/pinhole/registrar/memstore"
 )
 
@@ -253,6 +254,9 @@ func startEnvOpts(t *testing.T, mutate func(*Config), now func() time.Time, opts
 		t.Fatal(err)
 	}
 	if err := env.regSrv.Listen(rcfg.Listen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := location.Attach(env.regSrv, r, rcfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	go env.regSrv.Serve()

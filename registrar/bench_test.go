@@ -80,12 +80,12 @@ func BenchmarkHandleRegister(b *testing.B) {
 //
 //	go test -run '^$' -bench RefreshWithDigest -benchmem ./registrar/
 func BenchmarkRefreshWithDigest(b *testing.B) {
-	for _, withAuth := range []bool{false, true} {
-		name := "noauth"
-		if withAuth {
-			name = "md5"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []struct {
+		name     string
+		withAuth bool
+	}{{"noauth", false}, {"md5", true}} {
+		withAuth := mode.withAuth
+		b.Run(mode.name, func(b *testing.B) {
 			cfg := baseConfig()
 			opts := registrar.Options{}
 			if withAuth {

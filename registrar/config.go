@@ -11,6 +11,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/prefixlist"
+	"github.com/pinhole-sip/pinhole/internal/sock"
 	"github.com/pinhole-sip/pinhole/registrar/auth"
 )
 
@@ -166,24 +167,14 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("registrar.listen: at least one listener is required")
 	}
-	if c.DSCP < 0 || c.DSCP > 63 {
-		bad("registrar.dscp: %d is not in 0..63", c.DSCP)
-	}
-	if c.UDPReceiveBuffer < 0 {
-		bad("registrar.udp_receive_buffer: must not be negative")
-	}
-	if c.UDPReaders < 0 || c.UDPReaders > 256 {
-		bad("registrar.udp_readers: %d is not in 0..256", c.UDPReaders)
-	}
+	errs = append(errs, sock.ValidateConfig("registrar", c.DSCP, c.UDPReceiveBuffer, c.UDPReaders))
 	for i, l := range c.Listen {
 		switch strings.ToLower(l.Transport) {
 		case "udp", "tcp":
 		default:
 			bad("registrar.listen[%d].transport: %q is not udp or tcp", i, l.Transport)
 		}
-		if l.DSCP < 0 || l.DSCP > 63 {
-			bad("registrar.listen[%d].dscp: %d is not in 0..63", i, l.DSCP)
-		}
+		errs = append(errs, sock.CheckDSCP(fmt.Sprintf("registrar.listen[%d].dscp", i), l.DSCP))
 		if _, err := netip.ParseAddrPort(l.Address); err != nil {
 			bad("registrar.listen[%d].address: %q is not ip:port: %v", i, l.Address, err)
 		}

@@ -35,14 +35,6 @@ const maxExpires = math.MaxUint32
 // Option tags this registrar implements (RFC 3261 §8.2.2.3, §10.3 step 2).
 var supportedTags = map[string]bool{"path": true, "outbound": true}
 
-// Sentinel policy errors returned from the store update function.
-var (
-	errOutOfOrder = errors.New("CSeq not higher than the binding's for the same Call-ID")
-	errTooMany    = errors.New("too many contacts for this AOR")
-	errRetransmit = errors.New("retransmission")
-	errBadRequest = errors.New("bad request")
-)
-
 // Rejection is one typed reason to refuse a request: the metric label,
 // the log attribute and the SIP answer. The registrar's REGISTER policy and
 // the location service (package location) answer with it alike.
@@ -465,6 +457,14 @@ type updateInput struct {
 	userAgent string
 }
 
+// The policy errors apply returns through Store.Update, which hands them
+// back unchanged.
+var (
+	errOutOfOrder = errors.New("CSeq not higher than the binding's for the same Call-ID")
+	errTooMany    = errors.New("too many contacts for this AOR")
+	errRetransmit = errors.New("retransmission")
+)
+
 // apply is the pure RFC 3261 §10.3 steps 6-8 merge of one REGISTER into the
 // AOR's current bindings. It is called by Store.Update, possibly more than
 // once.
@@ -773,7 +773,7 @@ func splitList(vals []string) ([]string, error) {
 			p = strings.TrimSpace(p)
 			c, err := parseContact(p)
 			if err != nil || c.Wildcard {
-				return nil, fmt.Errorf("path entry %q: %w", p, errBadRequest)
+				return nil, fmt.Errorf("path entry %q: bad request", p)
 			}
 			out = append(out, p)
 		}

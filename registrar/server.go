@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -336,15 +335,7 @@ func (s *Server) Ready(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case <-s.serving:
-	default:
-		return errors.New("registrar: listeners not serving yet")
-	}
-	if s.draining.Load() {
-		return errors.New("registrar: draining")
-	}
-	return nil
+	return sipserve.Ready("registrar", s.serving, s.draining.Load())
 }
 
 // Drain stops taking new transactions (they get 503) and waits up to
@@ -380,28 +371,12 @@ func (s *Server) dscp(l ListenConfig) int {
 	return s.reg.cfg.DSCP
 }
 
-func (s *Server) readers() int {
-	if n := s.reg.cfg.UDPReaders; n > 0 {
-		return n
-	}
-	return runtime.GOMAXPROCS(0)
-}
+func (s *Server) readers() int { return sock.Readers(s.reg.cfg.UDPReaders) }
 
 // serveUDP runs one sipgo read loop (which parses inline) per reader over
 // pc, so datagrams are parsed in parallel.
 func (s *Server) serveUDP(pc net.PacketConn) error {
-	n := s.readers()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.srv.ServeUDP(pc)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return sipserve.ServeUDP(s.srv, pc, s.readers())
 }
 
 var sourceOf = SourceOf

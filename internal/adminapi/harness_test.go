@@ -26,10 +26,7 @@ import (
 	"github.com/pinhole-sip/pinhole/registrar/redisstore"
 )
 
-func TestMain(m *testing.M) {
-	siptune.Apply()
-	m.Run()
-}
+func TestMain(m *testing.M) { siptune.Main(m) }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/metric"
 )
 
 // Fingerprint ids (bounded: they are metric label values).
@@ -263,25 +264,17 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 		cfg: cfg, now: now, log: logger,
 		devices: map[devKey]*list.Element{}, lru: list.New(),
 		shortened: map[string]int{}, misses: map[string]*missed{},
-		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pinhole_diagnostics_active",
-			Help: "Findings currently active on this node, by fingerprint.",
-		}, []string{"fingerprint"}),
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_diagnostics_detected_total",
-			Help: "Findings raised on this node (a finding counts once until it clears), by fingerprint.",
-		}, []string{"fingerprint"}),
+		active: metric.GaugeVec("pinhole_diagnostics_active",
+			"Findings currently active on this node, by fingerprint.", "fingerprint"),
+		total: metric.CounterVec("pinhole_diagnostics_detected_total",
+			"Findings raised on this node (a finding counts once until it clears), by fingerprint.", "fingerprint"),
 	}
 	for _, f := range Fingerprints {
 		d.active.WithLabelValues(f)
 		d.total.WithLabelValues(f)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{d.active, d.total} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register diagnostics metrics: %w", err)
-			}
-		}
+	if err := metric.Register(reg, d.active, d.total); err != nil {
+		return nil, fmt.Errorf("register diagnostics metrics: %w", err)
 	}
 	return d, nil
 }

@@ -3,11 +3,35 @@
 package sipserve
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"sync"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
+
+// ServeUDP runs readers sipgo read loops over pc at once, so datagrams
+// are parsed in parallel (each loop parses inline what it reads); it
+// returns when all have stopped, with their errors joined. pc is usually
+// a *sock.Conn, whose own readers keep draining the kernel queue while
+// these loops parse.
+func ServeUDP(srv *sipgo.Server, pc net.PacketConn, readers int) error {
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = srv.ServeUDP(pc)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
 
 // AwaitUDP waits until sipgo's UDP connection pool holds a connection for
 // every local address in addrs, or until done closes or timeout passes.
@@ -37,6 +61,21 @@ func AwaitUDP(tl *sip.TransportLayer, addrs []string, done <-chan struct{}, time
 		}
 	}
 	return true
+}
+
+// Ready is the part of a role's readiness its serving loops decide: nil
+// once serving is closed (CloseWhenServing) unless the role is draining;
+// the errors name the role ("edge", "registrar").
+func Ready(role string, serving <-chan struct{}, draining bool) error {
+	select {
+	case <-serving:
+	default:
+		return fmt.Errorf("%s: listeners not serving yet", role)
+	}
+	if draining {
+		return fmt.Errorf("%s: draining", role)
+	}
+	return nil
 }
 
 // CloseWhenServing runs AwaitUDP (bounded by five seconds) and then closes

@@ -3,7 +3,11 @@
 // same ones.
 package siptune
 
-import "github.com/emiago/sipgo/sip"
+import (
+	"os"
+
+	"github.com/emiago/sipgo/sip"
+)
 
 // Apply sets them; call it once at start-up, before any SIP stack runs.
 //
@@ -13,4 +17,14 @@ import "github.com/emiago/sipgo/sip"
 // vectors can exceed 1300 bytes, so allow large datagrams.
 func Apply() {
 	sip.UDPMTUSize = 65000
+}
+
+// Main is the TestMain of a package whose tests run a SIP stack: it
+// applies the settings, runs the tests (m is the *testing.M) and exits
+// with their status.
+//
+//	func TestMain(m *testing.M) { siptune.Main(m) }
+func Main(m interface{ Run() int }) {
+	Apply()
+	os.Exit(m.Run())
 }

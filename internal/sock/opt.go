@@ -21,7 +21,7 @@ func SetDSCP(c any, dscp int) error {
 	if dscp == 0 {
 		return nil
 	}
-	if dscp < 0 || dscp > 63 {
+	if dscp < 0 || dscp > MaxDSCP {
 		return fmt.Errorf("dscp %d: not in 0..63", dscp)
 	}
 	tos := dscp << 2

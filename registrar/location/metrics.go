@@ -3,6 +3,7 @@ package location
 import (
 	"fmt"
 
+	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,43 +57,26 @@ const (
 // gauge reading 0 without a PBX would look like an outage.
 func newRouteMetrics(reg prometheus.Registerer, withPBX bool) (*routeMetrics, error) {
 	m := &routeMetrics{
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_rejected_total",
-			Help: "Non-REGISTER requests the registrar answered itself instead of forwarding, by status code and reason.",
-		}, []string{"code", "reason"}),
-		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_forwarded_total",
-			Help: "Requests proxied statefully, by how the target was found (location, route, request_uri).",
-		}, []string{"by"}),
-		final: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_final_responses_total",
-			Help: "Final responses sent upstream for proxied requests, by status class.",
-		}, []string{"class"}),
-		branch: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_branches_total",
-			Help: "Client branches ended, by outcome (response, flow_failed, timeout, transport_error, bad_target, cancelled).",
-		}, []string{"outcome"}),
-		removed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_flows_removed_total",
-			Help: "Outbound bindings removed because their edge answered 430 Flow Failed (RFC 5626 §7).",
-		}),
-		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinhole_registrar_route_acks_total",
-			Help: "ACKs that matched no live transaction, by outcome: absorbed (for a non-2xx the registrar sent, RFC 3261 §17.2.1), forwarded (for a 2xx, statelessly), dropped.",
-		}, []string{"outcome"}),
-		pbxUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pinhole_registrar_pbx_up",
-			Help: "registrar.pbx targets answering OPTIONS at the last probe.",
-		}),
+		rejected: metric.CounterVec("pinhole_registrar_route_rejected_total",
+			"Non-REGISTER requests the registrar answered itself instead of forwarding, by status code and reason.", "code", "reason"),
+		forwarded: metric.CounterVec("pinhole_registrar_route_forwarded_total",
+			"Requests proxied statefully, by how the target was found (location, route, request_uri).", "by"),
+		final: metric.CounterVec("pinhole_registrar_route_final_responses_total",
+			"Final responses sent upstream for proxied requests, by status class.", "class"),
+		branch: metric.CounterVec("pinhole_registrar_route_branches_total",
+			"Client branches ended, by outcome (response, flow_failed, timeout, transport_error, bad_target, cancelled).", "outcome"),
+		removed: metric.Counter("pinhole_registrar_route_flows_removed_total",
+			"Outbound bindings removed because their edge answered 430 Flow Failed (RFC 5626 §7)."),
+		acks: metric.CounterVec("pinhole_registrar_route_acks_total",
+			"ACKs that matched no live transaction, by outcome: absorbed (for a non-2xx the registrar sent, RFC 3261 §17.2.1), forwarded (for a 2xx, statelessly), dropped.", "outcome"),
+		pbxUp: metric.Gauge("pinhole_registrar_pbx_up", "registrar.pbx targets answering OPTIONS at the last probe."),
 	}
 	cs := []prometheus.Collector{m.rejected, m.forwarded, m.final, m.branch, m.removed, m.acks}
 	if withPBX {
 		cs = append(cs, m.pbxUp)
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register route metrics: %w", err)
-		}
+	if err := metric.Register(reg, cs...); err != nil {
+		return nil, fmt.Errorf("register route metrics: %w", err)
 	}
 	return m, nil
 }
