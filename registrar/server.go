@@ -54,6 +54,7 @@ type Server struct {
 	pconns    []net.PacketConn
 	addrs     []net.Addr
 	router    atomic.Pointer[routerBox]
+	registers *udpRegisters // REGISTER over UDP, stateless (udpregister.go)
 	done      chan struct{}
 	closeOnce sync.Once
 	serving   chan struct{} // closed once sipgo serves every UDP listener
@@ -136,6 +137,9 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	if err := reg.registry.Register(s.udpStats); err != nil {
 		return nil, fmt.Errorf("registrar: register socket metrics: %w", err)
 	}
+	if s.registers, err = newUDPRegisters(s); err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
 	s.srv.OnAck(s.onAck)
 	s.srv.OnRegister(s.handle(s.onRegister))
 	s.srv.OnOptions(s.handle(s.onOptions))
@@ -198,11 +202,18 @@ func SourceOf(req *sip.Request) Source {
 }
 
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	s.answerRegister(req, tx.Respond)
+}
+
+// answerRegister runs one REGISTER through registrar.overload and the
+// registrar and sends its answer with respond (a server transaction's, or
+// the stateless UDP path's, udpregister.go).
+func (s *Server) answerRegister(req *sip.Request, respond func(*sip.Response) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	release, shed, ok := s.reg.AdmitRegister(ctx, req)
 	if !ok {
-		_ = tx.Respond(shed)
+		_ = respond(shed)
 		return
 	}
 	defer release()
@@ -211,7 +222,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	if reason == reasonBanned && !s.answerBanned(src) {
 		return
 	}
-	if err := tx.Respond(res); err != nil {
+	if err := respond(res); err != nil {
 		s.log.Warn("send REGISTER response", "error", err, "call_id", headerValue(req, "call-id"))
 	}
 }
@@ -264,7 +275,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			s.log.Info("udp receive buffer", "laddr", pc.LocalAddr().String(), "asked", s.reg.cfg.UDPReceiveBuffer,
 				"granted", pc.ReceiveBuffer(), "readers", s.readers(), "wildcard", pc.Wildcard())
 			s.udpStats.Add(l.Address, pc)
-			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log})
+			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log, registers: s.registers})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,9 +17,13 @@ import (
 // sipcheck names (400 naming the problem, 416, 505 with our own version)
 // and never reaches sipgo, whose parser accepts some of them (duplicated
 // To or Call-ID, a CSeq method mismatch) and drops others unanswered.
+//
+// A REGISTER that passes the check is taken off the read loop here and
+// answered statelessly (udpregister.go); sipgo never sees it.
 type checkedPacketConn struct {
 	net.PacketConn
-	log *slog.Logger
+	log       *slog.Logger
+	registers *udpRegisters
 }
 
 func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -39,6 +44,10 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 					continue
 				}
 				n = copy(b, norm)
+			}
+			if c.registers != nil && isRegister(b[:n]) {
+				c.registers.take(c.PacketConn, bytes.Clone(b[:n]), addr)
+				continue
 			}
 			return n, addr, nil
 		}

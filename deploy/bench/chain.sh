@@ -70,9 +70,19 @@ trap cleanup EXIT
 hz=$(getconf CLK_TCK)
 realm=sip.test
 
+# freeport: a port free on 127.0.0.1 for both UDP and TCP (retried: on a
+# busy machine the TCP side of a free UDP port is often taken).
 freeport() { python3 -c 'import socket
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",0))
-t=socket.socket(); t.bind(("127.0.0.1",s.getsockname()[1])); print(s.getsockname()[1])'; }
+for _ in range(200):
+    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",0))
+    t=socket.socket()
+    try:
+        t.bind(("127.0.0.1",s.getsockname()[1]))
+    except OSError:
+        continue
+    print(s.getsockname()[1]); break
+else:
+    raise SystemExit("no free UDP+TCP port")'; }
 
 # wait_udp PORT: until something listens on 127.0.0.1:PORT/udp.
 wait_udp() {

@@ -1,0 +1,172 @@
+package registrar
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/internal/logthrottle"
+	"github.com/pinhole-sip/pinhole/internal/metric"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+)
+
+// REGISTER over UDP is answered statelessly (RFC 3261 §8.2.7): parsed and
+// processed off the socket's read loop, answered straight onto the socket
+// it came in on, and forgotten. It never reaches sipgo, whose server
+// transaction would keep every request and its response for Timer J
+// (64*T1 = 32 s, §17.2.2): at 4,000 REGISTER/s that is 128,000 live
+// transactions, most of the process's memory and much of its GC work
+// (issue 15).
+//
+// Retransmissions are what the transaction absorbed:
+//   - one that arrives while its original is still queued or processed
+//     (same Via branch from the same source) is dropped here, and counted;
+//   - one that arrives after the answer is processed again, and the
+//     registrar answers it as a retransmission: a REGISTER with the
+//     Call-ID and CSeq of a stored binding changes nothing and gets the
+//     current bindings (§10.3 step 7). The same holds for a REGISTER whose
+//     answer was a challenge (a new challenge) and for a Digest answer
+//     whose nc was already used (a new challenge, as a replay; the UA
+//     authenticates again).
+//
+// §8.2.7 notes a registrar's answer may differ between two copies of one
+// request if another REGISTER changed the AOR in between; the answer then
+// lists the newer state, which is what the UA needs anyway. Kamailio's
+// registrar (save() without tm) behaves the same way.
+//
+// Everything else over UDP (OPTIONS, the location service's requests,
+// responses) still goes through sipgo's transactions; so does REGISTER
+// over TCP, where there are no retransmissions to absorb.
+
+// maxUDPRegisters bounds the REGISTERs taken off the socket and not yet
+// answered. registrar.overload sheds far earlier (503 once the queueing
+// delay passes its bound); beyond this the kernel's receive queue is the
+// buffer and further datagrams are dropped unread, as UDP allows.
+const maxUDPRegisters = 8192
+
+// udpRegisters runs the stateless path for one Server.
+type udpRegisters struct {
+	s      *Server
+	parser *sip.Parser
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // branch + source of REGISTERs taken, not yet answered
+
+	absorbed prometheus.Counter
+	dropped  prometheus.Counter
+	bad      prometheus.Counter
+}
+
+func newUDPRegisters(s *Server) (*udpRegisters, error) {
+	u := &udpRegisters{s: s, parser: NewParser(), inflight: make(map[string]struct{}),
+		absorbed: metric.Counter("pinhole_registrar_udp_register_retransmissions_absorbed_total",
+			"UDP REGISTER retransmissions dropped because the original was still being processed."),
+		dropped: metric.Counter("pinhole_registrar_udp_register_dropped_total",
+			"UDP REGISTERs dropped unanswered because too many were in processing (the kernel queue holds the rest)."),
+		bad: metric.Counter("pinhole_registrar_udp_register_unparsable_total",
+			"UDP REGISTERs that passed the syntax check but that the SIP parser refused (answered 400)."),
+	}
+	if err := metric.Register(s.reg.registry, u.absorbed, u.dropped, u.bad); err != nil {
+		return nil, fmt.Errorf("register UDP REGISTER metrics: %w", err)
+	}
+	return u, nil
+}
+
+// isRegister reports whether a datagram that passed the syntax check is a
+// REGISTER request (RFC 3261 §7.1: the method is case-sensitive).
+func isRegister(data []byte) bool { return bytes.HasPrefix(data, []byte("REGISTER ")) }
+
+// take takes a REGISTER datagram off the read loop: data must be the
+// caller's own copy. The REGISTER is processed on its own goroutine.
+func (u *udpRegisters) take(pc net.PacketConn, data []byte, from net.Addr) {
+	src, ok := addrPortOf(from)
+	if !ok {
+		return
+	}
+	go u.serve(pc, data, src)
+}
+
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort(), true
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap, err == nil
+}
+
+// begin records a REGISTER as taken; false when it is a retransmission of
+// one still in processing, or when the bound is reached.
+func (u *udpRegisters) begin(key string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, dup := u.inflight[key]; dup {
+		u.absorbed.Inc()
+		return false
+	}
+	if len(u.inflight) >= maxUDPRegisters {
+		u.dropped.Inc()
+		return false
+	}
+	u.inflight[key] = struct{}{}
+	return true
+}
+
+func (u *udpRegisters) end(key string) {
+	u.mu.Lock()
+	delete(u.inflight, key)
+	u.mu.Unlock()
+}
+
+func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort) {
+	s := u.s
+	msg, err := u.parser.ParseSIP(data)
+	req, isReq := msg.(*sip.Request)
+	if err != nil || !isReq {
+		u.bad.Inc()
+		s.log.Info("unparsable REGISTER refused", "error", err, "raddr", src.String(),
+			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(src.Addr().String()))
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(src.String())
+	key := src.String()
+	if v := req.Via(); v != nil {
+		br, _ := v.Params.Get("branch")
+		key = br + "|" + key
+	}
+	if !u.begin(key) {
+		return
+	}
+	defer u.end(key)
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	respond := func(res *sip.Response) error {
+		// RFC 3581 §4 and RFC 3261 §18.2.2: the top Via says what we saw,
+		// and the answer goes to the packet's source.
+		sipproxy.StampVia(res.Via(), src)
+		if _, err := pc.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(src)); err != nil {
+			return fmt.Errorf("write REGISTER response to %s: %w", src, err)
+		}
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in SIP handler", "method", "REGISTER", "panic", fmt.Sprint(p),
+				"call_id", headerValue(req, "call-id"), "stack", string(debug.Stack()))
+			_ = respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+		}
+	}()
+	if s.draining.Load() {
+		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+		_ = respond(res)
+		return
+	}
+	s.answerRegister(req, respond)
+}
