@@ -40,6 +40,8 @@ import (
 //	  [PINHOLE_FLOW_CPU_WINDOW=60s] [PINHOLE_FLOW_PROFILE_DIR=/tmp/prof] \
 //	  go test -run TestIdleFlowPSS -v -timeout 60m ./cmd/pinhole/
 //
+// PINHOLE_FLOW_BINARY runs that build of cmd/pinhole instead of this tree's
+// (e.g. an older commit's, for a before/after comparison).
 // PINHOLE_FLOW_PROFILE_DIR keeps the edge's heap and goroutine profiles
 // (ops.pprof) taken with the flows held.
 //
@@ -70,7 +72,10 @@ func TestIdleFlowPSS(t *testing.T) {
 	if v := os.Getenv("PINHOLE_FLOW_TRANSPORTS"); v != "" {
 		transports = strings.Split(v, ",")
 	}
-	bin := pinholeBuild(t, false)
+	bin := os.Getenv("PINHOLE_FLOW_BINARY")
+	if bin == "" {
+		bin = pinholeBuild(t, false)
+	}
 	regPort, regOps := freePort(t), freePort(t)
 	regCfg := fmt.Sprintf(`ops: {listen: 127.0.0.1:%d}
 log: {level: warn, format: text}
