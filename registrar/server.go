@@ -70,8 +70,8 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 	var s *Server
 	handoff := sock.NewHandoff()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
-		// Datagrams over sipgo's 32 KiB read buffer arrive whole
-		// (internal/sock Handoff).
+		// Datagrams over sipgo's read buffer (internal/siptune) arrive
+		// whole (internal/sock Handoff).
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(
 			func(_ sip.TransportReadProps, data []byte) ([]byte, error) { return handoff.Swap(data), nil })),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
