@@ -211,7 +211,7 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	if len(s.pending) == 0 {
-		s.pending = s.pending[:0:0]
+		s.pending = nil // a zero-length reslice would still pin the message's array
 	}
 	return n, nil
 }
