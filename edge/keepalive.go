@@ -20,10 +20,6 @@ const DefaultMaxMessage = 65535
 // 4475 tests trailing garbage after complete messages).
 const framingErrorGrace = 2 * time.Second
 
-// readChunk is the size of a StreamConn's read buffer. It bounds per-flow
-// memory, not message size: messages are reassembled by sipgo's stream parser.
-const readChunk = 4096
-
 var (
 	// ErrMessageTooLarge: a SIP message on a stream exceeded
 	// StreamOptions.MaxMessage. The connection is closed.
@@ -95,8 +91,9 @@ type StreamConn struct {
 	net.Conn
 	opt StreamOptions
 
-	// Read side, owned by the single reader goroutine.
-	rbuf    []byte
+	// Read side, owned by the single reader goroutine. It has no read
+	// buffer of its own: Read reads into its caller's (sipgo's) buffer,
+	// so an idle flow pins no buffer here.
 	pending []byte // framed SIP bytes not yet returned by Read
 	fr      framer
 	rerr    error // sticky read error
@@ -133,8 +130,13 @@ func (s *StreamConn) ID() uint64 { return s.opt.ID }
 func (s *StreamConn) NetConn() net.Conn { return s.Conn }
 
 // Read returns SIP message bytes only; keep-alives are answered and dropped.
-// It never returns (0, nil).
+// It never returns (0, nil) for a non-empty p. The bytes read from the
+// connection land in p itself and are framed out of it before the SIP
+// bytes among them are copied back.
 func (s *StreamConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for len(s.pending) == 0 {
 		if s.rerr != nil {
 			return 0, s.rerr
@@ -150,22 +152,19 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			t.Stop()
 			return 0, s.fail(s.broken, true)
 		}
-		if s.rbuf == nil {
-			s.rbuf = make([]byte, readChunk)
-		}
 		msgDeadline := s.messageDeadline()
 		if deadline := s.readDeadline(msgDeadline); !deadline.IsZero() {
 			if err := s.Conn.SetReadDeadline(deadline); err != nil {
 				return 0, s.fail(fmt.Errorf("set read deadline: %w", err), false)
 			}
 		}
-		n, err := s.Conn.Read(s.rbuf)
+		n, err := s.Conn.Read(p)
 		if n > 0 {
 			if s.opt.OnActivity != nil {
 				s.opt.OnActivity()
 			}
 			done := s.fr.done
-			pings, ferr := s.fr.feed(s.rbuf[:n], &s.pending)
+			pings, ferr := s.fr.feed(p[:n], &s.pending)
 			switch {
 			case s.fr.state == fsIdle && s.fr.done != done:
 				s.msgStart = time.Time{} // between messages
@@ -212,7 +211,7 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	if len(s.pending) == 0 {
-		s.pending = s.pending[:0:0]
+		s.pending = nil // a zero-length reslice would still pin the message's array
 	}
 	return n, nil
 }
@@ -411,10 +410,9 @@ func (f *framer) feed(chunk []byte, out *[]byte) (pings int, err error) {
 			if !f.skip {
 				*out = append(*out, hdr...)
 			}
-			f.hdr = f.hdr[:0]
-			if cap(f.hdr) > readChunk {
-				f.hdr = nil // do not pin one large message's buffer
-			}
+			// Released, not kept for the next message: an idle flow
+			// then holds no header buffer (issue 15).
+			f.hdr = nil
 			f.body = cl
 			f.state = fsBody
 			if cl == 0 {

@@ -124,7 +124,7 @@ type Server struct {
 
 	listeners []*listener
 	byLocal   map[string]*listener // udp and dtls listeners by bound address
-	// handoff carries datagrams over sipgo's 32 KiB UDP read buffer
+	// handoff carries datagrams over sipgo's read buffer (internal/siptune)
 	// (internal/sock Handoff); udpStats exports the UDP sockets' counters.
 	handoff  *sock.Handoff
 	udpStats *sock.Collector

@@ -176,7 +176,13 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if p.opt.Allow != nil && !p.opt.Allow(from) {
 			continue
 		}
-		data := b[:n]
+		// Classified and checked whole: a datagram longer than sipgo's read
+		// buffer (internal/siptune) arrives as a token of the Handoff.
+		data := p.Conn.Whole(b[:n])
+		if data == nil {
+			continue
+		}
+		placed := sock.IsToken(b[:n]) // data is no longer b[:n]: place it back
 		switch {
 		case IsSTUN(data):
 			resp, err := STUNBindingResponse(data, from)
@@ -204,7 +210,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			continue
 		}
-		if p.opt.Check != nil && !sock.IsToken(data) { // a handed-off large datagram is parsed by sipgo unchecked
+		if p.opt.Check != nil {
 			msg, reply, ok := p.opt.Check(data, from)
 			if !ok {
 				if reply != nil {
@@ -215,12 +221,11 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				continue
 			}
 			if msg != nil {
-				if len(msg) > len(b) {
-					continue
-				}
-				n = copy(b, msg)
-				data = b[:n]
+				data, placed = msg, true
 			}
+		}
+		if placed {
+			n = p.Conn.Place(data, b)
 		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {
 			if p.opt.OnResponse != nil {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"github.com/pinhole-sip/pinhole/internal/sock"
+	"strings"
 
 	"errors"
 	"net"
@@ -260,5 +261,58 @@ func TestPacketConn(t *testing.T) {
 				t.Errorf("after close: %v", g.err)
 			}
 		})
+	}
+}
+
+// TestPacketConnChecksDatagramsLongerThanTheBuffer: a datagram longer than
+// the reader's buffer (sipgo's, internal/siptune) arrives as a Handoff
+// token, yet the check sees it whole: a refused one is answered and never
+// returned, an accepted one is returned as a token that swaps back to the
+// (normalised) whole datagram.
+func TestPacketConnChecksDatagramsLongerThanTheBuffer(t *testing.T) {
+	h := sock.NewHandoff()
+	sc, err := sock.ListenUDP("127.0.0.1:0", sock.Options{Readers: 1, Handoff: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := "X-Pad: " + strings.Repeat("p", 3000) + "\r\n"
+	bad := "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nCall-ID: one\r\nCall-ID: two\r\n" + pad + "\r\n"
+	good := "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nCall-ID: one\r\n" + pad + "\r\n"
+	var seen []int
+	pc := NewPacketConn(sc, PacketOptions{
+		Check: func(b []byte, _ netip.AddrPort) ([]byte, []byte, bool) {
+			seen = append(seen, len(b))
+			if strings.Count(string(b), "Call-ID:") > 1 {
+				return nil, []byte("SIP/2.0 400 Bad Request\r\n\r\n"), false
+			}
+			return append([]byte("NORMALISED "), b...), nil, true
+		},
+	})
+	defer pc.Close()
+	client, err := net.DialUDP("udp", nil, sc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetDeadline(time.Now().Add(testTimeout))
+	for _, m := range []string{bad, good} {
+		if _, err := client.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(h.Swap(buf[:n])); got != "NORMALISED "+good {
+		t.Errorf("returned %d bytes (%.40q), want the whole normalised good datagram", len(got), got)
+	}
+	if len(seen) != 2 || seen[0] != len(bad) || seen[1] != len(good) {
+		t.Errorf("check saw %v bytes, want [%d %d] (whole datagrams)", seen, len(bad), len(good))
+	}
+	reply := make([]byte, 1500)
+	if n, err := client.Read(reply); err != nil || !strings.HasPrefix(string(reply[:n]), "SIP/2.0 400") {
+		t.Errorf("reply to the refused datagram: %q, %v", reply[:n], err)
 	}
 }

@@ -119,8 +119,8 @@ func NewServer(reg *Registrar, logger *slog.Logger) (*Server, error) {
 		done: make(chan struct{}), serving: make(chan struct{}), bannedAnswered: newBannedGate(reg.now)}
 	var err error
 	s.ua, err = sipgo.NewUA(sipgo.WithUserAgentParser(NewParser()),
-		// Datagrams over sipgo's 32 KiB read buffer arrive whole
-		// (internal/sock Handoff).
+		// Datagrams over sipgo's read buffer (internal/siptune) arrive
+		// whole (internal/sock Handoff).
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerReadFilter(
 			func(_ sip.TransportReadProps, data []byte) ([]byte, error) { return s.handoff.Swap(data), nil })),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
@@ -275,7 +275,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			s.log.Info("udp receive buffer", "laddr", pc.LocalAddr().String(), "asked", s.reg.cfg.UDPReceiveBuffer,
 				"granted", pc.ReceiveBuffer(), "readers", s.readers(), "wildcard", pc.Wildcard())
 			s.udpStats.Add(l.Address, pc)
-			s.pconns = append(s.pconns, &checkedPacketConn{PacketConn: pc, log: s.log, registers: s.registers})
+			s.pconns = append(s.pconns, &checkedPacketConn{Conn: pc, log: s.log, registers: s.registers})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
@@ -398,7 +398,7 @@ func (s *Server) PacketConns() []net.PacketConn {
 	out := make([]net.PacketConn, 0, len(s.pconns))
 	for _, pc := range s.pconns {
 		if c, ok := pc.(*checkedPacketConn); ok {
-			pc = c.PacketConn // the socket under the strict-parsing check
+			pc = c.Conn // the socket under the strict-parsing check
 		}
 		out = append(out, pc)
 	}

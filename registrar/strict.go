@@ -18,36 +18,39 @@ import (
 // and never reaches sipgo, whose parser accepts some of them (duplicated
 // To or Call-ID, a CSeq method mismatch) and drops others unanswered.
 //
-// A REGISTER that passes the check is taken off the read loop here and
-// answered statelessly (udpregister.go); sipgo never sees it.
+// A datagram longer than sipgo's read buffer (internal/siptune) arrives as
+// a token of the Handoff (internal/sock): it is checked whole and handed
+// on with Place. A REGISTER that passes the check is taken off the read
+// loop here and answered statelessly (udpregister.go); sipgo never sees
+// it.
 type checkedPacketConn struct {
-	net.PacketConn
+	*sock.Conn
 	log       *slog.Logger
 	registers *udpRegisters
 }
 
 func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(b)
+		n, addr, err := c.Conn.ReadFrom(b)
 		if err != nil || n == 0 {
 			return n, addr, err
 		}
-		if sock.IsToken(b[:n]) {
-			// A datagram larger than sipgo's buffer, handed past it whole
-			// (internal/sock Handoff): sipgo's parser sees it unchecked.
-			return n, addr, nil
+		data := c.Conn.Whole(b[:n])
+		if data == nil {
+			continue
 		}
-		v := sipcheck.Check(b[:n], true)
+		placed := sock.IsToken(b[:n]) // data is no longer b[:n]: place it back
+		v := sipcheck.Check(data, true)
 		if v.OK() {
-			if norm := sipcheck.Normalize(b[:n]); norm != nil {
-				if len(norm) > len(b) {
-					continue
-				}
-				n = copy(b, norm)
+			if norm := sipcheck.Normalize(data); norm != nil {
+				data, placed = norm, true
 			}
-			if c.registers != nil && isRegister(b[:n]) {
-				c.registers.take(c.PacketConn, bytes.Clone(b[:n]), addr)
+			if c.registers != nil && isRegister(data) {
+				c.registers.take(c.Conn, bytes.Clone(data), addr)
 				continue
+			}
+			if placed {
+				n = c.Conn.Place(data, b)
 			}
 			return n, addr, nil
 		}
@@ -56,9 +59,9 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			key = ua.IP.String()
 		}
 		c.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", addr.String(),
-			"data", logthrottle.Cut(string(b[:n]), logthrottle.DefaultMaxValue), logthrottle.Key(key))
-		if reply := sipcheck.Reply(b[:n], v, sipproxy.RandHex(4)); reply != nil {
-			if _, err := c.PacketConn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
+			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(key))
+		if reply := sipcheck.Reply(data, v, sipproxy.RandHex(4)); reply != nil {
+			if _, err := c.Conn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
 			}
 		}

@@ -9,6 +9,16 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+// ReadBufferSize is sipgo's read buffer (sip.TransportBufferReadSize; 32
+// KiB in sipgo v1.7.2). sipgo allocates one per stream connection for the
+// connection's whole life, so it is most of what an idle TCP/TLS/WS flow
+// costs at the edge (issue 15): 2 KiB holds a typical REGISTER in one read.
+// It does not bound message size: a stream message longer than it is read
+// in several chunks and reassembled by sipgo's stream parser, and every
+// UDP and DTLS socket passes a longer datagram whole past it
+// (internal/sock Handoff; docs/sipgo.md#limits).
+const ReadBufferSize = 2048
+
 // Apply sets them; call it once at start-up, before any SIP stack runs.
 //
 // sipgo refuses UDP messages above 1300 bytes instead of switching to TCP
@@ -17,6 +27,7 @@ import (
 // vectors can exceed 1300 bytes, so allow large datagrams.
 func Apply() {
 	sip.UDPMTUSize = 65000
+	sip.TransportBufferReadSize = ReadBufferSize
 }
 
 // Main is the TestMain of a package whose tests run a SIP stack: it

@@ -11,8 +11,9 @@ import (
 // Handoff carries datagrams larger than a reader's buffer past it.
 //
 // sipgo reads each UDP listener into one buffer of its global
-// TransportBufferReadSize (32 KiB in v1.7.2, and the same global sizes every
-// stream connection's buffer, so raising it costs memory per flow). A
+// TransportBufferReadSize (32 KiB in v1.7.2; the same global sizes every
+// stream connection's buffer, so Pinhole lowers it to 2 KiB in
+// internal/siptune, docs/sipgo.md#limits). A
 // datagram that does not fit is returned by ReadFrom as a short token
 // instead — its first 16 bytes, so callers may still classify it, then a
 // marker and an id — and Swap, called from sipgo's read filter on the same

@@ -282,15 +282,34 @@ func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 				if isToken(d.b) {
 					continue // a datagram forged to look like a token
 				}
-				if len(d.b) > len(b) && len(b) >= TokenLen {
-					return c.handoff.Put(d.b, b), d.from, nil
-				}
 			}
-			return copy(b, d.b), d.from, nil
+			return c.Place(d.b, b), d.from, nil
 		case <-c.done:
 			return 0, netip.AddrPort{}, fmt.Errorf("read udp %v: %w", c.c.LocalAddr(), net.ErrClosed)
 		}
 	}
+}
+
+// Place puts datagram d into b as ReadFromUDPAddrPort does and returns the
+// length used: d itself when it fits, else its token when Options.Handoff is
+// set (and b holds one), else d truncated to len(b).
+func (c *Conn) Place(d, b []byte) int {
+	if len(d) > len(b) && c.handoff != nil && len(b) >= TokenLen {
+		return c.handoff.Put(d, b)
+	}
+	return copy(b, d)
+}
+
+// Whole returns the datagram that b, as read by ReadFromUDPAddrPort, stands
+// for: b itself, or the datagram its token stands for, taken off the
+// Handoff (nil when the token is unknown: drop it). A reader that checks
+// datagrams before sipgo checks the whole one and hands its verdict on
+// with Place, whatever the size of sipgo's buffer.
+func (c *Conn) Whole(b []byte) []byte {
+	if c.handoff == nil {
+		return b
+	}
+	return c.handoff.Swap(b)
 }
 
 // ReadDatagram returns the next queued datagram whole, with the local

@@ -216,3 +216,30 @@ func TestHandoffBounded(t *testing.T) {
 		t.Error("fresh token not swapped")
 	}
 }
+
+// TestPlaceWhole: Place copies a datagram that fits and hands a longer one
+// off as a token; Whole gives back the datagram either stands for.
+func TestPlaceWhole(t *testing.T) {
+	h := NewHandoff()
+	c, err := ListenUDP("127.0.0.1:0", Options{Handoff: h, Readers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	small := []byte("short datagram")
+	if n := c.Place(small, buf); !bytes.Equal(c.Whole(buf[:n]), small) {
+		t.Errorf("small: whole %q", c.Whole(buf[:n]))
+	}
+	big := bytes.Repeat([]byte("z"), 100)
+	n := c.Place(big, buf)
+	if n != TokenLen {
+		t.Fatalf("big placed as %d bytes, want a token", n)
+	}
+	if got := c.Whole(buf[:n]); !bytes.Equal(got, big) {
+		t.Errorf("big: whole %d bytes", len(got))
+	}
+	if got := c.Whole(buf[:n]); got != nil {
+		t.Errorf("a token taken twice gave %d bytes, want nil", len(got))
+	}
+}
