@@ -85,7 +85,9 @@ type LegOptions struct {
 	// (RFC 6026 §7.2 Accepted: retransmissions, and 2xx of other forks
 	// downstream), which a proxy forwards statelessly (§16.7 step 5).
 	OnRetransmission func(*sip.Response)
-	// Log receives the CANCEL outcomes (nil: slog.Default()).
+	// Log receives the CANCEL outcomes at Debug (nil: slog.Default()):
+	// the INVITE's own answer is what counts, and a next hop can make
+	// every CANCEL fail.
 	Log *slog.Logger
 }
 
@@ -191,7 +193,7 @@ func (l *ClientLeg) sendCancel() {
 	callID := HeaderValue(l.req, "call-id")
 	code, err := SendCancel(l.client, l.req)
 	if err != nil {
-		l.log.Info("CANCEL of a forwarded INVITE", "error", err, "call_id", callID)
+		l.log.Debug("CANCEL of a forwarded INVITE", "error", err, "call_id", callID)
 		return
 	}
 	l.log.Debug("CANCEL answered", "status", code, "call_id", callID)
