@@ -110,7 +110,7 @@ type ClientLeg struct {
 
 	mu              sync.Mutex
 	provisionalSeen bool
-	final           bool // a final response arrived: no CANCEL, no Terminate
+	settled         bool // a final arrived or the leg ended: no CANCEL, no Terminate
 	cancelWant      bool
 	cancelSent      bool
 }
@@ -164,8 +164,8 @@ func (l *ClientLeg) Events() <-chan LegEvent { return l.own }
 func (l *ClientLeg) Proceeding() <-chan struct{} { return l.proceeding }
 
 // Cancel asks for the INVITE to be CANCELled (§9.1, §16.10): now if a
-// provisional arrived, else as soon as one does; never after a final,
-// never twice. Other methods are not CANCELled. Safe for concurrent use.
+// provisional arrived, else as soon as one does; never after a final
+// or once the leg is over, never twice. Other methods are not CANCELled. Safe for concurrent use.
 func (l *ClientLeg) Cancel() {
 	if !l.invite {
 		return
@@ -182,7 +182,7 @@ func (l *ClientLeg) Cancel() {
 // cancelDue reports, under mu, whether the CANCEL is to go out now and
 // records that it does.
 func (l *ClientLeg) cancelDue() bool {
-	if !l.cancelWant || !l.provisionalSeen || l.final || l.cancelSent {
+	if !l.cancelWant || !l.provisionalSeen || l.settled || l.cancelSent {
 		return false
 	}
 	l.cancelSent = true
@@ -212,6 +212,7 @@ func (l *ClientLeg) Stop() {
 // and touches Timer C.
 func (l *ClientLeg) run() {
 	defer close(l.ended)
+	defer l.settle()
 	defer l.tc.Stop()
 	for {
 		select {
@@ -230,9 +231,7 @@ func (l *ClientLeg) run() {
 				}
 				continue
 			}
-			l.mu.Lock()
-			l.final = true
-			l.mu.Unlock()
+			l.settle()
 			if l.tc.TimeoutFinal(res.StatusCode) {
 				// The 487 for Timer C's own CANCEL: a timeout (§16.8).
 				l.emit(LegEvent{Err: ErrTimerC})
@@ -298,11 +297,19 @@ func (l *ClientLeg) emit(ev LegEvent) bool {
 // abandon terminates the transaction unless a final response arrived.
 func (l *ClientLeg) abandon() {
 	l.mu.Lock()
-	final := l.final
+	settled := l.settled
 	l.mu.Unlock()
-	if !final {
+	if !settled {
 		l.tx.Terminate()
 	}
+}
+
+// settle records that the transaction needs nothing more from us: a final
+// arrived, or the leg is over.
+func (l *ClientLeg) settle() {
+	l.mu.Lock()
+	l.settled = true
+	l.mu.Unlock()
 }
 
 // endedErr is the error of a transaction that ended without a final
