@@ -164,8 +164,9 @@ func (l *ClientLeg) Events() <-chan LegEvent { return l.own }
 func (l *ClientLeg) Proceeding() <-chan struct{} { return l.proceeding }
 
 // Cancel asks for the INVITE to be CANCELled (§9.1, §16.10): now if a
-// provisional arrived, else as soon as one does; never after a final
-// or once the leg is over, never twice. Other methods are not CANCELled. Safe for concurrent use.
+// provisional arrived, else as soon as one does; never after a final or
+// once the leg is over, never twice. Other methods are not CANCELled.
+// Safe for concurrent use; Timer C calls it too.
 func (l *ClientLeg) Cancel() {
 	if !l.invite {
 		return
@@ -245,13 +246,7 @@ func (l *ClientLeg) run() {
 		case <-l.tc.C():
 			switch l.tc.Fired() {
 			case TimerCCancel:
-				l.mu.Lock()
-				l.cancelWant = true
-				send := l.cancelDue()
-				l.mu.Unlock()
-				if send {
-					go l.sendCancel()
-				}
+				l.Cancel() // the grace now runs on the same timer
 			case TimerCTimeout:
 				l.tx.Terminate() // §16.8: behave as if 408
 				l.emit(LegEvent{Err: ErrTimerC})

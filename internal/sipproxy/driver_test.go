@@ -136,15 +136,6 @@ func nextEvent(t *testing.T, ch <-chan LegEvent) LegEvent {
 	}
 }
 
-func closed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // TestClientLeg plays one forwarded INVITE per case through a ClientLeg
 // on a real sipgo client, the next hop a raw UDP socket, Timer C fired
 // by hand. Steps:
@@ -241,8 +232,10 @@ func TestClientLeg(t *testing.T) {
 						t.Fatalf("step %d: not proceeding", i)
 					}
 				case s == "not proceeding":
-					if closed(l.Proceeding()) {
+					select {
+					case <-l.Proceeding():
 						t.Fatalf("step %d: proceeding before any provisional", i)
+					default:
 					}
 				case s == "fire":
 					tc.Fire()
