@@ -365,9 +365,6 @@ func (s *Server) forward(req *sip.Request, tx sip.ServerTransaction, in inbound,
 	_ = s.forwardTry(req, tx, in, fwd, lg, hash, onResponse, false)
 }
 
-// errTimerC: Timer C fired on a forwarded INVITE.
-var errTimerC = errors.New("timer C fired: no final response")
-
 // errNoAnswer: the next hop could not be reached and nothing was relayed;
 // the caller may try another one.
 var errNoAnswer = errors.New("next hop did not answer")
@@ -375,37 +372,43 @@ var errNoAnswer = errors.New("next hop did not answer")
 // forwardTry is forward; with mayRetry it does not answer a request whose
 // next hop failed before any response and returns errNoAnswer instead.
 func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbound, fwd *sip.Request, lg leg, hash string, onResponse func(*sip.Response), mayRetry bool) error {
-	branch := routeset.LoopBranch(hash, sipproxy.RandHex(6))
-	s.prepareHop(fwd, in, lg, branch)
+	s.prepareHop(fwd, in, lg, routeset.LoopBranch(hash, sipproxy.RandHex(6)))
 	// RFC 3261 §18.1.1 (sipproxy.OverUDPLimit, measured on the copy
 	// prepared for UDP): a large request toward the core switches to TCP;
 	// should that connection be refused, it goes over UDP after all
 	// (sipproxy.StartSized).
 	first := sipproxy.Try{Client: lg.client, Req: fwd}
 	var fallback *sipproxy.Try
-	udpLeg := lg
 	if !lg.flow && lg.transport == "UDP" && sipproxy.OverUDPLimit(fwd) {
 		tcpLeg := s.coreLeg(lg.target, "tcp")
 		tcpLeg.viaFlow = lg.viaFlow
 		fallback = &sipproxy.Try{Client: lg.client, Req: fwd}
 		first = sipproxy.Try{Client: tcpLeg.client,
 			Req: sipproxy.Rehop(fwd, hopOf(tcpLeg, routeset.LoopBranch(hash, sipproxy.RandHex(6))))}
-		lg = tcpLeg
 	}
 
 	timeout := 40 * time.Second
 	if req.IsInvite() {
-		// The loop below runs Timer C; this only bounds the context.
+		// The leg runs Timer C; this only bounds connecting.
 		timeout = s.cfg.TimerC + sipproxy.TimerCGrace(s.cfg.TimerC) + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	clTx, used, err := sipproxy.StartSized(ctx, first, fallback)
-	if fallback != nil && used.Req == fallback.Req {
-		s.log.Debug("TCP refused for a large request, sent over UDP", "call_id", callID(req))
-		lg = udpLeg
-	}
-	fwd = used.Req
+	// The client transaction runs in a sipproxy.ClientLeg, the driver the
+	// registrar's location proxy uses too: Timer C (RFC 3261 §16.6 step
+	// 11; on expiry CANCEL after a provisional, then the grace, §16.8),
+	// 100 absorbed (§16.7 step 3), CANCEL only after a provisional (§9.1)
+	// and 2xx retransmissions (RFC 6026 §7.2). What is left here is the
+	// edge's policy: the flow, its death, registrar_timeout, 430.
+	cl, err := sipproxy.StartLeg(ctx, first, fallback, sipproxy.LegOptions{
+		TimerC: s.cfg.TimerC, NewTimer: s.newTimer, Log: s.log,
+		OnRetransmission: func(res *sip.Response) {
+			r := res.Clone()
+			r.RemoveHeader("Via")
+			r.SetDestination("")
+			s.respond(tx, in, r)
+		},
+	})
 	if err != nil {
 		if mayRetry {
 			return fmt.Errorf("%w: %w", errNoAnswer, err)
@@ -413,65 +416,37 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 		s.forwardFailed(req, tx, in, lg, err)
 		return nil
 	}
-	keepAccepted := false
-	defer func() {
-		// An INVITE client transaction that saw a 2xx stays in RFC 6026
-		// Accepted until Timer M so 2xx retransmissions are relayed.
-		if !keepAccepted {
-			clTx.Terminate()
-		}
-	}()
-	if ctx2, ok := clTx.(*sip.ClientTx); ok && req.IsInvite() {
-		ctx2.OnRetransmission(func(res *sip.Response) {
-			if res.StatusCode < 200 || res.StatusCode >= 300 {
-				return
-			}
-			r := res.Clone()
-			r.RemoveHeader("Via")
-			r.SetDestination("")
-			s.respond(tx, in, r)
-		})
+	// Stop terminates the transaction unless a final arrived: after a
+	// 2xx it stays in RFC 6026 Accepted until Timer M so retransmissions
+	// are relayed.
+	defer cl.Stop()
+	if fallback != nil && cl.Req() == fallback.Req {
+		s.log.Debug("TCP refused for a large request, sent over UDP", "call_id", callID(req))
 	}
 	if req.IsInvite() {
 		tx.OnCancel(func(*sip.Request) {
 			// sipgo already answered the CANCEL and sent 487 upstream;
-			// cancel the downstream branch (RFC 3261 §16.10).
-			go s.sendCancel(fwd, lg)
+			// cancel the downstream branch (RFC 3261 §16.10), once it
+			// is proceeding (§9.1).
+			cl.Cancel()
 		})
 	}
 	relayed := false
 	// With another next hop to try (a REGISTER with registrars left), a
 	// hop that stays silent is given up on after registrar_timeout rather
 	// than Timer F: over UDP a dead registrar is otherwise only noticed
-	// after 32 s, longer than the UA waits.
+	// after 32 s, longer than the UA waits. Any response, a 100 too,
+	// shows the hop is alive.
 	var silent <-chan time.Time
+	heard := cl.Proceeding()
 	if mayRetry && s.cfg.RegistrarTimeout > 0 {
 		t := time.NewTimer(s.cfg.RegistrarTimeout)
 		defer t.Stop()
 		silent = t.C
 	}
 	var flowDead <-chan time.Time
-	// Timer C (RFC 3261 §16.6 step 11, sipproxy.TimerC): when it fires
-	// after a provisional, the INVITE is CANCELled downstream and, if no
-	// final arrives within the grace, answered 408 upstream; before any
-	// provisional, at once 408 (§16.8). Without it a UA that rang and
-	// vanished would hold this goroutine and the drain count for ever.
-	var tcDur time.Duration
-	if req.IsInvite() {
-		tcDur = s.cfg.TimerC
-	}
-	tc := sipproxy.NewTimerC(tcDur, s.newTimer)
-	defer tc.Stop()
 	for {
 		select {
-		case <-tc.C():
-			switch tc.Fired() {
-			case sipproxy.TimerCCancel:
-				go s.sendCancel(fwd, lg)
-			case sipproxy.TimerCTimeout:
-				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
-				return nil
-			}
 		case <-lg.closed:
 			// RFC 5626 §5.3: the flow died under a pending request (also
 			// when it closed between the flow lookup and the write, which
@@ -486,43 +461,49 @@ func (s *Server) forwardTry(req *sip.Request, tx sip.ServerTransaction, in inbou
 			return nil
 		case <-silent:
 			return fmt.Errorf("%w: no response within %s", errNoAnswer, s.cfg.RegistrarTimeout)
-		case res, ok := <-clTx.Responses():
-			if !ok {
-				return nil
-			}
+		case <-heard:
+			heard, silent = nil, nil
+		case ev := <-cl.Events():
 			silent = nil
-			tc.Provisional(res.StatusCode)
-			if res.StatusCode == 100 {
-				continue // hop by hop (RFC 3261 §16.7 step 3)
-			}
-			if tc.TimeoutFinal(res.StatusCode) {
-				// The 487 for our own Timer C CANCEL: a timeout for the
-				// caller (§16.8), not a cancellation.
-				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, errTimerC)
+			switch {
+			case errors.Is(ev.Err, sipproxy.ErrTimerC):
+				// Timer C ran out, or the 487 answered its CANCEL: a
+				// timeout for the caller (§16.8), not a cancellation.
+				s.reject(req, tx, in, 408, "Request Timeout", reasonTimerC, ev.Err)
+				return nil
+			case ev.Err != nil:
+				if mayRetry && !relayed {
+					return fmt.Errorf("%w: %w", errNoAnswer, ev.Err)
+				}
+				s.forwardFailed(req, tx, in, lg, ev.Err)
 				return nil
 			}
+			res := ev.Res
 			res.RemoveHeader("Via") // ours (RFC 3261 §16.7 step 3)
 			if onResponse != nil {
 				onResponse(res)
 			}
 			res.SetDestination("")
-			if req.IsInvite() && res.StatusCode >= 200 && res.StatusCode < 300 {
-				s.rememberAccepted(branch, tx, in)
-				keepAccepted = true
+			if req.IsInvite() && res.IsSuccess() {
+				s.rememberAccepted(sentBranch(cl.Req()), tx, in)
 			}
 			s.respond(tx, in, res)
 			relayed = true
-			if res.StatusCode >= 200 {
+			if ev.Terminal() {
 				return nil
 			}
-		case <-clTx.Done():
-			if mayRetry && !relayed {
-				return fmt.Errorf("%w: %w", errNoAnswer, clTx.Err())
-			}
-			s.forwardFailed(req, tx, in, lg, clTx.Err())
-			return nil
 		}
 	}
+}
+
+// sentBranch is the branch of our Via on req, the request as sent: the
+// one a stray 2xx retransmission carries (RFC 6026 §7.2).
+func sentBranch(req *sip.Request) string {
+	if v := req.Via(); v != nil {
+		b, _ := v.Params.Get("branch")
+		return b
+	}
+	return ""
 }
 
 // forwardFailed answers when the next hop could not be reached.
@@ -535,14 +516,6 @@ func (s *Server) forwardFailed(req *sip.Request, tx sip.ServerTransaction, in in
 		s.reject(req, tx, in, 408, "Request Timeout", reasonUpstreamError, err)
 	default:
 		s.reject(req, tx, in, 503, "Service Unavailable", reasonUpstreamError, err)
-	}
-}
-
-// sendCancel cancels the downstream branch of the forwarded INVITE fwd
-// (RFC 3261 §9.1, §16.10).
-func (s *Server) sendCancel(fwd *sip.Request, lg leg) {
-	if _, err := sipproxy.SendCancel(lg.client, fwd); err != nil {
-		s.log.Debug("send CANCEL", "call_id", callID(fwd), "error", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/routeset"
@@ -62,15 +61,7 @@ func (r *responder) uri() sip.Uri {
 
 func testProber(t *testing.T, targets []sip.Uri) *Prober {
 	t.Helper()
-	ua, err := sipgo.NewUA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ua.Close() })
-	cl, err := sipgo.NewClient(ua)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := newTestClient(t)
 	return &Prober{
 		Targets:  targets,
 		Interval: time.Hour,

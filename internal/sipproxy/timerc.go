@@ -60,8 +60,8 @@ const (
 // 100 (§16.7 step 2), and when it fires the proxy CANCELs (if a
 // provisional arrived) and after TimerCGrace answers 408; a 487 that
 // answers our own CANCEL is also a 408 to the caller (§16.8: a timeout,
-// not a cancellation by the caller). The edge runs one per forwarded
-// INVITE, the location proxy one per fork.
+// not a cancellation by the caller). ClientLeg (driver.go) runs one per
+// client transaction of a forwarded INVITE, in both roles.
 //
 // A TimerC belongs to the goroutine that selects on C; it is not safe
 // for concurrent use.

@@ -20,16 +20,18 @@ import (
 // transaction upstream, one client transaction per branch, best-response
 // selection, CANCEL both ways, RFC 5626 §5.3/§7 flow failover.
 //
+// Each client transaction runs in a sipproxy.ClientLeg, the driver the
+// edge uses too: it starts the transaction (with the §18.1.1 fallback),
+// absorbs 100, runs Timer C (§16.6 step 11, registrar.timer_c: one per
+// client transaction, restarted by its 101–199; on expiry its INVITE is
+// CANCELled, and after the grace, or at once without a provisional, it is
+// abandoned and ends as a 408, §16.8), sends CANCEL only once the branch
+// is proceeding (§9.1) and relays RFC 6026 2xx retransmissions. The fork
+// keeps the policy: targets, waves, failover, best response.
+//
 // Concurrency: a fork is driven by exactly one goroutine (the sipgo
-// handler's); per branch one goroutine only moves the client
-// transaction's responses into fork.events. Everything else in a fork is
-// touched by the driving goroutine only.
-
-// Timer C (RFC 3261 §16.6 step 11, registrar.timer_c) runs for INVITE
-// forks, one sipproxy.TimerC per fork restarted by every relayed 101–199:
-// when it fires, pending branches are cancelled; after the grace, or at
-// once when no branch sent a provisional, they are abandoned (treated as
-// a 408, §16.8).
+// handler's); its legs put their events on fork.events. Everything else
+// in a fork is touched by the driving goroutine only.
 
 type branch struct {
 	tgt    target    // location: the bindings to try (flows); empty for route-based
@@ -38,14 +40,10 @@ type branch struct {
 	routes []string  //
 	alts   []sip.Uri // PBX next hops in failover order (item 6); alt indexes it
 	alt    int
-	gen    int // incremented per (re)start; stale events are ignored
 
-	req         *sip.Request // what we sent on this branch (current flow)
-	tx          sip.ClientTransaction
-	provisional bool // a 1xx arrived: CANCEL may be sent (§9.1)
-	cancelWant  bool
-	cancelSent  bool
-	done        bool
+	leg        *sipproxy.ClientLeg // the current flow's or PBX's client transaction
+	cancelWant bool                // the fork cancelled this branch: no failover
+	done       bool
 }
 
 func (b *branch) location() bool { return len(b.tgt.flows) > 0 }
@@ -53,13 +51,6 @@ func (b *branch) location() bool { return len(b.tgt.flows) > 0 }
 // outbound reports whether the branch targets an RFC 5626 instance whose
 // next flow may be tried on failure.
 func (b *branch) outbound() bool { return b.location() && b.tgt.flows[0].RegID != 0 }
-
-type branchEvent struct {
-	b   *branch
-	gen int
-	res *sip.Response
-	err error // transaction ended without a final response
-}
 
 type fork struct {
 	p      *Proxy
@@ -70,8 +61,8 @@ type fork struct {
 	invite bool
 	rr     bool
 
-	events   chan branchEvent
-	running  int // branch goroutines that still owe a terminal event
+	events   chan sipproxy.LegEvent
+	legs     map[*sipproxy.ClientLeg]*branch // legs that still owe a terminal event
 	branches []*branch
 	nextWave int
 
@@ -82,8 +73,7 @@ type fork struct {
 	got2xx     bool
 	got6xx     bool
 	finalSent  bool
-	cancelled  bool             // the upstream sent CANCEL (sipgo already answered 487)
-	timerC     *sipproxy.TimerC // off (never fires) for non-INVITE
+	cancelled  bool // the upstream sent CANCEL (sipgo already answered 487)
 }
 
 // forward proxies req statefully per decision d and returns when every
@@ -92,7 +82,8 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, src registra
 	f := &fork{
 		p: p, req: req, tx: tx, src: src, d: d,
 		invite: req.IsInvite(),
-		events: make(chan branchEvent),
+		events: make(chan sipproxy.LegEvent),
+		legs:   map[*sipproxy.ClientLeg]*branch{},
 	}
 	// §16.6 step 4: Record-Route dialog-forming requests so in-dialog
 	// requests come back through us (only on the initial request).
@@ -112,13 +103,6 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, src registra
 			once.Do(func() { close(cancelCh) })
 		}
 	}
-	var tcDur time.Duration
-	if f.invite {
-		tcDur = p.cfg.TimerC
-	}
-	f.timerC = sipproxy.NewTimerC(tcDur, p.svc.NewTimer)
-	defer f.timerC.Stop()
-
 	select {
 	case <-cancelCh:
 		return // CANCELled before any branch started; sipgo answered 487
@@ -129,8 +113,8 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, src registra
 	} else {
 		f.startBranch(&branch{ruri: d.ruri, routes: routeValues(d.routes), alts: d.pbx})
 	}
-	for f.running > 0 || f.moreWaves() {
-		if f.running == 0 {
+	for len(f.legs) > 0 || f.moreWaves() {
+		if len(f.legs) == 0 {
 			f.startWave()
 			continue
 		}
@@ -142,18 +126,6 @@ func (p *Proxy) forward(req *sip.Request, tx sip.ServerTransaction, src registra
 			f.cancelled, f.finalSent = true, true
 			p.log.Info("CANCEL from upstream", "call_id", sipproxy.HeaderValue(req, "call-id"), "raddr", src.Addr.String())
 			f.cancelAll(nil)
-		case <-f.timerC.C():
-			switch f.timerC.Fired() {
-			case sipproxy.TimerCCancel:
-				f.cancelAll(nil)
-			case sipproxy.TimerCTimeout:
-				f.cancelAll(nil)
-				for _, b := range f.branches {
-					if !b.done && b.tx != nil {
-						b.tx.Terminate() // ends in a tx.Done event: treated as 408 (§16.8)
-					}
-				}
-			}
 		}
 	}
 	f.sendBest()
@@ -180,8 +152,7 @@ func (f *fork) startBranch(b *branch) {
 // launch sends the branch's request for its current flow. A failure to
 // even build or send it is handled like a transport error (§16.9).
 func (f *fork) launch(b *branch) {
-	b.gen++
-	b.provisional, b.cancelWant, b.cancelSent, b.tx = false, false, false, nil
+	b.leg = nil
 	ruri, routes := b.ruri, b.routes
 	if b.location() {
 		bd := b.tgt.flows[b.flow]
@@ -201,7 +172,6 @@ func (f *fork) launch(b *branch) {
 		f.failed(b, outcomeBadTarget, err)
 		return
 	}
-	b.req = out
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var fallback *sipproxy.Try
@@ -209,95 +179,56 @@ func (f *fork) launch(b *branch) {
 		fallback = &sipproxy.Try{Client: f.p.client, Req: udp}
 	}
 	// §18.1.1: TCP only because of the size, and the connection was
-	// refused: sipproxy.StartSized sends it over UDP after all (sipgo
-	// allows large datagrams, main sets sip.UDPMTUSize).
-	tx, used, err := sipproxy.StartSized(ctx, sipproxy.Try{Client: f.p.client, Req: out}, fallback)
-	b.req = used.Req
+	// refused: the leg sends it over UDP after all (sipproxy.StartSized;
+	// sipgo allows large datagrams, main sets sip.UDPMTUSize).
+	leg, err := sipproxy.StartLeg(ctx, sipproxy.Try{Client: f.p.client, Req: out}, fallback, sipproxy.LegOptions{
+		TimerC: f.p.cfg.TimerC, NewTimer: f.p.svc.NewTimer, Events: f.events, Log: f.p.log,
+		// RFC 6026 Accepted state: 2xx retransmissions are handed to us,
+		// and a proxy forwards them statelessly (§16.7 step 5).
+		OnRetransmission: f.relayStateless,
+	})
 	if err != nil {
 		f.p.log.Info("branch send failed", "call_id", sipproxy.HeaderValue(f.req, "call-id"), "raddr", dst, "error", err)
 		f.failed(b, outcomeTransport, err)
 		return
 	}
-	b.tx = tx
-	if f.invite {
-		// RFC 6026 Accepted state: 2xx retransmissions are handed to us,
-		// and a proxy forwards them statelessly (§16.7 step 5).
-		tx.OnRetransmission(func(res *sip.Response) {
-			if res.IsSuccess() {
-				f.relayStateless(res)
-			}
-		})
-	}
-	f.running++
-	gen := b.gen
-	go func() {
-		for {
-			select {
-			case res, ok := <-tx.Responses():
-				if !ok || res == nil {
-					f.events <- branchEvent{b: b, gen: gen, err: txEnded(tx)}
-					return
-				}
-				f.events <- branchEvent{b: b, gen: gen, res: res}
-				if res.StatusCode >= 200 {
-					return
-				}
-			case <-tx.Done():
-				f.events <- branchEvent{b: b, gen: gen, err: txEnded(tx)}
-				return
-			}
-		}
-	}()
+	b.leg = leg
+	f.legs[leg] = b
 }
 
-// errTxAbandoned: the branch's transaction ended with no error of its own,
-// which is how sipgo reports one we terminated (Timer C, §16.8).
-var errTxAbandoned = errors.New("client transaction ended without a final response")
-
-// txEnded is the error a branch's event carries when its transaction ended
-// without a final response: never nil, so handle never mistakes the event
-// for a response.
-func txEnded(tx sip.ClientTransaction) error {
-	if err := tx.Err(); err != nil {
-		return err
+func (f *fork) handle(ev sipproxy.LegEvent) {
+	b := f.legs[ev.Leg]
+	if ev.Terminal() {
+		delete(f.legs, ev.Leg)
 	}
-	return errTxAbandoned
-}
-
-func (f *fork) handle(ev branchEvent) {
-	b := ev.b
-	terminal := ev.err != nil || ev.res.StatusCode >= 200
-	if terminal {
-		f.running--
-	}
-	if ev.gen != b.gen || b.done {
+	if b == nil || b.done {
 		return
 	}
 	switch {
-	case ev.err != nil:
+	case errors.Is(ev.Err, sipproxy.ErrTimerC):
+		// §16.8: Timer C ran out on this branch (abandoned, or our
+		// CANCEL answered by 487): a 408 for this branch, not a
+		// cancellation, and no failover after that long.
+		f.p.m.branch.WithLabelValues(outcomeTimeout).Inc()
+		f.done(b, f.synth(408, "Request Timeout"))
+	case ev.Err != nil:
 		outcome := outcomeTransport
-		if !errors.Is(ev.err, sip.ErrTransactionTransport) {
-			outcome = outcomeTimeout // Timer B/F, or abandoned after Timer C
+		if !errors.Is(ev.Err, sip.ErrTransactionTransport) {
+			outcome = outcomeTimeout // Timer B/F
 		}
-		f.failed(b, outcome, ev.err)
-	case ev.res.StatusCode < 200:
-		f.provisional(b, ev.res)
+		f.failed(b, outcome, ev.Err)
+	case ev.Res.StatusCode < 200:
+		f.provisional(b, ev.Res)
 	default:
-		f.final(b, ev.res)
+		f.final(b, ev.Res)
 	}
 }
 
+// provisional relays a 101–199 upstream (§16.7 step 5; the leg absorbed
+// 100, §16.7 step 3, and restarted its Timer C, step 2).
 func (f *fork) provisional(b *branch, res *sip.Response) {
-	b.provisional = true
-	if b.cancelWant && !b.cancelSent {
-		f.sendCancel(b) // §9.1: only now that the branch is proceeding
-	}
 	if f.finalSent {
 		return
-	}
-	f.timerC.Provisional(res.StatusCode) // §16.7 step 2: a 101–199 restarts Timer C
-	if res.StatusCode == 100 {
-		return // §16.7 step 3: 100 is hop-by-hop
 	}
 	if err := f.tx.Respond(f.upstream(res)); err != nil {
 		f.p.log.Info("relay provisional", "error", err, "call_id", sipproxy.HeaderValue(f.req, "call-id"), "status", res.StatusCode)
@@ -455,12 +386,7 @@ func (f *fork) sendBest() {
 		return
 	}
 	res := f.best
-	if res == nil || (!f.cancelled && (f.timerC.TimeoutFinal(res.StatusCode) ||
-		f.timerC.Expired() && (synthetic(res) || res.StatusCode == 503))) {
-		// §16.8: a branch we CANCELled or abandoned because Timer C
-		// fired ends as a timeout for the caller, not as "Request
-		// Terminated" (as if the caller had cancelled) nor as whatever
-		// error the abandoned transaction ended with.
+	if res == nil {
 		res = f.synth(408, "Request Timeout")
 	}
 	if (res.StatusCode == 401 || res.StatusCode == 407) && len(f.challenges) > 0 {
@@ -530,32 +456,10 @@ func (f *fork) cancelAll(keep *branch) {
 			continue
 		}
 		b.cancelWant = true
-		if !f.invite {
-			continue
-		}
-		if b.provisional && !b.cancelSent {
-			f.sendCancel(b)
+		if b.leg != nil {
+			b.leg.Cancel() // INVITE only, once it is proceeding (§9.1)
 		}
 	}
-}
-
-// sendCancel sends a CANCEL for branch b's INVITE (RFC 3261 §9.1): same
-// Request-URI, Call-ID, From, To, CSeq number, Route and our single Via
-// with the INVITE's branch, to the same next hop. Its own transaction runs
-// in the background; the INVITE's answer (487) ends the branch.
-func (f *fork) sendCancel(b *branch) {
-	b.cancelSent = true
-	inv := b.req
-	p := f.p
-	callID := sipproxy.HeaderValue(f.req, "call-id")
-	go func() {
-		code, err := sipproxy.SendCancel(p.client, inv)
-		if err != nil {
-			p.log.Info("CANCEL branch", "error", err, "call_id", callID)
-			return
-		}
-		p.log.Debug("CANCEL branch answered", "status", code, "call_id", callID)
-	}()
 }
 
 // removeFlow deletes the binding whose flow the edge reported dead (430,

@@ -8,7 +8,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
-// TestRFC3261_16_8_TimerCAtTheLocationProxy drives the fork's Timer C by
+// TestRFC3261_16_8_TimerCAtTheLocationProxy drives the branch's Timer C by
 // hand (registrar.timer_c, RFC 3261 §16.6 step 11, §16.8): after a 180,
 // expiry CANCELs the branch and the PBX gets 408 (also when the UA does
 // answer the CANCEL with 487); without any provisional the PBX gets 408
