@@ -154,6 +154,9 @@ func (s *Server) direction(req *sip.Request, in inbound) string {
 // inboundOf finds the flow a request arrived on from its server
 // transaction's connection (docs/sipgo.md#connections).
 func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
+	if dt, ok := tx.(*datagramTx); ok {
+		return dt.in
+	}
 	src, _ := netip.ParseAddrPort(req.Source())
 	in := inbound{src: unmap(src)}
 	stx, ok := tx.(*sip.ServerTx)

@@ -93,6 +93,7 @@ type streamConn struct {
 // Server is the edge proxy: listeners, flow table, REGISTER relay and
 // forwarding in both directions. Build it with New, then Listen, Serve.
 type Server struct {
+	udpRegs *udpRegisters // REGISTER from UAs over UDP without a server transaction (udpregister.go)
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
@@ -221,6 +222,9 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.m, err = newMetrics(opt.Registry, s.table, append(s.rejected.Collectors("edge"), s.limiterCollectors()...)...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
+	if s.udpRegs, err = newUDPRegisters(opt.Registry); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if err := s.initNetLayer(opt.Registry); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
@@ -321,6 +325,7 @@ func (s *Server) bind(l *listener) error {
 			Logger:   s.log,
 			Allow:    s.allowDatagramOn(l),
 			Check:    s.checkDatagram,
+			Take:     s.takeRegister(l),
 			// A datagram refreshes a UA's flow but never creates one:
 			// only a request that passed the checks does (admitFlow).
 			OnActivity: func(from netip.AddrPort) {

@@ -133,6 +133,10 @@ type PacketOptions struct {
 	// (when non-nil) is sent to its source (strict parsing, RFC 4475); a
 	// non-nil msg replaces the datagram (a normalised form).
 	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
+	// Take, when set, is offered every request that passed Check (after
+	// OnActivity): true means the caller took it (it must copy data) and
+	// ReadFrom goes on to the next datagram.
+	Take func(data []byte, from netip.AddrPort) bool
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
@@ -224,15 +228,20 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				data, placed = msg, true
 			}
 		}
-		if placed {
-			n = p.Conn.Place(data, b)
-		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {
 			if p.opt.OnResponse != nil {
 				p.opt.OnResponse(from)
 			}
-		} else if p.opt.OnActivity != nil {
-			p.opt.OnActivity(from)
+		} else {
+			if p.opt.OnActivity != nil {
+				p.opt.OnActivity(from)
+			}
+			if p.opt.Take != nil && p.opt.Take(data, from) {
+				continue
+			}
+		}
+		if placed {
+			n = p.Conn.Place(data, b)
 		}
 		return n, net.UDPAddrFromAddrPort(from), nil
 	}

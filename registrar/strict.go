@@ -9,6 +9,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipcheck"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/pinhole-sip/pinhole/internal/sock"
 )
 
@@ -45,7 +46,7 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if norm := sipcheck.Normalize(data); norm != nil {
 				data, placed = norm, true
 			}
-			if c.registers != nil && isRegister(data) {
+			if c.registers != nil && sipserve.IsRegister(data) {
 				c.registers.take(c.Conn, bytes.Clone(data), addr)
 				continue
 			}

@@ -1,12 +1,10 @@
 package registrar
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"sync"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +12,7 @@ import (
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
 
 // REGISTER over UDP is answered statelessly (RFC 3261 §8.2.7): parsed and
@@ -55,8 +54,7 @@ type udpRegisters struct {
 	s      *Server
 	parser *sip.Parser
 
-	mu       sync.Mutex
-	inflight map[string]struct{} // branch + source of REGISTERs taken, not yet answered
+	taken *sipserve.Taken // REGISTERs taken, not yet answered
 
 	absorbed prometheus.Counter
 	dropped  prometheus.Counter
@@ -64,7 +62,7 @@ type udpRegisters struct {
 }
 
 func newUDPRegisters(s *Server) (*udpRegisters, error) {
-	u := &udpRegisters{s: s, parser: NewParser(), inflight: make(map[string]struct{}),
+	u := &udpRegisters{s: s, parser: NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
 		absorbed: metric.Counter("pinhole_registrar_udp_register_retransmissions_absorbed_total",
 			"UDP REGISTER retransmissions dropped because the original was still being processed."),
 		dropped: metric.Counter("pinhole_registrar_udp_register_dropped_total",
@@ -77,10 +75,6 @@ func newUDPRegisters(s *Server) (*udpRegisters, error) {
 	}
 	return u, nil
 }
-
-// isRegister reports whether a datagram that passed the syntax check is a
-// REGISTER request (RFC 3261 §7.1: the method is case-sensitive).
-func isRegister(data []byte) bool { return bytes.HasPrefix(data, []byte("REGISTER ")) }
 
 // take takes a REGISTER datagram off the read loop: data must be the
 // caller's own copy. The REGISTER is processed on its own goroutine.
@@ -103,24 +97,15 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 // begin records a REGISTER as taken; false when it is a retransmission of
 // one still in processing, or when the bound is reached.
 func (u *udpRegisters) begin(key string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if _, dup := u.inflight[key]; dup {
+	switch u.taken.Begin(key) {
+	case sipserve.Duplicate:
 		u.absorbed.Inc()
 		return false
-	}
-	if len(u.inflight) >= maxUDPRegisters {
+	case sipserve.Overflowing:
 		u.dropped.Inc()
 		return false
 	}
-	u.inflight[key] = struct{}{}
 	return true
-}
-
-func (u *udpRegisters) end(key string) {
-	u.mu.Lock()
-	delete(u.inflight, key)
-	u.mu.Unlock()
 }
 
 func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort) {
@@ -135,15 +120,11 @@ func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort)
 	}
 	req.SetTransport("UDP")
 	req.SetSource(src.String())
-	key := src.String()
-	if v := req.Via(); v != nil {
-		br, _ := v.Params.Get("branch")
-		key = br + "|" + key
-	}
+	key := sipserve.Key(req, src)
 	if !u.begin(key) {
 		return
 	}
-	defer u.end(key)
+	defer u.taken.End(key)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	respond := func(res *sip.Response) error {

@@ -240,7 +240,7 @@ type device struct {
 	challenged bool // a challenge since the last 2xx
 	// flow_churn
 	moves []time.Time
-	flow  string
+	flow  flowtable.FlowKey
 	// service_route_ignored for plain registrations: the flow the device
 	// last registered over at this edge
 	regFlow flowtable.FlowKey

@@ -18,11 +18,11 @@ var _ edge.FlowObserver = (*Detector)(nil)
 func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow) {
 	now := d.now()
 	dev := instance + " reg-id " + strconv.FormatInt(regID, 10)
-	flow := f.FlowKey.String()
+	flow := f.FlowKey
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.deviceLocked(aor, dev, now)
-	if s.flow != "" && s.flow != flow {
+	if s.flow != (flowtable.FlowKey{}) && s.flow != flow {
 		s.moves = append(s.moves, now)
 		for len(s.moves) > 0 && now.Sub(s.moves[0]) > d.cfg.ChurnWindow {
 			s.moves = s.moves[1:]
@@ -31,9 +31,16 @@ func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow
 			s.moves = s.moves[len(s.moves)-d.cfg.ChurnCount:]
 		}
 		if len(s.moves) >= d.cfg.ChurnCount {
-			d.raiseLocked(s, FlowChurn, now, Evidence{Time: now, Text: fmt.Sprintf(
-				"moved from %s to %s (%s); %d moves within %s", s.flow, flow, f.Remote, len(s.moves),
-				now.Sub(s.moves[0]).Round(time.Second))})
+			// Evidence is written at most once a second per device: a
+			// registration storm over changing flows must not pay a
+			// formatted string per REGISTER (the count still grows).
+			var ev []Evidence
+			if cur := s.findings[FlowChurn]; cur == nil || now.Sub(cur.LastSeen) >= time.Second {
+				ev = append(ev, Evidence{Time: now, Text: fmt.Sprintf(
+					"moved from %s to %s (%s); %d moves within %s", s.flow, flow, f.Remote, len(s.moves),
+					now.Sub(s.moves[0]).Round(time.Second))})
+			}
+			d.raiseLocked(s, FlowChurn, now, ev...)
 		}
 	}
 	s.flow = flow
