@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -112,9 +113,11 @@ func (k FlowKey) canonical() FlowKey {
 
 // String renders k for logs: "tcp 192.0.2.1:5060<-198.51.100.7:40000#12".
 func (k FlowKey) String() string {
-	s := fmt.Sprintf("%s %s<-%s", k.Transport, k.Local, k.Remote)
+	// Concatenation, not fmt: diagnostics format flow keys on the
+	// registration path.
+	s := string(k.Transport) + " " + k.Local.String() + "<-" + k.Remote.String()
 	if k.ConnID != 0 {
-		s += fmt.Sprintf("#%d", k.ConnID)
+		s += "#" + strconv.FormatUint(k.ConnID, 10)
 	}
 	return s
 }

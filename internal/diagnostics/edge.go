@@ -36,9 +36,9 @@ func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow
 			// formatted string per REGISTER (the count still grows).
 			var ev []Evidence
 			if cur := s.findings[FlowChurn]; cur == nil || now.Sub(cur.LastSeen) >= time.Second {
-				ev = append(ev, Evidence{Time: now, Text: fmt.Sprintf(
-					"moved from %s to %s (%s); %d moves within %s", s.flow, flow, f.Remote, len(s.moves),
-					now.Sub(s.moves[0]).Round(time.Second))})
+				ev = append(ev, Evidence{Time: now, Text: "moved from " + s.flow.String() + " to " + flow.String() +
+					" (" + f.Remote.String() + "); " + strconv.Itoa(len(s.moves)) + " moves within " +
+					now.Sub(s.moves[0]).Round(time.Second).String()})
 			}
 			d.raiseLocked(s, FlowChurn, now, ev...)
 		}
