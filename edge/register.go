@@ -63,7 +63,10 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 		target := s.registrars[idx]
 		lg := s.coreLeg(target, "")
 		lg.viaFlow = token // the registrar's ban and metric identity of the UA
-		try := fwd.Clone()
+		try := fwd
+		if i < len(order)-1 {
+			try = fwd.Clone() // fwd stays clean for the next registrar
+		}
 		path := routeset.BuildFlowURI(token, lg.via.Host, lg.via.Port, lowerTransport(lg.via.Transport), outbound)
 		try.PrependHeader(sip.NewHeader("Path", path))
 		err := s.forwardTry(req, tx, in, try, lg, hash, onResp, i < len(order)-1)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/metric"
+	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 )
 
 // Fingerprint ids (bounded: they are metric label values).
@@ -191,6 +192,14 @@ const maxEvidence = 5
 // logEvery bounds the warn lines per (AOR, device, fingerprint).
 const logEvery = 24 * time.Hour
 
+// At most logLinesPerSecond diagnostic log lines per node (burst
+// logLinesBurst); a finding whose line was held back logs at its next
+// raise.
+const (
+	logLinesPerSecond = 5
+	logLinesBurst     = 20
+)
+
 // Detector holds the per-device state. It is safe for concurrent use.
 //
 // Lock rules: mu guards devices, lru and every device's state.
@@ -200,6 +209,10 @@ type Detector struct {
 	log    *slog.Logger
 	active *prometheus.GaugeVec
 	total  *prometheus.CounterVec
+	// logs bounds the diagnostic log lines of the whole node: each finding
+	// logs once per logEvery, but a storm raises one per device (every
+	// device of an outage at once); the metrics and the API keep them all.
+	logs *ratelimit.Keyed[struct{}]
 
 	mu      sync.Mutex
 	devices map[devKey]*list.Element // of *device
@@ -261,7 +274,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 		now = time.Now
 	}
 	d := &Detector{
-		cfg: cfg, now: now, log: logger,
+		cfg: cfg, now: now, log: logger, logs: ratelimit.NewKeyed[struct{}](logLinesPerSecond, logLinesBurst, 1, now),
 		devices: map[devKey]*list.Element{}, lru: list.New(),
 		shortened: map[string]int{}, misses: map[string]*missed{},
 		active: metric.GaugeVec("pinhole_diagnostics_active",
@@ -320,7 +333,7 @@ func (d *Detector) raiseLocked(s *device, fp string, now time.Time, ev ...Eviden
 	if len(f.Evidence) > maxEvidence {
 		f.Evidence = append([]Evidence(nil), f.Evidence[len(f.Evidence)-maxEvidence:]...)
 	}
-	if f.logged.IsZero() || now.Sub(f.logged) >= logEvery {
+	if (f.logged.IsZero() || now.Sub(f.logged) >= logEvery) && d.logAllowed() {
 		f.logged = now
 		last := ""
 		if len(f.Evidence) > 0 {
@@ -393,4 +406,10 @@ func (d *Detector) Devices() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.lru.Len()
+}
+
+// logAllowed takes one of the node's diagnostic log lines.
+func (d *Detector) logAllowed() bool {
+	ok, _ := d.logs.Allow(struct{}{})
+	return ok
 }

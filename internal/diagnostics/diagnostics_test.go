@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -317,5 +318,29 @@ func TestExpiryIgnoredInboundMisses(t *testing.T) {
 	d3.ObserveRegister(obs(c3, 423, "interval_too_brief", contact("sip:b@192.0.2.1", 30, -1)))
 	if len(d3.shortened) != 0 {
 		t.Errorf("shortened after eviction: %v", d3.shortened)
+	}
+}
+
+// TestFlowChurnStormLogsBounded: a storm in which every device churns (an
+// outage, a NAT reboot) raises a finding per device, all counted, but the
+// node writes at most logLinesBurst diagnostic lines at once.
+func TestFlowChurnStormLogsBounded(t *testing.T) {
+	d, c, logs, _ := newDetector(t, Config{})
+	flow := func(port uint16) flowtable.Flow {
+		return flowtable.Flow{FlowKey: flowtable.FlowKey{Transport: flowtable.UDP,
+			Local: netip.MustParseAddrPort("192.0.2.9:5060"), Remote: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), port)}}
+	}
+	const devices = 200
+	for i := range 4 {
+		c.advance(time.Minute)
+		for dev := range devices {
+			d.FlowBound("sip:u"+strconv.Itoa(dev)+"@example.com", "<urn:uuid:1>", 1, flow(uint16(40000+i)))
+		}
+	}
+	if n := len(d.Findings("", FlowChurn)); n != devices {
+		t.Errorf("%d findings, want %d", n, devices)
+	}
+	if lines := strings.Count(logs.String(), "registration diagnostic"); lines == 0 || lines > logLinesBurst {
+		t.Errorf("%d diagnostic log lines for a %d-device storm, want 1..%d", lines, devices, logLinesBurst)
 	}
 }

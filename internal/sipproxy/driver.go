@@ -233,6 +233,16 @@ func (l *ClientLeg) run() {
 				continue
 			}
 			l.settle()
+			if !l.invite {
+				// A non-INVITE client transaction keeps nothing worth
+				// keeping after its final: Timer K (T4 over UDP, RFC 3261
+				// §17.1.2.2) only absorbs copies of the final, which the
+				// stray-response hook drops as well. Ending it now frees
+				// the request and response at once instead of 5 s later
+				// (at thousands of REGISTERs a second, most of an edge's
+				// live heap).
+				l.tx.Terminate()
+			}
 			if l.tc.TimeoutFinal(res.StatusCode) {
 				// The 487 for Timer C's own CANCEL: a timeout (§16.8).
 				l.emit(LegEvent{Err: ErrTimerC})
