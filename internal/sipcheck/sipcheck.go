@@ -55,6 +55,24 @@ var compact = map[string]string{
 	"t": "to", "f": "from", "i": "call-id", "l": "content-length", "v": "via", "m": "contact",
 }
 
+// commonNames are header names, lower case, that lowerName returns
+// without allocating.
+var commonNames = []string{"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "contact", "m",
+	"max-forwards", "content-length", "l", "content-type", "c", "supported", "k", "expires", "user-agent",
+	"allow", "route", "record-route", "path", "authorization", "proxy-authorization", "require",
+	"proxy-require", "accept", "allow-events", "event", "subscription-state", "refer-to", "server"}
+
+// lowerName is strings.ToLower for a header name, without an allocation
+// for the common ones.
+func lowerName(s string) string {
+	for _, n := range commonNames {
+		if len(n) == len(s) && strings.EqualFold(n, s) {
+			return n
+		}
+	}
+	return strings.ToLower(s)
+}
+
 // Header is one (unfolded) header field of a message, name lower-cased
 // and expanded from its compact form.
 type header struct {
@@ -97,14 +115,14 @@ func Check(msg []byte, datagram bool) Verdict {
 	if !v.OK() {
 		return v
 	}
-	seen := map[string]bool{}
+	var seen seenSet
 	contentLength := -1
 	for _, h := range hdrs {
 		if full, ok := singletons[h.name]; ok {
-			if seen[h.name] {
+			if seen.has(h.name) {
 				return bad("Duplicate " + full + " Header")
 			}
-			seen[h.name] = true
+			seen.add(h.name)
 		}
 		switch h.name {
 		case "cseq":
@@ -147,7 +165,7 @@ func Check(msg []byte, datagram bool) Verdict {
 		}
 	}
 	for _, name := range []string{"via", "to", "from", "call-id", "cseq"} {
-		if !seen[name] && !has(hdrs, name) {
+		if !seen.has(name) && !has(hdrs, name) {
 			return bad("Missing Required Header " + canonical(name))
 		}
 	}
@@ -155,6 +173,29 @@ func Check(msg []byte, datagram bool) Verdict {
 		return bad("Content-Length Larger Than Message")
 	}
 	return Verdict{}
+}
+
+// seenSet is the set of singleton headers met so far (at most six names:
+// no map for it).
+type seenSet struct {
+	names [8]string
+	n     int
+}
+
+func (s *seenSet) has(name string) bool {
+	for _, n := range s.names[:s.n] {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *seenSet) add(name string) {
+	if s.n < len(s.names) {
+		s.names[s.n] = name
+		s.n++
+	}
 }
 
 func has(hdrs []header, name string) bool {
@@ -199,7 +240,7 @@ func split(sec []byte) (string, []header, Verdict) {
 			}
 		}
 	}
-	var hdrs []header
+	hdrs := make([]header, 0, len(lines))
 	for _, l := range lines[1:] {
 		if l == "" {
 			continue
@@ -215,7 +256,7 @@ func split(sec []byte) (string, []header, Verdict) {
 		if colon <= 0 {
 			return "", nil, bad("Malformed Header Line")
 		}
-		name := strings.ToLower(strings.TrimRight(l[:colon], " \t"))
+		name := lowerName(strings.TrimRight(l[:colon], " \t"))
 		if !isToken(name) {
 			return "", nil, bad("Malformed Header Name")
 		}
@@ -494,8 +535,8 @@ func Reply(msg []byte, v Verdict, toTag string) []byte {
 // unfold is split without the checks, dropping lines it cannot read (and
 // any NUL or control byte, so nothing hostile is echoed).
 func unfold(sec string) []header {
-	var hdrs []header
 	lines := strings.Split(sec, "\r\n")
+	hdrs := make([]header, 0, len(lines))
 	for _, l := range lines[1:] {
 		l = strings.Map(func(r rune) rune {
 			if (r < 0x20 && r != '\t') || r == 0x7f {
@@ -517,7 +558,7 @@ func unfold(sec string) []header {
 			continue
 		}
 		raw := strings.TrimSpace(name)
-		name = strings.ToLower(raw)
+		name = lowerName(raw)
 		if full, ok := compact[name]; ok {
 			name = full
 		}
@@ -591,9 +632,14 @@ func Normalize(msg []byte) []byte {
 // quoted strings and collapses other LWS runs to one space (RFC 3261
 // §25.1: SLASH, SEMI, EQUAL and COMMA absorb the LWS around them).
 func tidy(v string) string {
-	if strings.IndexByte(v, ' ') < 0 && strings.IndexByte(v, '\t') < 0 {
+	if !untidy(v) {
 		return v // the usual case: nothing to do, no allocation
 	}
+	return tidyAll(v)
+}
+
+// tidyAll is tidy without the check for the usual case.
+func tidyAll(v string) string {
 	var b strings.Builder
 	in, space := false, false
 	for i := 0; i < len(v); i++ {
@@ -633,6 +679,42 @@ func tidy(v string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// untidy reports whether tidy would change v: outside quoted strings, a
+// tab, a run of spaces, or a space next to a separator (v is trimmed).
+func untidy(v string) bool {
+	in := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if in {
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				in = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			in = true
+		case '\t':
+			return true
+		case ' ':
+			if i == 0 || i+1 == len(v) {
+				return true
+			}
+			switch v[i-1] {
+			case ' ', '/', ';', '=', ',':
+				return true
+			}
+			switch v[i+1] {
+			case ' ', '\t', '/', ';', '=', ',':
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // legacyBranch is the branch given to an RFC 2543 request: the same for

@@ -100,3 +100,47 @@ func TestNormalize(t *testing.T) {
 		t.Fatal("a well-formed request was rewritten")
 	}
 }
+
+// BenchmarkCheckNormalize is what every UDP request costs before the SIP
+// parser at both roles: the strict check and the normalisation pass on
+// an RFC 5626 outbound REGISTER that needs no normalising.
+//
+//	go test -run '^$' -bench CheckNormalize -benchmem ./internal/sipcheck/
+func BenchmarkCheckNormalize(b *testing.B) {
+	msg := []byte("REGISTER sip:example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---1234;rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"To: <sip:user12345@example.com>\r\n" +
+		"From: <sip:user12345@example.com>;tag=1234SIPpTag001\r\n" +
+		"Call-ID: 1-1234@192.0.2.10\r\n" +
+		"CSeq: 1 REGISTER\r\n" +
+		"Contact: <sip:user12345@192.0.2.10:5060;ob>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000012345>\";reg-id=1\r\n" +
+		"Supported: path, outbound\r\n" +
+		"Expires: 3600\r\n" +
+		"User-Agent: sipp\r\n" +
+		"Content-Length: 0\r\n\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := Check(msg, true); !v.OK() {
+			b.Fatal(v.Reason)
+		}
+		if Normalize(msg) != nil {
+			b.Fatal("normalised a message that needs nothing")
+		}
+	}
+}
+
+// FuzzUntidy: untidy is exact, so tidy's shortcut never skips a value
+// tidyAll would change (RFC 3261 §25.1 LWS around separators).
+func FuzzUntidy(f *testing.F) {
+	for _, v := range []string{"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport", "SIP/2.0/UDP 192.0.2.1 ; branch=x",
+		`<sip:a@b>;+sip.instance="<urn:uuid:1 2>";reg-id=1`, "a\tb", "a  b", "a /b", `"q ;" ;x`, `"a\" ;" b`} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		v = strings.TrimSpace(v)
+		if !untidy(v) && tidyAll(v) != v {
+			t.Errorf("untidy(%q) = false, but tidy gives %q", v, tidyAll(v))
+		}
+	})
+}
