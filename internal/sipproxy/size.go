@@ -33,7 +33,19 @@ const UDPMaxRequest = 1300
 
 // OverUDPLimit reports whether req, prepared for UDP (PrepareHop done),
 // must go over TCP instead.
-func OverUDPLimit(req *sip.Request) bool { return len(req.String()) > UDPMaxRequest }
+func OverUDPLimit(req *sip.Request) bool {
+	var n byteCount // counts what String would build, without building it
+	req.StringWrite(&n)
+	return int(n) > UDPMaxRequest
+}
+
+// byteCount is an io.StringWriter that only counts.
+type byteCount int
+
+func (c *byteCount) WriteString(s string) (int, error) {
+	*c += byteCount(len(s))
+	return len(s), nil
+}
 
 // Rehop returns a copy of fwd, which PrepareHop already prepared, for
 // another next-hop transport: our top Via replaced by h's ("the value in
