@@ -115,7 +115,22 @@ type Config struct {
 	// UDPReaders is the number of goroutines reading, and of parsers, per
 	// UDP listener (default: the number of CPUs).
 	UDPReaders int `yaml:"udp_readers"`
+	// Overload: while REGISTERs from UAs over UDP wait longer than
+	// MaxQueueDelay between the kernel receiving them and the edge taking
+	// them, new registrations get 503 with a random Retry-After of 5-15 s
+	// at once (refreshes and Digest answers are still relayed).
+	Overload OverloadConfig `yaml:"overload"`
 }
+
+// OverloadConfig is edge.overload.
+type OverloadConfig struct {
+	MaxQueueDelay time.Duration `yaml:"max_queue_delay"` // default 200ms
+	Disabled      bool          `yaml:"disabled"`
+}
+
+// DefaultMaxQueueDelay is edge.overload.max_queue_delay's default: well
+// under the UA's first retransmission (T1, 500 ms).
+const DefaultMaxQueueDelay = 200 * time.Millisecond
 
 // DefaultUDPReceiveBuffer is the default SO_RCVBUF request: about 2 s of
 // 1 KB REGISTERs at 2,000/s.
@@ -259,6 +274,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.RegistrarTimeout == 0 {
 		c.RegistrarTimeout = DefaultRegistrarTimeout
+	}
+	if c.Overload.MaxQueueDelay == 0 {
+		c.Overload.MaxQueueDelay = DefaultMaxQueueDelay
 	}
 	if c.RateLimit.RequestsPerSecond == 0 {
 		c.RateLimit.RequestsPerSecond = DefaultRequestsPerSecond
@@ -414,6 +432,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrarTimeout < 0 {
 		bad("edge.registrar_timeout: must not be negative")
+	}
+	if c.Overload.MaxQueueDelay < 0 {
+		bad("edge.overload.max_queue_delay: must not be negative")
 	}
 	if c.RateLimit.MaxSources < 0 {
 		bad("edge.rate_limit.max_sources: must not be negative")

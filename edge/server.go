@@ -222,7 +222,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.m, err = newMetrics(opt.Registry, s.table, append(s.rejected.Collectors("edge"), s.limiterCollectors()...)...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
-	if s.udpRegs, err = newUDPRegisters(opt.Registry); err != nil {
+	if s.udpRegs, err = newUDPRegisters(s.cfg.Overload, s.log, opt.Registry); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if err := s.initNetLayer(opt.Registry); err != nil {

@@ -134,9 +134,10 @@ type PacketOptions struct {
 	// non-nil msg replaces the datagram (a normalised form).
 	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 	// Take, when set, is offered every request that passed Check (after
-	// OnActivity): true means the caller took it (it must copy data) and
-	// ReadFrom goes on to the next datagram.
-	Take func(data []byte, from netip.AddrPort) bool
+	// OnActivity), with the time the kernel received it: true means the
+	// caller took it (it must copy data) and ReadFrom goes on to the next
+	// datagram.
+	Take func(data []byte, from netip.AddrPort, at time.Time) bool
 }
 
 // PacketConn is the net.PacketConn handed to sipgo's ServeUDP. It answers
@@ -165,7 +166,7 @@ func NewPacketConn(c *sock.Conn, opt PacketOptions) *PacketConn {
 func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	backoff := time.Millisecond
 	for {
-		n, from, err := p.Conn.ReadFromUDPAddrPort(b)
+		n, from, at, err := p.Conn.ReadFromUDPAddrPortAt(b)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
@@ -236,7 +237,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			if p.opt.OnActivity != nil {
 				p.opt.OnActivity(from)
 			}
-			if p.opt.Take != nil && p.opt.Take(data, from) {
+			if p.opt.Take != nil && p.opt.Take(data, from, at) {
 				continue
 			}
 		}

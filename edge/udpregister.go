@@ -3,8 +3,10 @@ package edge
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,7 @@ import (
 const maxUDPRegisters = 8192
 
 type udpRegisters struct {
+	shed     *sipserve.Shedder // nil: edge.overload.disabled
 	parser   *sip.Parser
 	taken    *sipserve.Taken
 	absorbed prometheus.Counter
@@ -42,7 +45,7 @@ type udpRegisters struct {
 	bad      prometheus.Counter
 }
 
-func newUDPRegisters(reg prometheus.Registerer) (*udpRegisters, error) {
+func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Registerer) (*udpRegisters, error) {
 	u := &udpRegisters{parser: sip.NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
 		absorbed: metric.Counter("pinhole_edge_udp_register_retransmissions_absorbed_total",
 			"UDP REGISTER retransmissions from UAs dropped because the original was still being relayed."),
@@ -51,21 +54,35 @@ func newUDPRegisters(reg prometheus.Registerer) (*udpRegisters, error) {
 		bad: metric.Counter("pinhole_edge_udp_register_unparsable_total",
 			"UDP REGISTERs that passed the syntax check but that the SIP parser refused (dropped)."),
 	}
-	if err := metric.Register(reg, u.absorbed, u.dropped, u.bad); err != nil {
+	shed := metric.CounterVec("pinhole_edge_shed_total",
+		"REGISTERs from UAs answered 503 without relaying because the edge was overloaded, by reason.", "reason")
+	if err := metric.Register(reg, u.absorbed, u.dropped, u.bad, shed); err != nil {
 		return nil, fmt.Errorf("register UDP REGISTER metrics: %w", err)
+	}
+	if !cfg.Disabled {
+		u.shed = &sipserve.Shedder{Bound: cfg.MaxQueueDelay, RetryAfter: [2]int{5, 15},
+			Shed: shed.WithLabelValues("socket_delay"), Log: log, Role: "edge"}
 	}
 	return u, nil
 }
 
 // takeRegister is the Take hook of a UDP listener: on an access listener
 // it takes REGISTERs (nil on a core listener: nothing is taken).
-func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort) bool {
+// While edge.overload says the socket is behind, a new registration is
+// answered 503 from the read loop, unparsed (sipserve.Shedder).
+func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Time) bool {
 	if !l.access() || s.udpRegs == nil {
 		return nil
 	}
-	return func(data []byte, from netip.AddrPort) bool {
+	return func(data []byte, from netip.AddrPort, at time.Time) bool {
 		if !sipserve.IsRegister(data) {
 			return false
+		}
+		if reply := s.udpRegs.shed.Check(data, time.Since(at)); reply != nil {
+			if _, err := l.pc.WriteToUDPAddrPort(reply, from); err != nil {
+				s.log.Debug("503 not sent", "raddr", from.String(), "error", err)
+			}
+			return true
 		}
 		go s.relayUDPRegister(l, bytes.Clone(data), from)
 		return true

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -172,6 +173,20 @@ func (g *gate) shedOne() {
 			"reason", shedQueueDelay, "max_queue_delay", g.bound.String())
 	}
 	g.episodeN++
+}
+
+// socketShedder is registrar.overload for REGISTERs over UDP before they
+// are parsed: while they waited longer than max_queue_delay between the
+// kernel and the registrar (its CPU is the bottleneck, not its
+// concurrency slots), new registrations get 503 at once
+// (sipserve.Shedder). Nil when overload is disabled.
+func (r *Registrar) socketShedder() *sipserve.Shedder {
+	if r.gate == nil {
+		return nil
+	}
+	return &sipserve.Shedder{Bound: r.gate.bound,
+		RetryAfter: [2]int{int(r.cfg.RetryAfterMin / time.Second), int(r.cfg.RetryAfterMax / time.Second)},
+		Shed:       r.gate.shed.WithLabelValues("socket_delay"), Log: r.log, Role: "registrar"}
 }
 
 // AdmitRegister applies registrar.overload to req before HandleRegister.

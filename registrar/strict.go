@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/sipcheck"
@@ -28,13 +29,18 @@ type checkedPacketConn struct {
 	*sock.Conn
 	log       *slog.Logger
 	registers *udpRegisters
+	shed      *sipserve.Shedder // registrar.overload for UDP REGISTERs; nil: off
 }
 
 func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.Conn.ReadFrom(b)
-		if err != nil || n == 0 {
-			return n, addr, err
+		n, from, at, err := c.Conn.ReadFromUDPAddrPortAt(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		addr := net.Addr(net.UDPAddrFromAddrPort(from))
+		if n == 0 {
+			return n, addr, nil
 		}
 		data := c.Conn.Whole(b[:n])
 		if data == nil {
@@ -47,6 +53,12 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				data, placed = norm, true
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {
+				if reply := c.shed.Check(data, time.Since(at)); reply != nil {
+					if _, err := c.Conn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
+						return 0, nil, err
+					}
+					continue
+				}
 				c.registers.take(c.Conn, bytes.Clone(data), addr)
 				continue
 			}

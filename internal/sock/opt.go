@@ -143,3 +143,4 @@ func (l dscpListener) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
+func nativeUint64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }

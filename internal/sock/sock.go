@@ -72,6 +72,7 @@ type datagram struct {
 	b     []byte
 	from  netip.AddrPort
 	local netip.Addr // destination address; valid on wildcard sockets
+	at    time.Time  // when the kernel received it (SO_TIMESTAMPNS), else when read
 }
 
 // Conn is a UDP socket with the receive path above. It is a net.PacketConn
@@ -158,6 +159,10 @@ func newConn(uc *net.UDPConn, opt Options) (*Conn, error) {
 	// Count kernel drops (SO_RXQ_OVFL: a cumulative counter on every
 	// datagram's control data). Best effort: absent on some kernels.
 	_ = setSockoptInt(uc, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+	// Kernel receive time of every datagram (SCM_TIMESTAMPNS): how long
+	// it waited in the receive buffer and our queue, which overload
+	// shedding reads (ReadFromUDPAddrPortAt). Best effort as well.
+	_ = setSockoptInt(uc, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	if c.wildcard {
 		var err error
 		if c.v6 {
@@ -224,7 +229,10 @@ func (c *Conn) readLoop() {
 		c.received.Add(1)
 		d := datagram{b: append([]byte(nil), buf[:n]...), from: unmapAP(from)}
 		if oobn > 0 {
-			d.local = c.parseOOB(oob[:oobn])
+			d.local, d.at = c.parseOOB(oob[:oobn])
+		}
+		if d.at.IsZero() {
+			d.at = time.Now()
 		}
 		if c.wildcard && d.local.IsValid() {
 			c.peers.put(d.from, d.local)
@@ -237,9 +245,10 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// parseOOB reads the destination address (wildcard sockets) and the
-// kernel drop counter from a datagram's control data.
-func (c *Conn) parseOOB(oob []byte) netip.Addr {
+// parseOOB reads the destination address (wildcard sockets), the kernel
+// receive time and the kernel drop counter from a datagram's control data.
+func (c *Conn) parseOOB(oob []byte) (netip.Addr, time.Time) {
+	var at time.Time
 	var local netip.Addr
 	if c.wildcard {
 		if c.v6 {
@@ -257,6 +266,11 @@ func (c *Conn) parseOOB(oob []byte) netip.Addr {
 	}
 	if msgs, err := syscall.ParseSocketControlMessage(oob); err == nil {
 		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+				sec, nsec := nativeUint64(m.Data[:8]), nativeUint64(m.Data[8:16])
+				at = time.Unix(int64(sec), int64(nsec))
+				continue
+			}
 			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4 {
 				v := uint64(nativeUint32(m.Data))
 				for {
@@ -268,13 +282,21 @@ func (c *Conn) parseOOB(oob []byte) netip.Addr {
 			}
 		}
 	}
-	return local
+	return local, at
 }
 
 // ReadFromUDPAddrPort returns the next queued datagram. A datagram larger
 // than b is handed off as a token when Options.Handoff is set, else
 // truncated to len(b).
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, from, _, err := c.ReadFromUDPAddrPortAt(b)
+	return n, from, err
+}
+
+// ReadFromUDPAddrPortAt is ReadFromUDPAddrPort that also returns when the
+// kernel received the datagram (when it was read off the socket, where
+// the kernel gives no timestamp): its age is the queueing delay it met.
+func (c *Conn) ReadFromUDPAddrPortAt(b []byte) (int, netip.AddrPort, time.Time, error) {
 	for {
 		select {
 		case d := <-c.q:
@@ -283,9 +305,9 @@ func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 					continue // a datagram forged to look like a token
 				}
 			}
-			return c.Place(d.b, b), d.from, nil
+			return c.Place(d.b, b), d.from, d.at, nil
 		case <-c.done:
-			return 0, netip.AddrPort{}, fmt.Errorf("read udp %v: %w", c.c.LocalAddr(), net.ErrClosed)
+			return 0, netip.AddrPort{}, time.Time{}, fmt.Errorf("read udp %v: %w", c.c.LocalAddr(), net.ErrClosed)
 		}
 	}
 }

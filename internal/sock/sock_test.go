@@ -243,3 +243,32 @@ func TestPlaceWhole(t *testing.T) {
 		t.Errorf("a token taken twice gave %d bytes, want nil", len(got))
 	}
 }
+
+// TestReceiveTimestamp: a datagram's receive time is when it arrived
+// (the kernel's SO_TIMESTAMPNS), not when the consumer read it, so its age
+// includes the time it waited unread.
+func TestReceiveTimestamp(t *testing.T) {
+	c, err := ListenUDP("127.0.0.1:0", Options{Readers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peer, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	before := time.Now()
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the datagram waits unread (the age under test)
+	b := make([]byte, 16)
+	_, _, at, err := c.ReadFromUDPAddrPortAt(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Before(before.Add(-time.Second)) || at.After(before.Add(40*time.Millisecond)) {
+		t.Errorf("received at %v, sent at %v: want the kernel's receive time, not the read's", at, before)
+	}
+}

@@ -1,0 +1,116 @@
+package sipserve
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/internal/sipcheck"
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
+)
+
+// Shedder keeps a registration storm from collapsing a UDP listener
+// (issue 15 item 5). Above its capacity a listener's receive buffer fills,
+// every REGISTER waits longer than the UA's retransmission timer (T1,
+// 500 ms), the retransmissions double the load, and no REGISTER is served
+// in time. Shedder reads how long a REGISTER waited between the kernel
+// receiving it and the role taking it (sock's receive timestamps): while
+// that exceeds Bound, a new registration is refused at once with 503 and
+// a random Retry-After (RFC 3261 §21.5.4), built from the raw datagram
+// without parsing it, which costs a fraction of serving it. Requests that
+// continue work under way (a refresh, CSeq above 1, or the answer to a
+// Digest challenge) are still served. One log line marks the start and
+// one the end of each episode; every shed REGISTER is counted.
+type Shedder struct {
+	Bound      time.Duration
+	RetryAfter [2]int // seconds, lo..hi
+	Shed       prometheus.Counter
+	Log        *slog.Logger
+	Role       string // for the log lines
+
+	mu      sync.Mutex
+	episode bool
+	n       uint64
+}
+
+// Check returns the 503 to send for a REGISTER datagram that waited age,
+// or nil to serve it. Safe for concurrent use; a nil Shedder never sheds.
+func (s *Shedder) Check(data []byte, age time.Duration) []byte {
+	if s == nil || s.Bound <= 0 {
+		return nil
+	}
+	if age <= s.Bound {
+		if age < s.Bound/2 {
+			s.over()
+		}
+		return nil
+	}
+	if continuesWork(data) {
+		return nil
+	}
+	lo, hi := s.RetryAfter[0], s.RetryAfter[1]
+	ra := lo
+	if hi > lo {
+		ra += rand.IntN(hi - lo + 1)
+	}
+	reply := sipcheck.Reply(data, sipcheck.Verdict{Status: 503, Reason: "Service Unavailable"}, sipproxy.RandHex(4))
+	if reply == nil {
+		return nil
+	}
+	s.Shed.Inc()
+	s.start()
+	return []byte(strings.Replace(string(reply), "Content-Length: 0\r\n", "Retry-After: "+strconv.Itoa(ra)+"\r\nContent-Length: 0\r\n", 1))
+}
+
+func (s *Shedder) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if !s.episode {
+		s.episode, s.n = true, 1
+		s.Log.Warn("REGISTER overload: UDP queueing delay above max_queue_delay, new registrations get 503",
+			"role", s.Role, "reason", "socket_delay", "max_queue_delay", s.Bound.String())
+	}
+}
+
+func (s *Shedder) over() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.episode {
+		s.episode = false
+		s.Log.Warn("REGISTER overload over: admitting new registrations again", "role", s.Role,
+			"reason", "socket_delay", "shed", s.n)
+	}
+}
+
+// continuesWork is the raw form of the registrar's priority rule: a
+// REGISTER whose CSeq number is above 1 (a refresh) or that carries an
+// Authorization header (the second leg of a Digest exchange).
+func continuesWork(data []byte) bool {
+	end := sipcheck.HeaderEnd(data)
+	if end < 0 {
+		return false
+	}
+	for _, line := range strings.Split(string(data[:end]), "\r\n")[1:] {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		switch {
+		case strings.EqualFold(name, "authorization"):
+			return true
+		case strings.EqualFold(name, "cseq"):
+			num, _, _ := strings.Cut(strings.TrimSpace(value), " ")
+			if n, err := strconv.ParseUint(num, 10, 64); err == nil && n > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}

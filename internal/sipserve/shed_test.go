@@ -1,0 +1,62 @@
+package sipserve
+
+import (
+	"bytes"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func register(cseq int, extra string) []byte {
+	return []byte("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-s" + strconv.Itoa(cseq) + "\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: shed-1\r\n" +
+		"CSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" + extra + "Contact: <sip:a@192.0.2.1>\r\nContent-Length: 0\r\n\r\n")
+}
+
+// TestRFC3261_21_5_4_ShedNewRegistrationsOnly: while REGISTERs wait longer
+// than the bound, a new registration gets 503 with a Retry-After in the
+// configured range (RFC 3261 §21.5.4) and its own Via, Call-ID and CSeq;
+// a refresh (CSeq above 1) and a Digest answer are served; the episode
+// is logged once when it starts and once when it ends.
+func TestRFC3261_21_5_4_ShedNewRegistrationsOnly(t *testing.T) {
+	logs := &bytes.Buffer{}
+	shed := prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})
+	s := &Shedder{Bound: 100 * time.Millisecond, RetryAfter: [2]int{5, 15}, Shed: shed,
+		Log: slog.New(slog.NewTextHandler(logs, nil)), Role: "test"}
+	if r := s.Check(register(1, ""), 50*time.Millisecond); r != nil {
+		t.Fatalf("shed under the bound: %s", r)
+	}
+	for range 3 {
+		r := string(s.Check(register(1, ""), 300*time.Millisecond))
+		if !strings.HasPrefix(r, "SIP/2.0 503 ") || !strings.Contains(r, "Call-ID: shed-1\r\n") ||
+			!strings.Contains(r, "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-s1\r\n") {
+			t.Fatalf("want a 503 for the new registration, got %q", r)
+		}
+		_, ra, _ := strings.Cut(r, "Retry-After: ")
+		ra, _, _ = strings.Cut(ra, "\r\n")
+		if n, err := strconv.Atoi(ra); err != nil || n < 5 || n > 15 {
+			t.Errorf("Retry-After %q, want 5..15", ra)
+		}
+	}
+	if r := s.Check(register(2, ""), 300*time.Millisecond); r != nil {
+		t.Errorf("a refresh was shed: %s", r)
+	}
+	if r := s.Check(register(1, "Authorization: Digest username=\"a\"\r\n"), 300*time.Millisecond); r != nil {
+		t.Errorf("a Digest answer was shed: %s", r)
+	}
+	if got := testutil.ToFloat64(shed); got != 3 {
+		t.Errorf("shed counter %v, want 3", got)
+	}
+	s.Check(register(1, ""), 10*time.Millisecond) // the queue drained
+	if got := strings.Count(logs.String(), "REGISTER overload:"); got != 1 {
+		t.Errorf("%d episode start lines, want 1:\n%s", got, logs)
+	}
+	if got := strings.Count(logs.String(), "REGISTER overload over"); got != 1 {
+		t.Errorf("%d episode end lines, want 1:\n%s", got, logs)
+	}
+}
