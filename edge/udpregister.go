@@ -26,9 +26,10 @@ import (
 // benchmark (issue 15).
 //
 // A retransmission from the UA while its REGISTER is still being relayed
-// is dropped (sipserve.Taken, counted); one that arrives after the answer
-// is relayed again, and the registrar answers it as the retransmission it
-// is (RFC 3261 §10.3 step 7). REGISTER over streams, DTLS and every other
+// is dropped (sipserve.Taken, counted); one that arrives within seconds of
+// the answer gets that answer again (§17.2.2); a later one is relayed
+// again, and the registrar answers it as the retransmission it is (RFC
+// 3261 §10.3 step 7). REGISTER over streams, DTLS and every other
 // request keep sipgo's transactions.
 
 // maxUDPRegisters bounds REGISTERs taken from UA sockets and not yet
@@ -48,7 +49,7 @@ type udpRegisters struct {
 func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Registerer) (*udpRegisters, error) {
 	u := &udpRegisters{parser: sip.NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
 		absorbed: metric.Counter("pinhole_edge_udp_register_retransmissions_absorbed_total",
-			"UDP REGISTER retransmissions from UAs dropped because the original was still being relayed."),
+			"UDP REGISTER retransmissions from UAs absorbed: dropped while the original was being relayed, or answered again with its answer of the last seconds."),
 		dropped: metric.Counter("pinhole_edge_udp_register_dropped_total",
 			"UDP REGISTERs from UAs dropped unanswered because too many were being relayed."),
 		bad: metric.Counter("pinhole_edge_udp_register_unparsable_total",
@@ -102,18 +103,23 @@ func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort) 
 	req.SetTransport("UDP")
 	req.SetSource(src.String())
 	key := sipserve.Key(req, src)
-	switch u.taken.Begin(key) {
+	outcome, answer := u.taken.Begin(key)
+	switch outcome {
 	case sipserve.Duplicate:
 		u.absorbed.Inc()
+		return
+	case sipserve.Answered:
+		u.absorbed.Inc()
+		_, _ = l.pc.WriteToUDPAddrPort(answer, src)
 		return
 	case sipserve.Overflowing:
 		u.dropped.Inc()
 		return
 	}
-	defer u.taken.End(key)
 	in := inbound{src: unmap(src), l: l}
 	in.key, in.hasFlow = s.datagramInbound(l, in.src)
 	tx := &datagramTx{in: in, pc: l.pc, done: make(chan struct{})}
+	defer func() { u.taken.End(key, tx.final) }()
 	defer tx.Terminate()
 	s.handle(req, tx)
 }
@@ -122,16 +128,21 @@ func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort) 
 // UDP REGISTER: Respond writes the answer onto the listener socket to the
 // packet source (RFC 3581 §4), and nothing is kept.
 type datagramTx struct {
-	in   inbound
-	pc   *PacketConn
-	once sync.Once
-	done chan struct{}
+	in    inbound
+	pc    *PacketConn
+	once  sync.Once
+	done  chan struct{}
+	final []byte // the final response as sent, kept for retransmissions
 }
 
 var _ sip.ServerTransaction = (*datagramTx)(nil)
 
 func (t *datagramTx) Respond(res *sip.Response) error {
-	if _, err := t.pc.WriteToUDPAddrPort([]byte(res.String()), t.in.src); err != nil {
+	b := []byte(res.String())
+	if res.StatusCode >= 200 {
+		t.final = b
+	}
+	if _, err := t.pc.WriteToUDPAddrPort(b, t.in.src); err != nil {
 		return fmt.Errorf("write response to %s: %w", t.in.src, err)
 	}
 	return nil

@@ -23,16 +23,17 @@ import (
 // transactions, most of the process's memory and much of its GC work
 // (issue 15).
 //
-// Retransmissions are what the transaction absorbed:
+// Retransmissions are what the transaction absorbed (sipserve.Taken):
 //   - one that arrives while its original is still queued or processed
 //     (same Via branch from the same source) is dropped here, and counted;
-//   - one that arrives after the answer is processed again, and the
-//     registrar answers it as a retransmission: a REGISTER with the
-//     Call-ID and CSeq of a stored binding changes nothing and gets the
-//     current bindings (§10.3 step 7). The same holds for a REGISTER whose
-//     answer was a challenge (a new challenge) and for a Digest answer
-//     whose nc was already used (a new challenge, as a replay; the UA
-//     authenticates again).
+//   - one that arrives within a few seconds of the answer gets the same
+//     answer again, as from a Completed server transaction (§17.2.2), so
+//     a Digest answer whose 200 was lost is not challenged as a replay of
+//     its own nonce count;
+//   - one that arrives later is processed again, and the registrar
+//     answers it as a retransmission: a REGISTER with the Call-ID and
+//     CSeq of a stored binding changes nothing and gets the current
+//     bindings (§10.3 step 7).
 //
 // §8.2.7 notes a registrar's answer may differ between two copies of one
 // request if another REGISTER changed the AOR in between; the answer then
@@ -64,7 +65,7 @@ type udpRegisters struct {
 func newUDPRegisters(s *Server) (*udpRegisters, error) {
 	u := &udpRegisters{s: s, parser: NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
 		absorbed: metric.Counter("pinhole_registrar_udp_register_retransmissions_absorbed_total",
-			"UDP REGISTER retransmissions dropped because the original was still being processed."),
+			"UDP REGISTER retransmissions absorbed: dropped while the original was being processed, or answered again with its answer of the last seconds."),
 		dropped: metric.Counter("pinhole_registrar_udp_register_dropped_total",
 			"UDP REGISTERs dropped unanswered because too many were in processing (the kernel queue holds the rest)."),
 		bad: metric.Counter("pinhole_registrar_udp_register_unparsable_total",
@@ -94,12 +95,18 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	return ap, err == nil
 }
 
-// begin records a REGISTER as taken; false when it is a retransmission of
-// one still in processing, or when the bound is reached.
-func (u *udpRegisters) begin(key string) bool {
-	switch u.taken.Begin(key) {
+// begin records a REGISTER as taken; false when it is a retransmission
+// (dropped, or answered again with the answer Taken kept) or when the
+// bound is reached.
+func (u *udpRegisters) begin(pc net.PacketConn, key string, src netip.AddrPort) bool {
+	outcome, answer := u.taken.Begin(key)
+	switch outcome {
 	case sipserve.Duplicate:
 		u.absorbed.Inc()
+		return false
+	case sipserve.Answered:
+		u.absorbed.Inc()
+		_, _ = pc.WriteTo(answer, net.UDPAddrFromAddrPort(src))
 		return false
 	case sipserve.Overflowing:
 		u.dropped.Inc()
@@ -121,17 +128,19 @@ func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort)
 	req.SetTransport("UDP")
 	req.SetSource(src.String())
 	key := sipserve.Key(req, src)
-	if !u.begin(key) {
+	if !u.begin(pc, key, src) {
 		return
 	}
-	defer u.taken.End(key)
+	var answer []byte
+	defer func() { u.taken.End(key, answer) }()
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	respond := func(res *sip.Response) error {
 		// RFC 3581 §4 and RFC 3261 §18.2.2: the top Via says what we saw,
 		// and the answer goes to the packet's source.
 		sipproxy.StampVia(res.Via(), src)
-		if _, err := pc.WriteTo([]byte(res.String()), net.UDPAddrFromAddrPort(src)); err != nil {
+		answer = []byte(res.String())
+		if _, err := pc.WriteTo(answer, net.UDPAddrFromAddrPort(src)); err != nil {
 			return fmt.Errorf("write REGISTER response to %s: %w", src, err)
 		}
 		return nil

@@ -101,10 +101,9 @@ func readResponse(t *testing.T, c *net.UDPConn, d time.Duration) *sip.Response {
 // TestRFC3261_8_2_7_StatelessUDPRegister: a REGISTER over UDP is answered
 // without a server transaction. A retransmission that arrives while the
 // original is still in processing is absorbed (one answer, counted); one
-// that arrives after the answer is answered again, as a retransmission
-// (RFC 3261 §10.3 step 7: same Call-ID and CSeq change nothing). The
-// answer goes to the packet source and its Via carries received and rport
-// (RFC 3581 §4).
+// that arrives right after the answer gets the same answer again (RFC
+// 3261 §17.2.2), without a second store update. The answer goes to the
+// packet source and its Via carries received and rport (RFC 3581 §4).
 func TestRFC3261_8_2_7_StatelessUDPRegister(t *testing.T) {
 	st := &heldStore{Store: memstore.New(nil), entered: make(chan struct{}, 1), release: make(chan struct{})}
 	prom := prometheus.NewRegistry()

@@ -4,39 +4,69 @@ import (
 	"bytes"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
 
 // REGISTER over UDP is answered without a sipgo server transaction by
 // both roles (RFC 3261 §8.2.7, §16.11 for the edge's side toward the UA):
-// a transaction keeps each request and its response for Timer J, 32 s,
-// which at thousands of REGISTERs a second is most of a process's memory
-// and much of its GC work. What the transaction did that is still needed
-// is absorbing a retransmission while the original is being processed;
-// Taken does that.
+// a transaction keeps each request and its parsed response for Timer J,
+// 32 s, which at thousands of REGISTERs a second is most of a process's
+// memory and much of its GC work. What the transaction did that is still
+// needed, Taken does, within bounds: it drops a retransmission while its
+// original is being processed, and for a short while after the answer it
+// sends a retransmission the same answer again (as a server transaction
+// in its Completed state does, §17.2.2) instead of processing it twice.
+// That matters for Digest: a retransmitted REGISTER whose answer was lost
+// would otherwise reuse its nonce count and be challenged as a replay.
 
 // IsRegister reports whether a datagram that passed the syntax check is a
 // REGISTER request (RFC 3261 §7.1: methods are case-sensitive).
 func IsRegister(data []byte) bool { return bytes.HasPrefix(data, []byte("REGISTER ")) }
 
-// Taken is the set of requests taken off a socket and not yet answered,
-// keyed by top Via branch and packet source, bounded to max entries. Safe
-// for concurrent use.
+// Taken is the set of requests taken off a socket, keyed by top Via
+// branch and packet source: those not yet answered, and the answers sent
+// within the last Linger (at most MaxAnswers of them, the oldest dropped
+// first). Safe for concurrent use.
 type Taken struct {
-	mu  sync.Mutex
-	set map[string]struct{}
-	max int
+	mu      sync.Mutex
+	pending map[string]struct{}
+	max     int
+
+	answers map[string][]byte
+	order   []answered // FIFO of answers, oldest first
+	head    int
+	linger  time.Duration
+	keep    int
+	now     func() time.Time
 }
 
-// NewTaken returns an empty set holding at most max requests.
-func NewTaken(max int) *Taken { return &Taken{set: make(map[string]struct{}), max: max} }
+type answered struct {
+	key string
+	at  time.Time
+}
+
+// Defaults of NewTaken: an answer is kept 4 s (eight times T1: the UA's
+// first four retransmissions), at most 16,384 of them (about 10 MB).
+const (
+	DefaultLinger     = 4 * time.Second
+	DefaultMaxAnswers = 16384
+)
+
+// NewTaken returns an empty set holding at most max requests in
+// processing and the default number of recent answers.
+func NewTaken(max int) *Taken {
+	return &Taken{pending: make(map[string]struct{}), max: max, answers: make(map[string][]byte),
+		linger: DefaultLinger, keep: DefaultMaxAnswers, now: time.Now}
+}
 
 // Outcomes of Taken.Begin.
 const (
 	Begun       = iota // a new request: process it, then call End
 	Duplicate          // a retransmission of one in processing: drop it
 	Overflowing        // the bound is reached: drop it (UDP allows it)
+	Answered           // a retransmission of one answered lately: resend the answer
 )
 
 // Key is req's identity for Taken: its top Via branch and packet source.
@@ -48,31 +78,72 @@ func Key(req *sip.Request, src netip.AddrPort) string {
 	return br + "|" + src.String()
 }
 
-// Begin records key as taken, unless it is already (Duplicate) or the set
-// is full (Overflowing).
-func (t *Taken) Begin(key string) int {
+// Begin records key as taken, unless it is in processing (Duplicate), was
+// answered lately (Answered, with the answer), or the set is full
+// (Overflowing).
+func (t *Taken) Begin(key string) (int, []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, dup := t.set[key]; dup {
-		return Duplicate
+	if _, dup := t.pending[key]; dup {
+		return Duplicate, nil
 	}
-	if len(t.set) >= t.max {
-		return Overflowing
+	t.expireLocked()
+	if a, ok := t.answers[key]; ok {
+		return Answered, a
 	}
-	t.set[key] = struct{}{}
-	return Begun
+	if len(t.pending) >= t.max {
+		return Overflowing, nil
+	}
+	t.pending[key] = struct{}{}
+	return Begun, nil
 }
 
-// End forgets key once its request is answered.
-func (t *Taken) End(key string) {
+// End forgets key as in processing and keeps answer (the final response
+// as sent; nil for none) for retransmissions.
+func (t *Taken) End(key string, answer []byte) {
 	t.mu.Lock()
-	delete(t.set, key)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	delete(t.pending, key)
+	if answer == nil || t.keep <= 0 {
+		return
+	}
+	t.expireLocked()
+	if len(t.order)-t.head >= t.keep {
+		t.dropOldestLocked()
+	}
+	if _, had := t.answers[key]; !had {
+		t.order = append(t.order, answered{key: key, at: t.now()})
+	}
+	t.answers[key] = answer
 }
 
-// Len is the number of requests taken and not yet answered.
+func (t *Taken) expireLocked() {
+	now := t.now()
+	for t.head < len(t.order) && now.Sub(t.order[t.head].at) > t.linger {
+		t.dropOldestLocked()
+	}
+}
+
+func (t *Taken) dropOldestLocked() {
+	delete(t.answers, t.order[t.head].key)
+	t.order[t.head] = answered{}
+	t.head++
+	if t.head > 1024 && t.head*2 > len(t.order) { // compact the FIFO now and then
+		t.order = append(t.order[:0], t.order[t.head:]...)
+		t.head = 0
+	}
+}
+
+// Len is the number of requests in processing.
 func (t *Taken) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.set)
+	return len(t.pending)
+}
+
+// Answers is the number of answers kept for retransmissions.
+func (t *Taken) Answers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.answers)
 }
