@@ -69,8 +69,10 @@ func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Regist
 
 // takeRegister is the Take hook of a UDP listener: on an access listener
 // it takes REGISTERs (nil on a core listener: nothing is taken).
-// While edge.overload says the socket is behind, a new registration is
-// answered 503 from the read loop, unparsed (sipserve.Shedder).
+// While edge.overload says REGISTERs wait too long, a new registration is
+// answered 503, unparsed (sipserve.Shedder): checked in the read loop
+// (time in the kernel's queue) and again when its goroutine starts (time
+// waiting for a CPU, which is where a saturated edge queues).
 func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Time) bool {
 	if !l.access() || s.udpRegs == nil {
 		return nil
@@ -85,13 +87,19 @@ func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Tim
 			}
 			return true
 		}
-		go s.relayUDPRegister(l, bytes.Clone(data), from)
+		go s.relayUDPRegister(l, bytes.Clone(data), from, at)
 		return true
 	}
 }
 
-func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort) {
+func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort, at time.Time) {
 	u := s.udpRegs
+	if reply := u.shed.Check(data, time.Since(at)); reply != nil {
+		if _, err := l.pc.WriteToUDPAddrPort(reply, src); err != nil {
+			s.log.Debug("503 not sent", "raddr", src.String(), "error", err)
+		}
+		return
+	}
 	msg, err := u.parser.ParseSIP(data)
 	req, ok := msg.(*sip.Request)
 	if err != nil || !ok {

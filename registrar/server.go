@@ -275,8 +275,7 @@ func (s *Server) Listen(cfg []ListenConfig) error {
 			s.log.Info("udp receive buffer", "laddr", pc.LocalAddr().String(), "asked", s.reg.cfg.UDPReceiveBuffer,
 				"granted", pc.ReceiveBuffer(), "readers", s.readers(), "wildcard", pc.Wildcard())
 			s.udpStats.Add(l.Address, pc)
-			s.pconns = append(s.pconns, &checkedPacketConn{Conn: pc, log: s.log, registers: s.registers,
-				shed: s.reg.socketShedder()})
+			s.pconns = append(s.pconns, &checkedPacketConn{Conn: pc, log: s.log, registers: s.registers})
 			s.addrs = append(s.addrs, pc.LocalAddr())
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)

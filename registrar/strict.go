@@ -29,7 +29,6 @@ type checkedPacketConn struct {
 	*sock.Conn
 	log       *slog.Logger
 	registers *udpRegisters
-	shed      *sipserve.Shedder // registrar.overload for UDP REGISTERs; nil: off
 }
 
 func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -53,13 +52,13 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				data, placed = norm, true
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {
-				if reply := c.shed.Check(data, time.Since(at)); reply != nil {
+				if reply := c.registers.shed.Check(data, time.Since(at)); reply != nil {
 					if _, err := c.Conn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
 						return 0, nil, err
 					}
 					continue
 				}
-				c.registers.take(c.Conn, bytes.Clone(data), addr)
+				c.registers.take(c.Conn, bytes.Clone(data), addr, at)
 				continue
 			}
 			if placed {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +56,8 @@ type udpRegisters struct {
 	s      *Server
 	parser *sip.Parser
 
-	taken *sipserve.Taken // REGISTERs taken, not yet answered
+	taken *sipserve.Taken   // REGISTERs taken, not yet answered
+	shed  *sipserve.Shedder // registrar.overload for UDP REGISTERs; nil: off
 
 	absorbed prometheus.Counter
 	dropped  prometheus.Counter
@@ -63,7 +65,7 @@ type udpRegisters struct {
 }
 
 func newUDPRegisters(s *Server) (*udpRegisters, error) {
-	u := &udpRegisters{s: s, parser: NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
+	u := &udpRegisters{s: s, parser: NewParser(), taken: sipserve.NewTaken(maxUDPRegisters), shed: s.reg.socketShedder(),
 		absorbed: metric.Counter("pinhole_registrar_udp_register_retransmissions_absorbed_total",
 			"UDP REGISTER retransmissions absorbed: dropped while the original was being processed, or answered again with its answer of the last seconds."),
 		dropped: metric.Counter("pinhole_registrar_udp_register_dropped_total",
@@ -79,12 +81,12 @@ func newUDPRegisters(s *Server) (*udpRegisters, error) {
 
 // take takes a REGISTER datagram off the read loop: data must be the
 // caller's own copy. The REGISTER is processed on its own goroutine.
-func (u *udpRegisters) take(pc net.PacketConn, data []byte, from net.Addr) {
+func (u *udpRegisters) take(pc net.PacketConn, data []byte, from net.Addr, at time.Time) {
 	src, ok := addrPortOf(from)
 	if !ok {
 		return
 	}
-	go u.serve(pc, data, src)
+	go u.serve(pc, data, src, at)
 }
 
 func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
@@ -115,8 +117,14 @@ func (u *udpRegisters) begin(pc net.PacketConn, key string, src netip.AddrPort) 
 	return true
 }
 
-func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort) {
+func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort, at time.Time) {
 	s := u.s
+	// registrar.overload again once a CPU runs this goroutine: a
+	// saturated registrar queues here, not in the socket.
+	if reply := u.shed.Check(data, time.Since(at)); reply != nil {
+		_, _ = pc.WriteTo(reply, net.UDPAddrFromAddrPort(src))
+		return
+	}
 	msg, err := u.parser.ParseSIP(data)
 	req, isReq := msg.(*sip.Request)
 	if err != nil || !isReq {

@@ -312,7 +312,7 @@ func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 		delete(d.devices, s.key)
 		d.lru.Remove(old)
 	}
-	s := &device{key: k, seen: now, findings: map[string]*finding{}}
+	s := &device{key: k, seen: now} // findings made on the first one: most devices never have any
 	d.devices[k] = d.lru.PushFront(s)
 	return s
 }
@@ -323,6 +323,9 @@ func (d *Detector) raiseLocked(s *device, fp string, now time.Time, ev ...Eviden
 	f := s.findings[fp]
 	if f == nil {
 		f = &finding{Finding: Finding{Fingerprint: fp, AOR: s.key.aor, Device: s.key.device, FirstSeen: now, Fix: Fixes[fp]}}
+		if s.findings == nil {
+			s.findings = make(map[string]*finding, 1)
+		}
 		s.findings[fp] = f
 		d.active.WithLabelValues(fp).Inc()
 		d.total.WithLabelValues(fp).Inc()
