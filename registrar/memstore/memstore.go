@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +134,10 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 // replaceLocked stores bs (already live and owned by the store) as the
 // bindings of aor, whose current entry is e (nil if none).
 func (s *Store) replaceLocked(sh *shard, aor string, e *entry, bs []registrar.Binding) {
+	detach(bs)
+	if e == nil {
+		aor = strings.Clone(aor)
+	}
 	old := 0
 	if e != nil {
 		old = len(e.bindings)
@@ -263,4 +268,37 @@ func (h *expHeap) Pop() any {
 	*h = old[:len(old)-1]
 	e.idx = -1
 	return e
+}
+
+// detach gives every string of bs memory of its own. A binding's strings
+// come from the REGISTER that set it, and a substring keeps its whole
+// message alive: 100,000 stored bindings held about 70 MB of parsed
+// requests that way. It costs one string allocation per binding (all its
+// strings are substrings of one).
+func detach(bs []registrar.Binding) {
+	for i := range bs {
+		b := &bs[i]
+		fields := []*string{&b.AOR, &b.Contact, &b.Key, &b.Instance, &b.CallID, &b.Source, &b.UserAgent}
+		if len(b.Path) > 0 {
+			b.Path = append([]string(nil), b.Path...)
+			for j := range b.Path {
+				fields = append(fields, &b.Path[j])
+			}
+		}
+		var sb strings.Builder
+		n := 0
+		for _, f := range fields {
+			n += len(*f)
+		}
+		sb.Grow(n)
+		for _, f := range fields {
+			sb.WriteString(*f)
+		}
+		all, off := sb.String(), 0
+		for _, f := range fields {
+			l := len(*f)
+			*f = all[off : off+l]
+			off += l
+		}
+	}
 }
