@@ -93,7 +93,7 @@ type streamConn struct {
 // Server is the edge proxy: listeners, flow table, REGISTER relay and
 // forwarding in both directions. Build it with New, then Listen, Serve.
 type Server struct {
-	udpRegs *udpRegisters // REGISTER from UAs over UDP without a server transaction (udpregister.go)
+	udpRegs *sipserve.Registers // REGISTER from UAs over UDP without a server transaction (udpregister.go)
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time

@@ -11,7 +11,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pinhole-sip/pinhole/internal/logthrottle"
 	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
@@ -37,34 +36,18 @@ import (
 // dropped unread, as UDP allows.
 const maxUDPRegisters = 8192
 
-type udpRegisters struct {
-	shed     *sipserve.Shedder // nil: edge.overload.disabled
-	parser   *sip.Parser
-	taken    *sipserve.Taken
-	absorbed prometheus.Counter
-	dropped  prometheus.Counter
-	bad      prometheus.Counter
-}
-
-func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Registerer) (*udpRegisters, error) {
-	u := &udpRegisters{parser: sip.NewParser(), taken: sipserve.NewTaken(maxUDPRegisters),
-		absorbed: metric.Counter("pinhole_edge_udp_register_retransmissions_absorbed_total",
-			"UDP REGISTER retransmissions from UAs absorbed: dropped while the original was being relayed, or answered again with its answer of the last seconds."),
-		dropped: metric.Counter("pinhole_edge_udp_register_dropped_total",
-			"UDP REGISTERs from UAs dropped unanswered because too many were being relayed."),
-		bad: metric.Counter("pinhole_edge_udp_register_unparsable_total",
-			"UDP REGISTERs that passed the syntax check but that the SIP parser refused (dropped)."),
-	}
+func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Registerer) (*sipserve.Registers, error) {
 	shed := metric.CounterVec("pinhole_edge_shed_total",
 		"REGISTERs from UAs answered 503 without relaying because the edge was overloaded, by reason.", "reason")
-	if err := metric.Register(reg, u.absorbed, u.dropped, u.bad, shed); err != nil {
-		return nil, fmt.Errorf("register UDP REGISTER metrics: %w", err)
+	if err := metric.Register(reg, shed); err != nil {
+		return nil, fmt.Errorf("register edge overload metrics: %w", err)
 	}
+	var sh *sipserve.Shedder
 	if !cfg.Disabled {
-		u.shed = &sipserve.Shedder{Bound: cfg.MaxQueueDelay, RetryAfter: [2]int{5, 15},
+		sh = &sipserve.Shedder{Bound: cfg.MaxQueueDelay, RetryAfter: [2]int{5, 15},
 			Shed: shed.WithLabelValues("socket_delay"), Log: log, Role: "edge"}
 	}
-	return u, nil
+	return sipserve.NewRegisters("edge", sip.NewParser(), maxUDPRegisters, sh, log, reg)
 }
 
 // takeRegister is the Take hook of a UDP listener: on an access listener
@@ -81,7 +64,7 @@ func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Tim
 		if !sipserve.IsRegister(data) {
 			return false
 		}
-		if reply := s.udpRegs.shed.Check(data, time.Since(at)); reply != nil {
+		if reply := s.udpRegs.Shed.Check(data, time.Since(at)); reply != nil {
 			if _, err := l.pc.WriteToUDPAddrPort(reply, from); err != nil {
 				s.log.Debug("503 not sent", "raddr", from.String(), "error", err)
 			}
@@ -94,40 +77,18 @@ func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Tim
 
 func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort, at time.Time) {
 	u := s.udpRegs
-	if reply := u.shed.Check(data, time.Since(at)); reply != nil {
-		if _, err := l.pc.WriteToUDPAddrPort(reply, src); err != nil {
-			s.log.Debug("503 not sent", "raddr", src.String(), "error", err)
+	req, key, ok := u.Start(data, src, at, func(b []byte) {
+		if _, err := l.pc.WriteToUDPAddrPort(b, src); err != nil {
+			s.log.Debug("response not sent", "raddr", src.String(), "error", err)
 		}
-		return
-	}
-	msg, err := u.parser.ParseSIP(data)
-	req, ok := msg.(*sip.Request)
-	if err != nil || !ok {
-		u.bad.Inc()
-		s.log.Info("unparsable REGISTER dropped", "error", err, "raddr", src.String(),
-			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(src.Addr().String()))
-		return
-	}
-	req.SetTransport("UDP")
-	req.SetSource(src.String())
-	key := sipserve.Key(req, src)
-	outcome, answer := u.taken.Begin(key)
-	switch outcome {
-	case sipserve.Duplicate:
-		u.absorbed.Inc()
-		return
-	case sipserve.Answered:
-		u.absorbed.Inc()
-		_, _ = l.pc.WriteToUDPAddrPort(answer, src)
-		return
-	case sipserve.Overflowing:
-		u.dropped.Inc()
+	})
+	if !ok {
 		return
 	}
 	in := inbound{src: unmap(src), l: l}
 	in.key, in.hasFlow = s.datagramInbound(l, in.src)
 	tx := &datagramTx{in: in, pc: l.pc, done: make(chan struct{})}
-	defer func() { u.taken.End(key, tx.final) }()
+	defer func() { u.Taken.End(key, tx.final) }()
 	defer tx.Terminate()
 	s.handle(req, tx)
 }

@@ -28,7 +28,7 @@ func TestRFC3261_16_11_UDPRegisterWithoutServerTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(env.edge.udpRegs.absorbed) != 1 {
+	for testutil.ToFloat64(env.edge.udpRegs.Absorbed) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the UA's retransmission was not absorbed while its REGISTER was pending")
 		}
@@ -45,7 +45,7 @@ func TestRFC3261_16_11_UDPRegisterWithoutServerTransaction(t *testing.T) {
 	if res := ua.final(); res.status() != 200 {
 		t.Fatalf("UA got %s to its late retransmission, want the 200 again", res.start)
 	}
-	if got := testutil.ToFloat64(env.edge.udpRegs.absorbed); got != 2 {
+	if got := testutil.ToFloat64(env.edge.udpRegs.Absorbed); got != 2 {
 		t.Errorf("absorbed %v, want 2 (the late retransmission answered from the kept answer)", got)
 	}
 	deadline = time.Now().Add(300 * time.Millisecond)

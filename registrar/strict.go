@@ -52,7 +52,7 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				data, placed = norm, true
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {
-				if reply := c.registers.shed.Check(data, time.Since(at)); reply != nil {
+				if reply := c.registers.Shed.Check(data, time.Since(at)); reply != nil {
 					if _, err := c.Conn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
 						return 0, nil, err
 					}

@@ -8,10 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pinhole-sip/pinhole/internal/logthrottle"
-	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
@@ -53,30 +50,16 @@ const maxUDPRegisters = 8192
 
 // udpRegisters runs the stateless path for one Server.
 type udpRegisters struct {
-	s      *Server
-	parser *sip.Parser
-
-	taken *sipserve.Taken   // REGISTERs taken, not yet answered
-	shed  *sipserve.Shedder // registrar.overload for UDP REGISTERs; nil: off
-
-	absorbed prometheus.Counter
-	dropped  prometheus.Counter
-	bad      prometheus.Counter
+	s *Server
+	*sipserve.Registers
 }
 
 func newUDPRegisters(s *Server) (*udpRegisters, error) {
-	u := &udpRegisters{s: s, parser: NewParser(), taken: sipserve.NewTaken(maxUDPRegisters), shed: s.reg.socketShedder(),
-		absorbed: metric.Counter("pinhole_registrar_udp_register_retransmissions_absorbed_total",
-			"UDP REGISTER retransmissions absorbed: dropped while the original was being processed, or answered again with its answer of the last seconds."),
-		dropped: metric.Counter("pinhole_registrar_udp_register_dropped_total",
-			"UDP REGISTERs dropped unanswered because too many were in processing (the kernel queue holds the rest)."),
-		bad: metric.Counter("pinhole_registrar_udp_register_unparsable_total",
-			"UDP REGISTERs that passed the syntax check but that the SIP parser refused (answered 400)."),
+	r, err := sipserve.NewRegisters("registrar", NewParser(), maxUDPRegisters, s.reg.socketShedder(), s.log, s.reg.registry)
+	if err != nil {
+		return nil, err
 	}
-	if err := metric.Register(s.reg.registry, u.absorbed, u.dropped, u.bad); err != nil {
-		return nil, fmt.Errorf("register UDP REGISTER metrics: %w", err)
-	}
-	return u, nil
+	return &udpRegisters{s: s, Registers: r}, nil
 }
 
 // take takes a REGISTER datagram off the read loop: data must be the
@@ -97,50 +80,16 @@ func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
 	return ap, err == nil
 }
 
-// begin records a REGISTER as taken; false when it is a retransmission
-// (dropped, or answered again with the answer Taken kept) or when the
-// bound is reached.
-func (u *udpRegisters) begin(pc net.PacketConn, key string, src netip.AddrPort) bool {
-	outcome, answer := u.taken.Begin(key)
-	switch outcome {
-	case sipserve.Duplicate:
-		u.absorbed.Inc()
-		return false
-	case sipserve.Answered:
-		u.absorbed.Inc()
-		_, _ = pc.WriteTo(answer, net.UDPAddrFromAddrPort(src))
-		return false
-	case sipserve.Overflowing:
-		u.dropped.Inc()
-		return false
-	}
-	return true
-}
-
 func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort, at time.Time) {
 	s := u.s
-	// registrar.overload again once a CPU runs this goroutine: a
-	// saturated registrar queues here, not in the socket.
-	if reply := u.shed.Check(data, time.Since(at)); reply != nil {
-		_, _ = pc.WriteTo(reply, net.UDPAddrFromAddrPort(src))
-		return
-	}
-	msg, err := u.parser.ParseSIP(data)
-	req, isReq := msg.(*sip.Request)
-	if err != nil || !isReq {
-		u.bad.Inc()
-		s.log.Info("unparsable REGISTER refused", "error", err, "raddr", src.String(),
-			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(src.Addr().String()))
-		return
-	}
-	req.SetTransport("UDP")
-	req.SetSource(src.String())
-	key := sipserve.Key(req, src)
-	if !u.begin(pc, key, src) {
+	// registrar.overload is checked again in Start, once a CPU runs this
+	// goroutine: a saturated registrar queues here, not in the socket.
+	req, key, ok := u.Start(data, src, at, func(b []byte) { _, _ = pc.WriteTo(b, net.UDPAddrFromAddrPort(src)) })
+	if !ok {
 		return
 	}
 	var answer []byte
-	defer func() { u.taken.End(key, answer) }()
+	defer func() { u.Taken.End(key, answer) }()
 	s.inflight.Add(1)
 	defer s.inflight.Done()
 	respond := func(res *sip.Response) error {
