@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -51,7 +52,11 @@ func derivedKey(b *registrar.Binding, how byte) (string, bool) {
 	return "", false
 }
 
-func encodeBindings(bs []registrar.Binding) []byte {
+// encodeBindings returns the encoding of bs.
+func encodeBindings(bs []registrar.Binding) []byte { return appendBindings(nil, bs) }
+
+// appendBindings appends the encoding of bs to out.
+func appendBindings(out []byte, bs []registrar.Binding) []byte {
 	n := 1 + binary.MaxVarintLen64
 	for i := range bs {
 		n += 64 + len(bs[i].Contact) + len(bs[i].Key) + len(bs[i].Instance) + len(bs[i].CallID) +
@@ -60,7 +65,7 @@ func encodeBindings(bs []registrar.Binding) []byte {
 			n += len(p) + binary.MaxVarintLen64
 		}
 	}
-	out := make([]byte, 0, n)
+	out = slices.Grow(out, n)
 	out = append(out, codecV1)
 	out = binary.AppendUvarint(out, uint64(len(bs)))
 	str := func(s string) {

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -11,11 +12,12 @@ import (
 
 // The AOR name index "<prefix>:aors" is a sorted set whose members are the
 // AORs holding bindings, all with score 0, so ZRANGE BYLEX pages through
-// them in byte order from a cursor without scanning the key space. Like the
-// expiry index it lives in its own Cluster slot, so it is written after the
-// CAS, not inside it: reindex adds the AOR after every write that leaves
-// bindings and removes it (unlistIfGone) when a write empties the AOR. An
-// AOR written before this index existed appears after its next refresh.
+// them in byte order from a cursor without scanning the key space. On one
+// server the CAS script adds the AOR with every write that leaves bindings
+// and removes it when a write empties the AOR. In Cluster it lives in its
+// own slot, so it is written after the CAS: reindex adds the AOR, and
+// unlistIfGone removes it. An AOR written before this index existed appears
+// after its next refresh.
 
 // unlistIfGone removes aor from the name index unless its key exists. It
 // removes first and re-checks after: a concurrent writer on another node
@@ -26,13 +28,13 @@ func (s *Store) unlistIfGone(ctx context.Context, aor string) {
 	if err := s.c.ZRem(ctx, s.aors, aor).Err(); err != nil {
 		return
 	}
-	if n, err := s.c.Exists(ctx, s.Key(aor)).Result(); err != nil || n > 0 {
+	if n, err := s.c.Exists(ctx, s.Key(aor), s.LegacyKey(aor)).Result(); err != nil || n > 0 {
 		_ = s.c.ZAdd(ctx, s.aors, redis.Z{Member: aor}).Err()
 	}
 }
 
 // List implements registrar.Store.List: one ZRANGE BYLEX on the name index
-// and one pipelined HMGET per page. AORs whose bindings have all expired by
+// and one pipeline per page (GET, and HMGET for the earlier layout). AORs whose bindings have all expired by
 // timestamp are skipped; names whose key is gone (TTL backstop) are pruned.
 func (s *Store) List(ctx context.Context, cursor string, limit int) (registrar.AORPage, error) {
 	if err := ctx.Err(); err != nil {
@@ -51,27 +53,34 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) (registrar.A
 	if err != nil {
 		return registrar.AORPage{}, backendErr("list", err)
 	}
-	cmds := make([]*redis.SliceCmd, len(names))
+	gets := make([]*redis.StringCmd, len(names))
+	olds := make([]*redis.SliceCmd, len(names))
 	if len(names) > 0 {
 		_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, aor := range names {
-				cmds[i] = p.HMGet(ctx, s.Key(aor), "v", "b")
+				gets[i] = p.Get(ctx, s.Key(aor))
+				olds[i] = p.HMGet(ctx, s.LegacyKey(aor), "v", "b")
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return registrar.AORPage{}, backendErr("list", err)
 		}
 	}
 	now := s.now()
 	page := registrar.AORPage{AORs: []registrar.AORCount{}}
 	for i, aor := range names {
-		vals := cmds[i].Val()
-		if len(vals) < 2 || vals[0] == nil {
+		var res []any
+		if v, err := gets[i].Result(); err == nil {
+			res = []any{v}
+		} else if vals := olds[i].Val(); len(vals) == 2 && vals[0] != nil {
+			v, _ := vals[0].(string)
+			res = []any{legacyVersion + v, vals[1]}
+		} else {
 			s.unlistIfGone(ctx, aor)
 			continue
 		}
-		st, err := decodeState(aor, vals[0], vals[1])
+		st, err := decodeReply(aor, res)
 		if err != nil {
 			return registrar.AORPage{}, backendErr("list", fmt.Errorf("%s: %w", aor, err))
 		}

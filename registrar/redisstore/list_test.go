@@ -98,7 +98,7 @@ func TestListPrunesVanishedKeys(t *testing.T) {
 	if len(got) != 1 || got[0].AOR != "sip:b@example.com" {
 		t.Fatalf("List = %+v, want only b", got)
 	}
-	names, err := s.Client().ZRange(ctx, s.IndexKey()[:len(s.IndexKey())-len("expiry")]+"aors", 0, -1).Result()
+	names, err := s.Client().ZRange(ctx, s.IndexKey()[:len(s.IndexKey())-len("exp")]+"aors", 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 // Package redisstore is the Redis registrar.Store, shared by every
 // registrar node of a deployment (single server, Sentinel or Cluster).
 //
-// Layout. Each AOR is one hash, "<prefix>:aor:{<aor>}", with fields
-//
-//	v  an opaque version token, new and random on every write
-//	b  the binding list in a compact binary encoding (codec.go)
+// Layout. Each AOR is one string key, "<prefix>:b:{<aor>}", whose value is
+// an 8-byte opaque version token, new and random on every write, followed
+// by the binding list in a compact binary encoding (codec.go). A string
+// costs Redis about 190 bytes less per AOR than the two-field hash of the
+// earlier layout ("<prefix>:aor:{<aor>}", fields v and b), whose list is
+// longer than hash-max-listpack-value and so forces a full hash table.
+// Keys of the earlier layout are still read, and each is replaced by the
+// new key on its AOR's next write, so an upgrade keeps every binding.
 //
 // The "{<aor>}" hash tag keeps every key of an AOR in one Cluster slot
 // (scripts may only touch keys of one slot). The key's TTL is the latest
@@ -14,8 +18,10 @@
 // Update is an optimistic compare-and-set. The client reads (or remembers)
 // the AOR's version and bindings, computes the new list with the caller's
 // pure UpdateFunc, and runs casScript, which writes only if the version is
-// unchanged; on a conflict the script returns the current version and list
-// so the client recomputes without another GET. Version tokens are random
+// unchanged; on a conflict the script returns the current value so the
+// client recomputes without another read. An AOR this node has no memory
+// of is first assumed absent (a new registration then costs one round
+// trip); if it exists, the failed CAS returns it. Version tokens are random
 // rather than a counter because the key disappears when the AOR is emptied
 // or its TTL fires, and a counter restarting at 1 could let a stale writer
 // overwrite a different list carrying the same number (ABA).
@@ -25,20 +31,25 @@
 // (the script). A stale entry is harmless: the CAS fails and returns the
 // fresh state.
 //
-// Count uses a sorted set "<prefix>:expiry" (member aor NUL key, score
-// expiry in Unix ms), updated after each successful CAS and pruned of
-// expired members from time to time; the key space is never scanned. In
-// Cluster that set lives in another slot than the AOR, so it cannot be
-// written inside the script: it is a separate pipeline after the CAS, and
-// may briefly disagree with the AOR keys when two nodes race on one AOR or
-// the pipeline fails. It feeds metrics only and heals on the next write.
+// Count uses a sorted set "<prefix>:exp" with one member per binding (an
+// 8-byte hash of AOR and binding key, score the expiry in Unix ms), pruned
+// of expired members from time to time; the key space is never scanned.
+// On one server or Sentinel the script updates it, and the AOR name index
+// (list.go), in the same atomic step as the write, so one REGISTER is one
+// round trip. In Cluster those sets live in other slots than the AOR, so
+// the client updates them in a pipeline after the CAS; they may then
+// briefly disagree with the AOR keys when two nodes race on one AOR or the
+// pipeline fails. They feed metrics and the operator listing only, and
+// heal on the next write.
 package redisstore
 
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -63,21 +74,28 @@ const (
 	pruneEvery = 30 * time.Second
 )
 
-// casScript is the per-AOR compare-and-set.
-//
-//	KEYS[1] the AOR key
-//	ARGV[1] expected version ("" when the key is expected absent)
-//	ARGV[2] new version
-//	ARGV[3] new encoded binding list
-//	ARGV[4] TTL in ms; "0" deletes the key (no binding left)
-//
-// It returns {1} on success, {0, version, list} (nil when absent) on a
-// version mismatch.
+// casScript is the per-AOR compare-and-set; cas.lua describes its keys
+// and arguments. It returns {1} on success and, on a version mismatch, the
+// current state: {0} (absent), {0, value} or {0, "L:" .. v, b} (a key of
+// the earlier layout).
 //
 //go:embed cas.lua
 var casSource string
 
 var casScript = redis.NewScript(casSource)
+
+// readScript reads one AOR in either layout: {value}, {"L:" .. v, b} or {}.
+//
+//go:embed read.lua
+var readSource string
+
+var readScript = redis.NewScript(readSource)
+
+// versionLen is the length of the version token that starts a value.
+const versionLen = 8
+
+// legacyVersion marks a version read from the earlier layout's hash.
+const legacyVersion = "L:"
 
 // Store is a registrar.Store on Redis. It is safe for concurrent use.
 type Store struct {
@@ -87,6 +105,12 @@ type Store struct {
 	now     func() time.Time
 	index   string // the expiry sorted set
 	aors    string // the AOR name index (list.go)
+	// legacyIndex is the earlier layout's expiry set (members "aor NUL
+	// key"): emptied as its AORs are rewritten, pruned by Count.
+	legacyIndex string
+	// inScript: the indexes are written by casScript itself (one server
+	// or Sentinel, where a script may touch keys of any slot).
+	inScript bool
 
 	mu        sync.Mutex // guards cache, lastPrune and locks
 	cache     map[string]cached
@@ -182,10 +206,13 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 		prefix:  prefix,
 		timeout: DefaultTimeout,
 		now:     now,
-		index:   prefix + ":expiry",
+		index:   prefix + ":exp",
 		aors:    prefix + ":aors",
-		cache:   make(map[string]cached),
-		locks:   make(map[string]*aorLock),
+		// A cluster client cannot run a script over keys of several slots.
+		inScript:    !isCluster(c),
+		legacyIndex: prefix + ":expiry",
+		cache:       make(map[string]cached),
+		locks:       make(map[string]*aorLock),
 	}
 }
 
@@ -193,7 +220,16 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 func (s *Store) Client() redis.UniversalClient { return s.c }
 
 // Key returns the Redis key holding aor's bindings.
-func (s *Store) Key(aor string) string { return s.prefix + ":aor:{" + aor + "}" }
+func (s *Store) Key(aor string) string { return s.prefix + ":b:{" + aor + "}" }
+
+// LegacyKey returns the key that held aor's bindings in the earlier layout
+// (a hash with fields v and b).
+func (s *Store) LegacyKey(aor string) string { return s.prefix + ":aor:{" + aor + "}" }
+
+func isCluster(c redis.UniversalClient) bool {
+	_, ok := c.(*redis.ClusterClient)
+	return ok
+}
 
 // IndexKey returns the key of the expiry index used by Count.
 func (s *Store) IndexKey() string { return s.index }
@@ -227,11 +263,11 @@ func (s *Store) Get(ctx context.Context, aor string) ([]registrar.Binding, error
 
 // read fetches the AOR's version and bindings and caches them.
 func (s *Store) read(ctx context.Context, aor string) (cached, error) {
-	vals, err := s.c.HMGet(ctx, s.Key(aor), "v", "b").Result()
+	res, err := readScript.Run(ctx, s.c, []string{s.Key(aor), s.LegacyKey(aor)}).Slice()
 	if err != nil {
 		return cached{}, err
 	}
-	st, err := decodeState(aor, vals[0], vals[1])
+	st, err := decodeReply(aor, res)
 	if err != nil {
 		return cached{}, err
 	}
@@ -253,14 +289,16 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	}
 	defer unlock()
 
-	st, fromCache := s.recall(aor)
-	if !fromCache {
-		var err error
-		if st, err = s.read(ctx, aor); err != nil {
-			return nil, backendErr(op, err)
-		}
+	// Without a cached state the AOR is assumed absent: right for a new
+	// registration, and otherwise the failed CAS returns the real state.
+	// A policy error computed on that guess is treated like one computed
+	// on a stale cache (below).
+	st, _ := s.recall(aor)
+	guessed := true
+	keys := []string{s.Key(aor), s.LegacyKey(aor)}
+	if s.inScript {
+		keys = append(keys, s.index, s.aors, s.legacyIndex)
 	}
-	key := s.Key(aor)
 	for attempt := range maxAttempts {
 		if attempt >= 2 {
 			// Several nodes are fighting over this AOR: back off a
@@ -272,11 +310,12 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		now := s.now()
 		next, err := fn(registrar.LiveBindings(st.bs, now))
 		if err != nil {
-			if fromCache {
+			if guessed {
 				// A policy error computed on a possibly stale cached
-				// state is not final: read the current state and let
-				// fn decide again (another node may have changed it).
-				fromCache = false
+				// (or guessed) state is not final: read the current
+				// state and let fn decide again (another node may have
+				// changed it).
+				guessed = false
 				if st, err = s.read(ctx, aor); err != nil {
 					return nil, backendErr(op, err)
 				}
@@ -292,13 +331,20 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		if err := ctx.Err(); err != nil {
 			return nil, backendErr(op, err)
 		}
-		blob := encodeBindings(next)
+		var nv string
+		var value []byte
 		ttl := int64(0)
 		if len(next) > 0 {
 			ttl = max(maxExpires(next).Sub(now)+ttlMargin, time.Millisecond).Milliseconds()
+			value = binary.BigEndian.AppendUint64(make([]byte, 0, 256), rand.Uint64())
+			value = appendBindings(value, next)
+			nv = string(value[:versionLen])
 		}
-		nv := strconv.FormatUint(rand.Uint64(), 36)
-		res, err := casScript.Run(ctx, s.c, []string{key}, st.v, nv, blob, ttl).Slice()
+		args := []any{st.v, value, ttl, s.inScript, aor}
+		if s.inScript {
+			args = s.indexArgs(args, aor, st, next)
+		}
+		res, err := casScript.Run(ctx, s.c, keys, args...).Slice()
 		if err != nil {
 			s.forget(aor)
 			return nil, backendErr(op, err)
@@ -310,38 +356,87 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		}
 		// A reply lost after the write and retried by the client comes
 		// back as a "conflict" with our own version: it was ours.
-		if won || cur.v == nv {
+		if won || (nv != "" && cur.v == nv) {
 			s.remember(aor, cached{v: nv, bs: next})
-			s.reindex(ctx, aor, st.bs, next)
+			if !s.inScript {
+				s.reindex(ctx, aor, st, next)
+			}
 			if len(next) == 0 {
 				s.forget(aor)
 			}
 			return registrar.CloneBindings(next), nil
 		}
-		st, fromCache = cur, false
+		st, guessed = cur, false
 		s.remember(aor, st)
 	}
 	return nil, backendErr(op, fmt.Errorf("compare-and-set lost %d times in a row", maxAttempts))
 }
 
-// reindex brings the Count index in line with a successful write that
-// replaced old with next. Errors are ignored: the index serves metrics only
-// and expired members are pruned by Count.
-func (s *Store) reindex(ctx context.Context, aor string, old, next []registrar.Binding) {
-	var rem []any
-	for _, o := range old {
+// indexMember is a binding's member in the expiry index: 8 bytes of
+// FNV-1a over AOR and key (a collision between two of a deployment's
+// bindings, about n²/2⁶⁵, would make Count one short until either expires).
+func indexMember(aor, key string) string {
+	h := fnv.New64a()
+	h.Write([]byte(aor))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return string(h.Sum(make([]byte, 0, 8)))
+}
+
+// legacyMember is a binding's member in the earlier layout's expiry index.
+func legacyMember(aor, key string) string { return aor + "\x00" + key }
+
+// indexArgs appends casScript's index arguments for a write that replaces
+// st (the state the CAS expects) with next: expiry members to remove and
+// to add, and, when st came from the earlier layout, that layout's members.
+func (s *Store) indexArgs(args []any, aor string, st cached, next []registrar.Binding) []any {
+	n := len(args)
+	args = append(args, 0)
+	for _, o := range st.bs {
 		if !hasKey(next, o.Key) {
-			rem = append(rem, aor+"\x00"+o.Key)
+			args = append(args, indexMember(aor, o.Key))
+		}
+	}
+	args[n] = len(args) - n - 1
+	args = append(args, len(next))
+	for _, b := range next {
+		args = append(args, b.Expires.UnixMilli(), indexMember(aor, b.Key))
+	}
+	if !strings.HasPrefix(st.v, legacyVersion) {
+		return append(args, 0)
+	}
+	args = append(args, len(st.bs))
+	for _, o := range st.bs {
+		args = append(args, legacyMember(aor, o.Key))
+	}
+	return args
+}
+
+// reindex brings the indexes in line with a successful write that replaced
+// old with next, where the script cannot (Cluster). Errors are ignored: the
+// indexes serve metrics and listing only, expired members are pruned by
+// Count and vanished names by List.
+func (s *Store) reindex(ctx context.Context, aor string, old cached, next []registrar.Binding) {
+	var rem, legacy []any
+	for _, o := range old.bs {
+		if !hasKey(next, o.Key) {
+			rem = append(rem, indexMember(aor, o.Key))
+		}
+		if strings.HasPrefix(old.v, legacyVersion) {
+			legacy = append(legacy, legacyMember(aor, o.Key))
 		}
 	}
 	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if len(rem) > 0 {
 			p.ZRem(ctx, s.index, rem...)
 		}
+		if len(legacy) > 0 {
+			p.ZRem(ctx, s.legacyIndex, legacy...)
+		}
 		if len(next) > 0 {
 			zs := make([]redis.Z, len(next))
 			for i, b := range next {
-				zs[i] = redis.Z{Score: float64(b.Expires.UnixMilli()), Member: aor + "\x00" + b.Key}
+				zs[i] = redis.Z{Score: float64(b.Expires.UnixMilli()), Member: indexMember(aor, b.Key)}
 			}
 			p.ZAdd(ctx, s.index, zs...)
 			p.ZAdd(ctx, s.aors, redis.Z{Member: aor})
@@ -370,19 +465,21 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	}
 	s.mu.Unlock()
 
-	var n *redis.IntCmd
+	var n, legacy *redis.IntCmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if prune {
 			p.ZRemRangeByScore(ctx, s.index, "-inf", nowMs)
+			p.ZRemRangeByScore(ctx, s.legacyIndex, "-inf", nowMs)
 		}
 		// Live means Expires after now: exclusive lower bound.
 		n = p.ZCount(ctx, s.index, "("+nowMs, "+inf")
+		legacy = p.ZCount(ctx, s.legacyIndex, "("+nowMs, "+inf")
 		return nil
 	})
 	if err != nil {
 		return 0, backendErr("count", err)
 	}
-	return n.Val(), nil
+	return n.Val() + legacy.Val(), nil
 }
 
 // Ping reports whether Redis answers.
@@ -480,15 +577,33 @@ func parseCAS(aor string, res []any) (won bool, cur cached, err error) {
 	if ok, _ := res[0].(int64); ok == 1 {
 		return true, cached{}, nil
 	}
-	if len(res) < 3 {
-		// A nil version ends the Lua array early: the key is absent.
-		res = append(res, nil, nil)
-	}
-	cur, err = decodeState(aor, res[1], res[2])
+	cur, err = decodeReply(aor, res[1:])
 	return false, cur, err
 }
 
-// decodeState turns aor's v and b fields (nil when absent) into a state.
+// decodeReply turns a state as the scripts return it ({value},
+// {"L:" .. v, b} or {}) into a cached state.
+func decodeReply(aor string, res []any) (cached, error) {
+	switch len(res) {
+	case 0:
+		return cached{}, nil
+	case 1:
+		val, _ := res[0].(string)
+		if len(val) <= versionLen {
+			return cached{}, fmt.Errorf("%w: value of %d bytes", errCorrupt, len(val))
+		}
+		bs, err := decodeBindings(aor, []byte(val[versionLen:]))
+		if err != nil {
+			return cached{}, err
+		}
+		return cached{v: val[:versionLen], bs: bs}, nil
+	default:
+		return decodeState(aor, res[0], res[1])
+	}
+}
+
+// decodeState turns a version and an encoded list (nil when absent) into
+// a state.
 func decodeState(aor string, v, b any) (cached, error) {
 	vs, _ := v.(string)
 	bs, _ := b.(string)
