@@ -123,9 +123,17 @@ var errCorrupt = errors.New("corrupt binding list")
 // decodeBindings decodes a stored list of aor's bindings, in either
 // encoding.
 func decodeBindings(aor string, data []byte) ([]registrar.Binding, error) {
+	return decodeList(aor, string(data))
+}
+
+// decodeList decodes a stored list of aor's bindings, in either encoding.
+// The strings of the bindings it returns are substrings of data: decoding
+// a list costs one allocation for the slice (and one per Path and derived
+// key), and a list kept in memory stays one object for the collector.
+func decodeList(aor string, data string) ([]registrar.Binding, error) {
 	if len(data) > 0 && data[0] == '[' {
 		var out []registrar.Binding
-		if err := json.Unmarshal(data, &out); err != nil {
+		if err := json.Unmarshal([]byte(data), &out); err != nil {
 			return nil, fmt.Errorf("decode stored bindings (json): %w", err)
 		}
 		return out, nil
@@ -184,7 +192,7 @@ func decodeBindings(aor string, data []byte) ([]registrar.Binding, error) {
 
 // decoder reads the encoding; err latches on the first short read.
 type decoder struct {
-	b   []byte
+	b   string
 	err bool
 }
 
@@ -198,28 +206,43 @@ func (d *decoder) byte() byte {
 	return c
 }
 
-func (d *decoder) uvarint() uint64 { return decodeVarint(d, binary.Uvarint) }
-func (d *decoder) varint() int64   { return decodeVarint(d, binary.Varint) }
-
-func decodeVarint[T uint64 | int64](d *decoder, f func([]byte) (T, int)) T {
-	v, n := f(d.b)
-	if n <= 0 {
-		d.err = true
-		d.b = nil
-		return 0
+// uvarint reads what binary.AppendUvarint wrote.
+func (d *decoder) uvarint() uint64 {
+	var x uint64
+	for i := 0; i < binary.MaxVarintLen64 && i < len(d.b); i++ {
+		c := d.b[i]
+		if i == binary.MaxVarintLen64-1 && c > 1 {
+			break // overflows 64 bits
+		}
+		x |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			d.b = d.b[i+1:]
+			return x
+		}
 	}
-	d.b = d.b[n:]
-	return v
+	d.err = true
+	d.b = ""
+	return 0
+}
+
+// varint reads what binary.AppendVarint wrote (zig-zag).
+func (d *decoder) varint() int64 {
+	ux := d.uvarint()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x
 }
 
 func (d *decoder) str() string {
 	n := d.uvarint()
 	if d.err || n > uint64(len(d.b)) {
 		d.err = true
-		d.b = nil
+		d.b = ""
 		return ""
 	}
-	s := string(d.b[:n])
+	s := d.b[:n]
 	d.b = d.b[n:]
 	return s
 }

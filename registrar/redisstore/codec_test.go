@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -91,6 +92,17 @@ func FuzzDecodeBindings(f *testing.F) {
 	f.Add([]byte(`[{"aor":"x"}]`))
 	f.Add([]byte{codecV1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The string decoder reads varints exactly as encoding/binary.
+		want, n := binary.Uvarint(data)
+		d := decoder{b: string(data)}
+		if got := d.uvarint(); (n > 0) != !d.err || (n > 0 && (got != want || len(d.b) != len(data)-n)) {
+			t.Fatalf("uvarint(%x) = %d, rest %d, err %v; encoding/binary: %d, %d", data, got, len(d.b), d.err, want, n)
+		}
+		wantS, nS := binary.Varint(data)
+		d = decoder{b: string(data)}
+		if got := d.varint(); (nS > 0) != !d.err || (nS > 0 && got != wantS) {
+			t.Fatalf("varint(%x) = %d, err %v; encoding/binary: %d, %d", data, got, d.err, wantS, nS)
+		}
 		bs, err := decodeBindings("sip:a@b", data)
 		if err != nil || (len(data) > 0 && data[0] == '[') {
 			return

@@ -111,6 +111,7 @@ type Store struct {
 	// inScript: the indexes are written by casScript itself (one server
 	// or Sentinel, where a script may touch keys of any slot).
 	inScript bool
+	batch    *batcher // sends concurrent CAS calls as pipelines (batch.go)
 
 	mu        sync.Mutex // guards cache, lastPrune and locks
 	cache     map[string]cached
@@ -127,11 +128,15 @@ type aorLock struct {
 	refs int
 }
 
-// cached is what this node last saw of one AOR: the version and the
-// bindings (live at that time) stored under it. Never mutated once cached.
+// cached is what this node last saw of one AOR: the version, and the
+// bindings stored under it in their encoded form (list) and, outside the
+// cache, decoded (bs). The cache keeps only v and list: two strings per
+// AOR instead of a dozen objects per binding for the collector to trace.
+// Never mutated once cached.
 type cached struct {
-	v  string
-	bs []registrar.Binding
+	v    string
+	list string
+	bs   []registrar.Binding
 }
 
 var _ registrar.Store = (*Store)(nil)
@@ -201,7 +206,7 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{
+	s := &Store{
 		c:       c,
 		prefix:  prefix,
 		timeout: DefaultTimeout,
@@ -214,6 +219,8 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 		cache:       make(map[string]cached),
 		locks:       make(map[string]*aorLock),
 	}
+	s.batch = newBatcher(c, func() (context.Context, context.CancelFunc) { return s.opCtx(context.Background()) })
+	return s
 }
 
 // Client returns the underlying client, e.g. for auth state sharing it.
@@ -344,7 +351,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		if s.inScript {
 			args = s.indexArgs(args, aor, st, next)
 		}
-		res, err := casScript.Run(ctx, s.c, keys, args...).Slice()
+		res, err := s.batch.cas(ctx, keys, args)
 		if err != nil {
 			s.forget(aor)
 			return nil, backendErr(op, err)
@@ -357,7 +364,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 		// A reply lost after the write and retried by the client comes
 		// back as a "conflict" with our own version: it was ours.
 		if won || (nv != "" && cur.v == nv) {
-			s.remember(aor, cached{v: nv, bs: next})
+			s.remember(aor, cached{v: nv, list: string(value[min(versionLen, len(value)):])})
 			if !s.inScript {
 				s.reindex(ctx, aor, st, next)
 			}
@@ -497,6 +504,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the Redis client.
 func (s *Store) Close() error {
+	s.batch.close()
 	if err := s.c.Close(); err != nil {
 		return fmt.Errorf("redis close: %w", err)
 	}
@@ -544,9 +552,18 @@ func pause(ctx context.Context, d time.Duration) error {
 
 func (s *Store) recall(aor string) (cached, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st, ok := s.cache[aor]
-	return st, ok
+	s.mu.Unlock()
+	if !ok {
+		return cached{}, false
+	}
+	bs, err := decodeList(aor, st.list)
+	if err != nil {
+		s.forget(aor)
+		return cached{}, false
+	}
+	st.bs = bs
+	return st, true
 }
 
 // remember caches st for aor, evicting an arbitrary entry when full (Go
@@ -560,7 +577,7 @@ func (s *Store) remember(aor string, st cached) {
 			break
 		}
 	}
-	s.cache[aor] = st
+	s.cache[aor] = cached{v: st.v, list: st.list}
 }
 
 func (s *Store) forget(aor string) {
@@ -592,11 +609,11 @@ func decodeReply(aor string, res []any) (cached, error) {
 		if len(val) <= versionLen {
 			return cached{}, fmt.Errorf("%w: value of %d bytes", errCorrupt, len(val))
 		}
-		bs, err := decodeBindings(aor, []byte(val[versionLen:]))
+		bs, err := decodeList(aor, val[versionLen:])
 		if err != nil {
 			return cached{}, err
 		}
-		return cached{v: val[:versionLen], bs: bs}, nil
+		return cached{v: val[:versionLen], list: val[versionLen:], bs: bs}, nil
 	default:
 		return decodeState(aor, res[0], res[1])
 	}
@@ -608,13 +625,13 @@ func decodeState(aor string, v, b any) (cached, error) {
 	vs, _ := v.(string)
 	bs, _ := b.(string)
 	if bs == "" {
-		return cached{v: vs, bs: nil}, nil
+		return cached{v: vs}, nil
 	}
-	out, err := decodeBindings(aor, []byte(bs))
+	out, err := decodeList(aor, bs)
 	if err != nil {
 		return cached{}, err
 	}
-	return cached{v: vs, bs: out}, nil
+	return cached{v: vs, list: bs, bs: out}, nil
 }
 
 func hasKey(bs []registrar.Binding, key string) bool {
