@@ -13,6 +13,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pinhole-sip/pinhole/internal/sipserve"
 )
 
 // syncBuf is a log sink safe for the gate's concurrent writers.
@@ -57,12 +59,14 @@ func registerReq(t *testing.T, cseq int, authz bool) *sip.Request {
 // slot and are served (issue 15 item 5, RFC 3261 §21.5.4).
 func TestOverload_ShedsNewRegistrationsServesRefreshes(t *testing.T) {
 	r, logs := overloadRegistrar(t, 1, time.Hour)
+	// Between the bound and twice the bound: new registrations are shed,
+	// work under way still waits (sipserve.PriorityBound).
 	ctx := context.Background()
 	hold, _, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
 	if !ok {
 		t.Fatal("first REGISTER shed on an idle registrar")
 	}
-	r.gate.delay.Store(int64(2 * time.Hour)) // as if the last admitted one waited that long
+	r.gate.delay.Store(int64(90 * time.Minute)) // as if the last admitted one waited that long
 	for i := 0; i < 50; i++ {
 		_, res, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
 		if ok {
@@ -107,25 +111,62 @@ func TestOverload_ShedsNewRegistrationsServesRefreshes(t *testing.T) {
 			t.Fatal(got)
 		}
 	}
-	// The episode ends once a REGISTER is admitted without waiting.
+	// A REGISTER admitted without waiting right after the last shed does
+	// not end the episode (a load hovering at capacity sheds in bursts);
+	// one admitted so after sipserve.EpisodeQuiet without a shed does.
 	release, _, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
 	if !ok {
 		t.Fatal("new registration still shed after the queue drained")
 	}
 	release()
-	if !strings.Contains(logs.String(), "REGISTER overload over") {
-		t.Fatalf("no end-of-episode line:\n%s", logs)
+	if strings.Contains(logs.String(), "REGISTER overload over") {
+		t.Fatalf("episode ended right after a shed:\n%s", logs)
+	}
+	later := time.Now().Add(sipserve.EpisodeQuiet)
+	r.gate.now = func() time.Time { return later }
+	release, _, ok = r.AdmitRegister(ctx, registerReq(t, 1, false))
+	if !ok {
+		t.Fatal("new registration shed after a quiet period")
+	}
+	release()
+	if n := strings.Count(logs.String(), "REGISTER overload over"); n != 1 {
+		t.Fatalf("%d end-of-episode lines, want 1:\n%s", n, logs)
 	}
 }
 
 // TestOverload_WaitBounded: a new registration that would wait past the
-// bound for a slot is shed rather than queued on.
+// bound for a slot is shed rather than queued on; so are a refresh and a
+// Digest answer past twice the bound, and at once while the last admitted
+// REGISTER waited longer than that (issue 15 item 5: served requests must
+// be served fast, even when refreshes alone exceed the capacity).
 func TestOverload_WaitBounded(t *testing.T) {
-	r, _ := overloadRegistrar(t, 1, time.Millisecond)
+	r, _ := overloadRegistrar(t, 1, 100*time.Millisecond)
 	hold, _, _ := r.AdmitRegister(context.Background(), registerReq(t, 1, false))
 	defer hold()
 	if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, 1, false)); ok || res.StatusCode != 503 {
 		t.Fatal("REGISTER queued past max_queue_delay")
+	}
+	for _, c := range []struct {
+		name  string
+		cseq  int
+		authz bool
+	}{{"refresh", 2, false}, {"digest response", 1, true}} {
+		r.gate.delay.Store(0)
+		start := time.Now()
+		if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, c.cseq, c.authz)); ok || res.StatusCode != 503 {
+			t.Fatalf("%s queued past twice max_queue_delay", c.name)
+		}
+		if waited := time.Since(start); waited < 200*time.Millisecond {
+			t.Errorf("%s shed after %v, want it to wait twice the bound (200ms) first", c.name, waited)
+		}
+	}
+	r.gate.delay.Store(int64(250 * time.Millisecond))
+	start := time.Now()
+	if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, 2, false)); ok || res.StatusCode != 503 {
+		t.Fatal("refresh queued while the last admitted REGISTER waited past twice the bound")
+	}
+	if waited := time.Since(start); waited >= 200*time.Millisecond {
+		t.Errorf("refresh shed after %v, want at once", waited)
 	}
 }
 

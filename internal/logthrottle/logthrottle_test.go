@@ -79,6 +79,20 @@ func TestSipgoParseErrorCutAndCapped(t *testing.T) {
 	}
 }
 
+// TestSipgoPerRequestWarningsCapped: sipgo warns once per forwarded
+// request whose target name resolves slowly; a flood of such requests
+// gives one line per message per episode, not one per request.
+func TestSipgoPerRequestWarningsCapped(t *testing.T) {
+	log, _, buf, _ := newTest(slog.LevelInfo)
+	for range 1000 {
+		log.Warn("DNS resolution is slow", "dur", 10*time.Second)
+		log.Warn("Doing SRV lookup failed.", "host", "sip.test", "error", "timeout")
+	}
+	if n := lines(buf); n != 2 {
+		t.Fatalf("%d lines, want one per message:\n%s", n, buf)
+	}
+}
+
 func TestDebugGetsTheFullRecord(t *testing.T) {
 	log, _, buf, _ := newTest(slog.LevelDebug)
 	junk := strings.Repeat("B", 1000)

@@ -31,12 +31,35 @@ type Shedder struct {
 	RetryAfter [2]int // seconds, lo..hi
 	Shed       prometheus.Counter
 	Log        *slog.Logger
-	Role       string // for the log lines
+	Role       string           // for the log lines
+	Now        func() time.Time // nil means time.Now
 
-	mu      sync.Mutex
-	episode bool
-	n       uint64
+	mu       sync.Mutex
+	episode  bool
+	n        uint64
+	lastShed time.Time
 }
+
+// EpisodeQuiet is how long nothing must be shed before an overload
+// episode is over: a load hovering at the capacity sheds in bursts, and
+// each burst must not make a pair of log lines.
+const EpisodeQuiet = 10 * time.Second
+
+func (s *Shedder) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// PriorityBound is how long a REGISTER that continues work under way (a
+// refresh or a Digest answer) may wait before it is shed too: twice the
+// bound for new registrations. Refreshes are served before new
+// registrations, but not at any delay: when refreshes alone exceed what
+// the node can do, serving each one late would make every one late (and
+// retransmitted), so those that waited longest get 503 and a Retry-After
+// as well; their bindings stay until they expire.
+func PriorityBound(bound time.Duration) time.Duration { return 2 * bound }
 
 // Check returns the 503 to send for a REGISTER datagram that waited age,
 // or nil to serve it. Safe for concurrent use; a nil Shedder never sheds.
@@ -50,7 +73,7 @@ func (s *Shedder) Check(data []byte, age time.Duration) []byte {
 		}
 		return nil
 	}
-	if continuesWork(data) {
+	if age <= PriorityBound(s.Bound) && continuesWork(data) {
 		return nil
 	}
 	lo, hi := s.RetryAfter[0], s.RetryAfter[1]
@@ -68,8 +91,10 @@ func (s *Shedder) Check(data []byte, age time.Duration) []byte {
 }
 
 func (s *Shedder) start() {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lastShed = now
 	s.n++
 	if !s.episode {
 		s.episode, s.n = true, 1
@@ -79,9 +104,10 @@ func (s *Shedder) start() {
 }
 
 func (s *Shedder) over() {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.episode {
+	if s.episode && now.Sub(s.lastShed) >= EpisodeQuiet {
 		s.episode = false
 		s.Log.Warn("REGISTER overload over: admitting new registrations again", "role", s.Role,
 			"reason", "socket_delay", "shed", s.n)

@@ -21,13 +21,16 @@ func register(cseq int, extra string) []byte {
 // TestRFC3261_21_5_4_ShedNewRegistrationsOnly: while REGISTERs wait longer
 // than the bound, a new registration gets 503 with a Retry-After in the
 // configured range (RFC 3261 §21.5.4) and its own Via, Call-ID and CSeq;
-// a refresh (CSeq above 1) and a Digest answer are served; the episode
-// is logged once when it starts and once when it ends.
+// a refresh (CSeq above 1) and a Digest answer are served unless they
+// waited more than twice the bound; the episode
+// is logged once when it starts and once when nothing was shed for
+// EpisodeQuiet.
 func TestRFC3261_21_5_4_ShedNewRegistrationsOnly(t *testing.T) {
 	logs := &bytes.Buffer{}
 	shed := prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})
+	now := time.Unix(1e9, 0)
 	s := &Shedder{Bound: 100 * time.Millisecond, RetryAfter: [2]int{5, 15}, Shed: shed,
-		Log: slog.New(slog.NewTextHandler(logs, nil)), Role: "test"}
+		Log: slog.New(slog.NewTextHandler(logs, nil)), Role: "test", Now: func() time.Time { return now }}
 	if r := s.Check(register(1, ""), 50*time.Millisecond); r != nil {
 		t.Fatalf("shed under the bound: %s", r)
 	}
@@ -43,16 +46,30 @@ func TestRFC3261_21_5_4_ShedNewRegistrationsOnly(t *testing.T) {
 			t.Errorf("Retry-After %q, want 5..15", ra)
 		}
 	}
-	if r := s.Check(register(2, ""), 300*time.Millisecond); r != nil {
+	if r := s.Check(register(2, ""), 150*time.Millisecond); r != nil {
 		t.Errorf("a refresh was shed: %s", r)
 	}
-	if r := s.Check(register(1, "Authorization: Digest username=\"a\"\r\n"), 300*time.Millisecond); r != nil {
+	if r := s.Check(register(1, "Authorization: Digest username=\"a\"\r\n"), 150*time.Millisecond); r != nil {
 		t.Errorf("a Digest answer was shed: %s", r)
 	}
-	if got := testutil.ToFloat64(shed); got != 3 {
-		t.Errorf("shed counter %v, want 3", got)
+	// Past twice the bound, work under way is shed too.
+	if r := string(s.Check(register(2, ""), 300*time.Millisecond)); !strings.HasPrefix(r, "SIP/2.0 503 ") {
+		t.Errorf("a refresh that waited 3x the bound was served, want 503: %q", r)
 	}
-	s.Check(register(1, ""), 10*time.Millisecond) // the queue drained
+	if got := testutil.ToFloat64(shed); got != 4 {
+		t.Errorf("shed counter %v, want 4", got)
+	}
+	s.Check(register(1, ""), 10*time.Millisecond) // the queue drained, but only just
+	if got := strings.Count(logs.String(), "REGISTER overload over"); got != 0 {
+		t.Errorf("episode ended right after a shed:\n%s", logs)
+	}
+	// Shedding again within the quiet period continues the episode.
+	now = now.Add(EpisodeQuiet / 2)
+	s.Check(register(1, ""), 300*time.Millisecond)
+	now = now.Add(EpisodeQuiet - time.Millisecond)
+	s.Check(register(1, ""), 10*time.Millisecond)
+	now = now.Add(time.Millisecond)
+	s.Check(register(1, ""), 10*time.Millisecond) // quiet for EpisodeQuiet: over
 	if got := strings.Count(logs.String(), "REGISTER overload:"); got != 1 {
 		t.Errorf("%d episode start lines, want 1:\n%s", got, logs)
 	}

@@ -332,6 +332,15 @@ func (p *Proxy) route(req *sip.Request, d routeDecision) (routeDecision, *regist
 		if p.self.IsSelf(ruri) {
 			return d, registrar.Reject(481, string(reasonNoTransaction), "Call/Transaction Does Not Exist", "in-dialog request for the registrar")
 		}
+		if p.svc.ServesHost(ruri.Host) && !isIPHost(ruri.Host) {
+			// A remote target named by a domain we are responsible for
+			// is the location service's (§16.5), as for an initial
+			// request; it is never resolved in DNS (that would be our
+			// own domain). A served domain written as an IP address is
+			// also where UAs' own contacts live (loopback, one host), so
+			// such a target is still sent where it points.
+			return p.locate(req, ruri, d)
+		}
 		d.by = "request_uri"
 		return d, nil
 	}
@@ -589,4 +598,10 @@ func (p *Proxy) buildFor(req *sip.Request, o fwdOpts, transport, addr string) *s
 	}
 	sipproxy.PrepareHop(out, src, hop)
 	return out
+}
+
+// isIPHost reports whether a URI host is an IP literal ("[::1]" included).
+func isIPHost(h string) bool {
+	_, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil
 }

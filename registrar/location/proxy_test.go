@@ -211,6 +211,41 @@ func TestRFC3261_16_5_NoBindingAndUnknownAOR(t *testing.T) {
 	pbx.expectStatus(480)
 }
 
+// TestRFC3261_16_5_InDialogToServedDomainUsesLocation: an in-dialog
+// request (To-tag) whose Request-URI is in a domain the registrar serves is
+// still the location service's (§16.5: the proxy is responsible for that
+// domain), never a DNS look-up of the registrar's own domain: it reaches
+// the AOR's binding, and for an AOR without one gets 480 at once. (A
+// load tester answering each 503 with such a BYE once left thousands of
+// transactions waiting 10 s on DNS.)
+func TestRFC3261_16_5_InDialogToServedDomainUsesLocation(t *testing.T) {
+	h := newProxyHarness(t, proxyOpts{})
+	pbx, ua := newPeer(t, "pbx"), newPeer(t, "ua")
+	h.bind(uaBinding("sip:gina@example.com", ua, "g1", -1))
+	bye := func(ruri, callID string) *sip.Request {
+		return pbx.build([]string{
+			"BYE " + ruri + " SIP/2.0",
+			fmt.Sprintf("Via: SIP/2.0/UDP %s;branch=z9hG4bK%s", pbx.addr, callID),
+			"Max-Forwards: 70", "From: <sip:pbx@pbx.example.net>;tag=p1", "To: <" + ruri + ">;tag=u1",
+			"Call-ID: " + callID, "CSeq: 2 BYE",
+		})
+	}
+	pbx.send(h.udp, bye("sip:gina@example.com", "indlg1"))
+	in := ua.request(sip.BYE)
+	ua.answer(h.udp, in, 200, "OK")
+	pbx.expectStatus(200)
+
+	start := time.Now()
+	pbx.send(h.udp, bye("sip:nobody@example.com", "indlg2"))
+	pbx.expectStatus(480)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("480 after %v: the request waited on something (DNS?)", d)
+	}
+	if n := h.counter("pinhole_registrar_route_forwarded_total", "by", "request_uri"); n != 0 {
+		t.Errorf("forwarded by request_uri = %v, want 0", n)
+	}
+}
+
 // TestRFC5627_5_4_GRUURouting: a pub-gruu reaches only its instance; an
 // unknown instance gets 480, a bad temp-gruu 404.
 func TestRFC5627_5_4_GRUURouting(t *testing.T) {

@@ -26,6 +26,7 @@ const (
 
 // casCall is one compare-and-set waiting for its batch.
 type casCall struct {
+	ctx  context.Context // the caller's: a call whose caller gave up is not sent
 	keys []string
 	args []any
 	res  []any
@@ -53,7 +54,7 @@ func newBatcher(c redis.UniversalClient, opCtx func() (context.Context, context.
 // cas runs casScript through the batcher. It returns when the call's
 // batch has been answered or ctx ends.
 func (b *batcher) cas(ctx context.Context, keys []string, args []any) ([]any, error) {
-	c := &casCall{keys: keys, args: args, done: make(chan struct{})}
+	c := &casCall{ctx: ctx, keys: keys, args: args, done: make(chan struct{})}
 	select {
 	case b.calls <- c:
 	case <-ctx.Done():
@@ -96,13 +97,26 @@ func (b *batcher) send(opCtx func() (context.Context, context.CancelFunc)) {
 	}
 }
 
-// run answers every call of batch.
-func (b *batcher) run(ctx context.Context, batch []*casCall) {
+// run answers every call of batch. Calls whose callers have given up
+// (their REGISTER timed out or was shed while queued here) are dropped
+// unsent: under overload, work nobody waits for must not reach Redis.
+func (b *batcher) run(ctx context.Context, all []*casCall) {
 	defer func() {
-		for _, c := range batch {
+		for _, c := range all {
 			close(c.done)
 		}
 	}()
+	batch := make([]*casCall, 0, len(all))
+	for _, c := range all {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			continue
+		}
+		batch = append(batch, c)
+	}
+	if len(batch) == 0 {
+		return
+	}
 	if len(batch) == 1 {
 		c := batch[0]
 		c.res, c.err = casScript.Run(ctx, b.c, c.keys, c.args...).Slice()
