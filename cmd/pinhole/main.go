@@ -24,8 +24,10 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/edge"
+	"github.com/pinhole-sip/pinhole/internal/memtrim"
 	"github.com/pinhole-sip/pinhole/internal/ops"
 	"github.com/pinhole-sip/pinhole/internal/siptune"
 	"github.com/pinhole-sip/pinhole/internal/usersfile"
@@ -213,6 +215,16 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, logs *logState
 	if err := logs.register(o.Registry); err != nil {
 		return err
 	}
+	// After a load peak, hand the heap's free pages back to the OS
+	// (internal/memtrim): PSS otherwise stays at the peak while idle.
+	trims := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pinhole_memory_trims_total",
+		Help: "Times the process returned free heap memory to the OS after a load peak.",
+	})
+	if err := o.Registry.Register(trims); err != nil {
+		return fmt.Errorf("register memory metrics: %w", err)
+	}
+	go (&memtrim.Trimmer{Log: logger, Trims: trims}).Run(ctx)
 	go func() {
 		if err := o.Serve(); err != nil {
 			logger.Error("ops server", "error", err)

@@ -17,6 +17,8 @@
 #     -c CHILDREN               Kamailio children, 4 or 8 (default 4)
 #     -x                        keep stepping after the first step that is
 #                               not sustained (overload behaviour)
+#     -i SECONDS                after the last step, stay idle this long and
+#                               print PSS again (memory after a load step)
 #
 # Per step it prints the offered and achieved rate, failed calls,
 # retransmissions, kernel drops on the system's own UDP sockets (the
@@ -41,13 +43,13 @@ set -euo pipefail
 
 sut=pinhole topo=chain store=memory authm=none sockets=1000
 rates="1000 2000 3000 4000 5000 6000 8000 10000" step=10 aors=100000
-children=4 keepgoing=0
-while getopts "S:T:s:a:k:r:d:n:c:x" o; do
+children=4 keepgoing=0 idle=0
+while getopts "S:T:s:a:k:r:d:n:c:xi:" o; do
   case $o in
     S) sut=$OPTARG ;; T) topo=$OPTARG ;; s) store=$OPTARG ;; a) authm=$OPTARG ;;
     k) sockets=$OPTARG ;; r) rates=$OPTARG ;; d) step=$OPTARG ;; n) aors=$OPTARG ;;
-    c) children=$OPTARG ;; x) keepgoing=1 ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    c) children=$OPTARG ;; x) keepgoing=1 ;; i) idle=$OPTARG ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
   esac
 done
 
@@ -291,6 +293,12 @@ run_sut() {
     if [ "$verdict" = sustained ]; then ceiling=$r; bad=0; else bad=$((bad + 1)); fi
     if [ "$verdict" != sustained ] && [ "$keepgoing" = 0 ]; then break; fi
   done
+  if [ "$idle" -gt 0 ]; then
+    sleep "$idle"
+    local pss_idle=""
+    for kv in $procs; do pss_idle="$pss_idle ${kv%%=*}=$(pss_mb "${kv#*=}")"; done
+    echo "   idle ${idle} s after the last step: pss MB${pss_idle}"
+  fi
   if [ "$name" = pinhole ] && [ "$store" = redis ] && [ -n "${redis_port:-}" ]; then
     local keys used
     keys=$(redis-cli -p "$redis_port" dbsize)
