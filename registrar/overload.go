@@ -79,8 +79,10 @@ type gate struct {
 	shed  *prometheus.CounterVec
 
 	// delay is the wait, in ns, of the last REGISTER admitted after
-	// waiting; 0 after one admitted without waiting.
-	delay atomic.Int64
+	// waiting; 0 after one admitted without waiting. delayAt is when it
+	// was measured (Unix ns).
+	delay   atomic.Int64
+	delayAt atomic.Int64
 	// An episode runs from the first shed until a REGISTER is admitted
 	// again within half the bound after nothing was shed for
 	// sipserve.EpisodeQuiet; it is logged once at each end.
@@ -147,7 +149,7 @@ func (g *gate) enter(ctx context.Context, req *sip.Request) (release func(), ok 
 		g.admitted(g.now().Sub(start))
 		return release, true
 	case <-timeout:
-		g.delay.Store(int64(g.now().Sub(start)))
+		g.setDelay(g.now().Sub(start))
 		g.shedOne()
 		return nil, false
 	case <-ctx.Done():
@@ -156,8 +158,23 @@ func (g *gate) enter(ctx context.Context, req *sip.Request) (release func(), ok 
 	}
 }
 
+// busy reports whether a new registration would be shed at the slots
+// now: the last measured wait is past the bound and recent. Measurements
+// come only from REGISTERs that reach the slots, so an old one is not
+// trusted: after a bound's time without one, REGISTERs go through to the
+// slots again and measure anew (a shed before parsing must not outlive
+// the overload that caused it).
+func (g *gate) busy() bool {
+	return time.Duration(g.delay.Load()) > g.bound && g.now().UnixNano()-g.delayAt.Load() < int64(g.bound)
+}
+
+func (g *gate) setDelay(d time.Duration) {
+	g.delay.Store(int64(d))
+	g.delayAt.Store(g.now().UnixNano())
+}
+
 func (g *gate) admitted(wait time.Duration) {
-	g.delay.Store(int64(wait))
+	g.setDelay(wait)
 	if wait >= g.bound/2 {
 		return
 	}
@@ -195,7 +212,8 @@ func (r *Registrar) socketShedder() *sipserve.Shedder {
 	}
 	return &sipserve.Shedder{Bound: r.gate.bound,
 		RetryAfter: [2]int{int(r.cfg.RetryAfterMin / time.Second), int(r.cfg.RetryAfterMax / time.Second)},
-		Shed:       r.gate.shed.WithLabelValues("socket_delay"), Log: r.log, Role: "registrar"}
+		Shed:       r.gate.shed.WithLabelValues("socket_delay"), Log: r.log, Role: "registrar",
+		Busy: r.gate.busy, BusyShed: r.gate.shed.WithLabelValues(shedQueueDelay)}
 }
 
 // AdmitRegister applies registrar.overload to req before HandleRegister.

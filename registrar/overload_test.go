@@ -186,3 +186,26 @@ func TestOverload_Disabled(t *testing.T) {
 
 // nopStore satisfies Store for tests that never reach it.
 type nopStore struct{ Store }
+
+// TestOverload_BusyIsRecent: the registrar's socket shedder refuses new
+// registrations before parsing only while the slots' last measured wait is
+// past the bound and recent; a stale measurement lets REGISTERs through
+// to measure again, so shedding cannot outlive the overload.
+func TestOverload_BusyIsRecent(t *testing.T) {
+	r, _ := overloadRegistrar(t, 1, 100*time.Millisecond)
+	now := time.Unix(1e9, 0)
+	r.gate.now = func() time.Time { return now }
+	sh := r.socketShedder()
+	r.gate.setDelay(50 * time.Millisecond)
+	if sh.Busy() {
+		t.Fatal("busy with the last wait under the bound")
+	}
+	r.gate.setDelay(150 * time.Millisecond)
+	if !sh.Busy() {
+		t.Fatal("not busy with a fresh wait over the bound")
+	}
+	now = now.Add(100 * time.Millisecond)
+	if sh.Busy() {
+		t.Fatal("still busy on a measurement a bound old")
+	}
+}

@@ -33,6 +33,13 @@ type Shedder struct {
 	Log        *slog.Logger
 	Role       string           // for the log lines
 	Now        func() time.Time // nil means time.Now
+	// Busy, when set, reports that the role's own admission is past the
+	// bound although datagrams are still read in time (the registrar's
+	// registrar.overload slots, held while the store answers): a new
+	// registration is then refused here, from the raw datagram, rather
+	// than parsed and refused at the slots. BusyShed counts those.
+	Busy     func() bool
+	BusyShed prometheus.Counter
 
 	mu       sync.Mutex
 	episode  bool
@@ -67,13 +74,19 @@ func (s *Shedder) Check(data []byte, age time.Duration) []byte {
 	if s == nil || s.Bound <= 0 {
 		return nil
 	}
-	if age <= s.Bound {
+	shed, reason := s.Shed, "socket_delay"
+	switch {
+	case age > PriorityBound(s.Bound):
+	case age > s.Bound:
+		if continuesWork(data) {
+			return nil
+		}
+	case s.Busy != nil && s.Busy() && !continuesWork(data):
+		shed, reason = s.BusyShed, "queue_delay"
+	default:
 		if age < s.Bound/2 {
 			s.over()
 		}
-		return nil
-	}
-	if age <= PriorityBound(s.Bound) && continuesWork(data) {
 		return nil
 	}
 	lo, hi := s.RetryAfter[0], s.RetryAfter[1]
@@ -85,12 +98,12 @@ func (s *Shedder) Check(data []byte, age time.Duration) []byte {
 	if reply == nil {
 		return nil
 	}
-	s.Shed.Inc()
-	s.start()
+	shed.Inc()
+	s.start(reason)
 	return []byte(strings.Replace(string(reply), "Content-Length: 0\r\n", "Retry-After: "+strconv.Itoa(ra)+"\r\nContent-Length: 0\r\n", 1))
 }
 
-func (s *Shedder) start() {
+func (s *Shedder) start(reason string) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,8 +111,8 @@ func (s *Shedder) start() {
 	s.n++
 	if !s.episode {
 		s.episode, s.n = true, 1
-		s.Log.Warn("REGISTER overload: UDP queueing delay above max_queue_delay, new registrations get 503",
-			"role", s.Role, "reason", "socket_delay", "max_queue_delay", s.Bound.String())
+		s.Log.Warn("REGISTER overload: queueing delay above max_queue_delay, new registrations get 503",
+			"role", s.Role, "reason", reason, "max_queue_delay", s.Bound.String())
 	}
 }
 

@@ -77,3 +77,28 @@ func TestRFC3261_21_5_4_ShedNewRegistrationsOnly(t *testing.T) {
 		t.Errorf("%d episode end lines, want 1:\n%s", got, logs)
 	}
 }
+
+// TestShedBeforeParsingWhileBusy: while the role reports its admission
+// past the bound (Busy), a new registration read in time is refused from
+// the raw datagram and counted as BusyShed; a refresh is still served,
+// and nothing is refused once Busy clears.
+func TestShedBeforeParsingWhileBusy(t *testing.T) {
+	shed := prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})
+	busyShed := prometheus.NewCounter(prometheus.CounterOpts{Name: "busy"})
+	busy := true
+	s := &Shedder{Bound: 100 * time.Millisecond, RetryAfter: [2]int{5, 15}, Shed: shed, BusyShed: busyShed,
+		Busy: func() bool { return busy }, Log: slog.New(slog.DiscardHandler), Role: "test"}
+	if r := string(s.Check(register(1, ""), time.Millisecond)); !strings.HasPrefix(r, "SIP/2.0 503 ") || !strings.Contains(r, "Retry-After: ") {
+		t.Fatalf("new registration while busy: %q, want 503 with Retry-After", r)
+	}
+	if r := s.Check(register(2, ""), time.Millisecond); r != nil {
+		t.Errorf("refresh refused while busy: %s", r)
+	}
+	busy = false
+	if r := s.Check(register(1, ""), time.Millisecond); r != nil {
+		t.Errorf("new registration refused after busy cleared: %s", r)
+	}
+	if got, gotSock := testutil.ToFloat64(busyShed), testutil.ToFloat64(shed); got != 1 || gotSock != 0 {
+		t.Errorf("busy shed %v, socket shed %v; want 1, 0", got, gotSock)
+	}
+}
