@@ -19,6 +19,9 @@
 #                               not sustained (overload behaviour)
 #     -i SECONDS                after the last step, stay idle this long and
 #                               print PSS again (memory after a load step)
+#     -C                        Pinhole's edge with separate access (UAs) and
+#                               core (registrar) listeners, as deployed with
+#                               two interfaces; default one listener for both
 #
 # Per step it prints the offered and achieved rate, failed calls,
 # retransmissions, kernel drops on the system's own UDP sockets (the
@@ -43,13 +46,13 @@ set -euo pipefail
 
 sut=pinhole topo=chain store=memory authm=none sockets=1000
 rates="1000 2000 3000 4000 5000 6000 8000 10000" step=10 aors=100000
-children=4 keepgoing=0 idle=0
-while getopts "S:T:s:a:k:r:d:n:c:xi:" o; do
+children=4 keepgoing=0 idle=0 split=0
+while getopts "S:T:s:a:k:r:d:n:c:xi:C" o; do
   case $o in
     S) sut=$OPTARG ;; T) topo=$OPTARG ;; s) store=$OPTARG ;; a) authm=$OPTARG ;;
     k) sockets=$OPTARG ;; r) rates=$OPTARG ;; d) step=$OPTARG ;; n) aors=$OPTARG ;;
-    c) children=$OPTARG ;; x) keepgoing=1 ;; i) idle=$OPTARG ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    c) children=$OPTARG ;; x) keepgoing=1 ;; i) idle=$OPTARG ;; C) split=1 ;;
+    *) sed -n '2,30p' "$0"; exit 2 ;;
   esac
 done
 
@@ -184,17 +187,23 @@ EOF
   if [ "$topo" = chain ]; then
     ep=$(freeport)
     edge_ops=127.0.0.1:$(freeport)
+    local listen="[{transport: udp, address: 127.0.0.1:$ep}, {transport: tcp, address: 127.0.0.1:$ep}]" cp=""
+    if [ "$split" = 1 ]; then
+      cp=$(freeport)
+      listen="[{transport: udp, address: 127.0.0.1:$ep, role: access}, {transport: tcp, address: 127.0.0.1:$ep, role: access},"
+      listen="$listen {transport: udp, address: 127.0.0.1:$cp, role: core}, {transport: tcp, address: 127.0.0.1:$cp, role: core}]"
+    fi
     cat > "$run/edge.yaml" <<EOF
 ops: {listen: $edge_ops, pprof: true}
 log: {level: warn, format: json}
 edge:
-  listen: [{transport: udp, address: 127.0.0.1:$ep}, {transport: tcp, address: 127.0.0.1:$ep}]
+  listen: $listen
   registrar: sip:127.0.0.1:$rp
   trusted_core: [127.0.0.0/8]
   rate_limit: {disabled: true}
 EOF
     "$run/pinhole" -config "$run/edge.yaml" 2> "$run/edge.log" & pids+=($!)
-    procs="edge=$! $procs"; ports="$ep $ports"; target=127.0.0.1:$ep
+    procs="edge=$! $procs"; ports="$ep $cp $ports"; target=127.0.0.1:$ep
     wait_udp "$ep"
   fi
 }
@@ -220,7 +229,7 @@ start_kamailio() {
       "$anchors/kamailio/edge_chain.cfg" > "$run/kamailio-edge.cfg"
     kamailio -f "$run/kamailio-edge.cfg" -DD -E -m 1024 -M 16 -A "CHILDREN_$children" \
       -Y "$run" > "$run/kamailio-edge.log" 2>&1 & pids+=($!)
-    procs="edge=$! $procs"; ports="$ep $ports"; target=127.0.0.1:$ep
+    procs="edge=$! $procs"; ports="$ep $cp $ports"; target=127.0.0.1:$ep
     wait_udp "$ep"
   fi
 }
