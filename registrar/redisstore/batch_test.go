@@ -15,23 +15,6 @@ import (
 	"github.com/pinhole-sip/pinhole/registrar/storetest"
 )
 
-// pipeHook records the size of every pipeline.
-type pipeHook struct {
-	mu    sync.Mutex
-	sizes []int
-}
-
-func (h *pipeHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *pipeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h *pipeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.mu.Lock()
-		h.sizes = append(h.sizes, len(cmds))
-		h.mu.Unlock()
-		return next(ctx, cmds)
-	}
-}
-
 // TestConcurrentWritesArePipelined: REGISTERs that wait on Redis at the
 // same time go out as pipelines, and every one of them lands with its own
 // result. Redis is paused for writes while they queue, so the batches are
@@ -41,7 +24,7 @@ func TestConcurrentWritesArePipelined(t *testing.T) {
 	clock := storetest.NewClock(storetest.Epoch)
 	ctx := context.Background()
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
-	hook := &pipeHook{}
+	hook := &countHook{}
 	rc.AddHook(hook)
 	s := redisstore.NewWithClient(rc, uniquePrefix(), clock.Now)
 	defer s.Close()

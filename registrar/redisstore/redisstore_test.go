@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -330,19 +331,30 @@ func BenchmarkUpdate(b *testing.B) {
 	}
 }
 
-// countHook records the commands a client sends.
-type countHook struct{ cmds []string }
+// countHook records the commands a client sends ("pipeline" for a
+// pipeline) and the size of every pipeline. The store's senders call it
+// from their own goroutines.
+type countHook struct {
+	mu    sync.Mutex
+	cmds  []string
+	sizes []int
+}
 
 func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
 		h.cmds = append(h.cmds, cmd.Name())
+		h.mu.Unlock()
 		return next(ctx, cmd)
 	}
 }
 func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
 		h.cmds = append(h.cmds, "pipeline")
+		h.sizes = append(h.sizes, len(cmds))
+		h.mu.Unlock()
 		return next(ctx, cmds)
 	}
 }
