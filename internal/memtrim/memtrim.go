@@ -82,11 +82,11 @@ func (t *Trimmer) Step() bool {
 	if t.Trims != nil {
 		t.Trims.Inc()
 	}
+	after := read()
+	t.last = after
 	if t.Log != nil {
-		after := read()
 		t.Log.Info("load over: returned free heap memory to the OS",
 			"live_mb", s.Live>>20, "held_before_mb", s.Retained>>20, "held_after_mb", after.Retained>>20)
-		t.last = after
 	}
 	return true
 }

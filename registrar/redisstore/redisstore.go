@@ -323,10 +323,9 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 				// state and let fn decide again (another node may have
 				// changed it).
 				guessed = false
-				if st, err = s.read(ctx, aor); err != nil {
+				if st, err = s.read(ctx, aor); err != nil { // read remembers it
 					return nil, backendErr(op, err)
 				}
-				s.remember(aor, st)
 				continue
 			}
 			return nil, err
@@ -397,26 +396,29 @@ func legacyMember(aor, key string) string { return aor + "\x00" + key }
 // st (the state the CAS expects) with next: expiry members to remove and
 // to add, and, when st came from the earlier layout, that layout's members.
 func (s *Store) indexArgs(args []any, aor string, st cached, next []registrar.Binding) []any {
-	n := len(args)
-	args = append(args, 0)
-	for _, o := range st.bs {
-		if !hasKey(next, o.Key) {
-			args = append(args, indexMember(aor, o.Key))
-		}
-	}
-	args[n] = len(args) - n - 1
+	rem, legacy := indexChange(aor, st, next)
+	args = append(append(args, len(rem)), rem...)
 	args = append(args, len(next))
 	for _, b := range next {
 		args = append(args, b.Expires.UnixMilli(), indexMember(aor, b.Key))
 	}
-	if !strings.HasPrefix(st.v, legacyVersion) {
-		return append(args, 0)
+	return append(append(args, len(legacy)), legacy...)
+}
+
+// indexChange is what leaves the indexes when next replaces old: the
+// expiry members of bindings gone from next, and every member old had in
+// the earlier layout's index when old came from that layout.
+func indexChange(aor string, old cached, next []registrar.Binding) (rem, legacy []any) {
+	fromLegacy := strings.HasPrefix(old.v, legacyVersion)
+	for _, o := range old.bs {
+		if !hasKey(next, o.Key) {
+			rem = append(rem, indexMember(aor, o.Key))
+		}
+		if fromLegacy {
+			legacy = append(legacy, legacyMember(aor, o.Key))
+		}
 	}
-	args = append(args, len(st.bs))
-	for _, o := range st.bs {
-		args = append(args, legacyMember(aor, o.Key))
-	}
-	return args
+	return rem, legacy
 }
 
 // reindex brings the indexes in line with a successful write that replaced
@@ -424,15 +426,7 @@ func (s *Store) indexArgs(args []any, aor string, st cached, next []registrar.Bi
 // indexes serve metrics and listing only, expired members are pruned by
 // Count and vanished names by List.
 func (s *Store) reindex(ctx context.Context, aor string, old cached, next []registrar.Binding) {
-	var rem, legacy []any
-	for _, o := range old.bs {
-		if !hasKey(next, o.Key) {
-			rem = append(rem, indexMember(aor, o.Key))
-		}
-		if strings.HasPrefix(old.v, legacyVersion) {
-			legacy = append(legacy, legacyMember(aor, o.Key))
-		}
-	}
+	rem, legacy := indexChange(aor, old, next)
 	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if len(rem) > 0 {
 			p.ZRem(ctx, s.index, rem...)
