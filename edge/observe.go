@@ -6,6 +6,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
 // FlowObserver is told every time a registrar 2xx binds a registration
@@ -80,13 +82,13 @@ func (s *Server) plainRegistered(key flowtable.FlowKey, req *sip.Request, res *s
 	if op == nil {
 		return
 	}
-	routed := res.GetHeader("Service-Route") != nil
+	routed := sipproxy.Header(res, "Service-Route") != nil
 	to := req.To()
 	if to == nil {
 		return
 	}
 	hdrZero := false
-	if h := req.GetHeader("Expires"); h != nil {
+	if h := sipproxy.Header(req, "Expires"); h != nil {
 		hdrZero = strings.TrimSpace(h.Value()) == "0"
 	}
 	var registered, removed []string

@@ -219,7 +219,7 @@ func (s *Server) answerOptions(req *sip.Request, tx sip.ServerTransaction, in in
 // route handles every request but REGISTER: by flow token toward a UA
 // (RFC 5626 §5.3), else toward the core by Route or edge.core.
 func (s *Server) route(req *sip.Request, tx sip.ServerTransaction, in inbound, hash string) {
-	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
+	routes, err := routeset.ParseRouteList(sipproxy.HeaderValues(req, "Route"))
 	if err != nil {
 		s.reject(req, tx, in, 400, "Bad Route", reasonBadRequest, err)
 		return
@@ -526,7 +526,7 @@ func (s *Server) forwardFailed(req *sip.Request, tx sip.ServerTransaction, in in
 // 3261 §13.2.2.4, §16.6) statelessly. ACKs for a non-2xx we sent never get
 // here: handle absorbs them (s.rejected).
 func (s *Server) forwardAck(req *sip.Request, in inbound) {
-	routes, err := routeset.ParseRouteList(headerValues(req, "Route"))
+	routes, err := routeset.ParseRouteList(sipproxy.HeaderValues(req, "Route"))
 	if err != nil {
 		return
 	}
@@ -632,13 +632,4 @@ func callID(m sip.Message) string {
 		return h.Value()
 	}
 	return ""
-}
-
-// headerValues returns the values of every header called name (any case).
-func headerValues(m sip.Message, name string) []string {
-	var out []string
-	for _, h := range m.GetHeaders(name) {
-		out = append(out, h.Value())
-	}
-	return out
 }

@@ -30,13 +30,13 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 		s.reject(req, tx, in, 403, "Forbidden", reasonBadRequest, nil)
 		return
 	}
-	firstHop := len(routeset.SplitHeaderValues(headerValues(req, "Via"))) == 1
+	firstHop := len(routeset.SplitHeaderValues(sipproxy.HeaderValues(req, "Via"))) == 1
 	fwd := req.Clone()
 	if firstHop {
 		sipproxy.RemoveAll(fwd, "Path")
 	}
 	ids := outboundIdentities(req)
-	outbound := firstHop && routeset.HasOptionTag(headerValues(req, "Supported"), "outbound") && len(ids) > 0
+	outbound := firstHop && routeset.HasOptionTag(sipproxy.HeaderValues(req, "Supported"), "outbound") && len(ids) > 0
 
 	s.admitFlow(req, in)
 	onResp := func(res *sip.Response) {
@@ -84,7 +84,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction, in inbou
 func outboundIdentities(req *sip.Request) []regIdentity {
 	var out []regIdentity
 	hdrExpires := -1
-	if h := req.GetHeader("Expires"); h != nil {
+	if h := sipproxy.Header(req, "Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil {
 			hdrExpires = n
 		}

@@ -27,9 +27,9 @@ func (s *Server) checkStream(l *listener) func(net.Addr, []byte) ([]byte, []byte
 // checkMessage returns the message normalised for sipgo (nil: as is), or
 // the reply to a refused one.
 func (s *Server) checkMessage(msg []byte, datagram bool, from netip.AddrPort, transport string) ([]byte, []byte, bool) {
-	v := sipcheck.Check(msg, datagram)
+	v, norm := sipcheck.Inspect(msg, datagram)
 	if v.OK() {
-		return sipcheck.Normalize(msg), nil, true
+		return norm, nil, true
 	}
 	s.m.rejections.WithLabelValues(reasonMalformed).Inc()
 	s.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", from.String(),

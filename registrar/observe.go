@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
 // Observer receives one RegisterObservation per answered REGISTER (live
@@ -150,10 +152,10 @@ func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej
 	}
 	if rej != nil {
 		ev.Reason = rej.Reason
-		ev.Credentials = req.GetHeader("authorization") != nil
+		ev.Credentials = sipproxy.Header(req, "authorization") != nil
 	}
 	if res.StatusCode == 423 {
-		if h := res.GetHeader("min-expires"); h != nil {
+		if h := sipproxy.Header(res, "min-expires"); h != nil {
 			ev.MinExpires, _ = strconv.ParseInt(strings.TrimSpace(h.Value()), 10, 64)
 		}
 	}
@@ -170,7 +172,7 @@ func (r *Registrar) observe(req *sip.Request, src Source, res *sip.Response, rej
 	specs, hdrExpires := seen.specs, seen.hdrExpires
 	if !seen.parsed {
 		specs, _ = parseContacts(headerValues(req, "contact"))
-		if h := req.GetHeader("expires"); h != nil {
+		if h := sipproxy.Header(req, "expires"); h != nil {
 			if v, ok := parseDelta(h.Value()); ok {
 				hdrExpires = &v
 			}

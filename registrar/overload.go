@@ -12,6 +12,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/pinhole-sip/pinhole/internal/sipserve"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pinhole-sip/pinhole/internal/sipproxy"
 )
 
 // Defaults of OverloadConfig.
@@ -119,7 +121,7 @@ func continuesWork(req *sip.Request) bool {
 	if c := req.CSeq(); c != nil && c.SeqNo > 1 {
 		return true
 	}
-	return req.GetHeader("Authorization") != nil
+	return sipproxy.Header(req, "Authorization") != nil
 }
 
 // enter admits req or sheds it. On admission it returns a release func to

@@ -46,9 +46,9 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		placed := sock.IsToken(b[:n]) // data is no longer b[:n]: place it back
-		v := sipcheck.Check(data, true)
+		v, norm := sipcheck.Inspect(data, true)
 		if v.OK() {
-			if norm := sipcheck.Normalize(data); norm != nil {
+			if norm != nil {
 				data, placed = norm, true
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {

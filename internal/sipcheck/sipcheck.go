@@ -100,17 +100,43 @@ func IsRequest(msg []byte) bool {
 // stream the framer reads exactly Content-Length bytes). A response, or
 // anything that does not look like SIP at all, passes: the parser drops it.
 func Check(msg []byte, datagram bool) Verdict {
+	v, _ := Inspect(msg, datagram)
+	return v
+}
+
+// maxInline is how many header lines Inspect keeps on its stack; a request
+// with more still works, with one allocation.
+const maxInline = 40
+
+// Inspect is Check and Normalize in one pass over the header section: the
+// verdict, and when the request passes and needs rewriting for sipgo, the
+// rewritten message (nil: take it as it is). The usual request, valid and
+// needing nothing, costs no allocation beyond one copy of the header
+// section.
+func Inspect(msg []byte, datagram bool) (Verdict, []byte) {
 	if !IsRequest(msg) {
-		return Verdict{}
+		return Verdict{}, nil
 	}
 	end := HeaderEnd(msg)
 	if end < 0 {
-		return bad("Missing Header Section End")
+		return bad("Missing Header Section End"), nil
 	}
-	start, hdrs, v := split(msg[:end-2])
+	var arr [maxInline]header
+	start, hdrs, ctl, v := split(string(msg[:end-2]), arr[:0])
 	if !v.OK() {
-		return v
+		return v, nil
 	}
+	if v := check(msg, end, start, hdrs, datagram); !v.OK() {
+		return v, nil
+	}
+	if ctl || needsNormalize(hdrs) {
+		return Verdict{}, Normalize(msg)
+	}
+	return Verdict{}, nil
+}
+
+// check is Check on the split header section.
+func check(msg []byte, end int, start string, hdrs []header, datagram bool) Verdict {
 	method, v := checkRequestLine(start)
 	if !v.OK() {
 		return v
@@ -164,7 +190,7 @@ func Check(msg []byte, datagram bool) Verdict {
 			}
 		}
 	}
-	for _, name := range []string{"via", "to", "from", "call-id", "cseq"} {
+	for _, name := range [...]string{"via", "to", "from", "call-id", "cseq"} {
 		if !seen.has(name) && !has(hdrs, name) {
 			return bad("Missing Required Header " + canonical(name))
 		}
@@ -173,6 +199,43 @@ func Check(msg []byte, datagram bool) Verdict {
 		return bad("Content-Length Larger Than Message")
 	}
 	return Verdict{}
+}
+
+// needsNormalize reports whether Normalize would rewrite a request with
+// these headers (split's view of them, which is unfold's when no header
+// carries a control byte).
+func needsNormalize(hdrs []header) bool {
+	firstVia := true
+	for _, h := range hdrs {
+		switch h.name {
+		case "from", "to", "contact":
+			if untidy(h.value[lastUnquoted(h.value, '>')+1:]) {
+				return true
+			}
+		case "via":
+			if untidy(h.value) {
+				return true
+			}
+			if firstVia {
+				firstVia = false
+				if !containsFold(h.value, "branch=") {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// containsFold is strings.Contains ignoring ASCII case, for a lower-case
+// substr, without allocating.
+func containsFold(s, substr string) bool {
+	for i := 0; i+len(substr) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(substr)], substr) {
+			return true
+		}
+	}
+	return false
 }
 
 // seenSet is the set of singleton headers met so far (at most six names:
@@ -218,54 +281,93 @@ func canonical(name string) string {
 }
 
 // split splits a header section (without the final CRLF) into the start
-// line and unfolded headers (RFC 3261 §7.3.1).
-func split(sec []byte) (string, []header, Verdict) {
-	lines := strings.Split(string(sec), "\r\n")
-	for _, l := range lines {
+// line and unfolded headers (RFC 3261 §7.3.1), appended to hdrs. ctl
+// reports a control byte carried by a quoted-pair.
+func split(sec string, hdrs []header) (string, []header, bool, Verdict) {
+	ctl := false
+	scan := anyCtl(sec)
+	start, rest, more := strings.Cut(sec, "\r\n")
+	for line, first := start, true; ; first = false {
 		// Inside a quoted string a quoted-pair may carry any byte but CR
 		// and LF (RFC 3261 §25.1); anywhere else a control byte is raw.
 		in := false
-		for i := 0; i < len(l); i++ {
-			c := l[i]
+		for i := 0; scan && i < len(line); i++ {
+			c := line[i]
 			switch {
 			case in && c == '\\':
 				i++
+				if i < len(line) && isCtl(line[i]) {
+					ctl = true
+				}
 				continue
 			case c == '"':
 				in = !in
 			case c == 0:
-				return "", nil, bad("NUL Byte in Header")
-			case (c < 0x20 && c != '\t') || c == 0x7f:
-				return "", nil, bad("Control Character in Header")
+				return "", nil, false, bad("NUL Byte in Header")
+			case isCtl(c):
+				return "", nil, false, bad("Control Character in Header")
 			}
 		}
-	}
-	hdrs := make([]header, 0, len(lines))
-	for _, l := range lines[1:] {
-		if l == "" {
-			continue
-		}
-		if l[0] == ' ' || l[0] == '\t' {
-			if len(hdrs) == 0 {
-				return "", nil, bad("Continuation Before First Header")
+		if !first {
+			var v Verdict
+			if hdrs, v = appendLine(hdrs, line); !v.OK() {
+				return "", nil, false, v
 			}
-			hdrs[len(hdrs)-1].value += " " + strings.TrimSpace(l)
-			continue
 		}
-		colon := strings.IndexByte(l, ':')
-		if colon <= 0 {
-			return "", nil, bad("Malformed Header Line")
+		if !more {
+			return start, hdrs, ctl, Verdict{}
 		}
-		name := lowerName(strings.TrimRight(l[:colon], " \t"))
-		if !isToken(name) {
-			return "", nil, bad("Malformed Header Name")
-		}
-		if full, ok := compact[name]; ok {
-			name = full
-		}
-		hdrs = append(hdrs, header{name: name, value: strings.TrimSpace(l[colon+1:])})
+		line, rest, more = strings.Cut(rest, "\r\n")
 	}
-	return lines[0], hdrs, Verdict{}
+}
+
+// anyCtl reports whether sec has a control byte other than HTAB and the
+// CRLFs that end its lines (the usual request has none: split then need
+// not track quoted strings).
+func anyCtl(sec string) bool {
+	for i := 0; i < len(sec); i++ {
+		switch c := sec[i]; {
+		case c == '\r':
+			if i+1 == len(sec) || sec[i+1] != '\n' {
+				return true
+			}
+			i++
+		case isCtl(c):
+			return true
+		}
+	}
+	return false
+}
+
+// isCtl: a control byte other than HTAB (RFC 3261 §25.1 excludes them
+// from every production but quoted-pair).
+func isCtl(c byte) bool { return (c < 0x20 && c != '\t') || c == 0x7f }
+
+// appendLine adds one header line to hdrs: a new header, or a
+// continuation of the last one.
+func appendLine(hdrs []header, l string) ([]header, Verdict) {
+	if l == "" {
+		return hdrs, Verdict{}
+	}
+	if l[0] == ' ' || l[0] == '\t' {
+		if len(hdrs) == 0 {
+			return nil, bad("Continuation Before First Header")
+		}
+		hdrs[len(hdrs)-1].value += " " + strings.TrimSpace(l)
+		return hdrs, Verdict{}
+	}
+	colon := strings.IndexByte(l, ':')
+	if colon <= 0 {
+		return nil, bad("Malformed Header Line")
+	}
+	name := lowerName(strings.TrimRight(l[:colon], " \t"))
+	if !isToken(name) {
+		return nil, bad("Malformed Header Name")
+	}
+	if full, ok := compact[name]; ok {
+		name = full
+	}
+	return append(hdrs, header{name: name, value: strings.TrimSpace(l[colon+1:])}), Verdict{}
 }
 
 // checkRequestLine checks Method SP Request-URI SP SIP-Version (RFC 3261

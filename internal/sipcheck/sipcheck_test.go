@@ -1,6 +1,7 @@
 package sipcheck
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,15 +62,33 @@ func TestNULInHeader(t *testing.T) {
 	}
 }
 
+// FuzzCheck: no input crashes Check or Reply, and Inspect's one pass
+// decides as Check then Normalize would: the same verdict, and for a
+// request that passes the same rewrite (or none).
 func FuzzCheck(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(rfc4475.Dir(), "*.dat"))
 	for _, p := range files {
 		b, _ := os.ReadFile(p)
 		f.Add(b)
 	}
+	f.Add([]byte("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nTo: <sip:a@b>\r\nFrom: \"\\\x01\" <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"))
+	f.Add([]byte("OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;BRANCH=z9hG4bK1\r\nt: <sip:a@b> ; tag=2\r\nf: <sip:c@d>;tag=1\r\ni: x\r\nCSeq: 1 OPTIONS\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v := Check(b, true)
 		_ = Reply(b, v, "t")
+		iv, norm := Inspect(b, true)
+		if iv != v {
+			t.Fatalf("Inspect verdict %+v, Check %+v", iv, v)
+		}
+		if !v.OK() {
+			if norm != nil {
+				t.Fatal("Inspect rewrote a refused request")
+			}
+			return
+		}
+		if want := Normalize(b); !bytes.Equal(norm, want) {
+			t.Fatalf("Inspect rewrote to\n%q\nNormalize to\n%q", norm, want)
+		}
 	})
 }
 
@@ -102,7 +121,8 @@ func TestNormalize(t *testing.T) {
 }
 
 // BenchmarkCheckNormalize is what every UDP request costs before the SIP
-// parser at both roles: the strict check and the normalisation pass on
+// parser at both roles (Inspect: the strict check and the normalisation
+// decision in one pass) on
 // an RFC 5626 outbound REGISTER that needs no normalising.
 //
 //	go test -run '^$' -bench CheckNormalize -benchmem ./internal/sipcheck/
@@ -121,10 +141,11 @@ func BenchmarkCheckNormalize(b *testing.B) {
 		"Content-Length: 0\r\n\r\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if v := Check(msg, true); !v.OK() {
+		v, norm := Inspect(msg, true)
+		if !v.OK() {
 			b.Fatal(v.Reason)
 		}
-		if Normalize(msg) != nil {
+		if norm != nil {
 			b.Fatal("normalised a message that needs nothing")
 		}
 	}

@@ -47,20 +47,38 @@ func RemoveAll(m Message, name string) {
 	}
 }
 
-// HeaderValue is the value of the first header called name ("" if none).
-func HeaderValue(m interface{ GetHeader(string) sip.Header }, name string) string {
-	if h := m.GetHeader(name); h != nil {
+// Headers is what sip.Request and sip.Response share for header lookup.
+type Headers interface{ Headers() []sip.Header }
+
+// HeaderValue is the value of the first header called name ("" if none),
+// whatever the case it was written in. It compares names with EqualFold
+// instead of sipgo's GetHeader, which lower-cases every header's name on
+// every call (an allocation per header for the names it does not know).
+func HeaderValue(m Headers, name string) string {
+	if h := Header(m, name); h != nil {
 		return h.Value()
 	}
 	return ""
 }
 
-// HeaderValues are the values of every header called name.
-func HeaderValues(m interface{ GetHeaders(string) []sip.Header }, name string) []string {
-	hs := m.GetHeaders(name)
-	out := make([]string, 0, len(hs))
-	for _, h := range hs {
-		out = append(out, h.Value())
+// Header is the first header called name (nil if none; see HeaderValue).
+func Header(m Headers, name string) sip.Header {
+	for _, h := range m.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			return h
+		}
+	}
+	return nil
+}
+
+// HeaderValues are the values of every header called name, in order (see
+// HeaderValue).
+func HeaderValues(m Headers, name string) []string {
+	var out []string
+	for _, h := range m.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			out = append(out, h.Value())
+		}
 	}
 	return out
 }

@@ -138,7 +138,7 @@ func TestSameURI(t *testing.T) {
 
 func TestNonce(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	k := nonceKeys{secrets: [][]byte{[]byte("secret-one-0123456789")}, realm: "example.com"}
+	k := newNonceKeys([][]byte{[]byte("secret-one-0123456789")}, "example.com")
 	n, err := k.mint(now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -147,8 +147,8 @@ func TestNonce(t *testing.T) {
 	if n == n2 {
 		t.Fatal("two nonces minted at the same instant are equal (no salt)")
 	}
-	rotated := nonceKeys{secrets: [][]byte{[]byte("secret-two-0123456789"), []byte("secret-one-0123456789")}, realm: "example.com"}
-	otherRealm := nonceKeys{secrets: k.secrets, realm: "example.net"}
+	rotated := newNonceKeys([][]byte{[]byte("secret-two-0123456789"), []byte("secret-one-0123456789")}, "example.com")
+	otherRealm := newNonceKeys(k.secrets, "example.net")
 	tampered := []byte(n)
 	tampered[3] ^= 1
 	tests := []struct {

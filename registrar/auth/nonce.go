@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 	"time"
 )
 
@@ -41,6 +43,17 @@ const (
 type nonceKeys struct {
 	secrets [][]byte
 	realm   string
+	// macs[i] keeps HMAC states keyed with secrets[i]: hmac.New hashes the
+	// key and allocates two SHA-256 states, on every REGISTER twice.
+	macs []*sync.Pool
+}
+
+func newNonceKeys(secrets [][]byte, realm string) nonceKeys {
+	k := nonceKeys{secrets: secrets, realm: realm, macs: make([]*sync.Pool, len(secrets))}
+	for i, s := range secrets {
+		k.macs[i] = &sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}
+	}
+	return k
 }
 
 // maxNonceSecrets bounds the secrets kept across reloads.
@@ -59,16 +72,20 @@ func (k nonceKeys) rotated(next [][]byte) nonceKeys {
 			merged = append(merged, old)
 		}
 	}
-	return nonceKeys{secrets: merged, realm: k.realm}
+	return newNonceKeys(merged, k.realm)
 }
 
-func (k *nonceKeys) mac(secret, body []byte) []byte {
-	m := hmac.New(sha256.New, secret)
+// mac is the truncated HMAC of body under secrets[i], written into out.
+func (k *nonceKeys) mac(i int, body []byte, out *[sha256.Size]byte) []byte {
+	m := k.macs[i].Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte("pinhole-nonce\x00"))
 	m.Write([]byte(k.realm))
 	m.Write([]byte{0})
 	m.Write(body)
-	return m.Sum(nil)[:nonceMACLen]
+	sum := m.Sum(out[:0])
+	k.macs[i].Put(m)
+	return sum[:nonceMACLen]
 }
 
 // mint returns a nonce valid until expiry.
@@ -79,7 +96,8 @@ func (k *nonceKeys) mint(expiry time.Time) (string, error) {
 	if _, err := rand.Read(raw[9:17]); err != nil {
 		return "", fmt.Errorf("nonce salt: %w", err)
 	}
-	copy(raw[17:], k.mac(k.secrets[0], raw[:17]))
+	var sum [sha256.Size]byte
+	copy(raw[17:], k.mac(0, raw[:17], &sum))
 	return base64.RawURLEncoding.EncodeToString(raw[:]), nil
 }
 
@@ -93,8 +111,9 @@ func (k *nonceKeys) check(nonce string, now time.Time) (time.Time, nonceStatus) 
 		return time.Time{}, nonceForeign
 	}
 	ok := false
-	for _, s := range k.secrets {
-		if hmac.Equal(raw[17:], k.mac(s, raw[:17])) {
+	var sum [sha256.Size]byte
+	for i := range k.secrets {
+		if hmac.Equal(raw[17:], k.mac(i, raw[:17], &sum)) {
 			ok = true
 		}
 	}

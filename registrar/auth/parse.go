@@ -75,28 +75,10 @@ func parseAuthParams(s string) (scheme string, params map[string]string, err err
 		i = skipWS(s, i+1)
 		var val string
 		if i < len(s) && s[i] == '"' {
-			var b strings.Builder
-			i++
-			closed := false
-			for i < len(s) {
-				c := s[i]
-				if c == '\\' && i+1 < len(s) {
-					b.WriteByte(s[i+1])
-					i += 2
-					continue
-				}
-				if c == '"' {
-					closed = true
-					i++
-					break
-				}
-				b.WriteByte(c)
-				i++
-			}
-			if !closed {
+			var ok bool
+			if val, i, ok = quotedString(s, i); !ok {
 				return "", nil, fmt.Errorf("%w: unterminated quoted-string in %q", errSyntax, name)
 			}
-			val = b.String()
 		} else {
 			start = i
 			for i < len(s) && s[i] != ',' && !isWS(s[i]) && s[i] != '"' {
@@ -129,13 +111,22 @@ func parseAuthorization(v string) (credentials, error) {
 	if err != nil {
 		return credentials{}, err
 	}
+	return credentialsFrom(scheme, p)
+}
+
+// credentialsFrom is parseAuthorization on a header value already split
+// by parseAuthParams.
+func credentialsFrom(scheme string, p map[string]string) (credentials, error) {
 	if !strings.EqualFold(scheme, "Digest") {
 		return credentials{}, fmt.Errorf("%w: scheme %q", errNotDigest, scheme)
 	}
+	// Values are substrings of the request's header (quotedString); the
+	// two that outlive the request (the nonce as the nc table's key, the
+	// username in results and logs) are copied so they do not pin it.
 	c := credentials{
-		username:  p["username"],
+		username:  strings.Clone(p["username"]),
 		realm:     p["realm"],
-		nonce:     p["nonce"],
+		nonce:     strings.Clone(p["nonce"]),
 		uri:       p["uri"],
 		response:  strings.ToLower(p["response"]),
 		algorithm: p["algorithm"],
@@ -181,6 +172,31 @@ func parseAuthorization(v string) (credentials, error) {
 		}
 	}
 	return c, nil
+}
+
+// quotedString reads the quoted-string starting at s[i] (a '"'): its
+// value with quoted-pairs undone, and the index after its closing quote.
+// The usual value has no quoted-pair and is returned as a substring.
+func quotedString(s string, i int) (string, int, bool) {
+	i++
+	if j := strings.IndexAny(s[i:], "\"\\"); j >= 0 && s[i+j] == '"' {
+		return s[i : i+j], i + j + 1, true
+	}
+	var b strings.Builder
+	for i < len(s) {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) {
+			b.WriteByte(s[i+1])
+			i += 2
+			continue
+		}
+		if c == '"' {
+			return b.String(), i + 1, true
+		}
+		b.WriteByte(c)
+		i++
+	}
+	return "", i, false
 }
 
 func isWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

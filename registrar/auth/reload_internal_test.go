@@ -10,7 +10,7 @@ import (
 // does not fail).
 func TestNonceSecretRotation(t *testing.T) {
 	now := time.Unix(1e9, 0)
-	k := nonceKeys{secrets: [][]byte{[]byte("secret-one-0123456789")}, realm: "example.com"}
+	k := newNonceKeys([][]byte{[]byte("secret-one-0123456789")}, "example.com")
 	old, err := k.mint(now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)

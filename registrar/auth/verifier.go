@@ -122,7 +122,7 @@ func New(cfg Config, users *Users, st State, logger *slog.Logger, now func() tim
 		st:       st,
 		log:      logger,
 		now:      now,
-		keys:     nonceKeys{secrets: secrets, realm: cfg.Realm},
+		keys:     newNonceKeys(secrets, cfg.Realm),
 		dummy:    map[string]string{},
 		accepted: map[string]bool{},
 	}
@@ -267,14 +267,14 @@ func (v *Verifier) pick(values []string) (credentials, bool, error) {
 		if !strings.EqualFold(scheme, "Digest") {
 			continue // Basic (never accepted, RFC 8760 §2) or another scheme
 		}
-		_, params, err := parseAuthParams(h)
+		scheme, params, err := parseAuthParams(h)
 		if err != nil {
 			return credentials{}, false, err
 		}
 		if params["realm"] != v.cfg.Realm {
 			continue
 		}
-		c, err := parseAuthorization(h)
+		c, err := credentialsFrom(scheme, params)
 		if err != nil {
 			return credentials{username: params["username"]}, false, err
 		}
