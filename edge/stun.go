@@ -135,8 +135,8 @@ type PacketOptions struct {
 	Check func(data []byte, from netip.AddrPort) (msg, reply []byte, ok bool)
 	// Take, when set, is offered every request that passed Check (after
 	// OnActivity), with the time the kernel received it: true means the
-	// caller took it (it must copy data) and ReadFrom goes on to the next
-	// datagram.
+	// caller took it, data with it (no copy needed: nothing else holds
+	// it), and ReadFrom goes on to the next datagram.
 	Take func(data []byte, from netip.AddrPort, at time.Time) bool
 }
 
@@ -166,7 +166,10 @@ func NewPacketConn(c *sock.Conn, opt PacketOptions) *PacketConn {
 func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	backoff := time.Millisecond
 	for {
-		n, from, at, err := p.Conn.ReadFromUDPAddrPortAt(b)
+		// Next hands over the whole datagram (Take keeps it without a
+		// copy); what goes to sipgo is placed into its buffer, as a token
+		// of the Handoff when longer (internal/siptune).
+		data, from, at, err := p.Conn.Next()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return 0, nil, err
@@ -181,13 +184,6 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if p.opt.Allow != nil && !p.opt.Allow(from) {
 			continue
 		}
-		// Classified and checked whole: a datagram longer than sipgo's read
-		// buffer (internal/siptune) arrives as a token of the Handoff.
-		data := p.Conn.Whole(b[:n])
-		if data == nil {
-			continue
-		}
-		placed := sock.IsToken(b[:n]) // data is no longer b[:n]: place it back
 		switch {
 		case IsSTUN(data):
 			resp, err := STUNBindingResponse(data, from)
@@ -205,10 +201,10 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			continue
 		case onlyCRLF(data):
-			if n > 0 && p.opt.OnKeepalive != nil {
+			if len(data) > 0 && p.opt.OnKeepalive != nil {
 				p.opt.OnKeepalive(from)
 			}
-			if n > 0 && p.opt.CRLFPong {
+			if len(data) > 0 && p.opt.CRLFPong {
 				if _, err := p.Conn.WriteToUDPAddrPort([]byte("\r\n"), from); err != nil {
 					p.log.Debug("crlf pong not sent", "raddr", from, "error", err)
 				}
@@ -226,7 +222,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				continue
 			}
 			if msg != nil {
-				data, placed = msg, true
+				data = msg
 			}
 		}
 		if bytes.HasPrefix(data, sipResponsePrefix) {
@@ -241,10 +237,7 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				continue
 			}
 		}
-		if placed {
-			n = p.Conn.Place(data, b)
-		}
-		return n, net.UDPAddrFromAddrPort(from), nil
+		return p.Conn.Place(data, b), net.UDPAddrFromAddrPort(from), nil
 	}
 }
 

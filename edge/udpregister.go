@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -70,7 +69,7 @@ func (s *Server) takeRegister(l *listener) func([]byte, netip.AddrPort, time.Tim
 			}
 			return true
 		}
-		go s.relayUDPRegister(l, bytes.Clone(data), from, at)
+		go s.relayUDPRegister(l, data, from, at)
 		return true
 	}
 }
@@ -107,7 +106,7 @@ type datagramTx struct {
 var _ sip.ServerTransaction = (*datagramTx)(nil)
 
 func (t *datagramTx) Respond(res *sip.Response) error {
-	b := []byte(res.String())
+	b := sipserve.Marshal(res)
 	if res.StatusCode >= 200 {
 		t.final = b
 	}

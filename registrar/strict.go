@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
@@ -33,23 +32,21 @@ type checkedPacketConn struct {
 
 func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, from, at, err := c.Conn.ReadFromUDPAddrPortAt(b)
+		// Next hands over the datagram itself: a REGISTER taken off the
+		// loop keeps it without a copy, anything else is placed into
+		// sipgo's buffer (or handed over as a token when larger).
+		data, from, at, err := c.Conn.Next()
 		if err != nil {
 			return 0, nil, err
 		}
 		addr := net.Addr(net.UDPAddrFromAddrPort(from))
-		if n == 0 {
-			return n, addr, nil
+		if len(data) == 0 {
+			return 0, addr, nil
 		}
-		data := c.Conn.Whole(b[:n])
-		if data == nil {
-			continue
-		}
-		placed := sock.IsToken(b[:n]) // data is no longer b[:n]: place it back
 		v, norm := sipcheck.Inspect(data, true)
 		if v.OK() {
 			if norm != nil {
-				data, placed = norm, true
+				data = norm
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {
 				if reply := c.registers.Shed.Check(data, time.Since(at)); reply != nil {
@@ -58,13 +55,10 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 					}
 					continue
 				}
-				c.registers.take(c.Conn, bytes.Clone(data), addr, at)
+				c.registers.take(c.Conn, data, addr, at)
 				continue
 			}
-			if placed {
-				n = c.Conn.Place(data, b)
-			}
-			return n, addr, nil
+			return c.Conn.Place(data, b), addr, nil
 		}
 		key := addr.String()
 		if ua, ok := addr.(*net.UDPAddr); ok {

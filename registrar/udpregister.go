@@ -96,7 +96,7 @@ func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort,
 		// RFC 3581 §4 and RFC 3261 §18.2.2: the top Via says what we saw,
 		// and the answer goes to the packet's source.
 		sipproxy.StampVia(res.Via(), src)
-		answer = []byte(res.String())
+		answer = sipserve.Marshal(res)
 		if _, err := pc.WriteTo(answer, net.UDPAddrFromAddrPort(src)); err != nil {
 			return fmt.Errorf("write REGISTER response to %s: %w", src, err)
 		}

@@ -166,3 +166,48 @@ func TestRFC3261_8_2_7_StatelessUDPRegister(t *testing.T) {
 		t.Errorf("bindings %+v (%v), want one with CSeq 7", bs, err)
 	}
 }
+
+// TestRFC3261_18_1_1_DatagramsLongerThanReadBuffer: a UDP request longer
+// than sipgo's read buffer (internal/siptune, 2 KiB) is checked and served
+// whole, both a REGISTER (taken off the read loop) and any other request
+// (handed to sipgo); RFC 3261 §18.1.1 lets a UDP request exceed the MTU
+// figure when the sender chose UDP anyway.
+func TestRFC3261_18_1_1_DatagramsLongerThanReadBuffer(t *testing.T) {
+	to := udpRegistrar(t, memstore.New(nil), prometheus.NewRegistry())
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	me := c.LocalAddr().(*net.UDPAddr)
+	pad := "X-Pad: " + strings.Repeat("p", 6000) + "\r\n"
+	for _, tc := range []struct{ method, contact string }{
+		{"REGISTER", fmt.Sprintf("Contact: <sip:big@%s>;expires=600\r\n", me)},
+		{"OPTIONS", ""},
+	} {
+		callID := "long-" + tc.method
+		msg := fmt.Sprintf("%s sip:example.com SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP %s;branch=z9hG4bK-%s;rport\r\nMax-Forwards: 70\r\n"+
+			"From: <sip:big@example.com>;tag=l1\r\nTo: <sip:big@example.com>\r\nCall-ID: %s\r\n"+
+			"CSeq: 1 %s\r\n%s%sContent-Length: 0\r\n\r\n", tc.method, me, callID, callID, tc.method, tc.contact, pad)
+		if len(msg) < 3*2048 {
+			t.Fatalf("request only %d bytes", len(msg))
+		}
+		if _, err := c.WriteToUDP([]byte(msg), net.UDPAddrFromAddrPort(to)); err != nil {
+			t.Fatal(err)
+		}
+		res := readResponse(t, c, 5*time.Second)
+		if res == nil {
+			t.Fatalf("%s of %d bytes: no answer", tc.method, len(msg))
+		}
+		if got := res.CallID().Value(); got != callID {
+			t.Fatalf("%s: answer for Call-ID %q", tc.method, got)
+		}
+		if tc.method == "REGISTER" && res.StatusCode != 200 {
+			t.Fatalf("REGISTER of %d bytes: %d %s", len(msg), res.StatusCode, res.Reason)
+		}
+		if res.StatusCode == 400 {
+			t.Fatalf("%s refused: %s", tc.method, res.Reason)
+		}
+	}
+}

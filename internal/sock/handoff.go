@@ -55,10 +55,6 @@ func NewHandoff() *Handoff {
 	return h
 }
 
-// IsToken reports whether b has the shape of a token: a reader that checks
-// datagrams before sipgo must let tokens through (Swap restores them).
-func IsToken(b []byte) bool { return isToken(b) }
-
 // isToken reports whether b has the shape of a token.
 func isToken(b []byte) bool {
 	return len(b) == TokenLen && bytes.Equal(b[tokenPrefix:tokenPrefix+len(tokenMagic)], tokenMagic)

@@ -312,6 +312,24 @@ func (c *Conn) ReadFromUDPAddrPortAt(b []byte) (int, netip.AddrPort, time.Time, 
 	}
 }
 
+// Next returns the next queued datagram whole, with its source and kernel
+// receive time. The slice is the caller's: a reader that keeps the
+// datagram (e.g. to serve it on another goroutine) needs no copy, where
+// ReadFromUDPAddrPortAt copies it into the caller's buffer.
+func (c *Conn) Next() ([]byte, netip.AddrPort, time.Time, error) {
+	for {
+		select {
+		case d := <-c.q:
+			if c.handoff != nil && isToken(d.b) {
+				continue // a datagram forged to look like a token
+			}
+			return d.b, d.from, d.at, nil
+		case <-c.done:
+			return nil, netip.AddrPort{}, time.Time{}, fmt.Errorf("read udp %v: %w", c.c.LocalAddr(), net.ErrClosed)
+		}
+	}
+}
+
 // Place puts datagram d into b as ReadFromUDPAddrPort does and returns the
 // length used: d itself when it fits, else its token when Options.Handoff is
 // set (and b holds one), else d truncated to len(b).
@@ -320,18 +338,6 @@ func (c *Conn) Place(d, b []byte) int {
 		return c.handoff.Put(d, b)
 	}
 	return copy(b, d)
-}
-
-// Whole returns the datagram that b, as read by ReadFromUDPAddrPort, stands
-// for: b itself, or the datagram its token stands for, taken off the
-// Handoff (nil when the token is unknown: drop it). A reader that checks
-// datagrams before sipgo checks the whole one and hands its verdict on
-// with Place, whatever the size of sipgo's buffer.
-func (c *Conn) Whole(b []byte) []byte {
-	if c.handoff == nil {
-		return b
-	}
-	return c.handoff.Swap(b)
 }
 
 // ReadDatagram returns the next queued datagram whole, with the local

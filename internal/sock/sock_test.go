@@ -218,7 +218,7 @@ func TestHandoffBounded(t *testing.T) {
 }
 
 // TestPlaceWhole: Place copies a datagram that fits and hands a longer one
-// off as a token; Whole gives back the datagram either stands for.
+// off as a token, which the Handoff swaps back (once) for the datagram.
 func TestPlaceWhole(t *testing.T) {
 	h := NewHandoff()
 	c, err := ListenUDP("127.0.0.1:0", Options{Handoff: h, Readers: 1})
@@ -228,18 +228,18 @@ func TestPlaceWhole(t *testing.T) {
 	defer c.Close()
 	buf := make([]byte, 64)
 	small := []byte("short datagram")
-	if n := c.Place(small, buf); !bytes.Equal(c.Whole(buf[:n]), small) {
-		t.Errorf("small: whole %q", c.Whole(buf[:n]))
+	if n := c.Place(small, buf); !bytes.Equal(h.Swap(buf[:n]), small) {
+		t.Errorf("small: whole %q", h.Swap(buf[:n]))
 	}
 	big := bytes.Repeat([]byte("z"), 100)
 	n := c.Place(big, buf)
 	if n != TokenLen {
 		t.Fatalf("big placed as %d bytes, want a token", n)
 	}
-	if got := c.Whole(buf[:n]); !bytes.Equal(got, big) {
+	if got := h.Swap(buf[:n]); !bytes.Equal(got, big) {
 		t.Errorf("big: whole %d bytes", len(got))
 	}
-	if got := c.Whole(buf[:n]); got != nil {
+	if got := h.Swap(buf[:n]); got != nil {
 		t.Errorf("a token taken twice gave %d bytes, want nil", len(got))
 	}
 }
