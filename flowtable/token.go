@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -45,6 +46,16 @@ var tokenEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithP
 type Key struct {
 	ID     byte
 	Secret []byte
+	// macs keeps HMAC states keyed with Secret (set by NewKeys and
+	// RandomKeys): hmac.New hashes the key and allocates two SHA-256
+	// states, on every REGISTER the edge relays.
+	macs *sync.Pool
+}
+
+// withMACs is key with a private copy of its secret and its HMAC pool.
+func withMACs(id byte, secret []byte) Key {
+	secret = bytes.Clone(secret)
+	return Key{ID: id, Secret: secret, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
 }
 
 // Keys is an ordered key ring: the first key signs, every key verifies. It
@@ -71,7 +82,7 @@ func NewKeys(keys ...Key) (*Keys, error) {
 			return nil, fmt.Errorf("new flow token keys: key id %d: secret is %d bytes, need at least %d", key.ID, len(key.Secret), MinSecretLen)
 		}
 		seen[key.ID] = true
-		k.keys = append(k.keys, Key{ID: key.ID, Secret: bytes.Clone(key.Secret)})
+		k.keys = append(k.keys, withMACs(key.ID, key.Secret))
 	}
 	return k, nil
 }
@@ -83,7 +94,7 @@ func NewKeys(keys ...Key) (*Keys, error) {
 func RandomKeys() *Keys {
 	var b [33]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥1.24).
-	return &Keys{keys: []Key{{ID: b[0], Secret: bytes.Clone(b[1:])}}}
+	return &Keys{keys: []Key{withMACs(b[0], b[1:])}}
 }
 
 // ParseKeys parses the key file format described in the package doc.
@@ -161,15 +172,15 @@ func (k *Keys) IDs() []byte {
 	return ids
 }
 
-func (k *Keys) lookup(id byte) ([]byte, bool) {
+func (k *Keys) lookup(id byte) (Key, bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for _, key := range k.keys {
 		if key.ID == id {
-			return key.Secret, true
+			return key, true
 		}
 	}
-	return nil, false
+	return Key{}, false
 }
 
 func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
@@ -186,10 +197,18 @@ func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
 	return binary.BigEndian.AppendUint16(b, ap.Port())
 }
 
-func mac(secret, msg []byte) []byte {
-	h := hmac.New(sha256.New, secret)
+// mac is the truncated HMAC of msg under key, written into out.
+func mac(key Key, msg []byte, out *[sha256.Size]byte) []byte {
+	var h hash.Hash
+	if key.macs != nil {
+		h = key.macs.Get().(hash.Hash)
+		h.Reset()
+		defer key.macs.Put(h)
+	} else {
+		h = hmac.New(sha256.New, key.Secret)
+	}
 	h.Write(msg)
-	return h.Sum(nil)[:macLen]
+	return h.Sum(out[:0])[:macLen]
 }
 
 // Encode returns the token for f signed with the signing key (RFC 5626
@@ -205,7 +224,8 @@ func (k *Keys) Encode(f FlowKey) string {
 	b = appendAddrPort(b, f.Local)
 	b = appendAddrPort(b, f.Remote)
 	b = binary.BigEndian.AppendUint64(b, f.ConnID)
-	b = append(b, mac(key.Secret, b)...)
+	var sum [sha256.Size]byte
+	b = append(b, mac(key, b, &sum)...)
 	return tokenEncoding.EncodeToString(b)
 }
 
@@ -217,12 +237,13 @@ func (k *Keys) Decode(tok string) (FlowKey, error) {
 	if err != nil {
 		return FlowKey{}, fmt.Errorf("decode flow token: %w", err)
 	}
-	secret, ok := k.lookup(b[1])
+	key, ok := k.lookup(b[1])
 	if !ok {
 		return FlowKey{}, fmt.Errorf("decode flow token: key id %d: %w", b[1], ErrUnknownKey)
 	}
 	body, sum := b[:len(b)-macLen], b[len(b)-macLen:]
-	if !hmac.Equal(mac(secret, body), sum) {
+	var want [sha256.Size]byte
+	if !hmac.Equal(mac(key, body, &want), sum) {
 		return FlowKey{}, fmt.Errorf("decode flow token: key id %d: %w", b[1], ErrBadMAC)
 	}
 	f, err := parseBody(body[2:])

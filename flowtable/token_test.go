@@ -2,6 +2,7 @@ package flowtable
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"strings"
@@ -164,7 +165,8 @@ func TestTokenDecodeErrors(t *testing.T) {
 func signRaw(t *testing.T, sec []byte, id byte, body []byte) string {
 	t.Helper()
 	b := append([]byte{tokenVersion, id}, body...)
-	b = append(b, mac(sec, b)...)
+	var sum [sha256.Size]byte
+	b = append(b, mac(Key{ID: id, Secret: sec}, b, &sum)...)
 	return tokenEncoding.EncodeToString(b)
 }
 
