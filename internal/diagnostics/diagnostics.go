@@ -251,12 +251,28 @@ type device struct {
 	nextnonce  bool
 	misses     int
 	challenged bool // a challenge since the last 2xx
+	// edge is the state only the edge's rules keep (nil on a registrar,
+	// and on an edge until a rule needs it): two flow keys are most of a
+	// device's size, and a registrar holds one device per binding.
+	edge *edgeState
+}
+
+// edgeState is a device's state for the edge's rules.
+type edgeState struct {
 	// flow_churn
 	moves []time.Time
 	flow  flowtable.FlowKey
 	// service_route_ignored for plain registrations: the flow the device
 	// last registered over at this edge
 	regFlow flowtable.FlowKey
+}
+
+// edgeLocked returns s's edge state, made on first use.
+func (s *device) edgeLocked() *edgeState {
+	if s.edge == nil {
+		s.edge = &edgeState{}
+	}
+	return s.edge
 }
 
 type finding struct {

@@ -22,28 +22,29 @@ func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.deviceLocked(aor, dev, now)
-	if s.flow != (flowtable.FlowKey{}) && s.flow != flow {
-		s.moves = append(s.moves, now)
-		for len(s.moves) > 0 && now.Sub(s.moves[0]) > d.cfg.ChurnWindow {
-			s.moves = s.moves[1:]
+	e := s.edgeLocked()
+	if e.flow != (flowtable.FlowKey{}) && e.flow != flow {
+		e.moves = append(e.moves, now)
+		for len(e.moves) > 0 && now.Sub(e.moves[0]) > d.cfg.ChurnWindow {
+			e.moves = e.moves[1:]
 		}
-		if len(s.moves) > d.cfg.ChurnCount {
-			s.moves = s.moves[len(s.moves)-d.cfg.ChurnCount:]
+		if len(e.moves) > d.cfg.ChurnCount {
+			e.moves = e.moves[len(e.moves)-d.cfg.ChurnCount:]
 		}
-		if len(s.moves) >= d.cfg.ChurnCount {
+		if len(e.moves) >= d.cfg.ChurnCount {
 			// Evidence is written at most once a second per device: a
 			// registration storm over changing flows must not pay a
 			// formatted string per REGISTER (the count still grows).
 			var ev []Evidence
 			if cur := s.findings[FlowChurn]; cur == nil || now.Sub(cur.LastSeen) >= time.Second {
-				ev = append(ev, Evidence{Time: now, Text: "moved from " + s.flow.String() + " to " + flow.String() +
-					" (" + f.Remote.String() + "); " + strconv.Itoa(len(s.moves)) + " moves within " +
-					now.Sub(s.moves[0]).Round(time.Second).String()})
+				ev = append(ev, Evidence{Time: now, Text: "moved from " + e.flow.String() + " to " + flow.String() +
+					" (" + f.Remote.String() + "); " + strconv.Itoa(len(e.moves)) + " moves within " +
+					now.Sub(e.moves[0]).Round(time.Second).String()})
 			}
 			d.raiseLocked(s, FlowChurn, now, ev...)
 		}
 	}
-	s.flow = flow
+	e.flow = flow
 	if s.interval == 0 {
 		s.interval = d.cfg.ChurnWindow
 	}
@@ -117,12 +118,12 @@ func (d *Detector) PlainRegistered(aor string, registered, removed []string, flo
 	defer d.mu.Unlock()
 	for _, c := range registered {
 		s := d.deviceLocked(aor, c, now)
-		s.regFlow = flow
+		s.edgeLocked().regFlow = flow
 		d.clearLocked(s, now)
 	}
 	for _, c := range removed {
-		if el, ok := d.devices[devKey{aor, c}]; ok {
-			el.Value.(*device).regFlow = flowtable.FlowKey{}
+		if el, ok := d.devices[devKey{aor, c}]; ok && el.Value.(*device).edge != nil {
+			el.Value.(*device).edge.regFlow = flowtable.FlowKey{}
 		}
 	}
 }
@@ -141,7 +142,7 @@ func (d *Detector) PlainRouteMissing(method, aor, contact string, f flowtable.Fl
 		return
 	}
 	s := el.Value.(*device)
-	if s.regFlow != f.FlowKey {
+	if s.edge == nil || s.edge.regFlow != f.FlowKey {
 		return
 	}
 	s = d.deviceLocked(aor, contact, now)
