@@ -267,6 +267,19 @@ type edgeState struct {
 	regFlow flowtable.FlowKey
 }
 
+// slide adds now to times, the occurrences of one pattern, and keeps those
+// within window of now, at most the last keep of them.
+func slide(times []time.Time, now time.Time, window time.Duration, keep int) []time.Time {
+	times = append(times, now)
+	for len(times) > 0 && now.Sub(times[0]) > window {
+		times = times[1:]
+	}
+	if len(times) > keep {
+		times = times[len(times)-keep:]
+	}
+	return times
+}
+
 // edgeLocked returns s's edge state, made on first use.
 func (s *device) edgeLocked() *edgeState {
 	if s.edge == nil {

@@ -24,13 +24,7 @@ func (d *Detector) FlowBound(aor, instance string, regID int64, f flowtable.Flow
 	s := d.deviceLocked(aor, dev, now)
 	e := s.edgeLocked()
 	if e.flow != (flowtable.FlowKey{}) && e.flow != flow {
-		e.moves = append(e.moves, now)
-		for len(e.moves) > 0 && now.Sub(e.moves[0]) > d.cfg.ChurnWindow {
-			e.moves = e.moves[1:]
-		}
-		if len(e.moves) > d.cfg.ChurnCount {
-			e.moves = e.moves[len(e.moves)-d.cfg.ChurnCount:]
-		}
+		e.moves = slide(e.moves, now, d.cfg.ChurnWindow, d.cfg.ChurnCount)
 		if len(e.moves) >= d.cfg.ChurnCount {
 			// Evidence is written at most once a second per device: a
 			// registration storm over changing flows must not pay a

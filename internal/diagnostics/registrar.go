@@ -52,13 +52,7 @@ func (d *Detector) brief423Locked(s *device, c registrar.ContactObservation, ev 
 	if s.briefExp != c.Requested {
 		s.briefExp, s.briefTimes = c.Requested, s.briefTimes[:0]
 	}
-	s.briefTimes = append(s.briefTimes, now)
-	for len(s.briefTimes) > 0 && now.Sub(s.briefTimes[0]) > d.cfg.BriefWindow {
-		s.briefTimes = s.briefTimes[1:]
-	}
-	if len(s.briefTimes) > d.cfg.BriefCount {
-		s.briefTimes = s.briefTimes[len(s.briefTimes)-d.cfg.BriefCount:]
-	}
+	s.briefTimes = slide(s.briefTimes, now, d.cfg.BriefWindow, d.cfg.BriefCount)
 	if len(s.briefTimes) >= d.cfg.BriefCount {
 		d.raiseLocked(s, IntervalTooBriefLoop, now, Evidence{Time: now, Text: fmt.Sprintf(
 			"REGISTER Expires: %d → 423 Min-Expires: %d ×%d within %s", c.Requested, ev.MinExpires,
