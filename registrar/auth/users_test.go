@@ -55,7 +55,7 @@ func TestUsersPlaintextHashedWithRealm(t *testing.T) {
 	}
 	usr, ok := u.Lookup("bob")
 	want := HashPassword("example.com", "bob", "secret")
-	if !ok || usr.HA1[MD5] != want[MD5] || usr.HA1[SHA256] != want[SHA256] {
+	if !ok || usr.HA1.MD5 != want[MD5] || usr.HA1.SHA256 != want[SHA256] {
 		t.Fatalf("bob = %+v, %v", usr, ok)
 	}
 }

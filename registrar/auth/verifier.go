@@ -208,7 +208,7 @@ func (v *Verifier) authenticate(ctx context.Context, r Request, st State) (Resul
 	}
 
 	usr, known := v.users.Lookup(cred.username)
-	ha1, hasHA1 := usr.HA1[cred.algorithm]
+	ha1, hasHA1 := usr.HA1.Get(cred.algorithm)
 	if !hasHA1 {
 		ha1 = v.dummy[cred.algorithm]
 	}
