@@ -229,7 +229,7 @@ start_kamailio() {
       "$anchors/kamailio/edge_chain.cfg" > "$run/kamailio-edge.cfg"
     kamailio -f "$run/kamailio-edge.cfg" -DD -E -m 1024 -M 16 -A "CHILDREN_$children" \
       -Y "$run" > "$run/kamailio-edge.log" 2>&1 & pids+=($!)
-    procs="edge=$! $procs"; ports="$ep $cp $ports"; target=127.0.0.1:$ep
+    procs="edge=$! $procs"; ports="$ep $ports"; target=127.0.0.1:$ep
     wait_udp "$ep"
   fi
 }
