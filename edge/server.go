@@ -94,14 +94,16 @@ type streamConn struct {
 // forwarding in both directions. Build it with New, then Listen, Serve.
 type Server struct {
 	udpRegs *sipserve.Registers // REGISTER from UAs over UDP without a server transaction (udpregister.go)
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	m       *metrics
-	table   *flowtable.Table
-	keys    *flowtable.Keys
-	trusted prefixlist.List
-	limiter *ratelimit.Limiter // nil: edge.rate_limit.disabled
+	// answered: how long UDP REGISTERs take to their final answers (moving average)
+	answered sipserve.MeanDelay
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	m        *metrics
+	table    *flowtable.Table
+	keys     *flowtable.Keys
+	trusted  prefixlist.List
+	limiter  *ratelimit.Limiter // nil: edge.rate_limit.disabled
 
 	registrars []sip.Uri
 	regUp      []atomic.Bool
@@ -222,7 +224,7 @@ func New(cfg Config, opt Options) (*Server, error) {
 	if s.m, err = newMetrics(opt.Registry, s.table, append(s.rejected.Collectors("edge"), s.limiterCollectors()...)...); err != nil {
 		return nil, fmt.Errorf("edge: register metrics: %w", err)
 	}
-	if s.udpRegs, err = newUDPRegisters(s.cfg.Overload, s.log, opt.Registry); err != nil {
+	if s.udpRegs, err = newUDPRegisters(s.cfg.Overload, &s.answered, s.log, opt.Registry); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if err := s.initNetLayer(opt.Registry); err != nil {

@@ -35,7 +35,15 @@ import (
 // dropped unread, as UDP allows.
 const maxUDPRegisters = 8192
 
-func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Registerer) (*sipserve.Registers, error) {
+// newUDPRegisters builds the UDP REGISTER path. answered averages how
+// long relayed REGISTERs take from the kernel to their final answers: a
+// saturated edge reads its socket in time but then shares its CPU between
+// every REGISTER it took, so they all come back late (and are
+// retransmitted); while that average is above max_queue_delay, new
+// registrations are refused from the raw datagram (reason answer_delay)
+// and the ones under way finish sooner. An average, not the last answer,
+// so that one late answer at a sustainable rate sheds nothing.
+func newUDPRegisters(cfg OverloadConfig, answered *sipserve.MeanDelay, log *slog.Logger, reg prometheus.Registerer) (*sipserve.Registers, error) {
 	shed := metric.CounterVec("pinhole_edge_shed_total",
 		"REGISTERs from UAs answered 503 without relaying because the edge was overloaded, by reason.", "reason")
 	if err := metric.Register(reg, shed); err != nil {
@@ -44,7 +52,9 @@ func newUDPRegisters(cfg OverloadConfig, log *slog.Logger, reg prometheus.Regist
 	var sh *sipserve.Shedder
 	if !cfg.Disabled {
 		sh = &sipserve.Shedder{Bound: cfg.MaxQueueDelay, RetryAfter: [2]int{5, 15},
-			Shed: shed.WithLabelValues("socket_delay"), Log: log, Role: "edge"}
+			Shed: shed.WithLabelValues("socket_delay"), Log: log, Role: "edge",
+			Busy:     func() bool { return answered.Over(cfg.MaxQueueDelay, time.Now()) },
+			BusyShed: shed.WithLabelValues("answer_delay")}
 	}
 	return sipserve.NewRegisters("edge", sip.NewParser(), maxUDPRegisters, sh, log, reg)
 }
@@ -86,7 +96,7 @@ func (s *Server) relayUDPRegister(l *listener, data []byte, src netip.AddrPort, 
 	}
 	in := inbound{src: unmap(src), l: l}
 	in.key, in.hasFlow = s.datagramInbound(l, in.src)
-	tx := &datagramTx{in: in, pc: l.pc, done: make(chan struct{})}
+	tx := &datagramTx{in: in, pc: l.pc, done: make(chan struct{}), at: at, answered: &s.answered}
 	defer func() { u.Taken.End(key, tx.final) }()
 	defer tx.Terminate()
 	s.handle(req, tx)
@@ -101,6 +111,10 @@ type datagramTx struct {
 	once  sync.Once
 	done  chan struct{}
 	final []byte // the final response as sent, kept for retransmissions
+	// at is when the kernel received the REGISTER; the final answer's
+	// delay since then goes to answered (newUDPRegisters).
+	at       time.Time
+	answered *sipserve.MeanDelay
 }
 
 var _ sip.ServerTransaction = (*datagramTx)(nil)
@@ -109,6 +123,10 @@ func (t *datagramTx) Respond(res *sip.Response) error {
 	b := sipserve.Marshal(res)
 	if res.StatusCode >= 200 {
 		t.final = b
+		if !t.at.IsZero() && t.answered != nil {
+			now := time.Now()
+			t.answered.Add(now.Sub(t.at), now)
+		}
 	}
 	if _, err := t.pc.WriteToUDPAddrPort(b, t.in.src); err != nil {
 		return fmt.Errorf("write response to %s: %w", t.in.src, err)

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,96 @@ func TestRFC3261_16_11_UDPRegisterWithoutServerTransaction(t *testing.T) {
 		}
 		if strings.HasPrefix(string(buf[:n]), "REGISTER ") {
 			t.Errorf("the late retransmission reached the registrar:\n%s", buf[:n])
+		}
+	}
+}
+
+// TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations: while relayed UDP
+// REGISTERs take longer on average than edge.overload.max_queue_delay from
+// the kernel to their final answers (a saturated edge reads in time but
+// answers late), a new registration is answered 503 with Retry-After at
+// once, from the raw datagram, and never reaches the registrar (counted as
+// answer_delay); a refresh is still relayed; one late answer alone sheds
+// nothing; once the late answers are more than the bound old, new
+// registrations are relayed again.
+func TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations(t *testing.T) {
+	const bound = time.Second
+	reg := newCoreUDP(t) // plays the registrar, answering late
+	env := startEnv(t, func(c *Config) {
+		c.Registrar = URIList{"sip:" + reg.c.LocalAddr().String()}
+		c.Overload.MaxQueueDelay = bound
+	})
+	ua := newCoreUDP(t) // plays the UAs
+	local := ua.c.LocalAddr().String()
+	seen := map[string]bool{}
+	lateAnswers := func(users ...string) {
+		t.Helper()
+		type pending struct {
+			req  *rawMsg
+			from *net.UDPAddr
+		}
+		var held []pending
+		for _, u := range users {
+			if _, err := ua.c.WriteToUDP([]byte(registerMsg("UDP", local, u, true)), env.edgeUDP); err != nil {
+				t.Fatal(err)
+			}
+			req, from := reg.recvFrom(t, u, seen)
+			held = append(held, pending{req, from})
+		}
+		time.Sleep(bound + bound/2)
+		for _, p := range held {
+			reg.reply(p.req, p.from, 200, "OK", "Contact: "+p.req.get("Contact")+";expires=600\r\n")
+			if res := ua.final(); res.status() != 200 {
+				t.Fatalf("late REGISTER: %s, want 200", res.start)
+			}
+		}
+	}
+
+	lateAnswers("alice")
+	if _, err := ua.c.WriteToUDP([]byte(registerMsg("UDP", local, "bob", true)), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	reg.recvFrom(t, "bob", seen) // one late answer is no overload
+
+	lateAnswers("u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9")
+	res := ua.send(env.edgeUDP, registerMsg("UDP", local, "eve", true))
+	if res.status() != 503 || res.get("Retry-After") == "" {
+		t.Fatalf("new registration after late answers: %s (Retry-After %q), want 503 with Retry-After", res.start, res.get("Retry-After"))
+	}
+	if got := testutil.ToFloat64(env.edge.udpRegs.Shed.BusyShed); got != 1 {
+		t.Errorf("answer_delay shed %v, want 1", got)
+	}
+	refresh := strings.Replace(registerMsg("UDP", local, "carol", true), "CSeq: 1 REGISTER", "CSeq: 2 REGISTER", 1)
+	if _, err := ua.c.WriteToUDP([]byte(refresh), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	reg.recvFrom(t, "carol", seen) // the refresh is relayed
+
+	time.Sleep(bound) // the late answers are now older than the bound
+	if _, err := ua.c.WriteToUDP([]byte(registerMsg("UDP", local, "dave", true)), env.edgeUDP); err != nil {
+		t.Fatal(err)
+	}
+	reg.recvFrom(t, "dave", seen) // and eve's 503'd registration never was
+}
+
+// recvFrom waits for a REGISTER from user, skipping the edge's
+// retransmissions of those relayed before (seen; this registrar does not
+// answer them), and adds user to seen. A REGISTER from anyone else fails.
+func (c *coreUDP) recvFrom(t *testing.T, user string, seen map[string]bool) (*rawMsg, *net.UDPAddr) {
+	t.Helper()
+	for {
+		got, addr := c.recv("REGISTER")
+		from := got.get("From")
+		if strings.Contains(from, "<sip:"+user+"@") {
+			seen[user] = true
+			return got, addr
+		}
+		known := false
+		for u := range seen {
+			known = known || strings.Contains(from, "<sip:"+u+"@")
+		}
+		if !known {
+			t.Fatalf("relayed %q, want %s's REGISTER", from, user)
 		}
 	}
 }

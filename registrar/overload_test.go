@@ -66,7 +66,7 @@ func TestOverload_ShedsNewRegistrationsServesRefreshes(t *testing.T) {
 	if !ok {
 		t.Fatal("first REGISTER shed on an idle registrar")
 	}
-	r.gate.delay.Store(int64(90 * time.Minute)) // as if the last admitted one waited that long
+	r.gate.setDelay(90 * time.Minute) // as if the last admitted one waited that long
 	for i := 0; i < 50; i++ {
 		_, res, ok := r.AdmitRegister(ctx, registerReq(t, 1, false))
 		if ok {
@@ -151,7 +151,7 @@ func TestOverload_WaitBounded(t *testing.T) {
 		cseq  int
 		authz bool
 	}{{"refresh", 2, false}, {"digest response", 1, true}} {
-		r.gate.delay.Store(0)
+		r.gate.setDelay(0)
 		start := time.Now()
 		if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, c.cseq, c.authz)); ok || res.StatusCode != 503 {
 			t.Fatalf("%s queued past twice max_queue_delay", c.name)
@@ -160,7 +160,7 @@ func TestOverload_WaitBounded(t *testing.T) {
 			t.Errorf("%s shed after %v, want it to wait twice the bound (200ms) first", c.name, waited)
 		}
 	}
-	r.gate.delay.Store(int64(250 * time.Millisecond))
+	r.gate.setDelay(250 * time.Millisecond)
 	start := time.Now()
 	if _, res, ok := r.AdmitRegister(context.Background(), registerReq(t, 2, false)); ok || res.StatusCode != 503 {
 		t.Fatal("refresh queued while the last admitted REGISTER waited past twice the bound")
