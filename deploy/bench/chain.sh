@@ -289,7 +289,7 @@ run_sut() {
       pss="$pss $n=$(pss_mb "$p")"
     done
     local pct; pct=$(cat "$dir"/*_rtt.csv 2>/dev/null | awk -F';' '$3==1{print $2}' | sort -n |
-      awk '{v[NR]=$1} END{if(NR==0){print "- -"; exit} i50=int(NR*0.50); if(i50<1)i50=1; i99=int(NR*0.99); if(i99<1)i99=1; print v[i50], v[i99]}')
+      awk '{v[NR]=$1} END{if(NR==0){print "- -"; exit} i50=int(NR*0.50); if(i50<1)i50=1; i99=int(NR*0.99); if(i99<1)i99=1; printf "%.0f %.0f\n", v[i50], v[i99]}')
     # Achieved: successful calls over the time from sipp's start to its
     # last final response (at least the step length).
     local last; last=$(cat "$dir"/*_rtt.csv 2>/dev/null | awk -F';' '$3==1 && $1+0>m{m=$1+0} END{print m/1000}')
