@@ -285,13 +285,35 @@ func canonical(name string) string {
 // reports a control byte carried by a quoted-pair.
 func split(sec string, hdrs []header) (string, []header, bool, Verdict) {
 	ctl := false
-	scan := anyCtl(sec)
+	if anyCtl(sec) { // rare: check every line before reading any header
+		var v Verdict
+		if ctl, v = checkCtl(sec); !v.OK() {
+			return "", nil, false, v
+		}
+	}
 	start, rest, more := strings.Cut(sec, "\r\n")
-	for line, first := start, true; ; first = false {
-		// Inside a quoted string a quoted-pair may carry any byte but CR
-		// and LF (RFC 3261 §25.1); anywhere else a control byte is raw.
+	for more {
+		var line string
+		line, rest, more = strings.Cut(rest, "\r\n")
+		var v Verdict
+		if hdrs, v = appendLine(hdrs, line); !v.OK() {
+			return "", nil, false, v
+		}
+	}
+	return start, hdrs, ctl, Verdict{}
+}
+
+// checkCtl refuses a control byte outside a quoted-pair on any line of
+// sec and reports whether a quoted-pair carries one (RFC 3261 §25.1: inside
+// a quoted string a quoted-pair may carry any byte but CR and LF; anywhere
+// else a control byte is raw).
+func checkCtl(sec string) (bool, Verdict) {
+	ctl := false
+	for rest, more := sec, true; more; {
+		var line string
+		line, rest, more = strings.Cut(rest, "\r\n")
 		in := false
-		for i := 0; scan && i < len(line); i++ {
+		for i := 0; i < len(line); i++ {
 			c := line[i]
 			switch {
 			case in && c == '\\':
@@ -303,22 +325,13 @@ func split(sec string, hdrs []header) (string, []header, bool, Verdict) {
 			case c == '"':
 				in = !in
 			case c == 0:
-				return "", nil, false, bad("NUL Byte in Header")
+				return false, bad("NUL Byte in Header")
 			case isCtl(c):
-				return "", nil, false, bad("Control Character in Header")
+				return false, bad("Control Character in Header")
 			}
 		}
-		if !first {
-			var v Verdict
-			if hdrs, v = appendLine(hdrs, line); !v.OK() {
-				return "", nil, false, v
-			}
-		}
-		if !more {
-			return start, hdrs, ctl, Verdict{}
-		}
-		line, rest, more = strings.Cut(rest, "\r\n")
 	}
+	return ctl, Verdict{}
 }
 
 // anyCtl reports whether sec has a control byte other than HTAB and the
