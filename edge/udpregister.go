@@ -36,13 +36,15 @@ import (
 const maxUDPRegisters = 8192
 
 // newUDPRegisters builds the UDP REGISTER path. answered averages how
-// long relayed REGISTERs take from the kernel to their final answers: a
-// saturated edge reads its socket in time but then shares its CPU between
-// every REGISTER it took, so they all come back late (and are
-// retransmitted); while that average is above max_queue_delay, new
-// registrations are refused from the raw datagram (reason answer_delay)
-// and the ones under way finish sooner. An average, not the last answer,
-// so that one late answer at a sustainable rate sheds nothing.
+// much relayed REGISTERs take longer, from the kernel to their final
+// answers, than the quickest answer of the last minute (the registrar's
+// round trip, sipserve.MeanDelay): a saturated edge reads its socket in
+// time but then shares its CPU between every REGISTER it took, so they all
+// come back late (and are retransmitted); while that average exceeds
+// max_queue_delay, new registrations are refused from the raw datagram
+// (reason answer_delay) and the ones under way finish sooner. An average,
+// so one late answer at a sustainable rate sheds nothing; beyond the
+// floor, so a distant registrar is no overload.
 func newUDPRegisters(cfg OverloadConfig, answered *sipserve.MeanDelay, log *slog.Logger, reg prometheus.Registerer) (*sipserve.Registers, error) {
 	shed := metric.CounterVec("pinhole_edge_shed_total",
 		"REGISTERs from UAs answered 503 without relaying because the edge was overloaded, by reason.", "reason")

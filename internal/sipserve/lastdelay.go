@@ -1,6 +1,7 @@
 package sipserve
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -31,35 +32,59 @@ func (l *LastDelay) Over(bound time.Duration, now time.Time) bool {
 	return l.Get() > bound && now.UnixNano()-l.at.Load() < int64(bound)
 }
 
-// MeanDelay is a moving average of a role's REGISTER delays (each new
-// sample weighs 1/8) and when the last was measured. Over is true while
-// the average exceeds the bound and is recent: unlike LastDelay, one late
-// answer (a collector pause, a scheduling hiccup) at a sustainable rate
-// does not make the role busy, while answers that are late one after the
-// other do within a few samples. Safe for concurrent use; the zero value
-// is not busy.
+// MeanDelay averages how much a role's REGISTER delays (from the kernel
+// receiving one to its final answer) exceed the lowest delay seen in the
+// last 30 to 60 s: that floor is the round trip to the next hop (a
+// registrar in another region answers 250 ms later than a local one, and
+// is no overload), the excess is queueing. Each new sample weighs 1/8.
+// Over is true while the average excess exceeds the bound and is recent:
+// one late answer at a sustainable rate does not make the role busy,
+// answers that are late one after the other do within a few samples.
+// Safe for concurrent use; the zero value is not busy.
 type MeanDelay struct {
-	mean atomic.Int64 // ns
-	at   atomic.Int64 // Unix ns
+	mean atomic.Int64 // ns, average excess over the floor
+	at   atomic.Int64 // Unix ns of the last sample
+
+	mu       sync.Mutex
+	winStart int64 // Unix ns
+	minCur   int64 // lowest delay in the current window, ns (0: none yet)
+	minPrev  int64 // lowest delay in the previous window
 }
+
+// floorWindow is the length of each of the two windows the floor is the
+// lowest delay of.
+const floorWindow = 30 * time.Second
 
 // Add records delay d measured at now.
 func (m *MeanDelay) Add(d time.Duration, now time.Time) {
+	ns, t := int64(d), now.UnixNano()
+	m.mu.Lock()
+	if t-m.winStart >= int64(floorWindow) {
+		m.winStart, m.minPrev, m.minCur = t, m.minCur, 0
+	}
+	if m.minCur == 0 || ns < m.minCur {
+		m.minCur = max(ns, 1)
+	}
+	floor := m.minCur
+	if m.minPrev != 0 && m.minPrev < floor {
+		floor = m.minPrev
+	}
+	m.mu.Unlock()
+	excess := ns - floor
 	for {
 		old := m.mean.Load()
-		next := old + (int64(d)-old)/8
-		if m.mean.CompareAndSwap(old, next) {
+		if m.mean.CompareAndSwap(old, old+(excess-old)/8) {
 			break
 		}
 	}
-	m.at.Store(now.UnixNano())
+	m.at.Store(t)
 }
 
-// Get is the current average.
+// Get is the current average excess over the floor.
 func (m *MeanDelay) Get() time.Duration { return time.Duration(m.mean.Load()) }
 
-// Over reports whether the average exceeds bound and the last sample is
-// at most bound old at now.
+// Over reports whether the average excess exceeds bound and the last
+// sample is at most bound old at now.
 func (m *MeanDelay) Over(bound time.Duration, now time.Time) bool {
 	return m.Get() > bound && now.UnixNano()-m.at.Load() < int64(bound)
 }
