@@ -72,7 +72,8 @@ func TestRFC3261_16_11_UDPRegisterWithoutServerTransaction(t *testing.T) {
 // nothing; once the late answers are more than the bound old, new
 // registrations are relayed again.
 func TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations(t *testing.T) {
-	const bound = time.Second
+	const bound = 500 * time.Millisecond
+	const late = bound + 700*time.Millisecond
 	reg := newCoreUDP(t) // plays the registrar, answering late
 	env := startEnv(t, func(c *Config) {
 		c.Registrar = URIList{"sip:" + reg.c.LocalAddr().String()}
@@ -81,22 +82,28 @@ func TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations(t *testing.T) {
 	ua := newCoreUDP(t) // plays the UAs
 	local := ua.c.LocalAddr().String()
 	seen := map[string]bool{}
+	// answerAfter sends a REGISTER for each user, 100 ms apart, and has
+	// the registrar answer each delay after it reached it.
 	answerAfter := func(delay time.Duration, users ...string) {
 		t.Helper()
 		type pending struct {
 			req  *rawMsg
 			from *net.UDPAddr
+			at   time.Time
 		}
 		var held []pending
-		for _, u := range users {
+		for i, u := range users {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
 			if _, err := ua.c.WriteToUDP([]byte(registerMsg("UDP", local, u, true)), env.edgeUDP); err != nil {
 				t.Fatal(err)
 			}
 			req, from := reg.recvFrom(t, u, seen)
-			held = append(held, pending{req, from})
+			held = append(held, pending{req, from, time.Now()})
 		}
-		time.Sleep(delay)
 		for _, p := range held {
+			time.Sleep(time.Until(p.at.Add(delay)))
 			reg.reply(p.req, p.from, 200, "OK", "Contact: "+p.req.get("Contact")+";expires=600\r\n")
 			if res := ua.final(); res.status() != 200 {
 				t.Fatalf("REGISTER: %s, want 200", res.start)
@@ -105,13 +112,13 @@ func TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations(t *testing.T) {
 	}
 
 	answerAfter(0, "fast1", "fast2", "fast3") // the usual answer time: the floor
-	answerAfter(bound+bound/2, "alice")
+	answerAfter(late, "alice")
 	if _, err := ua.c.WriteToUDP([]byte(registerMsg("UDP", local, "bob", true)), env.edgeUDP); err != nil {
 		t.Fatal(err)
 	}
 	reg.recvFrom(t, "bob", seen) // one late answer is no overload
 
-	answerAfter(bound+bound/2, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9")
+	answerAfter(late, "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9")
 	res := ua.send(env.edgeUDP, registerMsg("UDP", local, "eve", true))
 	if res.status() != 503 || res.get("Retry-After") == "" {
 		t.Fatalf("new registration after late answers: %s (Retry-After %q), want 503 with Retry-After", res.start, res.get("Retry-After"))

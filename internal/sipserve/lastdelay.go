@@ -36,29 +36,38 @@ func (l *LastDelay) Over(bound time.Duration, now time.Time) bool {
 // receiving one to its final answer) exceed the lowest delay seen in the
 // last 30 to 60 s: that floor is the round trip to the next hop (a
 // registrar in another region answers 250 ms later than a local one, and
-// is no overload), the excess is queueing. Each new sample weighs 1/8.
-// Over is true while the average excess exceeds the bound and is recent:
-// one late answer at a sustainable rate does not make the role busy,
-// answers that are late one after the other do within a few samples.
-// Safe for concurrent use; the zero value is not busy.
+// is no overload), the excess is queueing.
+//
+// The average is over time, not over answers: each answer weighs the time
+// since the previous one over MeanWindow, at most 1/8. At thousands of
+// answers a second it is the average of the last second or so, so a
+// hiccup (a collector pause, a burst from the load generator) that makes a
+// few hundred answers late does not move it past the bound, while a
+// second of late answers does; when answers are sparse one late answer
+// counts for at most an eighth. Over is true while the average exceeds
+// the bound and the last answer is recent. Safe for concurrent use; the
+// zero value is not busy.
 type MeanDelay struct {
-	mean atomic.Int64 // ns, average excess over the floor
-	at   atomic.Int64 // Unix ns of the last sample
-
 	mu       sync.Mutex
-	winStart int64 // Unix ns
-	minCur   int64 // lowest delay in the current window, ns (0: none yet)
-	minPrev  int64 // lowest delay in the previous window
+	mean     float64 // ns, average excess over the floor
+	last     int64   // Unix ns of the last sample (0: none)
+	winStart int64   // Unix ns
+	minCur   int64   // lowest delay in the current window, ns (0: none yet)
+	minPrev  int64   // lowest delay in the previous window
 }
 
 // floorWindow is the length of each of the two windows the floor is the
 // lowest delay of.
 const floorWindow = 30 * time.Second
 
+// MeanWindow is the time MeanDelay averages over.
+const MeanWindow = time.Second
+
 // Add records delay d measured at now.
 func (m *MeanDelay) Add(d time.Duration, now time.Time) {
 	ns, t := int64(d), now.UnixNano()
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if t-m.winStart >= int64(floorWindow) {
 		m.winStart, m.minPrev, m.minCur = t, m.minCur, 0
 	}
@@ -69,22 +78,25 @@ func (m *MeanDelay) Add(d time.Duration, now time.Time) {
 	if m.minPrev != 0 && m.minPrev < floor {
 		floor = m.minPrev
 	}
-	m.mu.Unlock()
-	excess := ns - floor
-	for {
-		old := m.mean.Load()
-		if m.mean.CompareAndSwap(old, old+(excess-old)/8) {
-			break
-		}
+	w := 1.0 / 8
+	if m.last != 0 {
+		w = min(w, float64(max(t-m.last, 0))/float64(MeanWindow))
 	}
-	m.at.Store(t)
+	m.mean += (float64(ns-floor) - m.mean) * w
+	m.last = t
 }
 
 // Get is the current average excess over the floor.
-func (m *MeanDelay) Get() time.Duration { return time.Duration(m.mean.Load()) }
+func (m *MeanDelay) Get() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Duration(m.mean)
+}
 
 // Over reports whether the average excess exceeds bound and the last
 // sample is at most bound old at now.
 func (m *MeanDelay) Over(bound time.Duration, now time.Time) bool {
-	return m.Get() > bound && now.UnixNano()-m.at.Load() < int64(bound)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Duration(m.mean) > bound && now.UnixNano()-m.last < int64(bound)
 }

@@ -5,48 +5,55 @@ import (
 	"time"
 )
 
-// TestMeanDelayIsQueueingNotRoundTrip: answers that all take the same long
-// time (a distant next hop) are no overload; answers late by far more than
-// the usual are, after a few of them but not after one; and a busy spell
-// ends once no answer came for the bound.
+// TestMeanDelayIsQueueingNotRoundTrip: answers that all take the same
+// long time (a distant next hop) are no overload; at a high rate a short
+// burst of late answers (a pause) is not either, while a second of them
+// is; when answers are sparse one late answer is not, a run of them is; a
+// busy spell ends once no answer came for the bound; and a round trip that
+// rose for good becomes the new floor.
 func TestMeanDelayIsQueueingNotRoundTrip(t *testing.T) {
 	const bound = 200 * time.Millisecond
 	now := time.Unix(1_700_000_000, 0)
-	step := func() time.Time { now = now.Add(time.Millisecond); return now }
+	add := func(m *MeanDelay, n int, every, d time.Duration) {
+		for range n {
+			now = now.Add(every)
+			m.Add(d, now)
+		}
+	}
 
 	var far MeanDelay
-	for range 200 {
-		far.Add(256*time.Millisecond, step())
-	}
+	add(&far, 5000, time.Millisecond, 256*time.Millisecond)
 	if far.Over(bound, now) {
 		t.Fatalf("a steady 256 ms round trip counted as overload (excess %v)", far.Get())
 	}
 
-	var m MeanDelay
-	for range 20 {
-		m.Add(5*time.Millisecond, step())
+	var dense MeanDelay // 5,000 answers a second
+	add(&dense, 5000, 200*time.Microsecond, 5*time.Millisecond)
+	add(&dense, 1500, 200*time.Microsecond, 300*time.Millisecond) // a 0.3 s hiccup
+	if dense.Over(bound, now) {
+		t.Fatalf("a 0.3 s burst of late answers counted as overload (excess %v)", dense.Get())
 	}
-	m.Add(1500*time.Millisecond, step())
-	if m.Over(bound, now) {
-		t.Fatalf("one late answer counted as overload (excess %v)", m.Get())
+	add(&dense, 5000, 200*time.Microsecond, 5*time.Millisecond)
+	add(&dense, 5000, 200*time.Microsecond, 500*time.Millisecond) // a second of them
+	if !dense.Over(bound, now) {
+		t.Fatalf("a second of answers 500 ms late not counted as overload (excess %v)", dense.Get())
 	}
-	for range 10 {
-		m.Add(1500*time.Millisecond, step())
-	}
-	if !m.Over(bound, now) {
-		t.Fatalf("eleven late answers not counted as overload (excess %v)", m.Get())
-	}
-	if m.Over(bound, now.Add(bound)) {
+	if dense.Over(bound, now.Add(bound)) {
 		t.Fatal("still busy a bound after the last answer")
 	}
 
-	// The floor forgets: after two windows of only slow answers, slow is
-	// the new normal (the next hop moved away), and excess decays.
-	for range 400 {
-		now = now.Add(floorWindow / 100)
-		m.Add(800*time.Millisecond, now)
+	var sparse MeanDelay // ten answers a second
+	add(&sparse, 20, 100*time.Millisecond, 5*time.Millisecond)
+	add(&sparse, 1, 100*time.Millisecond, time.Second)
+	if sparse.Over(bound, now) {
+		t.Fatalf("one late answer counted as overload (excess %v)", sparse.Get())
 	}
-	if m.Over(bound, now) {
-		t.Fatalf("a round trip that rose for good still counted as overload after %v (excess %v)", 2*floorWindow, m.Get())
+	add(&sparse, 10, 100*time.Millisecond, time.Second)
+	if !sparse.Over(bound, now) {
+		t.Fatalf("eleven late answers in a row not counted as overload (excess %v)", sparse.Get())
+	}
+	add(&sparse, 400, floorWindow/100, 800*time.Millisecond)
+	if sparse.Over(bound, now) {
+		t.Fatalf("a round trip that rose for good still counted as overload after %v (excess %v)", 4*floorWindow, sparse.Get())
 	}
 }
