@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -41,10 +42,12 @@ const maxUDPRegisters = 8192
 // round trip, sipserve.MeanDelay): a saturated edge reads its socket in
 // time but then shares its CPU between every REGISTER it took, so they all
 // come back late (and are retransmitted); while that average exceeds
-// max_queue_delay, new registrations are refused from the raw datagram
+// max_queue_delay, a share of new registrations growing with the excess
+// (all of them at twice the bound) is refused from the raw datagram
 // (reason answer_delay) and the ones under way finish sooner. An average,
 // so one late answer at a sustainable rate sheds nothing; beyond the
-// floor, so a distant registrar is no overload.
+// floor, so a distant registrar is no overload; a share, so that refusing
+// does not swing between none and all.
 func newUDPRegisters(cfg OverloadConfig, answered *sipserve.MeanDelay, log *slog.Logger, reg prometheus.Registerer) (*sipserve.Registers, error) {
 	shed := metric.CounterVec("pinhole_edge_shed_total",
 		"REGISTERs from UAs answered 503 without relaying because the edge was overloaded, by reason.", "reason")
@@ -55,7 +58,10 @@ func newUDPRegisters(cfg OverloadConfig, answered *sipserve.MeanDelay, log *slog
 	if !cfg.Disabled {
 		sh = &sipserve.Shedder{Bound: cfg.MaxQueueDelay, RetryAfter: [2]int{5, 15},
 			Shed: shed.WithLabelValues("socket_delay"), Log: log, Role: "edge",
-			Busy:     func() bool { return answered.Over(cfg.MaxQueueDelay, time.Now()) },
+			Busy: func() bool {
+				f := answered.Excess(cfg.MaxQueueDelay, time.Now())
+				return f > 0 && rand.Float64() < f
+			},
 			BusyShed: shed.WithLabelValues("answer_delay")}
 	}
 	return sipserve.NewRegisters("edge", sip.NewParser(), maxUDPRegisters, sh, log, reg)

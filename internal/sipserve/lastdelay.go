@@ -96,7 +96,18 @@ func (m *MeanDelay) Get() time.Duration {
 // Over reports whether the average excess exceeds bound and the last
 // sample is at most bound old at now.
 func (m *MeanDelay) Over(bound time.Duration, now time.Time) bool {
+	return m.Excess(bound, now) > 0
+}
+
+// Excess is how far the average is above bound, in bounds, capped at 1
+// (0 at or under bound, or when the last sample is more than bound old):
+// the share of new work to refuse, so that refusing grows with the
+// overload instead of switching between none and all.
+func (m *MeanDelay) Excess(bound time.Duration, now time.Time) float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return time.Duration(m.mean) > bound && now.UnixNano()-m.last < int64(bound)
+	if bound <= 0 || now.UnixNano()-m.last >= int64(bound) {
+		return 0
+	}
+	return min(max((m.mean-float64(bound))/float64(bound), 0), 1)
 }

@@ -41,6 +41,12 @@ func TestMeanDelayIsQueueingNotRoundTrip(t *testing.T) {
 	if dense.Over(bound, now.Add(bound)) {
 		t.Fatal("still busy a bound after the last answer")
 	}
+	var half MeanDelay // answers steadily 1.5 bounds later than the floor
+	add(&half, 10, 200*time.Microsecond, time.Millisecond)
+	add(&half, 20000, 200*time.Microsecond, time.Millisecond+bound*3/2)
+	if f := half.Excess(bound, now); f < 0.45 || f > 0.55 {
+		t.Fatalf("excess share %.2f at 1.5 bounds, want about 0.5", f)
+	}
 
 	var sparse MeanDelay // ten answers a second
 	add(&sparse, 20, 100*time.Millisecond, 5*time.Millisecond)
