@@ -74,7 +74,7 @@ func TestRFC3261_16_11_UDPRegisterWithoutServerTransaction(t *testing.T) {
 func TestRFC3261_21_5_4_SlowAnswersShedNewRegistrations(t *testing.T) {
 	const bound = 500 * time.Millisecond
 	const late = 4 * bound // far enough past the bound that every new registration is refused
-	reg := newCoreUDP(t) // plays the registrar, answering late
+	reg := newCoreUDP(t)   // plays the registrar, answering late
 	env := startEnv(t, func(c *Config) {
 		c.Registrar = URIList{"sip:" + reg.c.LocalAddr().String()}
 		c.Overload.MaxQueueDelay = bound
