@@ -57,3 +57,29 @@ func TestRFC3261_17_2_2_TakenLikeACompletedTransaction(t *testing.T) {
 		t.Error("the oldest answer was kept")
 	}
 }
+
+// TestTakenForgetsAnswersWhenIdle: answers kept for retransmissions go
+// once Linger has passed even when no further request arrives (after a
+// load peak they would otherwise stay until the next one), and keeping
+// answers works again afterwards.
+func TestTakenForgetsAnswersWhenIdle(t *testing.T) {
+	tk := NewTaken(10)
+	tk.linger = 50 * time.Millisecond
+	for round := range 2 {
+		for i := range 5 {
+			k := strconv.Itoa(round*10 + i)
+			tk.Begin(k)
+			tk.End(k, []byte("SIP/2.0 200 OK"))
+		}
+		if n := tk.Answers(); n != 5 {
+			t.Fatalf("round %d: %d answers kept, want 5", round, n)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for tk.Answers() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d answers still kept 5 s after Linger with no request", round, tk.Answers())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
