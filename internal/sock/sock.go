@@ -161,7 +161,7 @@ func newConn(uc *net.UDPConn, opt Options) (*Conn, error) {
 	_ = setSockoptInt(uc, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
 	// Kernel receive time of every datagram (SCM_TIMESTAMPNS): how long
 	// it waited in the receive buffer and our queue, which overload
-	// shedding reads (ReadFromUDPAddrPortAt). Best effort as well.
+	// shedding reads (Next). Best effort as well.
 	_ = setSockoptInt(uc, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 	if c.wildcard {
 		var err error
@@ -289,33 +289,18 @@ func (c *Conn) parseOOB(oob []byte) (netip.Addr, time.Time) {
 // than b is handed off as a token when Options.Handoff is set, else
 // truncated to len(b).
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
-	n, from, _, err := c.ReadFromUDPAddrPortAt(b)
-	return n, from, err
-}
-
-// ReadFromUDPAddrPortAt is ReadFromUDPAddrPort that also returns when the
-// kernel received the datagram (when it was read off the socket, where
-// the kernel gives no timestamp): its age is the queueing delay it met.
-func (c *Conn) ReadFromUDPAddrPortAt(b []byte) (int, netip.AddrPort, time.Time, error) {
-	for {
-		select {
-		case d := <-c.q:
-			if c.handoff != nil {
-				if isToken(d.b) {
-					continue // a datagram forged to look like a token
-				}
-			}
-			return c.Place(d.b, b), d.from, d.at, nil
-		case <-c.done:
-			return 0, netip.AddrPort{}, time.Time{}, fmt.Errorf("read udp %v: %w", c.c.LocalAddr(), net.ErrClosed)
-		}
+	d, from, _, err := c.Next()
+	if err != nil {
+		return 0, from, err
 	}
+	return c.Place(d, b), from, nil
 }
 
-// Next returns the next queued datagram whole, with its source and kernel
-// receive time. The slice is the caller's: a reader that keeps the
-// datagram (e.g. to serve it on another goroutine) needs no copy, where
-// ReadFromUDPAddrPortAt copies it into the caller's buffer.
+// Next returns the next queued datagram whole, with its source and the
+// time the kernel received it (when it was read off the socket, where the
+// kernel gives no timestamp): its age is the queueing delay it met. The
+// slice is the caller's: a reader that keeps the datagram (e.g. to serve
+// it on another goroutine) needs no copy.
 func (c *Conn) Next() ([]byte, netip.AddrPort, time.Time, error) {
 	for {
 		select {
