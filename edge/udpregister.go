@@ -131,10 +131,8 @@ func (t *datagramTx) Respond(res *sip.Response) error {
 	b := sipserve.Marshal(res)
 	if res.StatusCode >= 200 {
 		t.final = b
-		if !t.at.IsZero() && t.answered != nil {
-			now := time.Now()
-			t.answered.Add(now.Sub(t.at), now)
-		}
+		now := time.Now()
+		t.answered.Add(now.Sub(t.at), now)
 	}
 	if _, err := t.pc.WriteToUDPAddrPort(b, t.in.src); err != nil {
 		return fmt.Errorf("write response to %s: %w", t.in.src, err)

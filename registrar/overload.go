@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -79,9 +80,11 @@ type gate struct {
 	log   *slog.Logger
 	shed  *prometheus.CounterVec
 
-	// delay is the wait of the last REGISTER admitted after waiting (0
-	// after one admitted without waiting), or of the last one shed.
-	delay sipserve.LastDelay
+	// delay is the wait, in ns, of the last REGISTER admitted after
+	// waiting (0 after one admitted without waiting), or of the last one
+	// shed; delayAt is when it was measured (Unix ns).
+	delay   atomic.Int64
+	delayAt atomic.Int64
 	// An episode runs from the first shed until a REGISTER is admitted
 	// again within half the bound after nothing was shed for
 	// sipserve.EpisodeQuiet; it is logged once at each end.
@@ -135,7 +138,7 @@ func (g *gate) enter(ctx context.Context, req *sip.Request) (release func(), ok 
 	if continuesWork(req) {
 		bound = sipserve.PriorityBound(g.bound)
 	}
-	if g.delay.Get() > bound {
+	if time.Duration(g.delay.Load()) > bound {
 		g.shedOne()
 		return nil, false
 	}
@@ -163,9 +166,14 @@ func (g *gate) enter(ctx context.Context, req *sip.Request) (release func(), ok 
 // trusted: after a bound's time without one, REGISTERs go through to the
 // slots again and measure anew (a shed before parsing must not outlive
 // the overload that caused it).
-func (g *gate) busy() bool { return g.delay.Over(g.bound, g.now()) }
+func (g *gate) busy() bool {
+	return time.Duration(g.delay.Load()) > g.bound && g.now().UnixNano()-g.delayAt.Load() < int64(g.bound)
+}
 
-func (g *gate) setDelay(d time.Duration) { g.delay.Set(d, g.now()) }
+func (g *gate) setDelay(d time.Duration) {
+	g.delay.Store(int64(d))
+	g.delayAt.Store(g.now().UnixNano())
+}
 
 func (g *gate) admitted(wait time.Duration) {
 	g.setDelay(wait)

@@ -2,35 +2,8 @@ package sipserve
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
-
-// LastDelay remembers the last delay a role measured for a REGISTER (how
-// long it queued, or how long it took to answer) and when, for a
-// Shedder's Busy: the role is busy while the last delay exceeded bound and
-// was measured within bound of now, so a busy spell cannot outlive the
-// load that caused it. Safe for concurrent use; the zero value is not
-// busy.
-type LastDelay struct {
-	delay atomic.Int64 // ns
-	at    atomic.Int64 // Unix ns
-}
-
-// Set records delay d measured at now.
-func (l *LastDelay) Set(d time.Duration, now time.Time) {
-	l.delay.Store(int64(d))
-	l.at.Store(now.UnixNano())
-}
-
-// Get is the last delay recorded.
-func (l *LastDelay) Get() time.Duration { return time.Duration(l.delay.Load()) }
-
-// Over reports whether the last delay exceeded bound and is recent (at
-// most bound old at now).
-func (l *LastDelay) Over(bound time.Duration, now time.Time) bool {
-	return l.Get() > bound && now.UnixNano()-l.at.Load() < int64(bound)
-}
 
 // MeanDelay averages how much a role's REGISTER delays (from the kernel
 // receiving one to its final answer) exceed the lowest delay seen in the
@@ -44,8 +17,8 @@ func (l *LastDelay) Over(bound time.Duration, now time.Time) bool {
 // hiccup (a collector pause, a burst from the load generator) that makes a
 // few hundred answers late does not move it past the bound, while a
 // second of late answers does; when answers are sparse one late answer
-// counts for at most an eighth. Over is true while the average exceeds
-// the bound and the last answer is recent. Safe for concurrent use; the
+// counts for at most an eighth. Excess is above 0 while the average
+// exceeds the bound and the last answer is recent. Safe for concurrent use; the
 // zero value is not busy.
 type MeanDelay struct {
 	mu       sync.Mutex
@@ -91,12 +64,6 @@ func (m *MeanDelay) Get() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return time.Duration(m.mean)
-}
-
-// Over reports whether the average excess exceeds bound and the last
-// sample is at most bound old at now.
-func (m *MeanDelay) Over(bound time.Duration, now time.Time) bool {
-	return m.Excess(bound, now) > 0
 }
 
 // Excess is how far the average is above bound, in bounds, capped at 1

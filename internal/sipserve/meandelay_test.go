@@ -23,22 +23,22 @@ func TestMeanDelayIsQueueingNotRoundTrip(t *testing.T) {
 
 	var far MeanDelay
 	add(&far, 5000, time.Millisecond, 256*time.Millisecond)
-	if far.Over(bound, now) {
+	if far.Excess(bound, now) > 0 {
 		t.Fatalf("a steady 256 ms round trip counted as overload (excess %v)", far.Get())
 	}
 
 	var dense MeanDelay // 5,000 answers a second
 	add(&dense, 5000, 200*time.Microsecond, 5*time.Millisecond)
 	add(&dense, 1500, 200*time.Microsecond, 300*time.Millisecond) // a 0.3 s hiccup
-	if dense.Over(bound, now) {
+	if dense.Excess(bound, now) > 0 {
 		t.Fatalf("a 0.3 s burst of late answers counted as overload (excess %v)", dense.Get())
 	}
 	add(&dense, 5000, 200*time.Microsecond, 5*time.Millisecond)
 	add(&dense, 5000, 200*time.Microsecond, 500*time.Millisecond) // a second of them
-	if !dense.Over(bound, now) {
+	if dense.Excess(bound, now) == 0 {
 		t.Fatalf("a second of answers 500 ms late not counted as overload (excess %v)", dense.Get())
 	}
-	if dense.Over(bound, now.Add(bound)) {
+	if dense.Excess(bound, now.Add(bound)) > 0 {
 		t.Fatal("still busy a bound after the last answer")
 	}
 	var half MeanDelay // answers steadily 1.5 bounds later than the floor
@@ -51,15 +51,15 @@ func TestMeanDelayIsQueueingNotRoundTrip(t *testing.T) {
 	var sparse MeanDelay // ten answers a second
 	add(&sparse, 20, 100*time.Millisecond, 5*time.Millisecond)
 	add(&sparse, 1, 100*time.Millisecond, time.Second)
-	if sparse.Over(bound, now) {
+	if sparse.Excess(bound, now) > 0 {
 		t.Fatalf("one late answer counted as overload (excess %v)", sparse.Get())
 	}
 	add(&sparse, 10, 100*time.Millisecond, time.Second)
-	if !sparse.Over(bound, now) {
+	if sparse.Excess(bound, now) == 0 {
 		t.Fatalf("eleven late answers in a row not counted as overload (excess %v)", sparse.Get())
 	}
 	add(&sparse, 400, floorWindow/100, 800*time.Millisecond)
-	if sparse.Over(bound, now) {
+	if sparse.Excess(bound, now) > 0 {
 		t.Fatalf("a round trip that rose for good still counted as overload after %v (excess %v)", 4*floorWindow, sparse.Get())
 	}
 }
