@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// parseAuthorization is what the verifier does with one header value
+// (parseAuthParams then credentialsFrom), for the tests.
+func parseAuthorization(v string) (credentials, error) {
+	scheme, p, err := parseAuthParams(v)
+	if err != nil {
+		return credentials{}, err
+	}
+	return credentialsFrom(scheme, p)
+}
+
 // RFC 7616 §3.9.1 test vectors ("Mufasa" / "Circle of Life").
 func TestRFC7616_3_9_1_Vectors(t *testing.T) {
 	const (

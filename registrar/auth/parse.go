@@ -100,22 +100,13 @@ func parseAuthParams(s string) (scheme string, params map[string]string, err err
 	}
 }
 
-// parseAuthorization parses one Authorization / Proxy-Authorization header
-// value into Digest credentials and checks the fields this server needs
-// (RFC 7616 §3.4): username, realm, nonce, uri and response always;
-// qop, cnonce and nc (8 hex digits) together. Requests without qop
-// (RFC 2069 style) are refused: we always offer qop="auth", and without
-// nc there is no replay protection. Returns errNotDigest for other schemes.
-func parseAuthorization(v string) (credentials, error) {
-	scheme, p, err := parseAuthParams(v)
-	if err != nil {
-		return credentials{}, err
-	}
-	return credentialsFrom(scheme, p)
-}
-
-// credentialsFrom is parseAuthorization on a header value already split
-// by parseAuthParams.
+// credentialsFrom turns one Authorization / Proxy-Authorization header
+// value, already split by parseAuthParams, into Digest credentials and
+// checks the fields this server needs (RFC 7616 §3.4): username, realm,
+// nonce, uri and response always; qop, cnonce and nc (8 hex digits)
+// together. Requests without qop (RFC 2069 style) are refused: we always
+// offer qop="auth", and without nc there is no replay protection. Returns
+// errNotDigest for other schemes.
 func credentialsFrom(scheme string, p map[string]string) (credentials, error) {
 	if !strings.EqualFold(scheme, "Digest") {
 		return credentials{}, fmt.Errorf("%w: scheme %q", errNotDigest, scheme)
