@@ -2,6 +2,7 @@ package sipproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/emiago/sipgo"
@@ -40,6 +41,8 @@ func NewCancel(inv *sip.Request) *sip.Request {
 	return c
 }
 
+var errCancelUnanswered = errors.New("CANCEL: transaction ended without a final response")
+
 // SendCancel sends NewCancel(inv) in a client transaction of its own and
 // waits up to 64*T1 for its final response, whose status it returns. The
 // INVITE's own answer (487 or a racing final) still arrives on the
@@ -50,6 +53,12 @@ func SendCancel(client *sipgo.Client, inv *sip.Request) (int, error) {
 	res, err := client.Do(ctx, NewCancel(inv), NoBuild)
 	if err != nil {
 		return 0, fmt.Errorf("CANCEL: %w", err)
+	}
+	// sipgo's Do returns (nil, nil) when the transaction ends without a
+	// final response and without an error, as it does when the INVITE's
+	// leg terminates it first (docs/sipgo.md#client-do).
+	if res == nil {
+		return 0, errCancelUnanswered
 	}
 	return res.StatusCode, nil
 }

@@ -1,7 +1,10 @@
 package sipproxy
 
 import (
+	"net"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo"
 )
@@ -91,5 +94,50 @@ func TestSendCancel_Loopback(t *testing.T) {
 	}
 	if b, _ := c.Via().Params.Get("branch"); b != "z9hG4bK-ph0123-cd" {
 		t.Errorf("branch = %q", b)
+	}
+}
+
+// TestSendCancel_TransactionEndsUnanswered: when the CANCEL's client
+// transaction is terminated before any answer (here by closing the UA
+// while the next hop stays silent), SendCancel returns an error instead of
+// dereferencing the missing response. sipgo's Client.Do returns
+// (nil, nil) when Terminate closes the transaction before recording its
+// error; the window is narrow (a few microseconds), so the test repeats; without
+// the nil check it panicked within the first hundred rounds here.
+func TestSendCancel_TransactionEndsUnanswered(t *testing.T) {
+	for i := range 300 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ua, err := sipgo.NewUA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := sipgo.NewClient(ua)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv := parseLines(t,
+			"INVITE sip:bob@"+pc.LocalAddr().String()+" SIP/2.0",
+			"Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-ph0123-ce"+strconv.Itoa(i),
+			"From: <sip:alice@example.com>;tag=a1",
+			"To: <sip:bob@example.com>",
+			"Call-ID: c3-"+strconv.Itoa(i),
+			"CSeq: 1 INVITE",
+		)
+		inv.SetTransport("UDP")
+		inv.SetDestination(pc.LocalAddr().String())
+		go func() {
+			buf := make([]byte, 4096)
+			_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _, _ = pc.ReadFrom(buf)
+			ua.Close()
+		}()
+		code, err := SendCancel(cl, inv)
+		if err == nil {
+			t.Fatalf("SendCancel = %d, nil after the transaction was terminated unanswered", code)
+		}
+		pc.Close()
 	}
 }
