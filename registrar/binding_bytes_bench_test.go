@@ -48,14 +48,21 @@ func BenchmarkBindingBytes(b *testing.B) {
 		registerMany(b, st, n)
 		b.ReportMetric(float64(usedMemory(b, rc)-before)/n, "B/binding")
 		ctx := context.Background()
-		idx, _ := rc.MemoryUsage(ctx, st.IndexKey()).Result()
-		b.ReportMetric(float64(idx)/n, "index-B/binding")
+		idx, _ := rc.MemoryUsage(ctx, st.CountsKey()).Result()
+		b.ReportMetric(float64(idx)/n, "counts-B/binding")
+		var names int64
+		iter := rc.Scan(ctx, 0, "{"+redisstore.DefaultKeyPrefix+":aors}:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			m, _ := rc.MemoryUsage(ctx, iter.Val()).Result()
+			names += m
+		}
+		b.ReportMetric(float64(names)/n, "names-B/binding")
 		one, _ := rc.MemoryUsage(ctx, st.Key("sip:user4242@example.com")).Result()
 		b.ReportMetric(float64(one), "aor-key-B")
 	})
 }
 
-func registerMany(b *testing.B, st registrar.Store, n int) {
+func registerMany(b testing.TB, st registrar.Store, n int) {
 	b.Helper()
 	cfg := baseConfig()
 	reg, err := registrar.New(cfg, st, registrar.Options{Logger: slog.New(slog.DiscardHandler)})

@@ -74,7 +74,9 @@ var ErrUnavailable = errors.New("binding store unavailable")
 //     stored live set. If fn fails, nothing changes and fn's error is
 //     returned. Bindings must all carry AOR == aor and distinct Keys.
 //   - Count returns the number of live bindings in the whole store, for
-//     metrics; it must not scan the key space.
+//     metrics; it must not scan the key space. It may go on counting a
+//     binding for up to CountLag after it expired (the Redis store counts
+//     bindings per second of expiry), never stop counting one early.
 //   - Every method honours ctx: a cancelled or expired context makes it
 //     return promptly with an error wrapping both ctx.Err() and, for I/O
 //     stores, ErrUnavailable. Backend failures wrap ErrUnavailable.
@@ -96,6 +98,10 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// CountLag is how long after its expiry Store.Count may still count a
+// binding.
+const CountLag = time.Second
 
 // MaxListLimit bounds one page of Store.List.
 const MaxListLimit = 1000

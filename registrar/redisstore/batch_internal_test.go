@@ -26,9 +26,8 @@ func TestBatchDropsAbandonedCalls(t *testing.T) {
 	call := func(c context.Context, aor string) *casCall {
 		b := []registrar.Binding{{AOR: aor, Key: "k", Contact: "<sip:k@192.0.2.1>", Expires: time.Now().Add(time.Hour)}}
 		value := appendBindings([]byte("12345678"), b)
-		keys := []string{s.Key(aor), s.LegacyKey(aor), s.index, s.aors, s.legacyIndex}
-		args := s.indexArgs([]any{"", value, int64(time.Hour / time.Millisecond), true, aor}, aor, cached{}, b)
-		return &casCall{ctx: c, keys: keys, args: args, done: make(chan struct{})}
+		args := s.casArgs(aor, cached{}, value, int64(time.Hour/time.Millisecond), b)
+		return &casCall{ctx: c, keys: s.casKeys(aor), args: args, done: make(chan struct{})}
 	}
 	batch := []*casCall{call(ctx, "sip:live1@x"), call(gone, "sip:gone@x"), call(ctx, "sip:live2@x")}
 	s.batch.run(ctx, batch)

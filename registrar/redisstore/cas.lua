@@ -1,15 +1,19 @@
--- Per-AOR compare-and-set for registrar/redisstore (see casScript).
+-- Per-AOR compare-and-set for registrar/redisstore (see casScript);
+-- names.lua and counts.lua come before it.
 -- KEYS[1] AOR key (string: 8-byte version .. encoded list)
 -- KEYS[2] the AOR's key in the earlier layout (hash v, b), read when
 --         KEYS[1] is absent and deleted on the first write
--- KEYS[3..5] (one-server deployments only) the expiry index, the AOR name
---         index and the earlier layout's expiry index
+-- KEYS[3..9] (one-server deployments only) the prior expiry set, the
+--         binding counts, the earliest expiry set, the name router, the
+--         chunk id counter, the name count and the prior name set
 -- ARGV[1] expected version ("" = absent; "L:" .. v = earlier layout)
 -- ARGV[2] new value ("" = delete: no binding left)
 -- ARGV[3] TTL ms
--- ARGV[4] "1" when KEYS[3..5] are given, else "0"
--- ARGV[5] the AOR; then: n, n expiry members to remove; n, n score/member
--- pairs to add; n, n earlier-layout expiry members to remove.
+-- ARGV[4] "1" when KEYS[3..9] are given, else "0"
+-- ARGV[5] the AOR
+-- ARGV[6] the name chunk key prefix ("": leave the name index alone)
+-- ARGV[7..] applyCounts' arguments, then n and n members of the earliest
+--         expiry set to remove.
 local cur = redis.call('GET', KEYS[1])
 local v = ''
 local old
@@ -31,19 +35,15 @@ else
 end
 if old and old[1] then redis.call('DEL', KEYS[2]) end
 if ARGV[4] == '1' then
-  local i = 6
+  local i = applyCounts(KEYS[3], KEYS[4], ARGV, 7)
   local n = tonumber(ARGV[i])
-  if n > 0 then redis.call('ZREM', KEYS[3], unpack(ARGV, i + 1, i + n)) end
-  i = i + n + 1
-  n = tonumber(ARGV[i])
-  if n > 0 then redis.call('ZADD', KEYS[3], unpack(ARGV, i + 1, i + 2 * n)) end
-  i = i + 2 * n + 1
-  n = tonumber(ARGV[i])
   if n > 0 then redis.call('ZREM', KEYS[5], unpack(ARGV, i + 1, i + n)) end
-  if ARGV[2] == '' then
-    redis.call('ZREM', KEYS[4], ARGV[5])
-  else
-    redis.call('ZADD', KEYS[4], 0, ARGV[5])
+  if ARGV[6] == '' then
+  elseif ARGV[2] == '' then
+    if nameDel(KEYS[6], ARGV[6], ARGV[5]) == 1 then redis.call('DECR', KEYS[8]) end
+    redis.call('ZREM', KEYS[9], ARGV[5])
+  elseif not cur then
+    if nameAdd(KEYS[6], KEYS[7], ARGV[6], ARGV[5]) == 1 then redis.call('INCR', KEYS[8]) end
   end
 end
 return {1}

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,11 +99,94 @@ func TestListPrunesVanishedKeys(t *testing.T) {
 	if len(got) != 1 || got[0].AOR != "sip:b@example.com" {
 		t.Fatalf("List = %+v, want only b", got)
 	}
-	names, err := s.Client().ZRange(ctx, s.IndexKey()[:len(s.IndexKey())-len("exp")]+"aors", 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
+	if n, err := s.CountAORs(ctx); err != nil || n != 1 {
+		t.Errorf("CountAORs = %d, %v after the listing pruned a; want 1", n, err)
 	}
-	if len(names) != 1 || names[0] != "sip:b@example.com" {
-		t.Errorf("name index = %v, want only b", names)
+}
+
+// TestNameIndexSplitsAndShrinks: names that outgrow one chunk are split
+// over several, in byte order (including bytes above 0x7f, which Lua's
+// locale-dependent string comparison would misorder), and chunks emptied
+// by deletions go.
+func TestNameIndexSplitsAndShrinks(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	s := newStore(t, srv, clock.Now)
+	defer s.Close()
+	ctx := context.Background()
+	exp := clock.Now().Add(time.Hour)
+	var aors []string
+	for i := range 1500 {
+		aors = append(aors, fmt.Sprintf("sip:u%04d@example.com", i), fmt.Sprintf("sip:\xc3\xa9%04d@example.com", i))
 	}
+	aors = append(aors, "sip:u@example.com", "sip:u0@example.com") // prefixes of others
+	// Written in an order unrelated to byte order.
+	for i := range aors {
+		aor := aors[(i*7919)%len(aors)]
+		if _, err := s.Update(ctx, aor, addKey(aor, "k", exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunks, err := s.Client().ZCard(ctx, s.NameRouterKey()).Result()
+	if err != nil || chunks < 4 {
+		t.Fatalf("router holds %d chunks (%v), want the names split over several", chunks, err)
+	}
+	want := slices.Clone(aors)
+	slices.Sort(want)
+	for _, limit := range []int{1, 7, 1000} {
+		got := storetest.ListAll(t, s, limit)
+		if names := aorNames(got); !slices.Equal(names, want) {
+			t.Fatalf("limit %d: listed %d names, want %d in byte order; first differences: %v", limit, len(names), len(want), firstDiff(names, want))
+		}
+	}
+	// Delete every other name in byte order, then the rest.
+	for i, aor := range want {
+		if i%2 == 0 {
+			if _, err := s.Update(ctx, aor, removeAll); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var odd []string
+	for i, aor := range want {
+		if i%2 == 1 {
+			odd = append(odd, aor)
+		}
+	}
+	if names := aorNames(storetest.ListAll(t, s, 13)); !slices.Equal(names, odd) {
+		t.Fatalf("after deleting half: %v", firstDiff(names, odd))
+	}
+	if n, err := s.CountAORs(ctx); err != nil || n != int64(len(odd)) {
+		t.Errorf("CountAORs = %d, %v; want %d", n, err, len(odd))
+	}
+	for _, aor := range odd {
+		if _, err := s.Update(ctx, aor, removeAll); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Client().ZCard(ctx, s.NameRouterKey()).Result(); err != nil || n != 0 {
+		t.Errorf("router holds %d chunks (%v) with no AOR left, want 0", n, err)
+	}
+	if n, err := s.CountAORs(ctx); err != nil || n != 0 {
+		t.Errorf("CountAORs = %d, %v; want 0", n, err)
+	}
+}
+
+func removeAll([]registrar.Binding) ([]registrar.Binding, error) { return nil, nil }
+
+func aorNames(page []registrar.AORCount) []string {
+	out := make([]string, len(page))
+	for i, a := range page {
+		out[i] = a.AOR
+	}
+	return out
+}
+
+func firstDiff(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return fmt.Sprintf("at %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d", len(got), len(want))
 }

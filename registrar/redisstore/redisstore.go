@@ -31,16 +31,29 @@
 // (the script). A stale entry is harmless: the CAS fails and returns the
 // fresh state.
 //
-// Count uses a sorted set "<prefix>:exp" with one member per binding (an
-// 8-byte hash of AOR and binding key, score the expiry in Unix ms), pruned
-// of expired members from time to time; the key space is never scanned.
-// On one server or Sentinel the script updates it, and the AOR name index
-// (list.go), in the same atomic step as the write, so one REGISTER is one
-// round trip. In Cluster those sets live in other slots than the AOR, so
-// the client updates them in a pipeline after the CAS; they may then
-// briefly disagree with the AOR keys when two nodes race on one AOR or the
-// pipeline fails. They feed metrics and the operator listing only, and
-// heal on the next write.
+// Count reads a hash "{<prefix>:exp}:n" whose fields are expiry seconds
+// (Unix, rounded up) and whose values are how many bindings expire in that
+// second: its size follows the spread of expiry times (at most one field
+// per second of the longest registration), not the number of bindings.
+// Count sums the fields not yet past, so a binding leaves Count up to one
+// second after its expiry; fields in the past are deleted from time to
+// time. Earlier versions kept one sorted-set member per binding instead
+// ("<prefix>:exp", about 100 bytes per binding); a write moves the
+// bindings it touches from that set to the counts, Count adds what is
+// left there, and expiry empties it.
+//
+// The AOR name index for List (list.go) keeps the names in chunks of up to
+// 8 KiB, about one byte of overhead per name instead of a sorted-set
+// member's 190.
+//
+// On one server or Sentinel the CAS script updates the counts and the name
+// index in the same atomic step as the write, so one REGISTER is one round
+// trip. In Cluster they live in other slots than the AOR, so the client
+// updates them with scripts of their own after the CAS; they may then
+// briefly disagree with the AOR keys when two nodes race on one AOR or a
+// call fails. They feed metrics and the operator listing only; a count
+// gone wrong heals when its second passes, a name when its AOR is next
+// written or listed.
 package redisstore
 
 import (
@@ -82,7 +95,18 @@ const (
 //go:embed cas.lua
 var casSource string
 
-var casScript = redis.NewScript(casSource)
+//go:embed names.lua
+var namesSource string
+
+//go:embed counts.lua
+var countsSource string
+
+var casScript = redis.NewScript(namesSource + countsSource + casSource)
+
+// countsScript applies a write's change to the binding counts where the
+// CAS script cannot (Cluster): KEYS prior expiry set, counts; ARGV
+// applyCounts' arguments.
+var countsScript = redis.NewScript(countsSource + "return applyCounts(KEYS[1], KEYS[2], ARGV, 1)\n")
 
 // readScript reads one AOR in either layout: {value}, {"L:" .. v, b} or {}.
 //
@@ -103,8 +127,11 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	now     func() time.Time
-	index   string // the expiry sorted set
-	aors    string // the AOR name index (list.go)
+	counts  string // binding counts per expiry second (hash)
+	// priorIndex is the expiry set of the previous version (one member
+	// per binding): drained as its bindings are rewritten, pruned by Count.
+	priorIndex string
+	names      nameKeys // the AOR name index (list.go)
 	// legacyIndex is the earlier layout's expiry set (members "aor NUL
 	// key"): emptied as its AORs are rewritten, pruned by Count.
 	legacyIndex string
@@ -207,12 +234,13 @@ func NewWithClient(c redis.UniversalClient, prefix string, now func() time.Time)
 		now = time.Now
 	}
 	s := &Store{
-		c:       c,
-		prefix:  prefix,
-		timeout: DefaultTimeout,
-		now:     now,
-		index:   prefix + ":exp",
-		aors:    prefix + ":aors",
+		c:          c,
+		prefix:     prefix,
+		timeout:    DefaultTimeout,
+		now:        now,
+		counts:     "{" + prefix + ":exp}:n",
+		priorIndex: prefix + ":exp",
+		names:      newNameKeys(prefix),
 		// A cluster client cannot run a script over keys of several slots.
 		inScript:    !isCluster(c),
 		legacyIndex: prefix + ":expiry",
@@ -238,8 +266,8 @@ func isCluster(c redis.UniversalClient) bool {
 	return ok
 }
 
-// IndexKey returns the key of the expiry index used by Count.
-func (s *Store) IndexKey() string { return s.index }
+// CountsKey returns the key of the binding counts used by Count.
+func (s *Store) CountsKey() string { return s.counts }
 
 // opCtx applies the per-operation timeout when ctx has no deadline.
 func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -302,10 +330,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	// on a stale cache (below).
 	st, _ := s.recall(aor)
 	guessed := true
-	keys := []string{s.Key(aor), s.LegacyKey(aor)}
-	if s.inScript {
-		keys = append(keys, s.index, s.aors, s.legacyIndex)
-	}
+	keys := s.casKeys(aor)
 	for attempt := range maxAttempts {
 		if attempt >= 2 {
 			// Several nodes are fighting over this AOR: back off a
@@ -346,11 +371,7 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 			value = appendBindings(value, next)
 			nv = string(value[:versionLen])
 		}
-		args := []any{st.v, value, ttl, s.inScript, aor}
-		if s.inScript {
-			args = s.indexArgs(args, aor, st, next)
-		}
-		res, err := s.batch.cas(ctx, keys, args)
+		res, err := s.batch.cas(ctx, keys, s.casArgs(aor, st, value, ttl, next))
 		if err != nil {
 			s.forget(aor)
 			return nil, backendErr(op, err)
@@ -378,9 +399,34 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 	return nil, backendErr(op, fmt.Errorf("compare-and-set lost %d times in a row", maxAttempts))
 }
 
-// indexMember is a binding's member in the expiry index: 8 bytes of
-// FNV-1a over AOR and key (a collision between two of a deployment's
-// bindings, about n²/2⁶⁵, would make Count one short until either expires).
+// casKeys returns casScript's keys for aor (cas.lua).
+func (s *Store) casKeys(aor string) []string {
+	keys := []string{s.Key(aor), s.LegacyKey(aor)}
+	if s.inScript {
+		keys = append(keys, s.priorIndex, s.counts, s.legacyIndex,
+			s.names.router, s.names.id, s.names.count, s.names.prior)
+	}
+	return keys
+}
+
+// casArgs returns casScript's arguments for a write of value (nil to
+// delete) with the given TTL in ms, replacing old (the state the CAS
+// expects) with next.
+func (s *Store) casArgs(aor string, old cached, value []byte, ttl int64, next []registrar.Binding) []any {
+	chunks := s.names.chunks
+	if !indexable(aor) {
+		chunks = "" // the script leaves the name index alone
+	}
+	args := []any{old.v, value, ttl, s.inScript, aor, chunks}
+	if s.inScript {
+		args = appendCountArgs(args, aor, old, next)
+		args = appendLegacyArgs(args, aor, old)
+	}
+	return args
+}
+
+// indexMember is a binding's member in the prior expiry set: 8 bytes of
+// FNV-1a over AOR and key.
 func indexMember(aor, key string) string {
 	h := fnv.New64a()
 	h.Write([]byte(aor))
@@ -392,64 +438,74 @@ func indexMember(aor, key string) string {
 // legacyMember is a binding's member in the earlier layout's expiry index.
 func legacyMember(aor, key string) string { return aor + "\x00" + key }
 
-// indexArgs appends casScript's index arguments for a write that replaces
-// st (the state the CAS expects) with next: expiry members to remove and
-// to add, and, when st came from the earlier layout, that layout's members.
-func (s *Store) indexArgs(args []any, aor string, st cached, next []registrar.Binding) []any {
-	rem, legacy := indexChange(aor, st, next)
-	args = append(append(args, len(rem)), rem...)
+// expirySecond is the counts field of a binding expiring at t: the Unix
+// second, rounded up, so that a binding is counted until at most a second
+// after it expired, never less than it lives.
+func expirySecond(t time.Time) string {
+	ms := t.UnixMilli()
+	sec := ms / 1000
+	if ms%1000 > 0 {
+		sec++
+	}
+	return strconv.FormatInt(sec, 10)
+}
+
+// appendCountArgs appends applyCounts' arguments (counts.lua) for a write
+// that replaces old (the state the CAS expects, every binding it stored,
+// expired or not) with next.
+// Bindings of the earlier layout were never counted here (the earlier
+// expiry set counts them until appendLegacyArgs removes them).
+func appendCountArgs(args []any, aor string, old cached, next []registrar.Binding) []any {
+	var olds []registrar.Binding
+	if !strings.HasPrefix(old.v, legacyVersion) {
+		olds = old.bs
+	}
+	args = append(args, len(olds))
+	for _, o := range olds {
+		args = append(args, expirySecond(o.Expires), indexMember(aor, o.Key))
+	}
 	args = append(args, len(next))
 	for _, b := range next {
-		args = append(args, b.Expires.UnixMilli(), indexMember(aor, b.Key))
+		args = append(args, expirySecond(b.Expires))
 	}
-	return append(append(args, len(legacy)), legacy...)
+	return args
 }
 
-// indexChange is what leaves the indexes when next replaces old: the
-// expiry members of bindings gone from next, and every member old had in
-// the earlier layout's index when old came from that layout.
-func indexChange(aor string, old cached, next []registrar.Binding) (rem, legacy []any) {
-	fromLegacy := strings.HasPrefix(old.v, legacyVersion)
+// appendLegacyArgs appends the earlier layout's expiry members of old's
+// bindings when old came from that layout (they leave that index).
+func appendLegacyArgs(args []any, aor string, old cached) []any {
+	if !strings.HasPrefix(old.v, legacyVersion) {
+		return append(args, 0)
+	}
+	args = append(args, len(old.bs))
 	for _, o := range old.bs {
-		if !hasKey(next, o.Key) {
-			rem = append(rem, indexMember(aor, o.Key))
-		}
-		if fromLegacy {
-			legacy = append(legacy, legacyMember(aor, o.Key))
-		}
+		args = append(args, legacyMember(aor, o.Key))
 	}
-	return rem, legacy
+	return args
 }
 
-// reindex brings the indexes in line with a successful write that replaced
-// old with next, where the script cannot (Cluster). Errors are ignored: the
-// indexes serve metrics and listing only, expired members are pruned by
-// Count and vanished names by List.
+// reindex brings the counts and the name index in line with a successful
+// write that replaced old with next, where the script cannot (Cluster).
+// Errors are ignored: both serve metrics and listing only, a count heals
+// when its second passes and List repairs names.
 func (s *Store) reindex(ctx context.Context, aor string, old cached, next []registrar.Binding) {
-	rem, legacy := indexChange(aor, old, next)
-	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if len(rem) > 0 {
-			p.ZRem(ctx, s.index, rem...)
-		}
-		if len(legacy) > 0 {
-			p.ZRem(ctx, s.legacyIndex, legacy...)
-		}
-		if len(next) > 0 {
-			zs := make([]redis.Z, len(next))
-			for i, b := range next {
-				zs[i] = redis.Z{Score: float64(b.Expires.UnixMilli()), Member: indexMember(aor, b.Key)}
-			}
-			p.ZAdd(ctx, s.index, zs...)
-			p.ZAdd(ctx, s.aors, redis.Z{Member: aor})
-		}
-		return nil
-	})
-	if len(next) == 0 {
+	_ = countsScript.Run(ctx, s.c, []string{s.priorIndex, s.counts}, appendCountArgs(nil, aor, old, next)...).Err()
+	if legacy := appendLegacyArgs(nil, aor, old); len(legacy) > 1 {
+		_ = s.c.ZRem(ctx, s.legacyIndex, legacy[1:]...).Err()
+	}
+	switch {
+	case len(next) == 0:
 		s.unlistIfGone(ctx, aor)
+	case old.v == "" || strings.HasPrefix(old.v, legacyVersion):
+		// The AOR key did not exist before this write.
+		_ = s.names.op(ctx, s.c, "add", aor)
 	}
 }
 
-// Count returns the number of live bindings from the expiry index.
+// Count returns the number of live bindings: the counts of the seconds
+// not yet past, and what the prior and earlier expiry sets still hold.
+// Every pruneEvery it also deletes past counts, prunes those sets and
+// moves part of the prior name set into the name index.
 func (s *Store) Count(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, backendErr("count", err)
@@ -457,7 +513,8 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	now := s.now()
-	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	nowMs := now.UnixMilli()
+	nowArg := strconv.FormatInt(nowMs, 10)
 
 	s.mu.Lock()
 	prune := now.Sub(s.lastPrune) >= pruneEvery || now.Before(s.lastPrune)
@@ -466,21 +523,43 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	}
 	s.mu.Unlock()
 
-	var n, legacy *redis.IntCmd
+	var counts *redis.MapStringStringCmd
+	var prior, legacy *redis.IntCmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if prune {
-			p.ZRemRangeByScore(ctx, s.index, "-inf", nowMs)
-			p.ZRemRangeByScore(ctx, s.legacyIndex, "-inf", nowMs)
+			p.ZRemRangeByScore(ctx, s.priorIndex, "-inf", nowArg)
+			p.ZRemRangeByScore(ctx, s.legacyIndex, "-inf", nowArg)
 		}
+		counts = p.HGetAll(ctx, s.counts)
 		// Live means Expires after now: exclusive lower bound.
-		n = p.ZCount(ctx, s.index, "("+nowMs, "+inf")
-		legacy = p.ZCount(ctx, s.legacyIndex, "("+nowMs, "+inf")
+		prior = p.ZCount(ctx, s.priorIndex, "("+nowArg, "+inf")
+		legacy = p.ZCount(ctx, s.legacyIndex, "("+nowArg, "+inf")
 		return nil
 	})
 	if err != nil {
 		return 0, backendErr("count", err)
 	}
-	return n.Val() + legacy.Val(), nil
+	n := prior.Val() + legacy.Val()
+	var past []string
+	for f, v := range counts.Val() {
+		sec, err1 := strconv.ParseInt(f, 10, 64)
+		c, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if sec*1000 > nowMs {
+			n += c
+		} else {
+			past = append(past, f)
+		}
+	}
+	if prune {
+		if len(past) > 0 {
+			_ = s.c.HDel(ctx, s.counts, past...).Err()
+		}
+		s.names.movePrior(ctx, s.c)
+	}
+	return max(n, 0), nil
 }
 
 // Ping reports whether Redis answers.

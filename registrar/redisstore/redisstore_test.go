@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,8 +202,8 @@ func TestKeyLayout(t *testing.T) {
 	if ttl < 10*time.Minute || ttl > 10*time.Minute+2*time.Minute {
 		t.Errorf("PTTL = %v, want the 10m expiry plus a margin", ttl)
 	}
-	if n, err := rc.ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 1 {
-		t.Errorf("index %s has %d members (%v), want 1", s.IndexKey(), n, err)
+	if c := countsIn(t, rc, s.CountsKey()); len(c) != 1 || sum(c) != 1 {
+		t.Errorf("counts %s = %v, want one binding in one second", s.CountsKey(), c)
 	}
 	if _, err := s.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
@@ -210,12 +211,37 @@ func TestKeyLayout(t *testing.T) {
 	if n, err := rc.Exists(ctx, s.Key(aor)).Result(); err != nil || n != 0 {
 		t.Errorf("emptied AOR key exists=%d (%v), want deleted", n, err)
 	}
-	if n, err := rc.ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 0 {
-		t.Errorf("index has %d members (%v) after delete-all, want 0", n, err)
+	if c := countsIn(t, rc, s.CountsKey()); len(c) != 0 {
+		t.Errorf("counts = %v after delete-all, want none", c)
 	}
 }
 
-// TestCountPrunesIndex: expired members leave the index when Count runs.
+// countsIn returns the binding counts hash, field by field.
+func countsIn(t *testing.T, rc redis.UniversalClient, key string) map[string]int64 {
+	t.Helper()
+	m, err := rc.HGetAll(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]int64, len(m))
+	for f, v := range m {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("counts field %s = %q", f, v)
+		}
+		out[f] = n
+	}
+	return out
+}
+
+func sum(m map[string]int64) (n int64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestCountPrunesIndex: the counts of past seconds go when Count runs.
 func TestCountPrunesIndex(t *testing.T) {
 	srv := redistest.Start(t)
 	clock := storetest.NewClock(storetest.Epoch)
@@ -232,8 +258,8 @@ func TestCountPrunesIndex(t *testing.T) {
 	if n, err := s.Count(ctx); err != nil || n != 0 {
 		t.Fatalf("Count = %d, %v; want 0", n, err)
 	}
-	if n, err := s.Client().ZCard(ctx, s.IndexKey()).Result(); err != nil || n != 0 {
-		t.Errorf("index still has %d members (%v) after Count pruned", n, err)
+	if c := countsIn(t, s.Client(), s.CountsKey()); len(c) != 0 {
+		t.Errorf("counts = %v after Count pruned, want none", c)
 	}
 }
 
@@ -594,5 +620,63 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("after failover Get = %+v, want the binding written to the new primary", got)
+	}
+}
+
+// TestCountMovesPriorExpirySet: bindings the previous version counted with
+// one expiry-set member each are counted from that set until a write
+// moves them to the per-second counts, never twice.
+func TestCountMovesPriorExpirySet(t *testing.T) {
+	srv := redistest.Start(t)
+	clock := storetest.NewClock(storetest.Epoch)
+	cfg := redisstore.Config{URL: srv.URL(), KeyPrefix: uniquePrefix(), Timeout: 5 * time.Second}
+	s, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	rc := s.Client()
+	const aor = "sip:dora@example.com"
+	exp := clock.Now().Add(time.Hour)
+	if _, err := s.Update(ctx, aor, addKey(aor, "k1", exp)); err != nil {
+		t.Fatal(err)
+	}
+	// What the previous version left: the binding in the prior set, no counts.
+	if err := rc.Del(ctx, s.CountsKey()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ZAdd(ctx, s.PriorIndexKey(), redis.Z{Score: float64(exp.UnixMilli()), Member: redisstore.IndexMember(aor, "k1")}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx); err != nil || n != 1 {
+		t.Fatalf("Count = %d, %v; want 1 from the prior set", n, err)
+	}
+	// A second node (no cache) refreshes k1 and adds k2.
+	s2, err := redisstore.New(cfg, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Update(ctx, aor, func(cur []registrar.Binding) ([]registrar.Binding, error) {
+		bs, _ := addKey(aor, "k1", exp.Add(time.Minute))(cur)
+		return addKey(aor, "k2", exp)(bs)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rc.ZCard(ctx, s.PriorIndexKey()).Result(); err != nil || n != 0 {
+		t.Errorf("prior set holds %d (%v) after the write, want 0", n, err)
+	}
+	if c := countsIn(t, rc, s.CountsKey()); sum(c) != 2 {
+		t.Errorf("counts = %v, want 2 bindings", c)
+	}
+	if n, err := s.Count(ctx); err != nil || n != 2 {
+		t.Errorf("Count = %d, %v; want 2", n, err)
+	}
+	if _, err := s.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c := countsIn(t, rc, s.CountsKey()); len(c) != 0 {
+		t.Errorf("counts = %v after removing every binding, want none", c)
 	}
 }
