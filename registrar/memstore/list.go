@@ -20,31 +20,33 @@ func (s *Store) List(ctx context.Context, cursor string, limit int) (registrar.A
 	}
 	limit = registrar.ListLimit(limit)
 	now := s.now()
+	ns := now.UnixNano()
 	h := &aorMaxHeap{}
 	more := false
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		for aor, e := range sh.aors {
-			if aor <= cursor {
+			// An AOR's bindings are decoded only when it enters the page.
+			if aor <= cursor || e.maxExp <= ns {
 				continue
 			}
-			n := 0
-			for _, b := range e.bindings {
-				if b.Live(now) {
-					n++
+			if h.Len() == limit {
+				more = true
+				if aor >= (*h)[0].AOR {
+					continue
 				}
 			}
-			if n == 0 {
-				continue
+			bs, err := e.bindings()
+			if err != nil {
+				sh.mu.Unlock()
+				return registrar.AORPage{}, err
 			}
+			c := registrar.AORCount{AOR: aor, Bindings: len(live(bs, now))}
 			if h.Len() < limit {
-				heap.Push(h, registrar.AORCount{AOR: aor, Bindings: n})
-				continue
-			}
-			more = true
-			if aor < (*h)[0].AOR {
-				(*h)[0] = registrar.AORCount{AOR: aor, Bindings: n}
+				heap.Push(h, c)
+			} else {
+				(*h)[0] = c
 				heap.Fix(h, 0)
 			}
 		}
