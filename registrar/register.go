@@ -149,7 +149,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 		return nil, reject(420, "bad_extension", "Bad Extension", strings.Join(unsup, ","),
 			sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
 	}
-	supported := routeset.OptionTags(append(headerValues(req, "supported"), headerValues(req, "k")...))
+	supported := supportedExtensions(req)
 
 	// §10.3 step 5: the AOR from To, canonicalised, in a served domain.
 	if s := strings.ToLower(to.Address.Scheme); s != "sip" && s != "sips" {
@@ -174,7 +174,7 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 		if !r.trustedEdge(src.Addr.Addr()) {
 			return nil, reject(403, "path_untrusted", "Path Not Allowed", src.Addr.String())
 		}
-		if !supported["path"] && r.cfg.PathMode == "strict" {
+		if !supported.path && r.cfg.PathMode == "strict" {
 			return nil, reject(420, "path_unsupported", "Bad Extension", "Path without Supported: path (path_mode strict)",
 				sip.NewHeader("Unsupported", "path"))
 		}
@@ -318,7 +318,7 @@ func (r *Registrar) unavailable(err error) *Rejection {
 // stored state: expiry precedence and 423 (§10.3 step 7), q-values, and
 // RFC 5626 §6 outbound rules.
 func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, hdrExpires *uint64,
-	supported map[string]bool, pathVec []string) ([]contactReq, bool, *Rejection) {
+	supported extensions, pathVec []string) ([]contactReq, bool, *Rejection) {
 
 	out := make([]contactReq, 0, len(contacts))
 	nonZero, withRegID := 0, false
@@ -367,7 +367,7 @@ func (r *Registrar) evaluateContacts(req *sip.Request, contacts []contactSpec, h
 		}
 		// RFC 5626 §6: reg-id without Supported: outbound or without
 		// +sip.instance is ignored (plain binding).
-		if cr.regID != 0 && supported["outbound"] && cr.instance != "" {
+		if cr.regID != 0 && supported.outbound && cr.instance != "" {
 			cr.outbound = true
 			withRegID = true
 		} else {
@@ -580,7 +580,7 @@ func (r *Registrar) apply(in updateInput, cur []Binding) ([]Binding, error) {
 
 // okResponse builds the 200 OK: every current binding with its remaining
 // expires (§10.3 step 8), Date, and the extension headers.
-func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported map[string]bool,
+func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported extensions,
 	pathVec []string, outbound bool, infoName, infoValue, aor, transport string) *sip.Response {
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
@@ -591,7 +591,7 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		return bindings[a].Key < bindings[b].Key
 	})
 	// RFC 5627 §5.3: GRUUs only for a UA that supports them, per instance.
-	gruus := supported["gruu"] && r.gruu != nil
+	gruus := supported.gruu && r.gruu != nil
 	to := req.To()
 	for _, b := range bindings {
 		v := contactValue(b, now)
@@ -602,7 +602,7 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 		res.AppendHeader(sip.NewHeader("Contact", v))
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(http1123)))
-	if supported["path"] && len(pathVec) > 0 {
+	if supported.path && len(pathVec) > 0 {
 		// RFC 3327 §5.3: echo the Path vector only to a UA that supports it.
 		for _, p := range pathVec {
 			res.AppendHeader(sip.NewHeader("Path", p))
@@ -748,6 +748,28 @@ var (
 	headerValues = sipproxy.HeaderValues
 	headerValue  = sipproxy.HeaderValue
 )
+
+// extensions is what a REGISTER's Supported header fields (long or
+// compact form, RFC 3261 §20.37, §7.3.3) list among the option tags the
+// registrar acts on, compared case-insensitively. Read once per REGISTER,
+// without allocating.
+type extensions struct{ path, outbound, gruu bool }
+
+func supportedExtensions(req *sip.Request) extensions {
+	var e extensions
+	for _, h := range req.Headers() {
+		if n := h.Name(); !strings.EqualFold(n, "supported") && !strings.EqualFold(n, "k") {
+			continue
+		}
+		for t := range strings.SplitSeq(h.Value(), ",") {
+			t = strings.TrimSpace(t)
+			e.path = e.path || strings.EqualFold(t, "path")
+			e.outbound = e.outbound || strings.EqualFold(t, "outbound")
+			e.gruu = e.gruu || strings.EqualFold(t, "gruu")
+		}
+	}
+	return e
+}
 
 func (r *Registrar) unsupportedTags(require []string) []string {
 	var out []string

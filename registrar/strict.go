@@ -39,9 +39,8 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		addr := net.Addr(net.UDPAddrFromAddrPort(from))
 		if len(data) == 0 {
-			return 0, addr, nil
+			return 0, net.UDPAddrFromAddrPort(from), nil
 		}
 		v, norm := sipcheck.Inspect(data, true)
 		if v.OK() {
@@ -50,20 +49,18 @@ func (c *checkedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			if c.registers != nil && sipserve.IsRegister(data) {
 				if reply := c.registers.Shed.Check(data, time.Since(at)); reply != nil {
-					if _, err := c.Conn.WriteTo(reply, addr); err != nil && errors.Is(err, net.ErrClosed) {
+					if _, err := c.Conn.WriteToUDPAddrPort(reply, from); err != nil && errors.Is(err, net.ErrClosed) {
 						return 0, nil, err
 					}
 					continue
 				}
-				c.registers.take(c.Conn, data, addr, at)
+				c.registers.take(c.Conn, data, from, at)
 				continue
 			}
-			return c.Conn.Place(data, b), addr, nil
+			return c.Conn.Place(data, b), net.UDPAddrFromAddrPort(from), nil
 		}
-		key := addr.String()
-		if ua, ok := addr.(*net.UDPAddr); ok {
-			key = ua.IP.String()
-		}
+		addr := net.UDPAddrFromAddrPort(from)
+		key := from.Addr().String()
 		c.log.Info("malformed request refused", "status", v.Status, "reason", v.Reason, "raddr", addr.String(),
 			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(key))
 		if reply := sipcheck.Reply(data, v, sipproxy.RandHex(4)); reply != nil {

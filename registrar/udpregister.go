@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime/debug"
 	"time"
@@ -62,29 +61,23 @@ func newUDPRegisters(s *Server) (*udpRegisters, error) {
 	return &udpRegisters{s: s, Registers: r}, nil
 }
 
+// addrPortWriter is a UDP socket that sends to a netip.AddrPort without
+// making a *net.UDPAddr per datagram (sock.Conn).
+type addrPortWriter interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
 // take takes a REGISTER datagram off the read loop: data must be the
 // caller's own copy. The REGISTER is processed on its own goroutine.
-func (u *udpRegisters) take(pc net.PacketConn, data []byte, from net.Addr, at time.Time) {
-	src, ok := addrPortOf(from)
-	if !ok {
-		return
-	}
+func (u *udpRegisters) take(pc addrPortWriter, data []byte, src netip.AddrPort, at time.Time) {
 	go u.serve(pc, data, src, at)
 }
 
-func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.AddrPort(), true
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	return ap, err == nil
-}
-
-func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort, at time.Time) {
+func (u *udpRegisters) serve(pc addrPortWriter, data []byte, src netip.AddrPort, at time.Time) {
 	s := u.s
 	// registrar.overload is checked again in Start, once a CPU runs this
 	// goroutine: a saturated registrar queues here, not in the socket.
-	req, key, ok := u.Start(data, src, at, func(b []byte) { _, _ = pc.WriteTo(b, net.UDPAddrFromAddrPort(src)) })
+	req, key, ok := u.Start(data, src, at, func(b []byte) { _, _ = pc.WriteToUDPAddrPort(b, src) })
 	if !ok {
 		return
 	}
@@ -97,7 +90,7 @@ func (u *udpRegisters) serve(pc net.PacketConn, data []byte, src netip.AddrPort,
 		// and the answer goes to the packet's source.
 		sipproxy.StampVia(res.Via(), src)
 		answer = sipserve.Marshal(res)
-		if _, err := pc.WriteTo(answer, net.UDPAddrFromAddrPort(src)); err != nil {
+		if _, err := pc.WriteToUDPAddrPort(answer, src); err != nil {
 			return fmt.Errorf("write REGISTER response to %s: %w", src, err)
 		}
 		return nil

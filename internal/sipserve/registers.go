@@ -51,10 +51,10 @@ func NewRegisters(role string, parser *sip.Parser, max int, shed *Shedder, log *
 // (503 written), a retransmission (dropped, or its answer written
 // again), over the bound, or unparsable. On ok, call Taken.End(key,
 // answer) once answered.
-func (r *Registers) Start(data []byte, src netip.AddrPort, at time.Time, write func([]byte)) (req *sip.Request, key string, ok bool) {
+func (r *Registers) Start(data []byte, src netip.AddrPort, at time.Time, write func([]byte)) (req *sip.Request, key TakenKey, ok bool) {
 	if reply := r.Shed.Check(data, time.Since(at)); reply != nil {
 		write(reply)
-		return nil, "", false
+		return nil, TakenKey{}, false
 	}
 	msg, err := r.Parser.ParseSIP(data)
 	req, isReq := msg.(*sip.Request)
@@ -62,7 +62,7 @@ func (r *Registers) Start(data []byte, src netip.AddrPort, at time.Time, write f
 		r.Bad.Inc()
 		r.Log.Info("unparsable REGISTER dropped", "error", err, "raddr", src.String(),
 			"data", logthrottle.Cut(string(data), logthrottle.DefaultMaxValue), logthrottle.Key(src.Addr().String()))
-		return nil, "", false
+		return nil, TakenKey{}, false
 	}
 	req.SetTransport("UDP")
 	req.SetSource(src.String())
@@ -71,14 +71,14 @@ func (r *Registers) Start(data []byte, src netip.AddrPort, at time.Time, write f
 	switch outcome {
 	case Duplicate:
 		r.Absorbed.Inc()
-		return nil, "", false
+		return nil, TakenKey{}, false
 	case Answered:
 		r.Absorbed.Inc()
 		write(answer)
-		return nil, "", false
+		return nil, TakenKey{}, false
 	case Overflowing:
 		r.Dropped.Inc()
-		return nil, "", false
+		return nil, TakenKey{}, false
 	}
 	return req, key, true
 }

@@ -3,6 +3,7 @@ package sipserve
 import (
 	"bytes"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,10 +32,10 @@ func IsRegister(data []byte) bool { return bytes.HasPrefix(data, []byte("REGISTE
 // first). Safe for concurrent use.
 type Taken struct {
 	mu      sync.Mutex
-	pending map[string]struct{}
+	pending map[TakenKey]struct{}
 	max     int
 
-	answers map[string][]byte
+	answers map[TakenKey][]byte
 	order   []answered // FIFO of answers, oldest first
 	head    int
 	linger  time.Duration
@@ -47,7 +48,7 @@ type Taken struct {
 }
 
 type answered struct {
-	key string
+	key TakenKey
 	at  time.Time
 }
 
@@ -61,7 +62,7 @@ const (
 // NewTaken returns an empty set holding at most max requests in
 // processing and the default number of recent answers.
 func NewTaken(max int) *Taken {
-	return &Taken{pending: make(map[string]struct{}), max: max, answers: make(map[string][]byte),
+	return &Taken{pending: make(map[TakenKey]struct{}), max: max, answers: make(map[TakenKey][]byte),
 		linger: DefaultLinger, keep: DefaultMaxAnswers, now: time.Now}
 }
 
@@ -73,19 +74,27 @@ const (
 	Answered           // a retransmission of one answered lately: resend the answer
 )
 
-// Key is req's identity for Taken: its top Via branch and packet source.
-func Key(req *sip.Request, src netip.AddrPort) string {
+// TakenKey is a request's identity for Taken: its top Via branch and
+// packet source.
+type TakenKey struct {
+	Branch string
+	Src    netip.AddrPort
+}
+
+// Key is req's TakenKey. The branch is copied: the key outlives the
+// request by Linger, and a substring would keep its whole message.
+func Key(req *sip.Request, src netip.AddrPort) TakenKey {
 	br := ""
 	if v := req.Via(); v != nil {
 		br, _ = v.Params.Get("branch")
 	}
-	return br + "|" + src.String()
+	return TakenKey{Branch: strings.Clone(br), Src: src}
 }
 
 // Begin records key as taken, unless it is in processing (Duplicate), was
 // answered lately (Answered, with the answer), or the set is full
 // (Overflowing).
-func (t *Taken) Begin(key string) (int, []byte) {
+func (t *Taken) Begin(key TakenKey) (int, []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, dup := t.pending[key]; dup {
@@ -104,7 +113,7 @@ func (t *Taken) Begin(key string) (int, []byte) {
 
 // End forgets key as in processing and keeps answer (the final response
 // as sent; nil for none) for retransmissions.
-func (t *Taken) End(key string, answer []byte) {
+func (t *Taken) End(key TakenKey, answer []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.pending, key)
@@ -136,7 +145,7 @@ func (t *Taken) sweep() {
 		return
 	}
 	t.sweeper = nil
-	t.answers = make(map[string][]byte)
+	t.answers = make(map[TakenKey][]byte)
 	t.order, t.head = nil, 0
 }
 

@@ -14,46 +14,46 @@ func TestRFC3261_17_2_2_TakenLikeACompletedTransaction(t *testing.T) {
 	now := time.Unix(1000, 0)
 	tk := NewTaken(2)
 	tk.now = func() time.Time { return now }
-	if o, _ := tk.Begin("a"); o != Begun {
+	if o, _ := tk.Begin(tkey("a")); o != Begun {
 		t.Fatalf("first: %d", o)
 	}
-	if o, _ := tk.Begin("a"); o != Duplicate {
+	if o, _ := tk.Begin(tkey("a")); o != Duplicate {
 		t.Fatalf("retransmission in processing: %d, want Duplicate", o)
 	}
-	if o, _ := tk.Begin("b"); o != Begun {
+	if o, _ := tk.Begin(tkey("b")); o != Begun {
 		t.Fatal("b")
 	}
-	if o, _ := tk.Begin("c"); o != Overflowing {
+	if o, _ := tk.Begin(tkey("c")); o != Overflowing {
 		t.Fatalf("third in processing with max 2: %d, want Overflowing", o)
 	}
-	tk.End("a", []byte("SIP/2.0 200 OK"))
-	tk.End("b", nil)
-	if o, a := tk.Begin("a"); o != Answered || string(a) != "SIP/2.0 200 OK" {
+	tk.End(tkey("a"), []byte("SIP/2.0 200 OK"))
+	tk.End(tkey("b"), nil)
+	if o, a := tk.Begin(tkey("a")); o != Answered || string(a) != "SIP/2.0 200 OK" {
 		t.Fatalf("retransmission after the answer: %d %q, want Answered", o, a)
 	}
-	if o, _ := tk.Begin("b"); o != Begun {
+	if o, _ := tk.Begin(tkey("b")); o != Begun {
 		t.Fatalf("answered with nothing kept: %d, want Begun", o)
 	}
-	tk.End("b", nil)
+	tk.End(tkey("b"), nil)
 	now = now.Add(DefaultLinger + time.Second)
-	if o, _ := tk.Begin("a"); o != Begun {
+	if o, _ := tk.Begin(tkey("a")); o != Begun {
 		t.Fatalf("after Linger: %d, want Begun", o)
 	}
-	tk.End("a", nil)
+	tk.End(tkey("a"), nil)
 
 	tk.keep = 3
 	for i := range 10 {
-		k := strconv.Itoa(i)
+		k := tkey(strconv.Itoa(i))
 		tk.Begin(k)
-		tk.End(k, []byte(k))
+		tk.End(k, []byte(k.Branch))
 	}
 	if n := tk.Answers(); n != 3 {
 		t.Errorf("%d answers kept, want 3", n)
 	}
-	if o, _ := tk.Begin("9"); o != Answered {
+	if o, _ := tk.Begin(tkey("9")); o != Answered {
 		t.Error("the newest answer was dropped")
 	}
-	if o, _ := tk.Begin("0"); o != Begun {
+	if o, _ := tk.Begin(tkey("0")); o != Begun {
 		t.Error("the oldest answer was kept")
 	}
 }
@@ -67,7 +67,7 @@ func TestTakenForgetsAnswersWhenIdle(t *testing.T) {
 	tk.linger = 50 * time.Millisecond
 	for round := range 2 {
 		for i := range 5 {
-			k := strconv.Itoa(round*10 + i)
+			k := tkey(strconv.Itoa(round*10 + i))
 			tk.Begin(k)
 			tk.End(k, []byte("SIP/2.0 200 OK"))
 		}
@@ -83,3 +83,5 @@ func TestTakenForgetsAnswersWhenIdle(t *testing.T) {
 		}
 	}
 }
+
+func tkey(branch string) TakenKey { return TakenKey{Branch: branch} }

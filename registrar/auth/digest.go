@@ -40,26 +40,53 @@ type digestParams struct {
 	body                                     []byte
 }
 
-// response computes the request-digest of RFC 7616 §3.4.1:
+// appendResponse appends the request-digest of RFC 7616 §3.4.1 to dst:
 //
 //	H(HA1 ":" nonce ":" nc ":" cnonce ":" qop ":" H(A2))
 //	A2 = method ":" uri                       (qop=auth)
 //	A2 = method ":" uri ":" H(entity-body)    (qop=auth-int)
-func response(ha1 string, p digestParams) string {
-	h := hashes[p.alg]
-	a2 := p.method + ":" + p.uri
+//
+// It runs twice per authenticated REGISTER (the check and rspauth) and
+// builds the hash inputs on the stack: no allocation for usual lengths.
+func appendResponse(dst []byte, ha1 string, p digestParams) []byte {
+	var in [512]byte
+	var ha2 [64]byte
+	b := append(in[:0], p.method...)
+	b = append(b, ':')
+	b = append(b, p.uri...)
 	if p.qop == "auth-int" {
-		a2 += ":" + h(string(p.body))
+		var hb [64]byte
+		b = append(b, ':')
+		b = append(b, sumHex(hb[:0], p.alg, p.body)...)
 	}
-	return h(ha1 + ":" + p.nonce + ":" + p.nc + ":" + p.cnonce + ":" + p.qop + ":" + h(a2))
+	h2 := sumHex(ha2[:0], p.alg, b)
+	b = append(in[:0], ha1...)
+	for _, s := range [...]string{p.nonce, p.nc, p.cnonce, p.qop} {
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	b = append(b, ':')
+	b = append(b, h2...)
+	return sumHex(dst, p.alg, b)
 }
 
-// rspauth computes the Authentication-Info response-auth of RFC 7616 §3.5:
-// like response but with an empty method, A2 = ":" uri (for auth-int the
-// hash of the response body is appended; responses to REGISTER carry no
-// body, so H("") is used).
-func rspauth(ha1 string, p digestParams) string {
+// sumHex appends the lowercase hex of H(data) to dst; alg is MD5 or
+// SHA256 (the verifier accepts no other).
+func sumHex(dst []byte, alg string, data []byte) []byte {
+	if alg == SHA256 {
+		h := sha256.Sum256(data)
+		return hex.AppendEncode(dst, h[:])
+	}
+	h := md5.Sum(data)
+	return hex.AppendEncode(dst, h[:])
+}
+
+// appendRspauth appends the Authentication-Info response-auth of RFC 7616
+// §3.5: like response but with an empty method, A2 = ":" uri (for auth-int
+// the hash of the response body is appended; responses to REGISTER carry
+// no body, so H("") is used).
+func appendRspauth(dst []byte, ha1 string, p digestParams) []byte {
 	p.method = ""
 	p.body = nil
-	return response(ha1, p)
+	return appendResponse(dst, ha1, p)
 }

@@ -245,3 +245,9 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
+
+// response is appendResponse as a string.
+func response(ha1 string, p digestParams) string {
+	var b [64]byte
+	return string(appendResponse(b[:0], ha1, p))
+}

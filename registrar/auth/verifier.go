@@ -216,8 +216,9 @@ func (v *Verifier) authenticate(ctx context.Context, r Request, st State) (Resul
 		alg: cred.algorithm, method: r.Method, uri: cred.uri, nonce: cred.nonce,
 		nc: cred.nc, cnonce: cred.cnonce, qop: cred.qop, body: r.Body,
 	}
-	want := response(ha1, p)
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(cred.response)) == 1
+	var wb [64]byte
+	want := appendResponse(wb[:0], ha1, p)
+	match := subtle.ConstantTimeCompare(want, []byte(cred.response)) == 1
 	expiry, ns := v.nonceKeys().check(cred.nonce, now)
 
 	if !known || !hasHA1 || !match {
@@ -345,15 +346,25 @@ func (v *Verifier) AuthenticationInfo(res Result, validFor time.Duration) string
 	}
 	validFor = max(validFor, 0)
 	var b strings.Builder
+	b.Grow(192)
 	next, err := v.nonceKeys().mint(v.now().Add(validFor + v.cfg.NonceTTL))
 	if err == nil {
-		b.WriteString(`nextnonce="` + next + `", `)
+		b.WriteString(`nextnonce="`)
+		b.WriteString(next)
+		b.WriteString(`", `)
 	} else {
 		v.log.Error("auth: mint nextnonce", "error", err)
 	}
 	p := res.info.p
-	b.WriteString(`qop=` + p.qop + `, rspauth="` + rspauth(res.info.ha1, p) + `", cnonce="` +
-		escapeQuoted(p.cnonce) + `", nc=` + p.nc)
+	var rb [64]byte
+	b.WriteString(`qop=`)
+	b.WriteString(p.qop)
+	b.WriteString(`, rspauth="`)
+	b.Write(appendRspauth(rb[:0], res.info.ha1, p))
+	b.WriteString(`", cnonce="`)
+	b.WriteString(escapeQuoted(p.cnonce))
+	b.WriteString(`", nc=`)
+	b.WriteString(p.nc)
 	return b.String()
 }
 
