@@ -239,8 +239,12 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 
 	// Step 7 and 8: one atomic update (or a plain read for a fetch).
 	var bindings []Binding
-	sctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
-	defer cancel()
+	sctx := ctx
+	if !r.storeLocal {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, r.cfg.StoreTimeout)
+		defer cancel()
+	}
 	start := time.Now()
 	op := "update"
 	switch {

@@ -25,6 +25,7 @@ import (
 type Registrar struct {
 	cfg          Config
 	store        Store
+	storeLocal   bool // store is InMemory: no store timeout
 	domains      map[string]bool
 	trustedEdges prefixlist.List
 	log          *slog.Logger
@@ -73,6 +74,9 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 		cfg: cfg, store: store, trustedEdges: edges,
 		log: opt.Logger, now: opt.Now, rand: opt.Rand, auth: opt.Auth, users: opt.Users, newTimer: opt.NewTimer,
 		domains: map[string]bool{},
+	}
+	if m, ok := store.(InMemory); ok && m.InMemory() {
+		r.storeLocal = true
 	}
 	if r.log == nil {
 		r.log = slog.Default()

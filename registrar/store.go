@@ -99,6 +99,13 @@ type Store interface {
 	Close() error
 }
 
+// InMemory is implemented by stores that do no I/O (the memory store):
+// the registrar then runs their operations without the per-operation
+// store timeout, whose context and timer cost more than the operation.
+type InMemory interface {
+	InMemory() bool
+}
+
 // CountLag is how long after its expiry Store.Count may still count a
 // binding.
 const CountLag = time.Second

@@ -285,6 +285,9 @@ func (s *Store) Start(ctx context.Context) {
 	}(s.done)
 }
 
+// InMemory reports that the store does no I/O (registrar.InMemory).
+func (s *Store) InMemory() bool { return true }
+
 // Ping always succeeds: memory is always reachable.
 func (s *Store) Ping(context.Context) error { return nil }
 
