@@ -59,7 +59,9 @@ func (r *Registrar) authorize(ctx context.Context, req *sip.Request, src Source,
 		}
 		return nil, reject(403, "auth_forbidden_aor", "Forbidden", "user="+res.Username+" aor="+aor)
 	}
-	tr.step("auth: user %s authenticated and may register %s", res.Username, aor)
+	if tr != nil { // the arguments would be boxed even for a nil trace
+		tr.step("auth: user %s authenticated and may register %s", res.Username, aor)
+	}
 	return &authOutcome{res: res}, nil
 }
 

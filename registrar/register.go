@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,7 +143,9 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 	if !r.servesHost(req.Recipient.Host) {
 		return nil, reject(404, "domain_not_served", "Domain Not Served", req.Recipient.Host)
 	}
-	tr.step("domain %s served", req.Recipient.Host)
+	if tr != nil { // the arguments would be boxed even for a nil trace
+		tr.step("domain %s served", req.Recipient.Host)
+	}
 
 	// §10.3 step 2: Require.
 	if unsup := r.unsupportedTags(headerValues(req, "require")); len(unsup) > 0 {
@@ -160,7 +163,9 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 	}
 	aor := CanonicalAOR(&to.Address)
 	seen.setAOR(aor)
-	tr.step("aor %s", aor)
+	if tr != nil {
+		tr.step("aor %s", aor)
+	}
 
 	// Steps 3 and 4 (authentication and authorisation) hook in here.
 	authInfo, rej := r.authorize(ctx, req, src, aor, tr)
@@ -289,8 +294,10 @@ func (r *Registrar) register(ctx context.Context, req *sip.Request, src Source, 
 	if !tr.dry() {
 		r.metrics.register.WithLabelValues("200", reason).Inc()
 	}
-	r.log.Debug("REGISTER accepted", "dry_run", tr.dry(), "aor", aor, "reason", reason, "bindings", len(bindings),
-		"call_id", in.callID, "raddr", src.Addr.String(), "transport", src.Transport)
+	if r.log.Enabled(ctx, slog.LevelDebug) { // building the attributes costs five allocations
+		r.log.Debug("REGISTER accepted", "dry_run", tr.dry(), "aor", aor, "reason", reason, "bindings", len(bindings),
+			"call_id", in.callID, "raddr", src.Addr.String(), "transport", src.Transport)
+	}
 	var granted time.Duration
 	for _, c := range in.contacts {
 		granted = max(granted, c.granted)
@@ -588,11 +595,11 @@ func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Bindi
 	pathVec []string, outbound bool, infoName, infoValue, aor, transport string) *sip.Response {
 
 	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	sort.SliceStable(bindings, func(a, b int) bool {
-		if bindings[a].Q != bindings[b].Q {
-			return bindings[a].Q > bindings[b].Q
+	slices.SortStableFunc(bindings, func(a, b Binding) int {
+		if a.Q != b.Q {
+			return b.Q - a.Q
 		}
-		return bindings[a].Key < bindings[b].Key
+		return strings.Compare(a.Key, b.Key)
 	})
 	// RFC 5627 §5.3: GRUUs only for a UA that supports them, per instance.
 	gruus := supported.gruu && r.gruu != nil
