@@ -29,13 +29,26 @@ func newCoreUDP(t *testing.T) *coreUDP {
 	return &coreUDP{t: t, c: c}
 }
 
-// send sends a request to the edge and returns its final response.
+// send sends a request to the edge and returns its final response: the
+// first final whose top Via branch is the request's (RFC 3261 §17.1.3), so
+// that a retransmitted final of an earlier transaction the core never
+// ACKed (the edge resends it until Timer H) is not taken for this one.
 func (c *coreUDP) send(to *net.UDPAddr, msg string) *rawMsg {
 	c.t.Helper()
 	if _, err := c.c.WriteToUDP([]byte(msg), to); err != nil {
 		c.t.Fatal(err)
 	}
-	return c.final()
+	req, err := parseRaw(msg)
+	if err != nil {
+		c.t.Fatalf("core: own request: %v", err)
+	}
+	want := topBranch(req)
+	for {
+		m := c.final()
+		if topBranch(m) == want {
+			return m
+		}
+	}
 }
 
 func (c *coreUDP) final() *rawMsg {
@@ -49,6 +62,22 @@ func (c *coreUDP) final() *rawMsg {
 			return m
 		}
 	}
+}
+
+// topBranch is the branch parameter of m's top Via.
+func topBranch(m *rawMsg) string {
+	vias := m.all("Via")
+	if len(vias) == 0 {
+		return ""
+	}
+	_, br, ok := strings.Cut(vias[0], ";branch=")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(br, ";, \t"); i >= 0 {
+		br = br[:i]
+	}
+	return br
 }
 
 func pathToken(t *testing.T, path string) (string, bool) {
