@@ -4,10 +4,12 @@
 // Layout: AORs are spread over a fixed number of shards, each guarded by
 // its own mutex, so Update on one AOR never waits for an UpdateFunc running
 // on an AOR of another shard. Each shard keeps a min-heap of its AORs
-// ordered by their earliest binding expiry: Sweep (and Count, which sweeps
-// first) pops only the AORs that have something to expire, so removing
-// expired bindings costs O(expired · log n) rather than a full scan, and the
-// live count is maintained incrementally.
+// ordered by their earliest binding expiry, or rather a lower bound of it
+// that Sweep corrects when it comes due, so that a refresh (which moves
+// the expiry later) costs no heap work. Sweep (and Count, which sweeps
+// first) pops only the AORs that have something due, so removing expired
+// bindings costs O(due · log n) rather than a full scan, and the live
+// count is maintained incrementally.
 //
 // An AOR's bindings are kept as one string in the encoding of package
 // bindcodec, not as Binding structs: at 100,000 AORs the structs (a dozen
@@ -208,7 +210,13 @@ func (s *Store) replaceLocked(sh *shard, aor string, e *entry, bs []registrar.Bi
 		return
 	}
 	e.set(bs)
-	sh.exp.fix(e)
+	// The heap keeps a lower bound of each entry's earliest expiry: a
+	// refresh, which usually moves it later, costs no heap work; the
+	// sweep corrects the bound when it comes due. Only an earlier
+	// expiry must move the entry now.
+	if e.minExp < sh.exp[e.idx].exp {
+		sh.exp.fix(e)
+	}
 }
 
 // set stores bs (not empty) in e.
@@ -251,6 +259,10 @@ func (s *Store) sweepLocked(sh *shard, now time.Time) int {
 	ns := now.UnixNano()
 	for sh.exp.Len() > 0 && sh.exp[0].exp <= ns {
 		e := sh.exp[0].e
+		if e.minExp > ns { // refreshed since: only its bound was due
+			sh.exp.fix(e)
+			continue
+		}
 		bs, _ := e.bindings() // a list that does not decode goes
 		kept := live(bs, now)
 		removed += int(e.n) - len(kept)
@@ -311,7 +323,7 @@ func (s *Store) Close() error {
 type expHeap []heapItem
 
 type heapItem struct {
-	exp int64 // e.minExp
+	exp int64 // at most e.minExp (see replaceLocked)
 	e   *entry
 }
 

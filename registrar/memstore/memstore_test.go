@@ -101,3 +101,49 @@ func BenchmarkUpdate(b *testing.B) {
 		}
 	}
 }
+
+// TestSweepFollowsRefreshes: the expiry heap holds only a lower bound of
+// each AOR's earliest expiry. A refresh that moves it later leaves the
+// bound behind (the sweep must keep the binding when the old time comes),
+// one that moves it earlier must take effect at once, and Count stays
+// exact either way.
+func TestSweepFollowsRefreshes(t *testing.T) {
+	clock := storetest.NewClock(storetest.Epoch)
+	s := memstore.New(clock.Now)
+	ctx := context.Background()
+	set := func(aor string, ttl time.Duration) {
+		t.Helper()
+		exp := clock.Now().Add(ttl)
+		if _, err := s.Update(ctx, aor, func([]registrar.Binding) ([]registrar.Binding, error) {
+			return []registrar.Binding{{AOR: aor, Key: "k", Contact: "<sip:k@192.0.2.1>", Expires: exp}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(want int64) {
+		t.Helper()
+		if n, err := s.Count(ctx); err != nil || n != want {
+			t.Fatalf("Count = %d, %v; want %d", n, err, want)
+		}
+	}
+	set("sip:later@example.com", time.Minute)
+	set("sip:earlier@example.com", time.Hour)
+	for range 5 { // refreshes before the first expiry, each moving it later
+		clock.Advance(30 * time.Second)
+		set("sip:later@example.com", time.Minute)
+	}
+	set("sip:earlier@example.com", 10*time.Second) // moved earlier
+	count(2)
+	clock.Advance(10 * time.Second)
+	count(1) // earlier expired exactly on time
+	clock.Advance(45 * time.Second)
+	count(1) // later's first expiries passed long ago; its binding lives
+	if got, _ := s.Get(ctx, "sip:later@example.com"); len(got) != 1 {
+		t.Fatalf("later: %d bindings after its old expiries, want 1", len(got))
+	}
+	clock.Advance(15 * time.Second)
+	count(0)
+	if n := s.Sweep(); n != 0 {
+		t.Errorf("second sweep removed %d, want 0", n)
+	}
+}
