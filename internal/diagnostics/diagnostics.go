@@ -15,12 +15,10 @@
 package diagnostics
 
 import (
-	"container/list"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -216,8 +214,11 @@ type Detector struct {
 	logs *ratelimit.Keyed[struct{}]
 
 	mu      sync.Mutex
-	devices map[devKey]*list.Element // of *device
-	lru     *list.List               // front = most recently seen
+	devices map[devKey]*device
+	// lru links every device, most recently seen first: the links live in
+	// the devices themselves, so a device is two objects (it and its
+	// names), not four, for the collector to trace.
+	lru lruList
 	// shortened counts, per AOR, the devices whose last grant was shorter
 	// than asked (grantedUntil set); misses holds the inbound requests
 	// that found no binding for such an AOR since its last 2xx.
@@ -233,12 +234,53 @@ type missed struct {
 
 type devKey struct{ aor, device string }
 
+// lruList is an intrusive doubly linked list of devices.
+type lruList struct {
+	front, back *device
+	n           int
+}
+
+func (l *lruList) pushFront(s *device) {
+	s.prev, s.next = nil, l.front
+	if l.front != nil {
+		l.front.prev = s
+	} else {
+		l.back = s
+	}
+	l.front = s
+	l.n++
+}
+
+func (l *lruList) remove(s *device) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		l.front = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else {
+		l.back = s.prev
+	}
+	s.prev, s.next = nil, nil
+	l.n--
+}
+
+func (l *lruList) moveToFront(s *device) {
+	if l.front == s {
+		return
+	}
+	l.remove(s)
+	l.pushFront(s)
+}
+
 // device is the state kept per (AOR, device).
 type device struct {
-	key      devKey
-	seen     time.Time
-	interval time.Duration // last granted expiry, for clearing
-	findings map[string]*finding
+	key        devKey
+	prev, next *device // Detector.lru
+	seen       time.Time
+	interval   time.Duration // last granted expiry, for clearing
+	findings   map[string]*finding
 
 	// interval_too_brief_loop
 	briefExp   int64
@@ -305,7 +347,7 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 	}
 	d := &Detector{
 		cfg: cfg, now: now, log: logger, logs: ratelimit.NewKeyed[struct{}](logLinesPerSecond, logLinesBurst, 1, now),
-		devices: map[devKey]*list.Element{}, lru: list.New(),
+		devices:   map[devKey]*device{},
 		shortened: map[string]int{}, misses: map[string]*missed{},
 		active: metric.GaugeVec("pinhole_diagnostics_active",
 			"Findings currently active on this node, by fingerprint.", "fingerprint"),
@@ -326,28 +368,28 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 // the least recently seen beyond MaxDevices), and marks it seen at now.
 func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 	k := devKey{aor, dev}
-	if el, ok := d.devices[k]; ok {
-		d.lru.MoveToFront(el)
-		s := el.Value.(*device)
+	if s, ok := d.devices[k]; ok {
+		d.lru.moveToFront(s)
 		s.seen = now
 		return s
 	}
-	for d.lru.Len() >= d.cfg.MaxDevices {
-		old := d.lru.Back()
-		s := old.Value.(*device)
+	for d.lru.n >= d.cfg.MaxDevices {
+		s := d.lru.back
 		for fp := range s.findings {
 			d.active.WithLabelValues(fp).Dec()
 		}
 		d.setGrantLocked(s, time.Time{})
 		delete(d.devices, s.key)
-		d.lru.Remove(old)
+		d.lru.remove(s)
 	}
 	// The names often come from the request (substrings of its parsed
 	// headers): copied, so a device does not keep its first REGISTER's
-	// headers alive (about 145 B per device at 100,000).
-	k = devKey{strings.Clone(aor), strings.Clone(dev)}
+	// headers alive (about 145 B per device at 100,000), into one string.
+	both := aor + dev
+	k = devKey{both[:len(aor)], both[len(aor):]}
 	s := &device{key: k, seen: now} // findings made on the first one: most devices never have any
-	d.devices[k] = d.lru.PushFront(s)
+	d.devices[k] = s
+	d.lru.pushFront(s)
 	return s
 }
 
@@ -415,14 +457,14 @@ func (d *Detector) Findings(aor, fingerprint string) []Finding {
 		}
 	}
 	if aor != "" {
-		for k, el := range d.devices {
+		for k, s := range d.devices {
 			if k.aor == aor {
-				visit(el.Value.(*device))
+				visit(s)
 			}
 		}
 	} else {
-		for el := d.lru.Front(); el != nil; el = el.Next() {
-			visit(el.Value.(*device))
+		for s := d.lru.front; s != nil; s = s.next {
+			visit(s)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -442,7 +484,7 @@ func (d *Detector) Findings(aor, fingerprint string) []Finding {
 func (d *Detector) Devices() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.lru.Len()
+	return d.lru.n
 }
 
 // logAllowed takes one of the node's diagnostic log lines.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -342,5 +343,27 @@ func TestFlowChurnStormLogsBounded(t *testing.T) {
 	}
 	if lines := strings.Count(logs.String(), "registration diagnostic"); lines == 0 || lines > logLinesBurst {
 		t.Errorf("%d diagnostic log lines for a %d-device storm, want 1..%d", lines, devices, logLinesBurst)
+	}
+}
+
+// TestLRUKeepsRecentlySeen: seeing a device again moves it to the front,
+// so the one evicted is the least recently seen, not the oldest created.
+func TestLRUKeepsRecentlySeen(t *testing.T) {
+	d, c, _, _ := newDetector(t, Config{MaxDevices: 3})
+	see := func(name string) {
+		d.ObserveRegister(obs(c, 200, "", contact("sip:"+name+"@192.0.2.1", 3600, 3600)))
+	}
+	for _, n := range []string{"a", "b", "c", "a", "d"} {
+		see(n)
+	}
+	d.mu.Lock()
+	var order []string
+	for s := d.lru.front; s != nil; s = s.next {
+		order = append(order, s.key.device)
+	}
+	back := d.lru.back.key.device
+	d.mu.Unlock()
+	if want := []string{"sip:d@192.0.2.1", "sip:a@192.0.2.1", "sip:c@192.0.2.1"}; !slices.Equal(order, want) || back != want[2] {
+		t.Errorf("LRU front to back = %v (back %s), want %v", order, back, want)
 	}
 }

@@ -116,8 +116,8 @@ func (d *Detector) PlainRegistered(aor string, registered, removed []string, flo
 		d.clearLocked(s, now)
 	}
 	for _, c := range removed {
-		if el, ok := d.devices[devKey{aor, c}]; ok && el.Value.(*device).edge != nil {
-			el.Value.(*device).edge.regFlow = flowtable.FlowKey{}
+		if s, ok := d.devices[devKey{aor, c}]; ok && s.edge != nil {
+			s.edge.regFlow = flowtable.FlowKey{}
 		}
 	}
 }
@@ -131,11 +131,10 @@ func (d *Detector) PlainRouteMissing(method, aor, contact string, f flowtable.Fl
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	el, ok := d.devices[devKey{aor, contact}]
+	s, ok := d.devices[devKey{aor, contact}]
 	if !ok {
 		return
 	}
-	s := el.Value.(*device)
 	if s.edge == nil || s.edge.regFlow != f.FlowKey {
 		return
 	}
