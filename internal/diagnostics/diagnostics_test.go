@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
-	"slices"
 	"testing"
 	"time"
 
