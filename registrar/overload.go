@@ -230,7 +230,7 @@ func (r *Registrar) AdmitRegister(ctx context.Context, req *sip.Request) (releas
 		return release, nil, true
 	}
 	lo, hi := int(r.cfg.RetryAfterMin/time.Second), int(r.cfg.RetryAfterMax/time.Second)
-	res = sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+	res = newResponse(req, 503, "Service Unavailable")
 	res.AppendHeader(sip.NewHeader("Retry-After", strconv.Itoa(lo+r.randN(hi-lo+1))))
 	r.metrics.register.WithLabelValues("503", "overload").Inc()
 	return nil, res, false

@@ -112,7 +112,7 @@ func (r *Registrar) answerReject(req *sip.Request, src Source, rej *Rejection) *
 
 // rejectResponse is the SIP answer to rej.
 func rejectResponse(req *sip.Request, rej *Rejection) *sip.Response {
-	res := sip.NewResponseFromRequest(req, rej.Code, rej.Phrase, nil)
+	res := newResponse(req, rej.Code, rej.Phrase)
 	for _, h := range rej.Headers {
 		res.AppendHeader(h)
 	}
@@ -594,7 +594,7 @@ func (r *Registrar) apply(in updateInput, cur []Binding) ([]Binding, error) {
 func (r *Registrar) okResponse(req *sip.Request, now time.Time, bindings []Binding, supported extensions,
 	pathVec []string, outbound bool, infoName, infoValue, aor, transport string) *sip.Response {
 
-	res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	res := newResponse(req, 200, "OK")
 	slices.SortStableFunc(bindings, func(a, b Binding) int {
 		if a.Q != b.Q {
 			return b.Q - a.Q

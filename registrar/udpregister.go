@@ -99,11 +99,11 @@ func (u *udpRegisters) serve(pc addrPortWriter, data []byte, src netip.AddrPort,
 		if p := recover(); p != nil {
 			s.log.Error("panic in SIP handler", "method", "REGISTER", "panic", fmt.Sprint(p),
 				"call_id", headerValue(req, "call-id"), "stack", string(debug.Stack()))
-			_ = respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+			_ = respond(newResponse(req, 500, "Server Internal Error"))
 		}
 	}()
 	if s.draining.Load() {
-		res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+		res := newResponse(req, 503, "Service Unavailable")
 		res.AppendHeader(sip.NewHeader("Retry-After", "5"))
 		_ = respond(res)
 		return
