@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pinhole-sip/pinhole/flowtable"
+	"github.com/pinhole-sip/pinhole/internal/lru"
 	"github.com/pinhole-sip/pinhole/internal/metric"
 	"github.com/pinhole-sip/pinhole/internal/ratelimit"
 )
@@ -215,10 +216,10 @@ type Detector struct {
 
 	mu      sync.Mutex
 	devices map[devKey]*device
-	// lru links every device, most recently seen first: the links live in
-	// the devices themselves, so a device is two objects (it and its
-	// names), not four, for the collector to trace.
-	lru lruList
+	// lru orders the devices, most recently seen first; its links live in
+	// the devices, so a device is two objects (it and its names), not
+	// four, for the collector to trace.
+	lru lru.List[device, *device]
 	// shortened counts, per AOR, the devices whose last grant was shorter
 	// than asked (grantedUntil set); misses holds the inbound requests
 	// that found no binding for such an AOR since its last 2xx.
@@ -234,53 +235,16 @@ type missed struct {
 
 type devKey struct{ aor, device string }
 
-// lruList is an intrusive doubly linked list of devices.
-type lruList struct {
-	front, back *device
-	n           int
-}
-
-func (l *lruList) pushFront(s *device) {
-	s.prev, s.next = nil, l.front
-	if l.front != nil {
-		l.front.prev = s
-	} else {
-		l.back = s
-	}
-	l.front = s
-	l.n++
-}
-
-func (l *lruList) remove(s *device) {
-	if s.prev != nil {
-		s.prev.next = s.next
-	} else {
-		l.front = s.next
-	}
-	if s.next != nil {
-		s.next.prev = s.prev
-	} else {
-		l.back = s.prev
-	}
-	s.prev, s.next = nil, nil
-	l.n--
-}
-
-func (l *lruList) moveToFront(s *device) {
-	if l.front == s {
-		return
-	}
-	l.remove(s)
-	l.pushFront(s)
-}
+// LRU gives Detector.lru the device's links.
+func (s *device) LRU() *lru.Links[device] { return &s.links }
 
 // device is the state kept per (AOR, device).
 type device struct {
-	key        devKey
-	prev, next *device // Detector.lru
-	seen       time.Time
-	interval   time.Duration // last granted expiry, for clearing
-	findings   map[string]*finding
+	key      devKey
+	links    lru.Links[device] // Detector.lru
+	seen     time.Time
+	interval time.Duration // last granted expiry, for clearing
+	findings map[string]*finding
 
 	// interval_too_brief_loop
 	briefExp   int64
@@ -369,18 +333,18 @@ func New(cfg Config, reg prometheus.Registerer, logger *slog.Logger, now func() 
 func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 	k := devKey{aor, dev}
 	if s, ok := d.devices[k]; ok {
-		d.lru.moveToFront(s)
+		d.lru.MoveToFront(s)
 		s.seen = now
 		return s
 	}
-	for d.lru.n >= d.cfg.MaxDevices {
-		s := d.lru.back
+	for d.lru.Len() >= d.cfg.MaxDevices {
+		s := d.lru.Back()
 		for fp := range s.findings {
 			d.active.WithLabelValues(fp).Dec()
 		}
 		d.setGrantLocked(s, time.Time{})
 		delete(d.devices, s.key)
-		d.lru.remove(s)
+		d.lru.Remove(s)
 	}
 	// The names often come from the request (substrings of its parsed
 	// headers): copied, so a device does not keep its first REGISTER's
@@ -389,7 +353,7 @@ func (d *Detector) deviceLocked(aor, dev string, now time.Time) *device {
 	k = devKey{both[:len(aor)], both[len(aor):]}
 	s := &device{key: k, seen: now} // findings made on the first one: most devices never have any
 	d.devices[k] = s
-	d.lru.pushFront(s)
+	d.lru.PushFront(s)
 	return s
 }
 
@@ -463,7 +427,7 @@ func (d *Detector) Findings(aor, fingerprint string) []Finding {
 			}
 		}
 	} else {
-		for s := d.lru.front; s != nil; s = s.next {
+		for s := d.lru.Front(); s != nil; s = d.lru.Next(s) {
 			visit(s)
 		}
 	}
@@ -484,7 +448,7 @@ func (d *Detector) Findings(aor, fingerprint string) []Finding {
 func (d *Detector) Devices() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.lru.n
+	return d.lru.Len()
 }
 
 // logAllowed takes one of the node's diagnostic log lines.

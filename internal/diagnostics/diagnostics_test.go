@@ -358,10 +358,10 @@ func TestLRUKeepsRecentlySeen(t *testing.T) {
 	}
 	d.mu.Lock()
 	var order []string
-	for s := d.lru.front; s != nil; s = s.next {
+	for s := d.lru.Front(); s != nil; s = d.lru.Next(s) {
 		order = append(order, s.key.device)
 	}
-	back := d.lru.back.key.device
+	back := d.lru.Back().key.device
 	d.mu.Unlock()
 	if want := []string{"sip:d@192.0.2.1", "sip:a@192.0.2.1", "sip:c@192.0.2.1"}; !slices.Equal(order, want) || back != want[2] {
 		t.Errorf("LRU front to back = %v (back %s), want %v", order, back, want)

@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/pinhole-sip/pinhole/internal/lru"
 )
 
 // DefaultCapacity is the bucket count used when New is given none:
@@ -67,18 +69,20 @@ type Keyed[K comparable] struct {
 
 	mu        sync.Mutex
 	buckets   map[K]*bucket[K]
-	head      *bucket[K] // most recently used
-	tail      *bucket[K] // least recently used
+	lru       lru.List[bucket[K], *bucket[K]] // front = most recently used
 	evictions uint64
 }
 
 type bucket[K comparable] struct {
-	key        K
-	tokens     float64
-	last       time.Time
-	dropping   bool // the previous request from this source was refused
-	prev, next *bucket[K]
+	key      K
+	tokens   float64
+	last     time.Time
+	dropping bool // the previous request from this source was refused
+	links    lru.Links[bucket[K]]
 }
+
+// LRU gives Keyed.lru the bucket's links.
+func (b *bucket[K]) LRU() *lru.Links[bucket[K]] { return &b.links }
 
 // NewKeyed returns a bounded limiter: rate tokens per second, burst
 // tokens at most, capacity buckets at most (DefaultCapacity when <= 0).
@@ -102,14 +106,14 @@ func (l *Keyed[K]) Allow(k K) (ok, firstDrop bool) {
 	if b == nil {
 		if len(l.buckets) >= l.capacity {
 			l.evictions++
-			l.remove(l.tail)
+			l.remove(l.lru.Back())
 		}
 		b = &bucket[K]{key: k, tokens: l.burst, last: now}
 		l.buckets[k] = b
+		l.lru.PushFront(b)
 	} else {
-		l.unlink(b)
+		l.lru.MoveToFront(b)
 	}
-	l.pushFront(b)
 	if dt := now.Sub(b.last).Seconds(); dt > 0 {
 		b.tokens = min(l.burst, b.tokens+dt*l.rate)
 	}
@@ -142,7 +146,7 @@ func (l *Keyed[K]) Evictions() uint64 {
 // have refilled: forgetting them changes no answer.
 func (l *Keyed[K]) reclaim(now time.Time) {
 	for range reclaimPerCall {
-		b := l.tail
+		b := l.lru.Back()
 		if b == nil || b.tokens+now.Sub(b.last).Seconds()*l.rate < l.burst {
 			return
 		}
@@ -151,31 +155,6 @@ func (l *Keyed[K]) reclaim(now time.Time) {
 }
 
 func (l *Keyed[K]) remove(b *bucket[K]) {
-	l.unlink(b)
+	l.lru.Remove(b)
 	delete(l.buckets, b.key)
-}
-
-func (l *Keyed[K]) unlink(b *bucket[K]) {
-	if b.prev != nil {
-		b.prev.next = b.next
-	} else {
-		l.head = b.next
-	}
-	if b.next != nil {
-		b.next.prev = b.prev
-	} else {
-		l.tail = b.prev
-	}
-	b.prev, b.next = nil, nil
-}
-
-func (l *Keyed[K]) pushFront(b *bucket[K]) {
-	b.next = l.head
-	if l.head != nil {
-		l.head.prev = b
-	}
-	l.head = b
-	if l.tail == nil {
-		l.tail = b
-	}
 }
