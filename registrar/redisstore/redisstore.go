@@ -707,15 +707,6 @@ func decodeState(aor string, v, b any) (cached, error) {
 	return cached{v: vs, list: bs, bs: out}, nil
 }
 
-func hasKey(bs []registrar.Binding, key string) bool {
-	for _, b := range bs {
-		if b.Key == key {
-			return true
-		}
-	}
-	return false
-}
-
 func maxExpires(bs []registrar.Binding) time.Time {
 	m := bs[0].Expires
 	for _, b := range bs[1:] {
