@@ -163,7 +163,7 @@ func TestNonce(t *testing.T) {
 	tampered[3] ^= 1
 	tests := []struct {
 		name  string
-		keys  nonceKeys
+		keys  *nonceKeys
 		nonce string
 		at    time.Time
 		want  nonceStatus

@@ -46,10 +46,17 @@ type nonceKeys struct {
 	// macs[i] keeps HMAC states keyed with secrets[i]: hmac.New hashes the
 	// key and allocates two SHA-256 states, on every REGISTER twice.
 	macs []*sync.Pool
+	// prefix is what every MAC input starts with: "pinhole-nonce" NUL
+	// realm NUL, made once (a []byte(string) conversion passed to a
+	// hash.Hash allocates on every call).
+	prefix []byte
 }
 
-func newNonceKeys(secrets [][]byte, realm string) nonceKeys {
-	k := nonceKeys{secrets: secrets, realm: realm, macs: make([]*sync.Pool, len(secrets))}
+// newNonceKeys returns keys for secrets. They are never changed after:
+// a rotation makes new ones, so a *nonceKeys can be shared without a lock.
+func newNonceKeys(secrets [][]byte, realm string) *nonceKeys {
+	k := &nonceKeys{secrets: secrets, realm: realm, macs: make([]*sync.Pool, len(secrets)),
+		prefix: []byte("pinhole-nonce\x00" + realm + "\x00")}
 	for i, s := range secrets {
 		k.macs[i] = &sync.Pool{New: func() any { return hmac.New(sha256.New, s) }}
 	}
@@ -61,7 +68,7 @@ const maxNonceSecrets = 8
 
 // rotated returns keys signing with next[0] that also verify the current
 // secrets next lacks, so nonces already handed out stay valid.
-func (k nonceKeys) rotated(next [][]byte) nonceKeys {
+func (k *nonceKeys) rotated(next [][]byte) *nonceKeys {
 	merged := append([][]byte(nil), next...)
 	for _, old := range k.secrets {
 		known := false
@@ -79,9 +86,7 @@ func (k nonceKeys) rotated(next [][]byte) nonceKeys {
 func (k *nonceKeys) mac(i int, body []byte, out *[sha256.Size]byte) []byte {
 	m := k.macs[i].Get().(hash.Hash)
 	m.Reset()
-	m.Write([]byte("pinhole-nonce\x00"))
-	m.Write([]byte(k.realm))
-	m.Write([]byte{0})
+	m.Write(k.prefix)
 	m.Write(body)
 	sum := m.Sum(out[:0])
 	k.macs[i].Put(m)

@@ -77,7 +77,7 @@ type Verifier struct {
 	log      *slog.Logger
 	now      func() time.Time
 	keysMu   sync.RWMutex
-	keys     nonceKeys
+	keys     *nonceKeys
 	opaque   string
 	dummy    map[string]string // HA1 per algorithm for unknown users
 	accepted map[string]bool   // algorithms accepted in credentials
@@ -400,6 +400,5 @@ func (v *Verifier) SetNonceSecrets(secrets [][]byte) error {
 func (v *Verifier) nonceKeys() *nonceKeys {
 	v.keysMu.RLock()
 	defer v.keysMu.RUnlock()
-	k := v.keys
-	return &k
+	return v.keys
 }
