@@ -74,6 +74,10 @@ func newNameKeys(prefix string) nameKeys {
 	}
 }
 
+// keys are the index's keys in the order nameop.lua and cas.lua take
+// them: router, chunk id counter, name count, prior name set.
+func (k nameKeys) keys() []string { return []string{k.router, k.id, k.count, k.prior} }
+
 func indexable(aor string) bool { return !strings.ContainsAny(aor, "\n\x00") }
 
 // op runs nameop.lua's "add" or "del" for aor.
@@ -81,14 +85,14 @@ func (k nameKeys) op(ctx context.Context, c redis.UniversalClient, op, aor strin
 	if !indexable(aor) {
 		return nil
 	}
-	return nameOpScript.Run(ctx, c, []string{k.router, k.id, k.count, k.prior}, op, k.chunks, aor).Err()
+	return nameOpScript.Run(ctx, c, k.keys(), op, k.chunks, aor).Err()
 }
 
 // movePrior moves up to moveRounds batches of the prior name set into the
 // chunks. Errors end it; the next Count goes on.
 func (k nameKeys) movePrior(ctx context.Context, c redis.UniversalClient) {
 	for range moveRounds {
-		n, err := nameOpScript.Run(ctx, c, []string{k.router, k.id, k.count, k.prior}, "move", k.chunks, moveBatch).Int()
+		n, err := nameOpScript.Run(ctx, c, k.keys(), "move", k.chunks, moveBatch).Int()
 		if err != nil || n < moveBatch {
 			return
 		}

@@ -166,6 +166,9 @@ type cached struct {
 	bs   []registrar.Binding
 }
 
+// fromLegacy reports whether c was read from the earlier layout's hash.
+func (c cached) fromLegacy() bool { return strings.HasPrefix(c.v, legacyVersion) }
+
 var _ registrar.Store = (*Store)(nil)
 
 // New validates cfg, builds the Redis client it describes and returns a
@@ -403,8 +406,8 @@ func (s *Store) Update(ctx context.Context, aor string, fn registrar.UpdateFunc)
 func (s *Store) casKeys(aor string) []string {
 	keys := []string{s.Key(aor), s.LegacyKey(aor)}
 	if s.inScript {
-		keys = append(keys, s.priorIndex, s.counts, s.legacyIndex,
-			s.names.router, s.names.id, s.names.count, s.names.prior)
+		keys = append(keys, s.priorIndex, s.counts, s.legacyIndex)
+		keys = append(keys, s.names.keys()...)
 	}
 	return keys
 }
@@ -457,7 +460,7 @@ func expirySecond(t time.Time) string {
 // expiry set counts them until appendLegacyArgs removes them).
 func appendCountArgs(args []any, aor string, old cached, next []registrar.Binding) []any {
 	var olds []registrar.Binding
-	if !strings.HasPrefix(old.v, legacyVersion) {
+	if !old.fromLegacy() {
 		olds = old.bs
 	}
 	args = append(args, len(olds))
@@ -474,7 +477,7 @@ func appendCountArgs(args []any, aor string, old cached, next []registrar.Bindin
 // appendLegacyArgs appends the earlier layout's expiry members of old's
 // bindings when old came from that layout (they leave that index).
 func appendLegacyArgs(args []any, aor string, old cached) []any {
-	if !strings.HasPrefix(old.v, legacyVersion) {
+	if !old.fromLegacy() {
 		return append(args, 0)
 	}
 	args = append(args, len(old.bs))
@@ -496,7 +499,7 @@ func (s *Store) reindex(ctx context.Context, aor string, old cached, next []regi
 	switch {
 	case len(next) == 0:
 		s.unlistIfGone(ctx, aor)
-	case old.v == "" || strings.HasPrefix(old.v, legacyVersion):
+	case old.v == "" || old.fromLegacy():
 		// The AOR key did not exist before this write.
 		_ = s.names.op(ctx, s.c, "add", aor)
 	}
