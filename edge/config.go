@@ -32,6 +32,11 @@ const (
 	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultMessageTimeout    = 10 * time.Second
+	// DefaultParkAfter: an access TCP/TLS connection with no SIP message
+	// for this long (keep-alives do not count) and none in flight is
+	// parked (listen[].park_after). Over 64*T1 = 32 s, so that sipgo's
+	// completed transactions over it have ended.
+	DefaultParkAfter = 40 * time.Second
 	DefaultProbeInterval     = 5 * time.Second
 	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
@@ -149,6 +154,10 @@ type RateLimitConfig struct {
 	Disabled   bool `yaml:"disabled"`
 }
 
+// minParkAfter is 64*T1 (RFC 3261 Timers H, J; RFC 6026 Timers L, M): a
+// variable so that tests can park within a second.
+var minParkAfter = 32 * time.Second
+
 // FlowTimerConfig is the Flow-Timer (RFC 5626 §4.4) given to outbound UAs,
 // per transport class; the registrar's registrar.flow_timer is the same type.
 type FlowTimerConfig = flowtable.Timer
@@ -175,6 +184,13 @@ type ListenConfig struct {
 	// connection is closed (slowloris; default 10s). A connection that
 	// sends nothing is bounded by IdleTimeout and the connection caps.
 	MessageTimeout time.Duration `yaml:"message_timeout"`
+	// ParkAfter (tcp and tls listeners facing UAs): a connection with no
+	// SIP message either way for this long and nothing in flight on it
+	// is parked: its SIP reader goroutine ends, a small waiter answers its
+	// keep-alives, and the first message either way wakes it (default
+	// 40s; more than 32s; a negative value never parks). It saves an idle
+	// registered flow about 10 KiB.
+	ParkAfter time.Duration `yaml:"park_after"`
 	// DSCP overrides edge.dscp for this listener; 0 means edge.dscp.
 	DSCP int `yaml:"dscp"`
 	// HandshakeTimeout bounds a DTLS handshake (dtls only; default 10s).
@@ -235,6 +251,9 @@ func (c *Config) SetDefaults() {
 			}
 			if l.MessageTimeout == 0 {
 				l.MessageTimeout = DefaultMessageTimeout
+			}
+			if l.ParkAfter == 0 && (l.Transport == "tcp" || l.Transport == "tls") {
+				l.ParkAfter = DefaultParkAfter
 			}
 		}
 		if l.MaxMessage == 0 {
@@ -344,6 +363,9 @@ func (c *Config) Validate() error {
 			if l.IdleTimeout > 0 && l.IdleTimeout <= c.FlowTimer.UDP {
 				bad("%s.idle_timeout: %v must exceed edge.flow_timer.udp (%v) (RFC 5626 §4.4.1)", p, l.IdleTimeout, c.FlowTimer.UDP)
 			}
+		}
+		if l.ParkAfter > 0 && l.ParkAfter <= minParkAfter {
+			bad("%s.park_after: %v must exceed 64*T1 (%v), or be negative to never park", p, l.ParkAfter, minParkAfter)
 		}
 		if t == "tls" || t == "wss" || t == "dtls" {
 			if err := l.TLS.Validate(); err != nil {

@@ -22,6 +22,7 @@ func (s *Server) fromCore(req *sip.Request, tx sip.ServerTransaction, in inbound
 		s.reject(req, tx, in, 430, "Flow Failed", reasonFlowGone, err)
 		return
 	}
+	defer lg.done()
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
 	if dialogForming(req) {

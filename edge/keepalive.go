@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,6 +66,21 @@ type StreamOptions struct {
 	// (and its body) and writes reply, when non-nil, to the peer; a non-nil
 	// out replaces the header section (a normalised form).
 	Check func(hdr []byte) (out, reply []byte, ok bool)
+	// ParkAfter, when > 0 and Resume is set, parks the connection once no
+	// SIP message went either way for that long and nothing is in flight
+	// on it (park.go): sipgo's reader goroutine ends and a small waiter
+	// answers keep-alives until a message arrives or one is to be sent.
+	// It must exceed 64*T1 (32 s), so that sipgo's completed transactions
+	// over the connection (RFC 3261 Timers J and H, RFC 6026 Timers L and
+	// M) have ended by then.
+	ParkAfter time.Duration
+	// Resume hands a new read session of a parked connection to whoever
+	// accepts for sipgo (the Listener); it fails once that is closed.
+	Resume func(net.Conn) error
+	// OnPark and OnWake report parking and its end (reason: WakeMessage,
+	// WakeSend, WakeClosed).
+	OnPark func()
+	OnWake func(reason string)
 	// OnClose is called exactly once when the connection is closed, with
 	// the reason: the read error that ended it (io.EOF when the peer closed),
 	// ErrMessageTooLarge / ErrFraming / ErrIdleTimeout (wrapped), or nil when
@@ -103,6 +119,19 @@ type StreamConn struct {
 	// broken is a framing error met after the messages still pending.
 	broken error
 
+	// lastByte is when bytes last arrived (reader-owned, like the fields
+	// above; a parked connection's waiter owns them in its place).
+	lastByte time.Time
+	// parkRetry is the earliest next attempt to park after one found the
+	// connection busy (reader-owned).
+	parkRetry time.Time
+	// lastMsg is when the last SIP message bytes were read or written
+	// (Unix nanoseconds); set only when parking is on.
+	lastMsg atomic.Int64
+	park    parking
+
+	pmu sync.Mutex // guards park
+
 	wmu sync.Mutex // serialises writes to Conn
 
 	closeOnce sync.Once
@@ -116,7 +145,14 @@ func NewStreamConn(c net.Conn, opt StreamOptions) *StreamConn {
 	if opt.MaxMessage <= 0 {
 		opt.MaxMessage = DefaultMaxMessage
 	}
-	return &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{})}
+	if opt.Resume == nil {
+		opt.ParkAfter = 0
+	}
+	s := &StreamConn{Conn: c, opt: opt, fr: framer{max: opt.MaxMessage, check: opt.Check}, closed: make(chan struct{}), lastByte: time.Now()}
+	if opt.ParkAfter > 0 {
+		s.lastMsg.Store(time.Now().UnixNano())
+	}
+	return s
 }
 
 // Closed is closed once the connection has been closed.
@@ -153,48 +189,38 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 			return 0, s.fail(s.broken, true)
 		}
 		msgDeadline := s.messageDeadline()
-		if deadline := s.readDeadline(msgDeadline); !deadline.IsZero() {
+		parkAt := s.parkDeadline()
+		deadline := s.readDeadline(msgDeadline)
+		if !parkAt.IsZero() && (deadline.IsZero() || parkAt.Before(deadline)) {
+			deadline = parkAt
+		}
+		// With parking on the deadline is always set, zero included: a
+		// wake-up poke (park.go) may have left one in the past.
+		if !deadline.IsZero() || s.opt.ParkAfter > 0 {
 			if err := s.Conn.SetReadDeadline(deadline); err != nil {
 				return 0, s.fail(fmt.Errorf("set read deadline: %w", err), false)
 			}
 		}
 		n, err := s.Conn.Read(p)
 		if n > 0 {
-			if s.opt.OnActivity != nil {
-				s.opt.OnActivity()
+			broke, werr := s.consume(p[:n])
+			if werr != nil {
+				return 0, werr
 			}
-			done := s.fr.done
-			pings, ferr := s.fr.feed(p[:n], &s.pending)
-			switch {
-			case s.fr.state == fsIdle && s.fr.done != done:
-				s.msgStart = time.Time{} // between messages
-			case s.fr.state != fsIdle && (s.fr.done != done || s.msgStart.IsZero()):
-				s.msgStart = time.Now() // a new message began in this chunk
-			}
-			for range pings {
-				// Counted before the pong goes out, so whoever sees the
-				// pong also sees the keep-alive recorded.
-				if s.opt.OnKeepalive != nil {
-					s.opt.OnKeepalive()
-				}
-				if werr := s.pong(); werr != nil {
-					return 0, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
-				}
-			}
-			for _, r := range s.fr.replies {
-				if _, werr := s.Write(r); werr != nil {
-					return 0, s.fail(fmt.Errorf("write reply to a malformed request: %w", werr), true)
-				}
-			}
-			s.fr.replies = s.fr.replies[:0]
-			if ferr != nil {
+			if broke {
 				// The stream is unusable past this point, but every
 				// message before it is complete: pass those on first.
-				s.broken = ferr
 				continue
 			}
 		}
 		if err != nil {
+			if n == 0 && !parkAt.IsZero() && isTimeout(err) && !time.Now().Before(parkAt) {
+				if s.tryPark() {
+					return 0, errParked
+				}
+				s.parkRetry = time.Now().Add(s.opt.ParkAfter)
+				continue
+			}
 			if !msgDeadline.IsZero() && isTimeout(err) && !time.Now().Before(msgDeadline) {
 				return 0, s.fail(fmt.Errorf("%w: message not complete after %v", ErrMessageTimeout, s.opt.MessageTimeout), true)
 			}
@@ -214,6 +240,50 @@ func (s *StreamConn) Read(p []byte) (int, error) {
 		s.pending = nil // a zero-length reslice would still pin the message's array
 	}
 	return n, nil
+}
+
+// consume frames a chunk read from the connection: SIP bytes to pending,
+// pings answered, refused messages answered. broke: the stream broke in
+// this chunk (s.broken is set). A non-nil error (a failed write) has
+// closed the connection and is what Read returns.
+func (s *StreamConn) consume(chunk []byte) (broke bool, err error) {
+	now := time.Now()
+	s.lastByte = now
+	if s.opt.OnActivity != nil {
+		s.opt.OnActivity()
+	}
+	done, had := s.fr.done, len(s.pending)
+	pings, ferr := s.fr.feed(chunk, &s.pending)
+	switch {
+	case s.fr.state == fsIdle && s.fr.done != done:
+		s.msgStart = time.Time{} // between messages
+	case s.fr.state != fsIdle && (s.fr.done != done || s.msgStart.IsZero()):
+		s.msgStart = now // a new message began in this chunk
+	}
+	if s.opt.ParkAfter > 0 && (len(s.pending) > had || s.fr.state != fsIdle || s.fr.done != done) {
+		s.lastMsg.Store(now.UnixNano())
+	}
+	for range pings {
+		// Counted before the pong goes out, so whoever sees the
+		// pong also sees the keep-alive recorded.
+		if s.opt.OnKeepalive != nil {
+			s.opt.OnKeepalive()
+		}
+		if werr := s.pong(); werr != nil {
+			return false, s.fail(fmt.Errorf("write keep-alive pong: %w", werr), true)
+		}
+	}
+	for _, r := range s.fr.replies {
+		if _, werr := s.Write(r); werr != nil {
+			return false, s.fail(fmt.Errorf("write reply to a malformed request: %w", werr), true)
+		}
+	}
+	s.fr.replies = s.fr.replies[:0]
+	if ferr != nil {
+		s.broken = ferr
+		return true, nil
+	}
+	return false, nil
 }
 
 // messageDeadline is when the message being read must be complete; zero
@@ -259,12 +329,21 @@ func (s *StreamConn) recordErr(err error) {
 }
 
 func (s *StreamConn) pong() error {
-	_, err := s.Write([]byte("\r\n"))
+	_, err := s.write([]byte("\r\n"))
 	return err
 }
 
-// Write writes b as one unit; concurrent Writes never interleave.
+// Write writes b as one unit; concurrent Writes never interleave. What the
+// upper layer writes is a SIP message: it keeps the connection from being
+// parked for ParkAfter.
 func (s *StreamConn) Write(b []byte) (int, error) {
+	if s.opt.ParkAfter > 0 {
+		s.lastMsg.Store(time.Now().UnixNano())
+	}
+	return s.write(b)
+}
+
+func (s *StreamConn) write(b []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.opt.WriteTimeout > 0 {

@@ -64,6 +64,13 @@ type ListenerOptions struct {
 	// OnActivity and OnKeepalive: see StreamOptions.
 	OnActivity  func(id uint64)
 	OnKeepalive func(id uint64)
+	// ParkAfter: see StreamOptions. Only TCP and TLS connections are
+	// parked (park.go); 0 never parks.
+	ParkAfter time.Duration
+	// OnPark and OnWake report a connection parked and woken (reason:
+	// WakeMessage, WakeSend).
+	OnPark func(id uint64)
+	OnWake func(id uint64, reason string)
 	// OnReject is called for each connection dropped before Accept.
 	OnReject func(remote net.Addr, reason string, err error)
 	// DSCP, 1..63, marks what each accepted connection sends (set through
@@ -90,6 +97,12 @@ type Listener struct {
 
 	ready chan net.Conn
 	done  chan struct{}
+	// resume carries new read sessions of parked connections to Accept;
+	// handed is the last one Accept returned, signalled as pooled by sipgo
+	// when Accept is called again.
+	resume   chan net.Conn
+	handedMu sync.Mutex
+	handed   *session
 
 	conns  atomic.Int64
 	nextID atomic.Uint64
@@ -110,8 +123,9 @@ func NewListener(inner net.Listener, opt ListenerOptions) *Listener {
 		inner: inner,
 		opt:   opt,
 		log:   opt.Logger,
-		ready: make(chan net.Conn),
-		done:  make(chan struct{}),
+		ready:  make(chan net.Conn),
+		resume: make(chan net.Conn),
+		done:   make(chan struct{}),
 		perIP: make(map[netip.Addr]int),
 	}
 	if l.log == nil {
@@ -121,18 +135,45 @@ func NewListener(inner net.Listener, opt ListenerOptions) *Listener {
 	return l
 }
 
-// Accept returns the next prepared connection as a *StreamConn. Its error is
-// net.ErrClosed, and only after Close.
+// Accept returns the next prepared connection as a *StreamConn, or, for a
+// connection that may be parked, a read session of one (park.go); it also
+// returns new read sessions of parked connections being woken. Its error
+// is net.ErrClosed, and only after Close. It is meant for one caller
+// (sipgo's accept loop): that it is called again tells a woken
+// connection's sender that sipgo has pooled the session returned before.
 func (l *Listener) Accept() (net.Conn, error) {
+	l.handedMu.Lock()
+	if h := l.handed; h != nil {
+		l.handed = nil
+		close(h.registered)
+	}
+	l.handedMu.Unlock()
 	select {
 	case c := <-l.ready:
 		return l.wrap(c), nil
+	case c := <-l.resume:
+		if h, ok := c.(*session); ok && h.registered != nil {
+			l.handedMu.Lock()
+			l.handed = h
+			l.handedMu.Unlock()
+		}
+		return c, nil
 	case <-l.done:
 		return nil, fmt.Errorf("accept on %v: %w", l.inner.Addr(), net.ErrClosed)
 	}
 }
 
-func (l *Listener) wrap(c net.Conn) *StreamConn {
+// resumeConn queues a woken connection's new session for Accept.
+func (l *Listener) resumeConn(c net.Conn) error {
+	select {
+	case l.resume <- c:
+		return nil
+	case <-l.done:
+		return fmt.Errorf("resume on %v: %w", l.inner.Addr(), net.ErrClosed)
+	}
+}
+
+func (l *Listener) wrap(c net.Conn) net.Conn {
 	id := l.nextID.Add(1)
 	remote := c.RemoteAddr()
 	opt := StreamOptions{
@@ -157,9 +198,22 @@ func (l *Listener) wrap(c net.Conn) *StreamConn {
 	if f := l.opt.Check; f != nil {
 		opt.Check = func(hdr []byte) ([]byte, []byte, bool) { return f(remote, hdr) }
 	}
+	park := l.opt.ParkAfter > 0 && parkable(c)
+	if park {
+		opt.ParkAfter, opt.Resume = l.opt.ParkAfter, l.resumeConn
+		if f := l.opt.OnPark; f != nil {
+			opt.OnPark = func() { f(id) }
+		}
+		if f := l.opt.OnWake; f != nil {
+			opt.OnWake = func(reason string) { f(id, reason) }
+		}
+	}
 	sc := NewStreamConn(c, opt)
 	if l.opt.OnAccept != nil {
 		l.opt.OnAccept(id, sc)
+	}
+	if park {
+		return &session{StreamConn: sc}
 	}
 	return sc
 }

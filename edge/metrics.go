@@ -37,6 +37,8 @@ type metrics struct {
 	connRejects *prometheus.CounterVec // reason
 	registrarUp prometheus.Gauge
 	acks        *prometheus.CounterVec // outcome: absorbed, forwarded, dropped
+	parked      prometheus.Gauge
+	wakes       *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prometheus.Collector) (*metrics, error) {
@@ -55,8 +57,12 @@ func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prom
 			"Registrars that answered the last OPTIONS probe."),
 		acks: metric.CounterVec("pinhole_edge_acks_total",
 			"ACKs that matched no live transaction: absorbed (for a non-2xx the edge sent, RFC 3261 §17.2.1), forwarded (for a 2xx, by Route) or dropped.", "outcome"),
+		parked: metric.Gauge("pinhole_edge_stream_parked",
+			"Idle TCP/TLS connections parked now: read by a small waiter instead of a SIP reader (listen[].park_after)."),
+		wakes: metric.CounterVec("pinhole_edge_stream_wakes_total",
+			"Parked connections woken: message (the peer sent one), send (the edge had one for it), closed.", "reason"),
 	}
-	cs := append([]prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp, m.acks}, extra...)
+	cs := append([]prometheus.Collector{m.keepalives, m.flowDeaths, m.requests, m.rejections, m.connRejects, m.registrarUp, m.acks, m.parked, m.wakes}, extra...)
 	for _, t := range transportsForMetrics {
 		cs = append(cs, metric.GaugeFunc("pinhole_edge_flows", "Live flows in the flow table, by transport.",
 			prometheus.Labels{"transport": string(t)}, func() float64 { return float64(table.Stats().Flows[t]) }))

@@ -26,6 +26,7 @@ type inbound struct {
 	key     flowtable.FlowKey // the flow; valid when hasFlow
 	hasFlow bool
 	src     netip.AddrPort
+	stream  *StreamConn // the connection it arrived on, for a stream
 }
 
 // leg is where a forwarded request goes.
@@ -47,6 +48,17 @@ type leg struct {
 	// closed, toward a stream flow, is its connection's Closed channel: a
 	// request still pending when it closes can never be answered.
 	closed <-chan struct{}
+	// stream, toward a stream flow, is its connection, acquired (woken if
+	// parked, then held) by flowLeg until done.
+	stream *StreamConn
+}
+
+// done releases what flowLeg acquired.
+func (lg *leg) done() {
+	if lg.stream != nil {
+		lg.stream.release()
+		lg.stream = nil
+	}
 }
 
 // handle is the single request handler of both user agents. It recovers
@@ -80,6 +92,11 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	tx = s.rejected.Wrap(req, tx)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
+	if in.stream != nil {
+		// Its connection is not parked while this is served (park.go).
+		in.stream.hold()
+		defer in.stream.release()
+	}
 	if s.draining.Load() {
 		s.reject(req, tx, in, 503, "Service Unavailable", reasonDraining, nil, sip.NewHeader("Retry-After", "5"))
 		return
@@ -165,10 +182,10 @@ func (s *Server) inboundOf(req *sip.Request, tx sip.ServerTransaction) inbound {
 	}
 	switch c := stx.Connection().(type) {
 	case *sip.TCPConnection:
-		if sc, ok := c.Conn.(*StreamConn); ok {
+		if sc := streamOf(c.Conn); sc != nil {
 			if v, ok := s.conns.Load(sc); ok {
 				x := v.(*streamConn)
-				in.l, in.key, in.hasFlow = x.l, x.key, true
+				in.l, in.key, in.hasFlow, in.stream = x.l, x.key, true, sc
 			}
 		}
 	case *sip.UDPConnection:
@@ -341,8 +358,13 @@ func (s *Server) flowLeg(key flowtable.FlowKey) (leg, *listener, error) {
 	}
 	// sipgo pools accepted connections under their remote address; the
 	// access UA cannot dial, so a vanished connection fails rather than
-	// being re-dialled (docs/sipgo.md#connections).
-	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed()}
+	// being re-dialled (docs/sipgo.md#connections). A parked connection
+	// is first handed back to sipgo's pool (park.go); the caller
+	// releases it with leg.done.
+	if err := sc.c.acquire(); err != nil {
+		return leg{}, nil, fmt.Errorf("%w: %w", errFlowGone, err)
+	}
+	lg := leg{client: s.acl, transport: "TCP", dest: sc.c.RemoteAddr().String(), via: sc.l.adv, flow: true, closed: sc.c.Closed(), stream: sc.c}
 	lg.via.Transport = sc.l.viaTransport()
 	return lg, sc.l, nil
 }
@@ -574,6 +596,7 @@ func (s *Server) forwardAck(req *sip.Request, in inbound) {
 		}
 		lg = s.coreLeg(target, "")
 	}
+	defer lg.done()
 	fwd := req.Clone()
 	setRoutes(fwd, rest)
 	s.prepareHop(fwd, in, lg, routeset.LoopBranch(routeset.BranchHash(sipproxy.LoopKey(req)), sipproxy.RandHex(6)))

@@ -361,6 +361,7 @@ func (s *Server) bind(l *listener) error {
 			IdleTimeout:    lc.IdleTimeout,
 			MessageTimeout: lc.MessageTimeout,
 			Check:          s.checkStream(l),
+			ParkAfter:      parkAfter(l),
 			WriteTimeout:   10 * time.Second,
 			Logger:         s.log,
 			OnAccept:       func(id uint64, c *StreamConn) { s.onAccept(l, id, c) },
@@ -371,6 +372,11 @@ func (s *Server) bind(l *listener) error {
 				s.countKeepalive(l, id)
 			},
 			OnReject: func(_ net.Addr, reason string, _ error) { s.m.connRejects.WithLabelValues(reason).Inc() },
+			OnPark:   func(uint64) { s.m.parked.Inc() },
+			OnWake: func(_ uint64, reason string) {
+				s.m.parked.Dec()
+				s.m.wakes.WithLabelValues(reason).Inc()
+			},
 			DSCP:     s.dscp(l),
 		}
 		if l.transport == flowtable.TLS || l.transport == flowtable.WSS {
@@ -413,6 +419,15 @@ func (s *Server) advertised(l *listener) routeset.Address {
 	return a
 }
 
+// parkAfter is how soon l's idle connections are parked: only on
+// listeners facing UAs (park.go), never when listen[].park_after < 0.
+func parkAfter(l *listener) time.Duration {
+	if !l.access() || l.cfg.ParkAfter < 0 {
+		return 0
+	}
+	return l.cfg.ParkAfter
+}
+
 // globalConnID makes per-listener connection ids unique across listeners.
 func globalConnID(l *listener, id uint64) uint64 { return uint64(l.idx+1)<<48 | id }
 
@@ -421,6 +436,10 @@ func (s *Server) onAccept(l *listener, id uint64, c *StreamConn) {
 	remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	key := flowtable.FlowKey{Transport: l.transport, Local: unmap(local), Remote: unmap(remote), ConnID: globalConnID(l, id)}
 	sc := &streamConn{l: l, c: c, key: key, deferred: l.core() && s.isTrusted(key.Remote.Addr())}
+	if sc.deferred {
+		// Possibly a core peer: its connection is not a UA's flow.
+		c.NoPark()
+	}
 	s.conns.Store(c, sc)
 	s.connsID.Store(key.ConnID, sc)
 	if !sc.deferred {

@@ -1,0 +1,352 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Parking idle stream connections.
+//
+// sipgo reads every stream connection on a goroutine of its own for the
+// connection's whole life (docs/sipgo.md#connections). A registered UA's
+// outbound flow is idle almost all the time: a CRLFCRLF keep-alive every
+// 25 s or so (RFC 5626 §4.4.1) and a REGISTER refresh now and then. Yet it
+// holds that goroutine's stack (8 KiB, which Go cannot shrink because of
+// the frames blocked in sipgo's read loop), sipgo's read buffer and its
+// stream parser: most of what an idle flow cost the edge.
+//
+// A StreamConn with ParkAfter therefore ends sipgo's read loop once the
+// connection has been quiet long enough (no SIP message in either
+// direction for ParkAfter, nothing in flight on it) and watches it with a
+// small waiter goroutine of its own instead, reading through a 64-byte
+// buffer:
+//
+//   - keep-alives are answered by the waiter, the connection stays parked;
+//   - the first byte of a SIP message (or the peer closing, or the idle
+//     timeout) ends the parking: the message bytes already framed are kept
+//     and a new read session is handed to sipgo through the Listener's
+//     Accept, exactly like a newly accepted connection;
+//   - a request the edge is to send over the flow (flowLeg) first takes the
+//     connection back the same way and waits until sipgo has pooled it
+//     again, so sipgo finds it under the peer's address (docs/sipgo.md#connections).
+//
+// sipgo sees a parked session end like a closed connection: it drops the
+// session from its pool and, as the edge runs it with terminate-on-close,
+// ends the transactions over it. That is why parking waits for nothing to
+// be in flight (the edge's handlers hold the connection while they serve a
+// request from it or relay one to it) and for ParkAfter to pass 64*T1, by
+// which time every completed transaction has ended by its own timers. What
+// sipgo reads is a session (one per read loop); its Close is the end of
+// that loop, not of the connection, unless it is the current session.
+// The connection itself stays open, in the edge's flow table and under
+// its flow token the whole time.
+//
+// Only plain TCP and TLS are parked: a read deadline interrupts their
+// reads without harm, while a WebSocket's frame reader treats one as fatal.
+
+// Wake reasons (OnWake, metrics label).
+const (
+	WakeMessage = "message" // the peer started a SIP message
+	WakeSend    = "send"    // the edge has a request for the peer
+	WakeClosed  = "closed"  // it closed while parked (peer, idle timeout, locally)
+)
+
+// errParked ends sipgo's read loop for a parked connection (the session's
+// Read turns it into io.EOF, which sipgo takes for an ordinary close).
+var errParked = errors.New("stream connection parked")
+
+// errWakeTimeout: a parked connection was not back in sipgo's pool in time.
+var errWakeTimeout = errors.New("parked connection did not wake in time")
+
+// wakeTimeout bounds how long a sender waits for a parked connection.
+const wakeTimeout = 5 * time.Second
+
+const (
+	psActive = iota // sipgo's read loop owns the read side
+	psParked        // the waiter owns it
+	psWaking        // a new session is being handed to sipgo
+)
+
+// parking is a StreamConn's parking state, guarded by StreamConn.pmu.
+type parking struct {
+	state    uint8
+	busy     int           // requests in flight over the connection
+	noPark   bool          // never park (set before reading starts)
+	wantBack bool          // a sender asked for the connection back
+	awake    chan struct{} // closed when it is active again or closed
+}
+
+// session is one read loop of sipgo over a StreamConn. A parked
+// connection's session is retired: its Read reports the end of the stream
+// and its Close does nothing, so sipgo tearing it down leaves the
+// connection open.
+type session struct {
+	*StreamConn
+	retired    atomic.Bool
+	registered chan struct{} // resumed sessions: closed once sipgo has pooled it
+}
+
+// Read is StreamConn's; parking ends the session.
+func (h *session) Read(p []byte) (int, error) {
+	if h.retired.Load() {
+		return 0, io.EOF
+	}
+	n, err := h.StreamConn.Read(p)
+	if errors.Is(err, errParked) {
+		h.retired.Store(true)
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+// Close closes the connection, unless this session was retired by parking.
+func (h *session) Close() error {
+	if h.retired.Load() {
+		return nil
+	}
+	return h.StreamConn.Close()
+}
+
+// streamOf is the StreamConn behind what sipgo reads, or nil.
+func streamOf(c net.Conn) *StreamConn {
+	switch x := c.(type) {
+	case *StreamConn:
+		return x
+	case *session:
+		return x.StreamConn
+	}
+	return nil
+}
+
+// parkable reports whether c can be parked: its reads survive a deadline.
+func parkable(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *tls.Conn:
+		return true
+	}
+	return false
+}
+
+// NoPark keeps the connection from ever being parked. Call it before the
+// first Read.
+func (s *StreamConn) NoPark() {
+	s.pmu.Lock()
+	s.park.noPark = true
+	s.pmu.Unlock()
+}
+
+// Parked reports whether the connection is parked now.
+func (s *StreamConn) Parked() bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return s.park.state != psActive
+}
+
+// parkDeadline is when the reader should try to park; zero when it may not
+// (parking off, or in the middle of a message).
+func (s *StreamConn) parkDeadline() time.Time {
+	if s.opt.ParkAfter <= 0 || s.park.noPark || s.fr.state != fsIdle || s.fr.crlf != 0 ||
+		len(s.pending) > 0 || s.broken != nil {
+		return time.Time{}
+	}
+	at := time.Unix(0, s.lastMsg.Load()).Add(s.opt.ParkAfter)
+	if s.parkRetry.After(at) {
+		at = s.parkRetry
+	}
+	return at
+}
+
+// tryPark parks the connection unless something is in flight on it; the
+// caller (sipgo's reader) then ends its read loop.
+func (s *StreamConn) tryPark() bool {
+	s.pmu.Lock()
+	if s.park.busy > 0 || s.park.state != psActive || s.park.noPark || s.isClosed() {
+		s.pmu.Unlock()
+		return false
+	}
+	s.park.state = psParked
+	s.park.awake = make(chan struct{})
+	s.pmu.Unlock()
+	if s.opt.OnPark != nil {
+		s.opt.OnPark()
+	}
+	go s.parked()
+	return true
+}
+
+func (s *StreamConn) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// parked is the waiter of a parked connection: it answers keep-alives and
+// ends the parking when a message starts, a sender wants the connection,
+// the peer closes or the idle timeout passes.
+func (s *StreamConn) parked() {
+	buf := make([]byte, 64)
+	for {
+		var deadline time.Time
+		if s.opt.IdleTimeout > 0 {
+			deadline = s.lastByte.Add(s.opt.IdleTimeout)
+		}
+		if err := s.Conn.SetReadDeadline(deadline); err != nil {
+			s.fail(fmt.Errorf("set read deadline: %w", err), true)
+			s.endPark()
+			return
+		}
+		// Checked after the deadline is set: a sender sets wantBack
+		// before its poke, so either the poke lands after this deadline
+		// or wantBack is seen here.
+		if s.wanted() {
+			s.unpark(WakeSend)
+			return
+		}
+		n, err := s.Conn.Read(buf)
+		if n > 0 {
+			if _, werr := s.consume(buf[:n]); werr != nil {
+				s.endPark()
+				return
+			}
+			if len(s.pending) > 0 || s.fr.state != fsIdle || s.broken != nil {
+				s.unpark(WakeMessage)
+				return
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
+			if s.wanted() {
+				s.unpark(WakeSend)
+				return
+			}
+			if s.opt.IdleTimeout > 0 && !time.Now().Before(s.lastByte.Add(s.opt.IdleTimeout)) {
+				s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+				s.endPark()
+				return
+			}
+			continue
+		}
+		// The peer closed, a reset, or the connection was closed here.
+		s.recordErr(err)
+		s.rerr = err
+		_ = s.Close()
+		s.endPark()
+		return
+	}
+}
+
+func (s *StreamConn) wanted() bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return s.park.wantBack
+}
+
+// unpark hands a new read session to sipgo and waits until sipgo has
+// pooled it (it then calls Accept again).
+func (s *StreamConn) unpark(reason string) {
+	_ = s.Conn.SetReadDeadline(time.Time{})
+	s.parkRetry = time.Time{}
+	s.pmu.Lock()
+	s.park.state = psWaking
+	s.pmu.Unlock()
+	// From here on the read side (pending, framer, times) belongs to the
+	// new session's reader: the handoff through Accept orders it.
+	h := &session{StreamConn: s, registered: make(chan struct{})}
+	if err := s.opt.Resume(h); err != nil {
+		s.recordErr(err)
+		_ = s.Close()
+		s.endPark()
+		return
+	}
+	select {
+	case <-h.registered:
+	case <-s.closed:
+	}
+	if s.opt.OnWake != nil {
+		s.opt.OnWake(reason)
+	}
+	s.pmu.Lock()
+	s.park.state = psActive
+	s.park.wantBack = false
+	if s.park.awake != nil {
+		close(s.park.awake)
+		s.park.awake = nil
+	}
+	s.pmu.Unlock()
+}
+
+// endPark releases whoever waits for a parked connection that closed.
+func (s *StreamConn) endPark() {
+	s.pmu.Lock()
+	if s.park.awake != nil {
+		close(s.park.awake)
+		s.park.awake = nil
+	}
+	s.pmu.Unlock()
+	if s.opt.OnWake != nil {
+		s.opt.OnWake(WakeClosed)
+	}
+}
+
+// hold marks a request in flight over the connection (one that arrived on
+// it): it is not parked until release.
+func (s *StreamConn) hold() {
+	s.pmu.Lock()
+	s.park.busy++
+	s.pmu.Unlock()
+}
+
+// release ends a hold or an acquire.
+func (s *StreamConn) release() {
+	s.pmu.Lock()
+	s.park.busy--
+	s.pmu.Unlock()
+}
+
+// acquire is hold for a request about to be sent over the connection: a
+// parked connection is first handed back to sipgo, and acquire returns once
+// sipgo has it in its pool. On error nothing is held.
+func (s *StreamConn) acquire() error {
+	s.pmu.Lock()
+	s.park.busy++
+	var timer *time.Timer
+	for s.park.state != psActive {
+		if s.isClosed() {
+			s.park.busy--
+			s.pmu.Unlock()
+			return net.ErrClosed
+		}
+		awake := s.park.awake
+		poke := s.park.state == psParked && !s.park.wantBack
+		s.park.wantBack = true
+		s.pmu.Unlock()
+		if poke {
+			// Interrupts the waiter's read (it then sees wantBack).
+			_ = s.Conn.SetReadDeadline(time.Unix(1, 0))
+		}
+		if timer == nil {
+			timer = time.NewTimer(wakeTimeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-awake:
+		case <-s.closed:
+		case <-timer.C:
+			s.release()
+			return errWakeTimeout
+		}
+		s.pmu.Lock()
+	}
+	s.pmu.Unlock()
+	return nil
+}

@@ -1,0 +1,197 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pinhole-sip/pinhole/flowtable"
+)
+
+// sipgoReaders counts sipgo's stream read loops running in this process.
+func sipgoReaders(t *testing.T) int {
+	t.Helper()
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(b.String(), "(*TransportTCP).readConnection(")
+}
+
+// waitParked waits until the edge has want parked connections and that
+// many fewer sipgo readers than base.
+func waitParked(t *testing.T, env *testEnv, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(env.edge.m.parked) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked connections = %v, want %v", testutil.ToFloat64(env.edge.m.parked), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRFC5626_5_3_ParkedFlowStillRoutes: an idle registered TCP flow is
+// parked (sipgo's reader for it ends), yet keep-alives on it are answered
+// (RFC 5626 §3.5.1, §4.4.1), requests from the core reach the UA over
+// exactly that connection (§5.3), the UA's own requests are served, an
+// INVITE ringing longer than park_after keeps it awake, and once the UA
+// closes it a request for it gets 430.
+func TestRFC5626_5_3_ParkedFlowStillRoutes(t *testing.T) {
+	defer func(v time.Duration) { minParkAfter = v }(minParkAfter)
+	minParkAfter = 0
+	const parkAfter = 300 * time.Millisecond
+	env := startEnv(t, func(c *Config) {
+		for i := range c.Listen {
+			if c.Listen[i].Transport == "tcp" {
+				// Access only: on a listener facing the core too, a
+				// connection from a trusted_core address (all of
+				// loopback here) is a possible core peer, never parked.
+				c.Listen[i].ParkAfter = parkAfter
+				c.Listen[i].Role = RoleAccess
+			}
+		}
+	})
+	base := sipgoReaders(t)
+	ua, err := net.Dial("tcp", env.edgeTCP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	r := bufio.NewReader(ua)
+	register := func() {
+		t.Helper()
+		if _, err := ua.Write([]byte(registerMsg("TCP", ua.LocalAddr().String(), "alice", true))); err != nil {
+			t.Fatal(err)
+		}
+		res, err := readStreamMsg(ua, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.status() != 200 {
+			t.Fatalf("REGISTER: %s", res.start)
+		}
+	}
+	register()
+	if got := sipgoReaders(t); got != base+1 {
+		t.Fatalf("sipgo readers = %d with the connection active, want %d", got, base+1)
+	}
+	route := env.storedPath(t, "sip:alice@127.0.0.1")[0]
+
+	waitParked(t, env, 1)
+	if got := sipgoReaders(t); got != base {
+		t.Errorf("sipgo readers = %d with the connection parked, want %d (its reader ended)", got, base)
+	}
+	// Keep-alives are answered while parked and do not wake it.
+	for i := 0; i < 3; i++ {
+		if _, err := ua.Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		ua.SetReadDeadline(time.Now().Add(2 * time.Second))
+		pong := make([]byte, 2)
+		if _, err := r.Read(pong); err != nil || string(pong) != "\r\n" {
+			t.Fatalf("pong %d while parked: %q, %v (RFC 5626 §4.4.1)", i, pong, err)
+		}
+	}
+	if got := testutil.ToFloat64(env.edge.m.parked); got != 1 {
+		t.Errorf("keep-alives woke the connection: parked = %v", got)
+	}
+	if got := testutil.ToFloat64(env.edge.m.keepalives.WithLabelValues("tcp")); got != 3 {
+		t.Errorf("keep-alives counted = %v, want 3", got)
+	}
+
+	// A request from the core wakes it and reaches the UA over it.
+	core := newCoreUDP(t)
+	done := make(chan *rawMsg, 1)
+	go func() {
+		done <- core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), route))
+	}()
+	ua.SetReadDeadline(time.Now().Add(5 * time.Second))
+	req, err := readStreamMsg(ua, r)
+	if err != nil {
+		t.Fatalf("MESSAGE to a parked flow did not reach the UA: %v", err)
+	}
+	if _, err := ua.Write([]byte(respondTo(req, 200, "OK"))); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.status() != 200 {
+		t.Fatalf("core got %s for the MESSAGE, want 200", res.start)
+	}
+	if got := testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeSend)); got != 1 {
+		t.Errorf("wakes{send} = %v, want 1", got)
+	}
+
+	// Parked again; the UA's refresh wakes it and is answered.
+	waitParked(t, env, 1)
+	register()
+	// Counted by the waiter once sipgo has the session, which may be
+	// after sipgo has already served the REGISTER.
+	for deadline := time.Now().Add(5 * time.Second); testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeMessage)) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("wakes{message} = %v, want 1", testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeMessage)))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// An INVITE that rings for several park_after periods keeps the
+	// connection awake: its transactions would end with the parking.
+	waitParked(t, env, 1)
+	go func() {
+		done <- core.send(env.edgeUDP, coreRequest("INVITE", "UDP", core.c.LocalAddr().String(), route))
+	}()
+	req, err = readStreamMsg(ua, r)
+	if err != nil || req.method() != "INVITE" {
+		t.Fatalf("INVITE to a parked flow: %v %v", req, err)
+	}
+	if _, err := ua.Write([]byte(respondTo(req, 180, "Ringing"))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * parkAfter)
+	if got := testutil.ToFloat64(env.edge.m.parked); got != 0 {
+		t.Errorf("parked while an INVITE was pending on it: %v", got)
+	}
+	if _, err := ua.Write([]byte(respondTo(req, 486, "Busy Here"))); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res.status() != 486 {
+		t.Fatalf("core got %s for the INVITE, want 486", res.start)
+	}
+	// The edge's client transaction ACKs the 486 (RFC 3261 §17.1.1.3).
+	ack, err := readStreamMsg(ua, r)
+	if err != nil || ack.method() != "ACK" {
+		t.Fatalf("ACK for the 486: %v %v", ack, err)
+	}
+
+	// The UA closes the parked connection: the flow goes, and a request
+	// for it gets 430 (RFC 5626 §5.3).
+	waitParked(t, env, 1)
+	tok, _ := pathToken(t, route)
+	key, err := env.edge.keys.Decode(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua.Close()
+	waitParked(t, env, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := env.edge.table.Lookup(key); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flow still in the table after its parked connection closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(env.edge.m.flowDeaths.WithLabelValues(string(flowtable.CauseClosed))); got != 1 {
+		t.Errorf("flow deaths{closed} = %v, want 1", got)
+	}
+	if res := core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), route)); res.status() != 430 {
+		t.Errorf("request for the closed flow: %s, want 430", res.start)
+	}
+}
