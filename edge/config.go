@@ -36,9 +36,9 @@ const (
 	// for this long (keep-alives do not count) and none in flight is
 	// parked (listen[].park_after). Over 64*T1 = 32 s, so that sipgo's
 	// completed transactions over it have ended.
-	DefaultParkAfter = 40 * time.Second
-	DefaultProbeInterval     = 5 * time.Second
-	DefaultTimerC            = 180 * time.Second // RFC 3261 §16.6 step 11
+	DefaultParkAfter     = 40 * time.Second
+	DefaultProbeInterval = 5 * time.Second
+	DefaultTimerC        = 180 * time.Second // RFC 3261 §16.6 step 11
 	// DefaultRegistrarTimeout is well above a healthy registrar's answer
 	// time (its store timeout is 1 s) and well below a UA's Timer F.
 	DefaultRegistrarTimeout = 4 * time.Second

@@ -120,13 +120,13 @@ func NewListener(inner net.Listener, opt ListenerOptions) *Listener {
 		opt.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	l := &Listener{
-		inner: inner,
-		opt:   opt,
-		log:   opt.Logger,
+		inner:  inner,
+		opt:    opt,
+		log:    opt.Logger,
 		ready:  make(chan net.Conn),
 		resume: make(chan net.Conn),
 		done:   make(chan struct{}),
-		perIP: make(map[netip.Addr]int),
+		perIP:  make(map[netip.Addr]int),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)

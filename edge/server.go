@@ -377,7 +377,7 @@ func (s *Server) bind(l *listener) error {
 				s.m.parked.Dec()
 				s.m.wakes.WithLabelValues(reason).Inc()
 			},
-			DSCP:     s.dscp(l),
+			DSCP: s.dscp(l),
 		}
 		if l.transport == flowtable.TLS || l.transport == flowtable.WSS {
 			mgr, err := certs.New(lc.TLS, s.log)
