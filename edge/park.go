@@ -79,6 +79,7 @@ type parking struct {
 	noPark   bool          // never park (set before reading starts)
 	wantBack bool          // a sender asked for the connection back
 	awake    chan struct{} // closed when it is active again or closed
+	buf      []byte        // the waiter's read buffer (owned by the waiter)
 }
 
 // session is one read loop of sipgo over a StreamConn. A parked
@@ -171,11 +172,14 @@ func (s *StreamConn) tryPark() bool {
 	}
 	s.park.state = psParked
 	s.park.awake = make(chan struct{})
+	if s.park.buf == nil {
+		s.park.buf = make([]byte, 64)
+	}
 	s.pmu.Unlock()
 	if s.opt.OnPark != nil {
 		s.opt.OnPark()
 	}
-	go s.parked()
+	s.nextWait()
 	return true
 }
 
@@ -188,61 +192,74 @@ func (s *StreamConn) isClosed() bool {
 	}
 }
 
-// parked is the waiter of a parked connection: it answers keep-alives and
-// ends the parking when a message starts, a sender wants the connection,
-// the peer closes or the idle timeout passes.
-func (s *StreamConn) parked() {
-	buf := make([]byte, 64)
-	for {
-		var deadline time.Time
-		if s.opt.IdleTimeout > 0 {
-			deadline = s.lastByte.Add(s.opt.IdleTimeout)
-		}
-		if err := s.Conn.SetReadDeadline(deadline); err != nil {
-			s.fail(fmt.Errorf("set read deadline: %w", err), true)
+// The waiter of a parked connection answers keep-alives and ends the
+// parking when a message starts, a sender wants the connection, the peer
+// closes or the idle timeout passes. Each wait runs on a fresh goroutine
+// (waitParked) that does nothing but block in Read, so its stack stays at
+// Go's 2 KiB minimum; what follows a read (framing, flow table, metrics,
+// the pong) runs in parkedRead, which may grow that goroutine's stack,
+// and then hands the next wait to a new goroutine and ends. A keep-alive
+// thus costs one goroutine start, and a parked connection 2 KiB of stack.
+
+// nextWait arms the next wait: the idle deadline, then a fresh waiter.
+func (s *StreamConn) nextWait() {
+	var deadline time.Time
+	if s.opt.IdleTimeout > 0 {
+		deadline = s.lastByte.Add(s.opt.IdleTimeout)
+	}
+	if err := s.Conn.SetReadDeadline(deadline); err != nil {
+		s.fail(fmt.Errorf("set read deadline: %w", err), true)
+		s.endPark()
+		return
+	}
+	// Checked after the deadline is set: a sender sets wantBack before
+	// its poke, so either the poke lands after this deadline or wantBack
+	// is seen here.
+	if s.wanted() {
+		s.unpark(WakeSend)
+		return
+	}
+	go s.waitParked()
+}
+
+// waitParked blocks in one Read of a parked connection.
+func (s *StreamConn) waitParked() {
+	n, err := s.Conn.Read(s.park.buf)
+	s.parkedRead(n, err)
+}
+
+// parkedRead handles what one wait of a parked connection returned.
+func (s *StreamConn) parkedRead(n int, err error) {
+	if n > 0 {
+		if _, werr := s.consume(s.park.buf[:n]); werr != nil {
 			s.endPark()
 			return
 		}
-		// Checked after the deadline is set: a sender sets wantBack
-		// before its poke, so either the poke lands after this deadline
-		// or wantBack is seen here.
+		if len(s.pending) > 0 || s.fr.state != fsIdle || s.broken != nil {
+			s.unpark(WakeMessage)
+			return
+		}
+	}
+	if err != nil {
+		if !isTimeout(err) {
+			// The peer closed, a reset, or the connection was closed here.
+			s.recordErr(err)
+			s.rerr = err
+			_ = s.Close()
+			s.endPark()
+			return
+		}
 		if s.wanted() {
 			s.unpark(WakeSend)
 			return
 		}
-		n, err := s.Conn.Read(buf)
-		if n > 0 {
-			if _, werr := s.consume(buf[:n]); werr != nil {
-				s.endPark()
-				return
-			}
-			if len(s.pending) > 0 || s.fr.state != fsIdle || s.broken != nil {
-				s.unpark(WakeMessage)
-				return
-			}
+		if s.opt.IdleTimeout > 0 && !time.Now().Before(s.lastByte.Add(s.opt.IdleTimeout)) {
+			s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+			s.endPark()
+			return
 		}
-		if err == nil {
-			continue
-		}
-		if isTimeout(err) {
-			if s.wanted() {
-				s.unpark(WakeSend)
-				return
-			}
-			if s.opt.IdleTimeout > 0 && !time.Now().Before(s.lastByte.Add(s.opt.IdleTimeout)) {
-				s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
-				s.endPark()
-				return
-			}
-			continue
-		}
-		// The peer closed, a reset, or the connection was closed here.
-		s.recordErr(err)
-		s.rerr = err
-		_ = s.Close()
-		s.endPark()
-		return
 	}
+	s.nextWait()
 }
 
 func (s *StreamConn) wanted() bool {

@@ -235,6 +235,8 @@ func measureFlows(t *testing.T, r flowRun) {
 	_, m := r.edge.get("/metrics")
 	t.Logf("%d %s flows: %s goroutines, Go heap in use %s MiB, stacks %s MiB", r.n, r.transport,
 		metricValue(m, "go_goroutines", 1), metricValue(m, "go_memstats_heap_inuse_bytes", 1<<20), metricValue(m, "go_memstats_stack_inuse_bytes", 1<<20))
+	t.Logf("%d %s flows: parked %s; woken:\n%s", r.n, r.transport, metricValue(m, "pinhole_edge_stream_parked", 1),
+		grepLines(m, "pinhole_edge_stream_wakes_total{"))
 	if dir := os.Getenv("PINHOLE_FLOW_PROFILE_DIR"); dir != "" {
 		for _, prof := range []string{"heap", "goroutine"} {
 			code, body := r.edge.get("/debug/pprof/" + prof)
