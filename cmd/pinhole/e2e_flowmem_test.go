@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -220,7 +221,25 @@ func measureFlows(t *testing.T, r flowRun) {
 	time.Sleep(r.settle)
 	pssHeld := sumPSS(t, r.pids())
 	cpu0, t0 := sumCPUTicks(t, r.pids()), time.Now()
-	time.Sleep(r.window)
+	if dir := os.Getenv("PINHOLE_FLOW_PROFILE_DIR"); dir != "" && r.edge != nil && r.window >= 10*time.Second {
+		// A CPU profile of the keep-alive window's first 10 s.
+		c := http.Client{Timeout: 20 * time.Second}
+		res, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=10", r.edge.ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("/debug/pprof/profile: %d %v", res.StatusCode, err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("cpu-%s-%d.pprof", r.transport, r.n))
+		if err := os.WriteFile(path, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("cpu profile: %s", path)
+	}
+	time.Sleep(time.Until(t0.Add(r.window)))
 	cpu1, t1 := sumCPUTicks(t, r.pids()), time.Now()
 	pssAfter := sumPSS(t, r.pids())
 	cpuPct := 100 * float64(cpu1-cpu0) / clockTicks / t1.Sub(t0).Seconds()
