@@ -1,0 +1,276 @@
+package edge
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSipgo runs an accept loop over l the way sipgo's TCP transport does
+// (sip/transport_tcp.go v1.7.2): one reader per accepted connection, which
+// reads until an error and then closes what it read from. Everything read
+// goes to out; sessions counts read loops started.
+type fakeSipgo struct {
+	out      chan string
+	mu       sync.Mutex
+	sessions int
+	live     int
+}
+
+func runFakeSipgo(l *Listener) *fakeSipgo {
+	f := &fakeSipgo{out: make(chan string, 64)}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.sessions++
+			f.live++
+			f.mu.Unlock()
+			go func() {
+				defer func() {
+					f.mu.Lock()
+					f.live--
+					f.mu.Unlock()
+				}()
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						f.out <- string(buf[:n])
+					}
+					if err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *fakeSipgo) counts() (sessions, live int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sessions, f.live
+}
+
+// parkEnv is a Listener with a short ParkAfter, its fake sipgo, and what
+// its callbacks saw.
+type parkEnv struct {
+	l      *Listener
+	sipgo  *fakeSipgo
+	conns  chan *StreamConn
+	closes chan error
+	mu     sync.Mutex
+	wakes  map[string]int
+	parks  int
+}
+
+func newParkEnv(t *testing.T, parkAfter, idle time.Duration) *parkEnv {
+	t.Helper()
+	e := &parkEnv{conns: make(chan *StreamConn, 4), closes: make(chan error, 4), wakes: map[string]int{}}
+	e.l = newTestListener(t, ListenerOptions{
+		ParkAfter:   parkAfter,
+		IdleTimeout: idle,
+		OnAccept:    func(_ uint64, c *StreamConn) { e.conns <- c },
+		OnClose:     func(_ uint64, _ net.Addr, err error) { e.closes <- err },
+		OnPark: func(uint64) {
+			e.mu.Lock()
+			e.parks++
+			e.mu.Unlock()
+		},
+		OnWake: func(_ uint64, reason string) {
+			e.mu.Lock()
+			e.wakes[reason]++
+			e.mu.Unlock()
+		},
+	})
+	e.sipgo = runFakeSipgo(e.l)
+	return e
+}
+
+func (e *parkEnv) dial(t *testing.T) (net.Conn, *StreamConn) {
+	t.Helper()
+	c, err := net.Dial("tcp", e.l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	select {
+	case sc := <-e.conns:
+		return c, sc
+	case <-time.After(testTimeout):
+		t.Fatal("not accepted")
+		return nil, nil
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+const parkTestMsg = "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1\r\nContent-Length: 4\r\n\r\nbody"
+
+// TestParkedMessageSplitAcrossWake: a message whose first bytes arrive
+// while the connection is parked reaches the new read session whole (the
+// framing state moves with it), and the session that parked saw its
+// stream end without the connection closing.
+func TestParkedMessageSplitAcrossWake(t *testing.T) {
+	e := newParkEnv(t, 100*time.Millisecond, 0)
+	ua, sc := e.dial(t)
+	waitFor(t, "parked", sc.Parked)
+	if _, live := e.sipgo.counts(); live != 0 {
+		t.Fatalf("read loops running with the connection parked: %d", live)
+	}
+	// A keep-alive first: answered while parked.
+	if _, err := ua.Write([]byte("\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	pong := make([]byte, 2)
+	ua.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := io.ReadFull(ua, pong); err != nil || string(pong) != "\r\n" {
+		t.Fatalf("pong while parked: %q %v (RFC 5626 §4.4.1)", pong, err)
+	}
+	if !sc.Parked() {
+		t.Fatal("a keep-alive woke the connection")
+	}
+	if _, err := ua.Write([]byte(parkTestMsg[:7])); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, err := ua.Write([]byte(parkTestMsg[7:])); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for got.Len() < len(parkTestMsg) {
+		select {
+		case s := <-e.sipgo.out:
+			got.WriteString(s)
+		case <-time.After(testTimeout):
+			t.Fatalf("message not delivered after the wake; got %q", got.String())
+		}
+	}
+	if got.String() != parkTestMsg {
+		t.Fatalf("delivered %q, want %q", got.String(), parkTestMsg)
+	}
+	if sessions, live := e.sipgo.counts(); sessions != 2 || live != 1 {
+		t.Errorf("read sessions %d (live %d), want 2 (1): the first ended by parking, a second after the wake", sessions, live)
+	}
+	e.mu.Lock()
+	if e.parks != 1 || e.wakes[WakeMessage] != 1 {
+		t.Errorf("parks %d, wakes %v; want 1 and one message wake", e.parks, e.wakes)
+	}
+	e.mu.Unlock()
+	select {
+	case err := <-e.closes:
+		t.Fatalf("connection closed: %v", err)
+	default:
+	}
+}
+
+// TestParkedAcquireWaitsForSipgo: a sender wakes a parked connection and
+// acquire returns only once the new session is in sipgo's hands (its
+// accept loop asked for the next connection); while it is held the
+// connection does not park again.
+func TestParkedAcquireWaitsForSipgo(t *testing.T) {
+	e := newParkEnv(t, 100*time.Millisecond, 0)
+	_, sc := e.dial(t)
+	waitFor(t, "parked", sc.Parked)
+	if err := sc.acquire(); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Parked() {
+		t.Fatal("acquire returned with the connection still parked")
+	}
+	if sessions, live := e.sipgo.counts(); sessions != 2 || live != 1 {
+		t.Fatalf("after acquire: read sessions %d (live %d), want 2 (1)", sessions, live)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if sc.Parked() {
+		t.Fatal("parked while held")
+	}
+	sc.release()
+	waitFor(t, "parked again after release", sc.Parked)
+	e.mu.Lock()
+	if e.wakes[WakeSend] != 1 {
+		t.Errorf("wakes %v, want one send wake", e.wakes)
+	}
+	e.mu.Unlock()
+}
+
+// TestParkedPeerCloseAndIdleTimeout: the peer closing a parked connection
+// closes it (OnClose io.EOF); a parked connection silent for IdleTimeout
+// is closed with ErrIdleTimeout; a local Close ends the waiter; a sender
+// then gets an error instead of waiting.
+func TestParkedPeerCloseAndIdleTimeout(t *testing.T) {
+	e := newParkEnv(t, 100*time.Millisecond, 700*time.Millisecond)
+	ua, sc := e.dial(t)
+	waitFor(t, "parked", sc.Parked)
+	ua.Close()
+	select {
+	case err := <-e.closes:
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("peer close while parked: OnClose(%v), want io.EOF", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("peer close of a parked connection not noticed")
+	}
+	if err := sc.acquire(); err == nil {
+		t.Error("acquire on a closed connection succeeded")
+	}
+
+	_, sc2 := e.dial(t)
+	waitFor(t, "parked", sc2.Parked)
+	select {
+	case err := <-e.closes:
+		if !errors.Is(err, ErrIdleTimeout) {
+			t.Errorf("idle parked connection: OnClose(%v), want ErrIdleTimeout", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("idle timeout not applied to a parked connection")
+	}
+
+	_, sc3 := e.dial(t)
+	waitFor(t, "parked", sc3.Parked)
+	sc3.Close()
+	<-e.closes
+	// The waiter notices the local close after Close has returned.
+	waitFor(t, "three closed wakes", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.wakes[WakeClosed] == 3
+	})
+}
+
+// TestNoParkWithoutResume: a StreamConn outside a Listener (no Resume)
+// never parks, whatever its ParkAfter.
+func TestNoParkWithoutResume(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	sc := NewStreamConn(a, StreamOptions{ParkAfter: time.Millisecond})
+	defer sc.Close()
+	go func() { _, _ = b.Write([]byte(parkTestMsg)) }()
+	buf := make([]byte, 512)
+	n, err := sc.Read(buf)
+	if err != nil || string(buf[:n]) != parkTestMsg {
+		t.Fatalf("Read = %q, %v", buf[:n], err)
+	}
+	if sc.Parked() {
+		t.Fatal("parked without a Resume")
+	}
+}
