@@ -40,6 +40,9 @@ udp_crlf_pong: true
 	if len(c.Registrar) != 1 || c.Core != "sip:127.0.0.1:5070;lr;orig" {
 		t.Errorf("registrar %v core %q", c.Registrar, c.Core)
 	}
+	if c.Listen[1].ParkAfter != DefaultParkAfter {
+		t.Errorf("tcp park_after = %v, want the default %v", c.Listen[1].ParkAfter, DefaultParkAfter)
+	}
 	if c.Listen[0].Role != RoleBoth || c.Listen[1].IdleTimeout != 200*time.Second || c.Listen[2].MaxConnections != DefaultMaxConnections {
 		t.Errorf("defaults: %+v", c.Listen)
 	}
@@ -65,7 +68,7 @@ func TestConfigValidatePaths(t *testing.T) {
 			{Transport: "sctp", Address: "127.0.0.1:5060"},
 			{Transport: "tcp", Address: "localhost", Role: "edge"},
 			{Transport: "tls", Address: "127.0.0.1:5061"},
-			{Transport: "tcp", Address: "127.0.0.1:5062", IdleTimeout: time.Second},
+			{Transport: "tcp", Address: "127.0.0.1:5062", IdleTimeout: time.Second, ParkAfter: 30 * time.Second},
 		},
 		Registrar:   URIList{"http://x"},
 		Core:        "sip:",
@@ -83,6 +86,7 @@ func TestConfigValidatePaths(t *testing.T) {
 		"edge.listen[1].role: ",
 		"edge.listen[2].tls: ",
 		"edge.listen[3].idle_timeout: ",
+		"edge.listen[3].park_after: ",
 		"edge.registrar[0]: ",
 		"edge.core: ",
 		"edge.trusted_core[0]: ",
