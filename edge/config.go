@@ -32,7 +32,7 @@ const (
 	DefaultFlowTimerUDP      = flowtable.DefaultTimerUDP    // RFC 5626 §4.4.1
 	DefaultFlowTimerTCP      = flowtable.DefaultTimerStream // RFC 5626 §4.4.1
 	DefaultMessageTimeout    = 10 * time.Second
-	// DefaultParkAfter: an access TCP/TLS connection with no SIP message
+	// DefaultParkAfter: a UA's stream connection with no SIP message
 	// for this long (keep-alives do not count) and none in flight is
 	// parked (listen[].park_after). Over 64*T1 = 32 s, so that sipgo's
 	// completed transactions over it have ended.
@@ -184,7 +184,7 @@ type ListenConfig struct {
 	// connection is closed (slowloris; default 10s). A connection that
 	// sends nothing is bounded by IdleTimeout and the connection caps.
 	MessageTimeout time.Duration `yaml:"message_timeout"`
-	// ParkAfter (tcp and tls listeners facing UAs): a connection with no
+	// ParkAfter (stream listeners facing UAs): a connection with no
 	// SIP message either way for this long and nothing in flight on it
 	// is parked: its SIP reader goroutine ends, a small waiter answers its
 	// keep-alives, and the first message either way wakes it (default
@@ -252,7 +252,7 @@ func (c *Config) SetDefaults() {
 			if l.MessageTimeout == 0 {
 				l.MessageTimeout = DefaultMessageTimeout
 			}
-			if l.ParkAfter == 0 && (l.Transport == "tcp" || l.Transport == "tls") {
+			if l.ParkAfter == 0 && l.Transport != "dtls" {
 				l.ParkAfter = DefaultParkAfter
 			}
 		}

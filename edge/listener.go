@@ -64,7 +64,7 @@ type ListenerOptions struct {
 	// OnActivity and OnKeepalive: see StreamOptions.
 	OnActivity  func(id uint64)
 	OnKeepalive func(id uint64)
-	// ParkAfter: see StreamOptions. Only TCP and TLS connections are
+	// ParkAfter: see StreamOptions. TCP, TLS, WS and WSS connections are
 	// parked (park.go); 0 never parks.
 	ParkAfter time.Duration
 	// OnPark and OnWake report a connection parked and woken (reason:

@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, table *flowtable.Table, extra ...prom
 		acks: metric.CounterVec("pinhole_edge_acks_total",
 			"ACKs that matched no live transaction: absorbed (for a non-2xx the edge sent, RFC 3261 §17.2.1), forwarded (for a 2xx, by Route) or dropped.", "outcome"),
 		parked: metric.Gauge("pinhole_edge_stream_parked",
-			"Idle TCP/TLS connections parked now: read by a small waiter instead of a SIP reader (listen[].park_after)."),
+			"Idle stream connections parked now: read by a small waiter instead of a SIP reader (listen[].park_after)."),
 		wakes: metric.CounterVec("pinhole_edge_stream_wakes_total",
 			"Parked connections woken: message (the peer sent one), send (the edge had one for it), closed.", "reason"),
 	}

@@ -46,8 +46,9 @@ import (
 // The connection itself stays open, in the edge's flow table and under
 // its flow token the whole time.
 //
-// Only plain TCP and TLS are parked: a read deadline interrupts their
-// reads without harm, while a WebSocket's frame reader treats one as fatal.
+// TCP, TLS, WS and WSS connections are parked: a read deadline interrupts
+// their reads without harm (a WebSocket's between frames only, which is
+// where it waits when no message is under way).
 
 // Wake reasons (OnWake, metrics label).
 const (
@@ -124,11 +125,14 @@ func streamOf(c net.Conn) *StreamConn {
 	return nil
 }
 
-// parkable reports whether c can be parked: its reads survive a deadline.
+// parkable reports whether c can be parked: its reads survive a deadline
+// (a WebSocket's between frames, which is where a parked one waits).
 func parkable(c net.Conn) bool {
-	switch c.(type) {
+	switch x := c.(type) {
 	case *net.TCPConn, *tls.Conn:
 		return true
+	case *WSConn:
+		return parkable(x.Conn)
 	}
 	return false
 }

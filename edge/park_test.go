@@ -3,14 +3,20 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
 	"net"
 	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pinhole-sip/pinhole/certs"
 	"github.com/pinhole-sip/pinhole/flowtable"
 )
 
@@ -193,5 +199,69 @@ func TestRFC5626_5_3_ParkedFlowStillRoutes(t *testing.T) {
 	}
 	if res := core.send(env.edgeUDP, coreRequest("MESSAGE", "UDP", core.c.LocalAddr().String(), route)); res.status() != 430 {
 		t.Errorf("request for the closed flow: %s, want 430", res.start)
+	}
+}
+
+// TestParkedTLSAndWSFlows: TLS (RFC 5626 over TLS) and WebSocket (RFC 7118)
+// flows park too; a keep-alive is answered while parked (over WS as a
+// text frame), and the UA's refresh and the core's request still go over
+// exactly that connection afterwards.
+func TestParkedTLSAndWSFlows(t *testing.T) {
+	defer func(v time.Duration) { minParkAfter = v }(minParkAfter)
+	minParkAfter = 0
+	for _, tr := range []string{"tls", "ws"} {
+		t.Run(tr, func(t *testing.T) {
+			env := startEnv(t, func(c *Config) {
+				lc := ListenConfig{Transport: tr, Address: "127.0.0.1:0", Role: RoleAccess, ParkAfter: 300 * time.Millisecond}
+				if tr == "tls" {
+					lc.TLS = certs.Config{SelfSigned: true}
+				}
+				c.Listen = append(c.Listen, lc)
+			})
+			addr := env.edge.Addrs()[2].Addr.String()
+			var u *streamUA
+			want := flowtable.TLS
+			if tr == "tls" {
+				c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				u = &streamUA{t: t, c: c, r: bufio.NewReader(c), local: c.LocalAddr().String()}
+			} else {
+				want = flowtable.WS
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				c, _, _, err := ws.Dialer{Protocols: []string{"sip"}}.Dial(ctx, "ws://"+addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				u = &streamUA{t: t, c: c, ws: true, local: "df7jal23ls0d.invalid"}
+			}
+			via := strings.ToUpper(tr)
+			registerAndReach(t, env, u, via, "frank", want)
+			waitParked(t, env, 1)
+			u.send("\r\n\r\n")
+			_ = u.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var pong []byte
+			var err error
+			if u.ws {
+				pong, err = wsutil.ReadServerText(u.c)
+			} else {
+				pong = make([]byte, 2)
+				_, err = io.ReadFull(u.r, pong)
+			}
+			if err != nil || string(pong) != "\r\n" {
+				t.Fatalf("pong while parked: %q %v (RFC 5626 §4.4.1)", pong, err)
+			}
+			if got := testutil.ToFloat64(env.edge.m.parked); got != 1 {
+				t.Fatalf("the keep-alive woke the connection: parked = %v", got)
+			}
+			registerAndReach(t, env, u, via, "frank", want)
+			if w := testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeMessage)); w != 1 {
+				t.Errorf("wakes{message} = %v, want 1", w)
+			}
+		})
 	}
 }

@@ -89,6 +89,7 @@ type WSConn struct {
 	net.Conn
 
 	rd      *wsutil.Reader
+	src     countingReader // what rd reads from: counts bytes per frame header
 	ctrl    wsutil.FrameHandlerFunc
 	inMsg   bool // reading a data message's payload
 	wmu     sync.Mutex
@@ -130,8 +131,9 @@ func newWSConn(c net.Conn) *WSConn {
 		}
 		return err
 	}
+	w.src.r = c
 	w.rd = &wsutil.Reader{
-		Source:         c,
+		Source:         &w.src,
 		State:          ws.StateServerSide,
 		MaxFrameSize:   DefaultMaxMessage,
 		OnIntermediate: w.ctrl, // control frames between fragments
@@ -159,8 +161,15 @@ func (w *WSConn) Read(p []byte) (int, error) {
 			}
 			continue
 		}
+		w.src.n = 0
 		hdr, err := w.rd.NextFrame()
 		if err != nil {
+			if w.src.n == 0 && isTimeout(err) {
+				// A read deadline passed between frames, before a byte
+				// of the next header: nothing was lost, the stream is
+				// intact (StreamConn's deadlines, parking).
+				return 0, err
+			}
 			return 0, w.fail(err)
 		}
 		if hdr.OpCode.IsControl() {
@@ -175,6 +184,18 @@ func (w *WSConn) Read(p []byte) (int, error) {
 		}
 		w.inMsg = true
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func (w *WSConn) fail(err error) error {
