@@ -257,11 +257,17 @@ func (s *StreamConn) parkedRead(n int, err error) {
 			s.unpark(WakeSend)
 			return
 		}
-		if s.opt.IdleTimeout > 0 && !time.Now().Before(s.lastByte.Add(s.opt.IdleTimeout)) {
-			s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+		if s.opt.IdleTimeout <= 0 || time.Now().Before(s.lastByte.Add(s.opt.IdleTimeout)) {
+			// A timeout neither asked for (wantBack) nor due: the
+			// connection's reader is stuck on an error of its own.
+			// Closed, rather than read again and again.
+			s.fail(fmt.Errorf("parked connection: read failed: %w", err), true)
 			s.endPark()
 			return
 		}
+		s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+		s.endPark()
+		return
 	}
 	s.nextWait()
 }

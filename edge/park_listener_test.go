@@ -6,8 +6,11 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws/wsutil"
 )
 
 // fakeSipgo runs an accept loop over l the way sipgo's TCP transport does
@@ -272,5 +275,81 @@ func TestNoParkWithoutResume(t *testing.T) {
 	}
 	if sc.Parked() {
 		t.Fatal("parked without a Resume")
+	}
+}
+
+// TestParkedWSUnderKeepaliveStorm: WebSocket flows receiving keep-alives
+// all the time while they park and wake: a deadline passing in the middle
+// of a frame must not break the stream (it did: the frame reader lost the
+// header bytes read so far). Every ping is answered, no connection closes.
+func TestParkedWSUnderKeepaliveStorm(t *testing.T) {
+	const conns = 100
+	e := &parkEnv{conns: make(chan *StreamConn, conns), closes: make(chan error, conns), wakes: map[string]int{}}
+	e.l = newTestListener(t, ListenerOptions{WebSocket: true, ParkAfter: 50 * time.Millisecond, IdleTimeout: time.Minute, MessageTimeout: 10 * time.Second,
+		OnAccept: func(_ uint64, c *StreamConn) { e.conns <- c },
+		OnClose:  func(_ uint64, _ net.Addr, err error) { e.closes <- err },
+		OnPark: func(uint64) {
+			e.mu.Lock()
+			e.parks++
+			e.mu.Unlock()
+		}})
+	e.sipgo = runFakeSipgo(e.l)
+	go func() {
+		for range e.sipgo.out {
+		}
+	}()
+	var pongs, pings atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		c, err := wsDial(t, e.l.Addr().String(), "sip")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		<-e.conns
+		go func() {
+			for {
+				b, err := wsutil.ReadServerText(c)
+				if err != nil {
+					return
+				}
+				if string(b) == "\r\n" {
+					pongs.Add(1)
+				}
+			}
+		}()
+		if err := wsutil.WriteClientText(c, []byte(parkTestMsg)); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Duration(k%7) * 10 * time.Millisecond):
+				}
+				if err := wsutil.WriteClientText(c, []byte("\r\n\r\n")); err != nil {
+					return
+				}
+				pings.Add(1)
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	waitFor(t, "every ping answered", func() bool { return pongs.Load() == pings.Load() })
+	select {
+	case err := <-e.closes:
+		t.Fatalf("a connection closed under keep-alives: %v", err)
+	default:
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.parks == 0 {
+		t.Error("nothing parked: the test did not test")
 	}
 }

@@ -89,7 +89,7 @@ type WSConn struct {
 	net.Conn
 
 	rd      *wsutil.Reader
-	src     countingReader // what rd reads from: counts bytes per frame header
+	src     frameSource // what rd reads from
 	ctrl    wsutil.FrameHandlerFunc
 	inMsg   bool // reading a data message's payload
 	wmu     sync.Mutex
@@ -142,6 +142,11 @@ func newWSConn(c net.Conn) *WSConn {
 }
 
 // Read returns payload bytes of data messages.
+//
+// A read deadline may pass anywhere (StreamConn's idle, message and park
+// deadlines): the stream stays usable. Inside a payload the frame reader
+// keeps its place; inside a frame header or a control frame, the bytes
+// read so far are kept and read again by the next call.
 func (w *WSConn) Read(p []byte) (int, error) {
 	if w.readErr != nil {
 		return 0, w.readErr
@@ -153,6 +158,12 @@ func (w *WSConn) Read(p []byte) (int, error) {
 				w.inMsg = false
 				err = nil
 			}
+			if err != nil && isTimeout(err) {
+				if n > 0 {
+					return n, nil
+				}
+				return 0, err
+			}
 			if err != nil {
 				return n, w.fail(fmt.Errorf("read websocket message: %w", err))
 			}
@@ -161,41 +172,78 @@ func (w *WSConn) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		w.src.n = 0
+		w.src.record()
 		hdr, err := w.rd.NextFrame()
-		if err != nil {
-			if w.src.n == 0 && isTimeout(err) {
-				// A read deadline passed between frames, before a byte
-				// of the next header: nothing was lost, the stream is
-				// intact (StreamConn's deadlines, parking).
-				return 0, err
-			}
-			return 0, w.fail(err)
+		control := err == nil && hdr.OpCode.IsControl()
+		if control {
+			err = w.ctrl(hdr, w.rd)
 		}
-		if hdr.OpCode.IsControl() {
-			if err := w.ctrl(hdr, w.rd); err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					return 0, w.fail(io.EOF)
-				}
-				return 0, w.fail(fmt.Errorf("websocket control frame: %w", err))
+		if err != nil && isTimeout(err) {
+			w.src.rewind()
+			return 0, err
+		}
+		w.src.stop()
+		if err != nil {
+			if !control {
+				return 0, w.fail(err)
 			}
+			var ce wsutil.ClosedError
+			if errors.As(err, &ce) {
+				return 0, w.fail(io.EOF)
+			}
+			return 0, w.fail(fmt.Errorf("websocket control frame: %w", err))
+		}
+		if control {
 			continue
 		}
 		w.inMsg = true
 	}
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int
+// frameSource is what the frame reader reads from. While a frame header
+// (and a control frame's payload) is read it records the bytes, so that
+// a read deadline passing in the middle loses nothing: rewind replays
+// them to the next attempt. At most a header and a control payload are
+// recorded (14 + 125 bytes).
+type frameSource struct {
+	r         io.Reader
+	recording bool
+	rec       []byte // bytes read since record
+	replay    []byte // bytes to read again before r
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += n
+func (f *frameSource) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	if len(f.replay) > 0 {
+		n = copy(p, f.replay)
+		f.replay = f.replay[n:]
+	} else {
+		n, err = f.r.Read(p)
+	}
+	if f.recording && n > 0 {
+		f.rec = append(f.rec, p[:n]...)
+	}
 	return n, err
+}
+
+// record starts recording (a frame header is next).
+func (f *frameSource) record() {
+	f.recording, f.rec = true, f.rec[:0]
+}
+
+// rewind makes the recorded bytes, and any not yet replayed, the next
+// ones read.
+func (f *frameSource) rewind() {
+	f.recording = false
+	f.replay = append(f.rec, f.replay...)
+	f.rec = nil
+}
+
+// stop ends recording.
+func (f *frameSource) stop() {
+	f.recording = false
+	f.rec = f.rec[:0]
 }
 
 func (w *WSConn) fail(err error) error {

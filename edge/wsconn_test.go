@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
@@ -162,5 +163,73 @@ func TestWSUpgradeRequiresSIPProtocol(t *testing.T) {
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("not rejected")
+	}
+}
+
+// TestWSConnDeadlineMidFrame: a read deadline that passes inside a frame
+// header, a control frame or a payload (StreamConn's deadlines, parking)
+// loses nothing: the bytes arrive one at a time with the deadline passing
+// between each, and the ping is answered once and the message read whole.
+func TestWSConnDeadlineMidFrame(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	w := newWSConn(raw)
+	var frames bytes.Buffer
+	mask := ws.NewMask()
+	for _, f := range []ws.Frame{ws.NewPingFrame([]byte("hi")), ws.NewTextFrame([]byte("OPTIONS sip:x SIP/2.0\r\n\r\n"))} {
+		f.Header.Masked, f.Header.Mask = true, mask
+		ws.Cipher(f.Payload, mask, 0)
+		if err := ws.WriteFrame(&frames, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream := frames.Bytes()
+	go func() {
+		for i := range stream {
+			_, _ = cli.Write(stream[i : i+1])
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	var got []byte
+	timeouts := 0
+	buf := make([]byte, 64)
+	for deadline := time.Now().Add(testTimeout); len(got) < len("OPTIONS sip:x SIP/2.0\r\n\r\n"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %q so far", got)
+		}
+		_ = w.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, err := w.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			if !isTimeout(err) {
+				t.Fatalf("Read: %v after %q", err, got)
+			}
+			timeouts++
+		}
+	}
+	if string(got) != "OPTIONS sip:x SIP/2.0\r\n\r\n" {
+		t.Fatalf("read %q", got)
+	}
+	if timeouts < len(stream)/2 {
+		t.Errorf("only %d deadlines passed mid-stream: the test did not test", timeouts)
+	}
+	// The ping was answered with one pong (RFC 6455 §5.5.3).
+	_ = cli.SetReadDeadline(time.Now().Add(testTimeout))
+	h, err := ws.ReadHeader(cli)
+	if err != nil || h.OpCode != ws.OpPong || h.Length != 2 {
+		t.Fatalf("pong: %+v %v", h, err)
 	}
 }
