@@ -361,6 +361,9 @@ func (s *StreamConn) Close() error {
 	s.closeOnce.Do(func() {
 		err = s.Conn.Close()
 		close(s.closed)
+		if s.opt.ParkAfter > 0 {
+			s.parkClosed()
+		}
 		if s.opt.OnClose != nil {
 			s.errMu.Lock()
 			reason := s.closeErr

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -81,6 +82,15 @@ type parking struct {
 	wantBack bool          // a sender asked for the connection back
 	awake    chan struct{} // closed when it is active again or closed
 	buf      []byte        // the waiter's read buffer (owned by the waiter)
+
+	// Epoll mode (park_poll_linux.go): rc is the socket, nil for the
+	// goroutine waiter; armed: registered for one readiness event, no
+	// goroutine waiting (whoever clears it owns the read side).
+	rc         syscall.RawConn
+	armed      bool
+	registered bool      // the socket is in the epoll set (next arm modifies)
+	token      uint64    // its epoll event data
+	idleAt     time.Time // while armed: when the idle timeout passes
 }
 
 // session is one read loop of sipgo over a StreamConn. A parked
@@ -178,6 +188,9 @@ func (s *StreamConn) tryPark() bool {
 	s.park.awake = make(chan struct{})
 	if s.park.buf == nil {
 		s.park.buf = make([]byte, 64)
+		if p := thePoller(); p != nil {
+			s.park.rc, _ = pollable(s.Conn)
+		}
 	}
 	s.pmu.Unlock()
 	if s.opt.OnPark != nil {
@@ -223,7 +236,56 @@ func (s *StreamConn) nextWait() {
 		s.unpark(WakeSend)
 		return
 	}
+	if s.park.rc != nil {
+		// Epoll mode: no goroutine until the socket is readable.
+		s.pmu.Lock()
+		s.park.armed, s.park.idleAt = true, deadline
+		s.pmu.Unlock()
+		if err := thePoller().arm(s); err == nil {
+			return
+		}
+		if !s.disarm() {
+			return // claimed meanwhile (a sender, a close)
+		}
+		s.park.rc = nil // this connection waits on goroutines from now on
+	}
 	go s.waitParked()
+}
+
+// disarm claims the read side of an armed connection: true when it was
+// armed (the caller owns it now), false when someone else claimed it.
+func (s *StreamConn) disarm() bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if !s.park.armed {
+		return false
+	}
+	s.park.armed = false
+	return true
+}
+
+// polledReady: the armed socket is readable (bytes, FIN, reset).
+func (s *StreamConn) polledReady() {
+	if s.disarm() {
+		go s.waitParked()
+	}
+}
+
+// polledIdle: the armed connection was silent for IdleTimeout.
+func (s *StreamConn) polledIdle() {
+	if s.disarm() {
+		s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+		s.endPark()
+	}
+}
+
+// parkClosed ends the parking of an armed connection closed locally (no
+// event will come for it: closing removes it from the epoll set).
+func (s *StreamConn) parkClosed() {
+	if s.disarm() {
+		thePoller().forget(s)
+		s.endPark()
+	}
 }
 
 // waitParked blocks in one Read of a parked connection.
@@ -352,6 +414,16 @@ func (s *StreamConn) acquire() error {
 			s.park.busy--
 			s.pmu.Unlock()
 			return net.ErrClosed
+		}
+		if s.park.armed {
+			// Epoll mode, nothing reading: take the read side and
+			// hand the connection back to sipgo from here.
+			s.park.armed = false
+			s.pmu.Unlock()
+			thePoller().forget(s)
+			s.unpark(WakeSend)
+			s.pmu.Lock()
+			continue
 		}
 		awake := s.park.awake
 		poke := s.park.state == psParked && !s.park.wantBack

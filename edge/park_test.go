@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -28,6 +29,16 @@ func sipgoReaders(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return strings.Count(b.String(), "(*TransportTCP).readConnection(")
+}
+
+// parkWaiters counts goroutines waiting on parked connections.
+func parkWaiters(t *testing.T) int {
+	t.Helper()
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(b.String(), "(*StreamConn).waitParked(")
 }
 
 // waitParked waits until the edge has want parked connections and that
@@ -93,6 +104,9 @@ func TestRFC5626_5_3_ParkedFlowStillRoutes(t *testing.T) {
 	waitParked(t, env, 1)
 	if got := sipgoReaders(t); got != base {
 		t.Errorf("sipgo readers = %d with the connection parked, want %d (its reader ended)", got, base)
+	}
+	if got := parkWaiters(t); got != 0 && runtime.GOOS == "linux" {
+		t.Errorf("%d goroutines wait on the parked TCP connection, want none (epoll)", got)
 	}
 	// Keep-alives are answered while parked and do not wake it.
 	for i := 0; i < 3; i++ {
@@ -257,6 +271,15 @@ func TestParkedTLSAndWSFlows(t *testing.T) {
 			}
 			if got := testutil.ToFloat64(env.edge.m.parked); got != 1 {
 				t.Fatalf("the keep-alive woke the connection: parked = %v", got)
+			}
+			// TLS waits on a goroutine (crypto/tls may hold a record
+			// no readiness event announces), WS over TCP on epoll.
+			waiters := 0
+			if tr == "tls" || runtime.GOOS != "linux" {
+				waiters = 1
+			}
+			if got := parkWaiters(t); got != waiters {
+				t.Errorf("%d goroutines wait on the parked %s connection, want %d", got, tr, waiters)
 			}
 			registerAndReach(t, env, u, via, "frank", want)
 			if w := testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeMessage)); w != 1 {

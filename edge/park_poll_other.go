@@ -1,0 +1,23 @@
+//go:build !linux
+
+package edge
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// parkPoller exists on Linux only (park_poll_linux.go); elsewhere a parked
+// connection waits on a goroutine.
+type parkPoller struct{}
+
+func thePoller() *parkPoller { return nil }
+
+func pollable(net.Conn) (syscall.RawConn, bool) { return nil, false }
+
+func (p *parkPoller) arm(*StreamConn) error { return errNoPoller }
+
+func (p *parkPoller) forget(*StreamConn) {}
+
+var errNoPoller = errors.New("no epoll here")
