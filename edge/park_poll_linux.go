@@ -17,7 +17,8 @@ import (
 // registered EPOLLONESHOT: one readiness event (bytes, the peer's FIN or
 // a reset) disarms it and hands the connection to a goroutine that reads
 // what arrived; it is armed again if the connection stays parked. Idle
-// timeouts of armed connections are checked every pollIdleEvery.
+// timeouts of armed connections are checked every pollIdleEvery, by a scan
+// that runs only when the earliest of them may have passed.
 //
 // TLS keeps the goroutine waiter: crypto/tls may hold a whole record
 // already read from the socket, which no readiness event would announce.
@@ -27,6 +28,9 @@ type parkPoller struct {
 	mu    sync.Mutex
 	armed map[uint64]*StreamConn // by token (the epoll event data)
 	next  uint64
+	// minIdle is no later than the earliest idle deadline of the armed
+	// connections (zero: none), so the scan runs only when one may be due.
+	minIdle time.Time
 }
 
 // pollIdleEvery is how often armed connections' idle timeouts are checked.
@@ -76,6 +80,9 @@ func (p *parkPoller) arm(s *StreamConn) error {
 	}
 	tok := s.park.token
 	p.armed[tok] = s
+	if at := s.park.idleAt; !at.IsZero() && (p.minIdle.IsZero() || at.Before(p.minIdle)) {
+		p.minIdle = at
+	}
 	p.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(tok), Pad: int32(tok >> 32)}
 	var opErr error
@@ -143,10 +150,20 @@ func (p *parkPoller) run() {
 func (p *parkPoller) idleCheck(now time.Time) {
 	var expired []*StreamConn
 	p.mu.Lock()
+	if p.minIdle.IsZero() || now.Before(p.minIdle) {
+		p.mu.Unlock()
+		return
+	}
+	p.minIdle = time.Time{}
 	for tok, s := range p.armed {
-		if s.opt.IdleTimeout > 0 && !now.Before(s.park.idleAt) {
+		at := s.park.idleAt
+		switch {
+		case at.IsZero():
+		case !now.Before(at):
 			delete(p.armed, tok)
 			expired = append(expired, s)
+		case p.minIdle.IsZero() || at.Before(p.minIdle):
+			p.minIdle = at
 		}
 	}
 	p.mu.Unlock()
