@@ -278,8 +278,14 @@ func TestParkedTLSAndWSFlows(t *testing.T) {
 			if tr == "tls" || runtime.GOOS != "linux" {
 				waiters = 1
 			}
-			if got := parkWaiters(t); got != waiters {
-				t.Errorf("%d goroutines wait on the parked %s connection, want %d", got, tr, waiters)
+			// A goroutine waiter hands over to a fresh goroutine after
+			// each read: poll across that moment.
+			for deadline := time.Now().Add(2 * time.Second); parkWaiters(t) != waiters; {
+				if time.Now().After(deadline) {
+					t.Errorf("%d goroutines wait on the parked %s connection, want %d", parkWaiters(t), tr, waiters)
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			registerAndReach(t, env, u, via, "frank", want)
 			if w := testutil.ToFloat64(env.edge.m.wakes.WithLabelValues(WakeMessage)); w != 1 {
