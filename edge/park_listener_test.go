@@ -79,23 +79,27 @@ type parkEnv struct {
 
 func newParkEnv(t *testing.T, parkAfter, idle time.Duration) *parkEnv {
 	t.Helper()
-	e := &parkEnv{conns: make(chan *StreamConn, 4), closes: make(chan error, 4), wakes: map[string]int{}}
-	e.l = newTestListener(t, ListenerOptions{
-		ParkAfter:   parkAfter,
-		IdleTimeout: idle,
-		OnAccept:    func(_ uint64, c *StreamConn) { e.conns <- c },
-		OnClose:     func(_ uint64, _ net.Addr, err error) { e.closes <- err },
-		OnPark: func(uint64) {
-			e.mu.Lock()
-			e.parks++
-			e.mu.Unlock()
-		},
-		OnWake: func(_ uint64, reason string) {
-			e.mu.Lock()
-			e.wakes[reason]++
-			e.mu.Unlock()
-		},
-	})
+	return newParkEnvOpts(t, 4, ListenerOptions{ParkAfter: parkAfter, IdleTimeout: idle})
+}
+
+// newParkEnvOpts is newParkEnv with more listener options, for up to
+// conns connections; the callbacks are the env's.
+func newParkEnvOpts(t *testing.T, conns int, opt ListenerOptions) *parkEnv {
+	t.Helper()
+	e := &parkEnv{conns: make(chan *StreamConn, conns), closes: make(chan error, conns), wakes: map[string]int{}}
+	opt.OnAccept = func(_ uint64, c *StreamConn) { e.conns <- c }
+	opt.OnClose = func(_ uint64, _ net.Addr, err error) { e.closes <- err }
+	opt.OnPark = func(uint64) {
+		e.mu.Lock()
+		e.parks++
+		e.mu.Unlock()
+	}
+	opt.OnWake = func(_ uint64, reason string) {
+		e.mu.Lock()
+		e.wakes[reason]++
+		e.mu.Unlock()
+	}
+	e.l = newTestListener(t, opt)
 	e.sipgo = runFakeSipgo(e.l)
 	return e
 }
@@ -284,16 +288,7 @@ func TestNoParkWithoutResume(t *testing.T) {
 // header bytes read so far). Every ping is answered, no connection closes.
 func TestParkedWSUnderKeepaliveStorm(t *testing.T) {
 	const conns = 100
-	e := &parkEnv{conns: make(chan *StreamConn, conns), closes: make(chan error, conns), wakes: map[string]int{}}
-	e.l = newTestListener(t, ListenerOptions{WebSocket: true, ParkAfter: 50 * time.Millisecond, IdleTimeout: time.Minute, MessageTimeout: 10 * time.Second,
-		OnAccept: func(_ uint64, c *StreamConn) { e.conns <- c },
-		OnClose:  func(_ uint64, _ net.Addr, err error) { e.closes <- err },
-		OnPark: func(uint64) {
-			e.mu.Lock()
-			e.parks++
-			e.mu.Unlock()
-		}})
-	e.sipgo = runFakeSipgo(e.l)
+	e := newParkEnvOpts(t, conns, ListenerOptions{WebSocket: true, ParkAfter: 50 * time.Millisecond, IdleTimeout: time.Minute, MessageTimeout: 10 * time.Second})
 	go func() {
 		for range e.sipgo.out {
 		}

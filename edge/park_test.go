@@ -3,7 +3,6 @@ package edge
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -21,24 +19,25 @@ import (
 	"github.com/pinhole-sip/pinhole/flowtable"
 )
 
-// sipgoReaders counts sipgo's stream read loops running in this process.
-func sipgoReaders(t *testing.T) int {
+// goroutinesIn counts the goroutines of this process with fn on their
+// stack (fn as in a goroutine dump, with its opening parenthesis).
+func goroutinesIn(t *testing.T, fn string) int {
 	t.Helper()
 	var b bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
 		t.Fatal(err)
 	}
-	return strings.Count(b.String(), "(*TransportTCP).readConnection(")
+	return strings.Count(b.String(), fn)
+}
+
+// sipgoReaders counts sipgo's stream read loops running in this process.
+func sipgoReaders(t *testing.T) int {
+	return goroutinesIn(t, "(*TransportTCP).readConnection(")
 }
 
 // parkWaiters counts goroutines waiting on parked connections.
 func parkWaiters(t *testing.T) int {
-	t.Helper()
-	var b bytes.Buffer
-	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(b.String(), "(*StreamConn).waitParked(")
+	return goroutinesIn(t, "(*StreamConn).waitParked(")
 }
 
 // waitParked waits until the edge has want parked connections and that
@@ -244,13 +243,10 @@ func TestParkedTLSAndWSFlows(t *testing.T) {
 				u = &streamUA{t: t, c: c, r: bufio.NewReader(c), local: c.LocalAddr().String()}
 			} else {
 				want = flowtable.WS
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				c, _, _, err := ws.Dialer{Protocols: []string{"sip"}}.Dial(ctx, "ws://"+addr)
+				c, err := wsDial(t, addr, "sip")
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Close()
 				u = &streamUA{t: t, c: c, ws: true, local: "df7jal23ls0d.invalid"}
 			}
 			via := strings.ToUpper(tr)
