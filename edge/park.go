@@ -23,11 +23,11 @@ import (
 //
 // A StreamConn with ParkAfter therefore ends sipgo's read loop once the
 // connection has been quiet long enough (no SIP message in either
-// direction for ParkAfter, nothing in flight on it) and watches it with a
-// small waiter goroutine of its own instead, reading through a 64-byte
-// buffer:
+// direction for ParkAfter, nothing in flight on it) and watches it itself
+// instead: in an epoll set, or with a small waiter goroutine for TLS (see
+// below), reading what arrives through a 64-byte buffer:
 //
-//   - keep-alives are answered by the waiter, the connection stays parked;
+//   - keep-alives are answered there, the connection stays parked;
 //   - the first byte of a SIP message (or the peer closing, or the idle
 //     timeout) ends the parking: the message bytes already framed are kept
 //     and a new read session is handed to sipgo through the Listener's
@@ -48,8 +48,8 @@ import (
 // its flow token the whole time.
 //
 // TCP, TLS, WS and WSS connections are parked: a read deadline interrupts
-// their reads without harm (a WebSocket's between frames only, which is
-// where it waits when no message is under way).
+// their reads without harm (WSConn replays a frame header cut by one), so
+// a sender can take a waiting connection back at any time.
 
 // Wake reasons (OnWake, metrics label).
 const (
@@ -211,14 +211,16 @@ func (s *StreamConn) isClosed() bool {
 
 // The waiter of a parked connection answers keep-alives and ends the
 // parking when a message starts, a sender wants the connection, the peer
-// closes or the idle timeout passes. Each wait runs on a fresh goroutine
-// (waitParked) that does nothing but block in Read, so its stack stays at
-// Go's 2 KiB minimum; what follows a read (framing, flow table, metrics,
-// the pong) runs in parkedRead, which may grow that goroutine's stack,
-// and then hands the next wait to a new goroutine and ends. A keep-alive
-// thus costs one goroutine start, and a parked connection 2 KiB of stack.
+// closes or the idle timeout passes. Between reads a TCP or WebSocket-
+// over-TCP socket waits in the epoll set (park_poll_linux.go), with no
+// goroutine; a TLS one (or any, where epoll is unavailable) on a fresh
+// goroutine (waitParked) that does nothing but block in Read, so that its
+// stack stays as small as the read's frames allow. What follows a read
+// (framing, flow table, metrics, the pong) runs in parkedRead, which then
+// arms the next wait and ends. A keep-alive thus costs one goroutine start.
 
-// nextWait arms the next wait: the idle deadline, then a fresh waiter.
+// nextWait arms the next wait: the idle deadline, then the epoll set or a
+// fresh waiter goroutine.
 func (s *StreamConn) nextWait() {
 	var deadline time.Time
 	if s.opt.IdleTimeout > 0 {
