@@ -33,16 +33,21 @@ type FlowBinding struct {
 	RegID    int64  `json:"reg_id"`
 }
 
-func (s *Server) flowInfo(fl flowtable.Flow) FlowInfo {
+// flowInfo describes fl, with its flow token when token is set (an HMAC).
+func (s *Server) flowInfo(fl flowtable.Flow, token bool) FlowInfo {
 	ids := s.table.Identities(fl.FlowKey) // sorted; built only for the operator, never per packet
 	bs := make([]FlowBinding, len(ids))
 	for i, id := range ids {
 		bs[i] = FlowBinding{AOR: id.AOR, Instance: id.Instance, RegID: id.RegID}
 	}
-	return FlowInfo{
+	info := FlowInfo{
 		ID: fl.ID, Transport: string(fl.Transport), Local: fl.Local.String(), Remote: fl.Remote.String(),
-		Created: fl.Created, LastSeen: fl.LastSeen, Keepalives: fl.Keepalives, Bindings: bs, Token: s.keys.Encode(fl.FlowKey),
+		Created: fl.Created, LastSeen: fl.LastSeen, Keepalives: fl.Keepalives, Bindings: bs,
 	}
+	if token {
+		info.Token = s.keys.Encode(fl.FlowKey)
+	}
+	return info
 }
 
 // countKeepalive counts a keep-alive on stream connection id of l.
@@ -60,7 +65,19 @@ func (s *Server) Flows(f flowtable.Filter, limit int) []FlowInfo {
 	flows := s.table.List(f, limit)
 	out := make([]FlowInfo, len(flows))
 	for i, fl := range flows {
-		out[i] = s.flowInfo(fl)
+		out[i] = s.flowInfo(fl, true)
+	}
+	return out
+}
+
+// BoundFlows lists every flow that carries a binding, as Flows does but
+// without the flow tokens (an HMAC each): for the diagnostics' keep-alive
+// check, which goes over all of them every few seconds and needs none.
+func (s *Server) BoundFlows() []FlowInfo {
+	flows := s.table.List(flowtable.Filter{Bound: true}, 0)
+	out := make([]FlowInfo, len(flows))
+	for i, fl := range flows {
+		out[i] = s.flowInfo(fl, false)
 	}
 	return out
 }
@@ -86,7 +103,7 @@ func (s *Server) CloseFlow(id uint64) (FlowInfo, error) {
 	if !ok {
 		return FlowInfo{}, fmt.Errorf("flow %d: %w", id, ErrNoSuchFlow)
 	}
-	info := s.flowInfo(fl)
+	info := s.flowInfo(fl, true)
 	if fl.Transport.Stream() {
 		if v, ok := s.connsID.Load(fl.ConnID); ok {
 			_ = v.(*streamConn).c.Close()
@@ -126,7 +143,7 @@ func (s *Server) FlowByToken(tok string) (FlowInfo, bool) {
 	if !ok {
 		return FlowInfo{}, false
 	}
-	return s.flowInfo(fl), true
+	return s.flowInfo(fl, true), true
 }
 
 // FlowTimer returns the Flow-Timer (RFC 5626 §4.4) this edge gives

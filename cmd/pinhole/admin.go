@@ -7,8 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pinhole-sip/pinhole/edge"
-	"github.com/pinhole-sip/pinhole/flowtable"
 	"github.com/pinhole-sip/pinhole/internal/adminapi"
 	"github.com/pinhole-sip/pinhole/internal/diagnostics"
 	"github.com/pinhole-sip/pinhole/internal/ops"
@@ -43,9 +41,7 @@ func enableAdmin(ctx context.Context, cfg *Config, o *ops.Server, roles []*role,
 	}
 	if e := opt.Edge; e != nil {
 		e.SetFlowObserver(diag)
-		go diag.RunFlowCheck(ctx, func() []edge.FlowInfo {
-			return e.Flows(flowtable.Filter{Bound: true}, 0)
-		}, e.FlowTimer)
+		go diag.RunFlowCheck(ctx, e.BoundFlows, e.FlowTimer)
 	}
 	api := adminapi.New(opt)
 	state, err := o.EnableAdmin(api, token)
