@@ -81,16 +81,11 @@ func TestRFC5626_5_3_ParkedFlowStillRoutes(t *testing.T) {
 	}
 	defer ua.Close()
 	r := bufio.NewReader(ua)
+	u := &streamUA{t: t, c: ua, r: r, local: ua.LocalAddr().String()}
 	register := func() {
 		t.Helper()
-		if _, err := ua.Write([]byte(registerMsg("TCP", ua.LocalAddr().String(), "alice", true))); err != nil {
-			t.Fatal(err)
-		}
-		res, err := readStreamMsg(ua, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.status() != 200 {
+		u.send(registerMsg("TCP", u.local, "alice", true))
+		if res := u.recv(); res.status() != 200 {
 			t.Fatalf("REGISTER: %s", res.start)
 		}
 	}
