@@ -62,22 +62,20 @@ var ErrNoSuchFlow = errors.New("no such flow")
 
 // Flows lists up to limit flows matching f, oldest first.
 func (s *Server) Flows(f flowtable.Filter, limit int) []FlowInfo {
-	flows := s.table.List(f, limit)
-	out := make([]FlowInfo, len(flows))
-	for i, fl := range flows {
-		out[i] = s.flowInfo(fl, true)
-	}
-	return out
+	return s.flowInfos(s.table.List(f, limit), true)
 }
 
 // BoundFlows lists every flow that carries a binding, as Flows does but
 // without the flow tokens (an HMAC each): for the diagnostics' keep-alive
 // check, which goes over all of them every few seconds and needs none.
 func (s *Server) BoundFlows() []FlowInfo {
-	flows := s.table.List(flowtable.Filter{Bound: true}, 0)
+	return s.flowInfos(s.table.List(flowtable.Filter{Bound: true}, 0), false)
+}
+
+func (s *Server) flowInfos(flows []flowtable.Flow, token bool) []FlowInfo {
 	out := make([]FlowInfo, len(flows))
 	for i, fl := range flows {
-		out[i] = s.flowInfo(fl, false)
+		out[i] = s.flowInfo(fl, token)
 	}
 	return out
 }

@@ -68,7 +68,7 @@ type ListenerOptions struct {
 	// parked (park.go); 0 never parks.
 	ParkAfter time.Duration
 	// OnPark and OnWake report a connection parked and woken (reason:
-	// WakeMessage, WakeSend).
+	// WakeMessage, WakeSend, WakeClosed).
 	OnPark func(id uint64)
 	OnWake func(id uint64, reason string)
 	// OnReject is called for each connection dropped before Accept.

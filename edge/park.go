@@ -392,6 +392,9 @@ func (s *StreamConn) endPark() {
 // hold marks a request in flight over the connection (one that arrived on
 // it): it is not parked until release.
 func (s *StreamConn) hold() {
+	if s.opt.ParkAfter <= 0 {
+		return // never parked: nothing to hold off
+	}
 	s.pmu.Lock()
 	s.park.busy++
 	s.pmu.Unlock()
@@ -399,6 +402,9 @@ func (s *StreamConn) hold() {
 
 // release ends a hold or an acquire.
 func (s *StreamConn) release() {
+	if s.opt.ParkAfter <= 0 {
+		return
+	}
 	s.pmu.Lock()
 	s.park.busy--
 	s.pmu.Unlock()
@@ -408,6 +414,9 @@ func (s *StreamConn) release() {
 // parked connection is first handed back to sipgo, and acquire returns once
 // sipgo has it in its pool. On error nothing is held.
 func (s *StreamConn) acquire() error {
+	if s.opt.ParkAfter <= 0 {
+		return nil
+	}
 	s.pmu.Lock()
 	s.park.busy++
 	var timer *time.Timer
