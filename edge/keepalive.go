@@ -328,8 +328,14 @@ func (s *StreamConn) recordErr(err error) {
 	s.errMu.Unlock()
 }
 
+// crlfPong answers a CRLFCRLF keep-alive (RFC 5626 §4.4.1).
+var crlfPong = []byte("\r\n")
+
 func (s *StreamConn) pong() error {
-	_, err := s.write([]byte("\r\n"))
+	if s.park.inline {
+		return s.rawPong() // on the poller's goroutine: never block it
+	}
+	_, err := s.write(crlfPong)
 	return err
 }
 
@@ -346,6 +352,20 @@ func (s *StreamConn) Write(b []byte) (int, error) {
 func (s *StreamConn) write(b []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeLocked(b)
+}
+
+// writeLater writes b from a goroutine of its own (a pong the poller could
+// not write without blocking); a failure closes the connection.
+func (s *StreamConn) writeLater(b []byte) {
+	if _, err := s.write(b); err != nil {
+		s.recordErr(fmt.Errorf("write keep-alive pong: %w", err))
+		_ = s.Close()
+	}
+}
+
+// writeLocked writes b; the caller holds wmu.
+func (s *StreamConn) writeLocked(b []byte) (int, error) {
 	if s.opt.WriteTimeout > 0 {
 		if err := s.Conn.SetWriteDeadline(time.Now().Add(s.opt.WriteTimeout)); err != nil {
 			return 0, fmt.Errorf("set write deadline: %w", err)

@@ -87,6 +87,8 @@ type parking struct {
 	// goroutine waiter; armed: registered for one readiness event, no
 	// goroutine waiting (whoever clears it owns the read side).
 	rc         syscall.RawConn
+	edge       bool // plain TCP: edge-triggered, read on the poller's goroutine
+	inline     bool // the poller's goroutine is answering a keep-alive (pong without blocking)
 	armed      bool
 	registered bool      // the socket is in the epoll set (next arm modifies)
 	token      uint64    // its epoll event data
@@ -189,7 +191,9 @@ func (s *StreamConn) tryPark() bool {
 	if s.park.buf == nil {
 		s.park.buf = make([]byte, 64)
 		if p := thePoller(); p != nil {
-			s.park.rc, _ = pollable(s.Conn)
+			if rc, edge, ok := pollable(s.Conn); ok {
+				s.park.rc, s.park.edge = rc, edge
+			}
 		}
 	}
 	s.pmu.Unlock()
@@ -219,17 +223,52 @@ func (s *StreamConn) isClosed() bool {
 // (framing, flow table, metrics, the pong) runs in parkedRead, which then
 // arms the next wait and ends. A keep-alive thus costs one goroutine start.
 
-// nextWait arms the next wait: the idle deadline, then the epoll set or a
+// nextWait arms the next wait: the epoll set, or the idle deadline and a
 // fresh waiter goroutine.
 func (s *StreamConn) nextWait() {
 	var deadline time.Time
 	if s.opt.IdleTimeout > 0 {
 		deadline = s.lastByte.Add(s.opt.IdleTimeout)
 	}
-	if err := s.Conn.SetReadDeadline(deadline); err != nil {
-		s.fail(fmt.Errorf("set read deadline: %w", err), true)
-		s.endPark()
-		return
+	if !s.park.edge {
+		// A goroutine will read: the idle deadline bounds it, and the
+		// one that parked the connection (passed) must not stay.
+		if err := s.Conn.SetReadDeadline(deadline); err != nil {
+			s.fail(fmt.Errorf("set read deadline: %w", err), true)
+			s.endPark()
+			return
+		}
+	}
+	if s.park.rc != nil {
+		// Epoll mode: no goroutine until the socket is readable; the
+		// poller checks the idle deadline. wantBack and armed change
+		// together: a sender either claims the armed connection or has
+		// asked for it before this check.
+		// Registered under pmu too, so that whoever claims it finds
+		// the registration complete.
+		s.pmu.Lock()
+		if s.park.wantBack {
+			s.pmu.Unlock()
+			s.unpark(WakeSend)
+			return
+		}
+		s.park.armed, s.park.idleAt = true, deadline
+		err := thePoller().arm(s)
+		if err != nil {
+			s.park.armed = false
+		}
+		s.pmu.Unlock()
+		if err == nil {
+			return
+		}
+		if s.park.edge {
+			if err := s.Conn.SetReadDeadline(deadline); err != nil {
+				s.fail(fmt.Errorf("set read deadline: %w", err), true)
+				s.endPark()
+				return
+			}
+		}
+		s.park.rc, s.park.edge = nil, false // this connection waits on goroutines from now on
 	}
 	// Checked after the deadline is set: a sender sets wantBack before
 	// its poke, so either the poke lands after this deadline or wantBack
@@ -237,19 +276,6 @@ func (s *StreamConn) nextWait() {
 	if s.wanted() {
 		s.unpark(WakeSend)
 		return
-	}
-	if s.park.rc != nil {
-		// Epoll mode: no goroutine until the socket is readable.
-		s.pmu.Lock()
-		s.park.armed, s.park.idleAt = true, deadline
-		s.pmu.Unlock()
-		if err := thePoller().arm(s); err == nil {
-			return
-		}
-		if !s.disarm() {
-			return // claimed meanwhile (a sender, a close)
-		}
-		s.park.rc = nil // this connection waits on goroutines from now on
 	}
 	go s.waitParked()
 }
@@ -266,26 +292,31 @@ func (s *StreamConn) disarm() bool {
 	return true
 }
 
-// polledReady: the armed socket is readable (bytes, FIN, reset).
+// polledReady: the armed one-shot socket is readable (bytes, FIN, reset).
 func (s *StreamConn) polledReady() {
 	if s.disarm() {
 		go s.waitParked()
 	}
 }
 
-// polledIdle: the armed connection was silent for IdleTimeout.
-func (s *StreamConn) polledIdle() {
-	if s.disarm() {
-		s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
-		s.endPark()
-	}
+// idleExpired: the armed connection, claimed by the poller, was silent
+// for IdleTimeout.
+func (s *StreamConn) idleExpired() {
+	s.fail(fmt.Errorf("%w after %v", ErrIdleTimeout, s.opt.IdleTimeout), true)
+	s.endPark()
 }
 
-// parkClosed ends the parking of an armed connection closed locally (no
-// event will come for it: closing removes it from the epoll set).
+// parkClosed: the connection was closed locally. It leaves the poller's
+// table (closing removed it from the epoll set), and an armed one's
+// parking ends here, as no event will come for it.
 func (s *StreamConn) parkClosed() {
-	if s.disarm() {
+	s.pmu.Lock()
+	polled := s.park.rc != nil
+	s.pmu.Unlock()
+	if polled {
 		thePoller().forget(s)
+	}
+	if s.disarm() {
 		s.endPark()
 	}
 }
@@ -345,6 +376,9 @@ func (s *StreamConn) wanted() bool {
 // unpark hands a new read session to sipgo and waits until sipgo has
 // pooled it (it then calls Accept again).
 func (s *StreamConn) unpark(reason string) {
+	if s.park.edge {
+		thePoller().unregister(s)
+	}
 	_ = s.Conn.SetReadDeadline(time.Time{})
 	s.parkRetry = time.Time{}
 	s.pmu.Lock()

@@ -348,3 +348,88 @@ func TestParkedWSUnderKeepaliveStorm(t *testing.T) {
 		t.Error("nothing parked: the test did not test")
 	}
 }
+
+// TestParkedTCPUnderKeepaliveStorm: plain TCP flows are parked edge-
+// triggered and their keep-alives answered on the poller's goroutine
+// (park_poll_linux.go). Pings come whole, split across writes, and in
+// bursts larger than one read of the poller takes, with a message now and
+// then that wakes the flow: every CRLFCRLF gets exactly one CRLF (RFC 5626
+// §4.4.1), every message reaches sipgo once, no connection closes.
+func TestParkedTCPUnderKeepaliveStorm(t *testing.T) {
+	const conns = 50
+	e := newParkEnvOpts(t, conns, ListenerOptions{ParkAfter: 50 * time.Millisecond, IdleTimeout: time.Minute, MessageTimeout: 10 * time.Second})
+	var msgs atomic.Int64
+	go func() {
+		for m := range e.sipgo.out {
+			msgs.Add(int64(strings.Count(m, "OPTIONS ")))
+		}
+	}()
+	var pongBytes, pings, sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		c, _ := e.dial(t)
+		go func() {
+			buf := make([]byte, 512)
+			for {
+				n, err := c.Read(buf)
+				pongBytes.Add(int64(strings.Count(string(buf[:n]), "\r\n")) * 2)
+				if err != nil {
+					return
+				}
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Duration(k%5) * 20 * time.Millisecond):
+				}
+				var err error
+				switch k % 9 {
+				case 3: // split ping
+					if _, err = c.Write([]byte("\r\n")); err == nil {
+						time.Sleep(5 * time.Millisecond)
+						_, err = c.Write([]byte("\r\n"))
+					}
+					pings.Add(1)
+				case 6: // a burst longer than the poller's 64-byte read
+					_, err = c.Write([]byte(strings.Repeat("\r\n\r\n", 40)))
+					pings.Add(40)
+				case 8:
+					_, err = c.Write([]byte(parkTestMsg))
+					sent.Add(1)
+				default:
+					_, err = c.Write([]byte("\r\n\r\n"))
+					pings.Add(1)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	waitFor(t, "every ping answered", func() bool { return pongBytes.Load() == 2*pings.Load() })
+	waitFor(t, "every message delivered", func() bool { return msgs.Load() == sent.Load() })
+	time.Sleep(100 * time.Millisecond)
+	if got, want := pongBytes.Load(), 2*pings.Load(); got != want {
+		t.Errorf("pong bytes %d, want %d: a ping was answered twice", got, want)
+	}
+	select {
+	case err := <-e.closes:
+		t.Fatalf("a connection closed under keep-alives: %v", err)
+	default:
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.parks == 0 || e.wakes[WakeMessage] == 0 {
+		t.Errorf("parks %d, wakes %v: the test did not test", e.parks, e.wakes)
+	}
+	t.Logf("%d pings, %d messages, %d parks, wakes %v", pings.Load(), sent.Load(), e.parks, e.wakes)
+}

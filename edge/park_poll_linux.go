@@ -5,7 +5,9 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -13,12 +15,26 @@ import (
 
 // parkPoller watches the sockets of parked connections with one epoll
 // instance and one goroutine, so that a parked TCP or WebSocket-over-TCP
-// connection costs no goroutine at all (park.go). Each parked socket is
-// registered EPOLLONESHOT: one readiness event (bytes, the peer's FIN or
-// a reset) disarms it and hands the connection to a goroutine that reads
-// what arrived; it is armed again if the connection stays parked. Idle
-// timeouts of armed connections are checked every pollIdleEvery, by a scan
-// that runs only when the earliest of them may have passed.
+// connection costs no goroutine at all (park.go). Idle timeouts of armed
+// connections are checked every pollIdleEvery, by a scan that runs only
+// when the earliest of them may have passed.
+//
+// Two modes:
+//
+//   - Plain TCP is registered edge-triggered for as long as it is parked,
+//     and what arrives is read on the poller's own goroutine with one
+//     non-blocking read. A keep-alive (nothing but CR and LF bytes, the
+//     usual CRLFCRLF of RFC 5626 §4.4.1) is answered there with one
+//     non-blocking write, and the socket stays armed without another
+//     system call: a ping costs the read and the pong, as in an event-loop
+//     server. Anything else (the start of a message, the peer closing)
+//     goes to a goroutine (parkedRead), because waking a flow waits for
+//     sipgo. The registration is removed when the connection wakes, so an
+//     active connection's traffic never reaches the poller.
+//   - A WebSocket over TCP is registered EPOLLONESHOT: its frames are read
+//     through WSConn's blocking reader, so each readiness event hands the
+//     connection to a goroutine that reads it (waitParked) and arms it
+//     again if it stays parked.
 //
 // TLS keeps the goroutine waiter: crypto/tls may hold a whole record
 // already read from the socket, which no readiness event would announce.
@@ -26,11 +42,14 @@ type parkPoller struct {
 	epfd int
 
 	mu    sync.Mutex
-	armed map[uint64]*StreamConn // by token (the epoll event data)
+	conns map[uint64]*StreamConn // registered sockets, by token (the epoll event data)
 	next  uint64
 	// minIdle is no later than the earliest idle deadline of the armed
 	// connections (zero: none), so the scan runs only when one may be due.
+	// Re-arming after a keep-alive only moves a deadline later, so it
+	// need not update minIdle.
 	minIdle time.Time
+	scan    []*StreamConn // idleCheck's copy of conns (reused)
 }
 
 // pollIdleEvery is how often armed connections' idle timeouts are checked.
@@ -49,28 +68,31 @@ func thePoller() *parkPoller {
 		if err != nil {
 			return
 		}
-		poller = &parkPoller{epfd: fd, armed: map[uint64]*StreamConn{}}
+		poller = &parkPoller{epfd: fd, conns: map[uint64]*StreamConn{}}
 		go poller.run()
 	})
 	return poller
 }
 
 // pollable returns c's socket when its readiness can be watched there:
-// plain TCP, or a WebSocket over plain TCP (WSConn keeps no bytes of its
-// own between frames).
-func pollable(c net.Conn) (syscall.RawConn, bool) {
+// plain TCP (edge: read on the poller's goroutine), or a WebSocket over
+// plain TCP (WSConn keeps no bytes of its own between frames).
+func pollable(c net.Conn) (rc syscall.RawConn, edge bool, ok bool) {
 	switch x := c.(type) {
 	case *net.TCPConn:
 		rc, err := x.SyscallConn()
-		return rc, err == nil
+		return rc, true, err == nil
 	case *WSConn:
-		return pollable(x.Conn)
+		rc, _, ok := pollable(x.Conn)
+		return rc, false, ok
 	}
-	return nil, false
+	return nil, false, false
 }
 
-// arm registers s's socket for one readiness event. The epoll call runs
-// inside Control, while the descriptor is sure to be s's.
+// arm registers s's socket for readiness events (or modifies its
+// registration, which makes the kernel report it again if it is readable
+// now, so nothing that arrived while it was not armed is missed). The
+// epoll call runs inside Control, while the descriptor is sure to be s's.
 func (p *parkPoller) arm(s *StreamConn) error {
 	rc := s.park.rc
 	p.mu.Lock()
@@ -79,12 +101,18 @@ func (p *parkPoller) arm(s *StreamConn) error {
 		s.park.token = p.next
 	}
 	tok := s.park.token
-	p.armed[tok] = s
+	p.conns[tok] = s
 	if at := s.park.idleAt; !at.IsZero() && (p.minIdle.IsZero() || at.Before(p.minIdle)) {
 		p.minIdle = at
 	}
 	p.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(tok), Pad: int32(tok >> 32)}
+	events := uint32(syscall.EPOLLIN | syscall.EPOLLRDHUP)
+	if s.park.edge {
+		events |= uint32(1) << 31 // EPOLLET (negative as syscall declares it)
+	} else {
+		events |= syscall.EPOLLONESHOT
+	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(tok), Pad: int32(tok >> 32)}
 	var opErr error
 	err := rc.Control(func(fd uintptr) {
 		op := syscall.EPOLL_CTL_MOD
@@ -106,20 +134,30 @@ func (p *parkPoller) arm(s *StreamConn) error {
 	return nil
 }
 
-// forget drops s from the armed set (its socket stays registered but
-// disarmed until the next arm, or is removed by the kernel on close).
+// unregister removes an edge-triggered socket from the epoll set when its
+// connection wakes (a one-shot registration is disarmed already).
+func (p *parkPoller) unregister(s *StreamConn) {
+	p.forget(s)
+	if !s.park.edge || !s.park.registered {
+		return
+	}
+	s.park.registered = false
+	_ = s.park.rc.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+// forget drops s from the poller's table.
 func (p *parkPoller) forget(s *StreamConn) {
 	p.mu.Lock()
-	delete(p.armed, s.park.token)
+	delete(p.conns, s.park.token)
 	p.mu.Unlock()
 }
 
-// take removes and returns the connection armed under tok, if any.
-func (p *parkPoller) take(tok uint64) *StreamConn {
+func (p *parkPoller) lookup(tok uint64) *StreamConn {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.armed[tok]
-	delete(p.armed, tok)
+	s := p.conns[tok]
+	p.mu.Unlock()
 	return s
 }
 
@@ -135,7 +173,13 @@ func (p *parkPoller) run() {
 		}
 		for i := 0; i < n; i++ {
 			tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			if s := p.take(tok); s != nil {
+			s := p.lookup(tok)
+			switch {
+			case s == nil:
+			case s.park.edge:
+				s.polledEdge()
+			default:
+				p.forget(s)
 				s.polledReady()
 			}
 		}
@@ -146,28 +190,172 @@ func (p *parkPoller) run() {
 	}
 }
 
-// idleCheck closes armed connections silent for their IdleTimeout.
+// idleCheck closes armed connections silent for their IdleTimeout. It runs
+// on the poller's goroutine only. A connection's parking state is locked
+// before the poller's table wherever both are (arm), so the table is
+// copied first and each connection looked at without it.
 func (p *parkPoller) idleCheck(now time.Time) {
-	var expired []*StreamConn
 	p.mu.Lock()
 	if p.minIdle.IsZero() || now.Before(p.minIdle) {
 		p.mu.Unlock()
 		return
 	}
 	p.minIdle = time.Time{}
-	for tok, s := range p.armed {
-		at := s.park.idleAt
-		switch {
-		case at.IsZero():
-		case !now.Before(at):
-			delete(p.armed, tok)
-			expired = append(expired, s)
-		case p.minIdle.IsZero() || at.Before(p.minIdle):
-			p.minIdle = at
+	for _, s := range p.conns {
+		p.scan = append(p.scan, s)
+	}
+	p.mu.Unlock()
+	var next time.Time
+	expired := p.scan[:0]
+	for _, s := range p.scan {
+		s.pmu.Lock()
+		at, armed := s.park.idleAt, s.park.armed
+		due := armed && !at.IsZero() && !now.Before(at)
+		if due {
+			s.park.armed = false // claimed: closed below
 		}
+		s.pmu.Unlock()
+		switch {
+		case due:
+			expired = append(expired, s)
+		case armed && !at.IsZero() && (next.IsZero() || at.Before(next)):
+			next = at
+		}
+	}
+	p.mu.Lock()
+	if !next.IsZero() && (p.minIdle.IsZero() || next.Before(p.minIdle)) {
+		p.minIdle = next
+	}
+	for _, s := range expired {
+		delete(p.conns, s.park.token)
 	}
 	p.mu.Unlock()
 	for _, s := range expired {
-		s.polledIdle()
+		s.idleExpired()
 	}
+	clear(p.scan)
+	p.scan = p.scan[:0]
+}
+
+// polledEdge handles a readiness event of an edge-triggered (plain TCP)
+// parked connection on the poller's goroutine; see parkPoller.
+func (s *StreamConn) polledEdge() {
+	if !s.disarm() {
+		return // not parked and armed: a sender or a goroutine has it
+	}
+	buf := s.park.buf
+	n, err := s.rawRead(buf)
+	switch {
+	case errors.Is(err, syscall.EAGAIN):
+		s.rearm() // nothing there after all
+		return
+	case err != nil:
+		go s.parkedRead(0, err)
+		return
+	case n == 0:
+		go s.parkedRead(0, io.EOF)
+		return
+	case n == len(buf) || !onlyCRLF(buf[:n]):
+		// A message starts, or more is waiting than one read took (edge
+		// triggering needs the socket drained): a goroutine goes on.
+		go s.parkedRead(n, nil)
+		return
+	}
+	s.park.inline = true
+	_, werr := s.consume(buf[:n])
+	s.park.inline = false
+	if werr != nil {
+		s.endPark() // consume closed the connection
+		return
+	}
+	s.rearm()
+}
+
+// rearm marks a connection handled on the poller's goroutine armed again;
+// its socket is still registered, and whatever arrived meanwhile raises
+// an event that the poller reads next.
+func (s *StreamConn) rearm() {
+	s.pmu.Lock()
+	switch {
+	case s.isClosed():
+		s.pmu.Unlock()
+		thePoller().forget(s)
+		s.endPark()
+	case s.park.wantBack:
+		s.pmu.Unlock()
+		go s.unpark(WakeSend)
+	default:
+		s.park.armed = true
+		if s.opt.IdleTimeout > 0 {
+			s.park.idleAt = s.lastByte.Add(s.opt.IdleTimeout)
+		}
+		s.pmu.Unlock()
+	}
+}
+
+// rawRead is one non-blocking read(2) of the socket, outside Go's poller
+// (which has no goroutine waiting on it, and so has nothing to wake).
+func (s *StreamConn) rawRead(b []byte) (int, error) {
+	var n int
+	var rerr error
+	err := s.park.rc.Control(func(fd uintptr) {
+		for {
+			n, rerr = syscall.Read(int(fd), b)
+			if rerr != syscall.EINTR {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		if rerr == syscall.EAGAIN {
+			return 0, rerr
+		}
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	return n, nil
+}
+
+// rawPong answers a keep-alive from the poller's goroutine with one
+// non-blocking write(2). If a writer holds the connection, or the socket's
+// send buffer is full, the rest is written by a goroutine.
+func (s *StreamConn) rawPong() error {
+	if !s.wmu.TryLock() {
+		go s.writeLater(crlfPong)
+		return nil
+	}
+	var n int
+	var werr error
+	err := s.park.rc.Control(func(fd uintptr) {
+		for {
+			n, werr = syscall.Write(int(fd), crlfPong)
+			if werr != syscall.EINTR {
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	if n < 0 {
+		n = 0
+	}
+	if errors.Is(err, syscall.EAGAIN) || (err == nil && n < len(crlfPong)) {
+		rest := crlfPong[n:]
+		go func() {
+			defer s.wmu.Unlock()
+			if _, err := s.writeLocked(rest); err != nil {
+				s.recordErr(fmt.Errorf("write keep-alive pong: %w", err))
+				_ = s.Close()
+			}
+		}()
+		return nil
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		return &net.OpError{Op: "write", Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+	return nil
 }
