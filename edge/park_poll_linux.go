@@ -40,6 +40,8 @@ import (
 // already read from the socket, which no readiness event would announce.
 type parkPoller struct {
 	epfd int
+	file *os.File        // epfd, registered in Go's netpoller
+	rc   syscall.RawConn // file's
 
 	mu    sync.Mutex
 	conns map[uint64]*StreamConn // registered sockets, by token (the epoll event data)
@@ -68,7 +70,22 @@ func thePoller() *parkPoller {
 		if err != nil {
 			return
 		}
-		poller = &parkPoller{epfd: fd, conns: map[uint64]*StreamConn{}}
+		// The epoll descriptor is itself waited on in Go's netpoller (it
+		// is readable while events are ready): a socket's bytes then wake
+		// one thread, the one in Go's epoll_wait, which reports Go's own
+		// registration of the socket and this set's in the same call,
+		// instead of a second thread blocked in this set's epoll_wait.
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			_ = syscall.Close(fd)
+			return
+		}
+		f := os.NewFile(uintptr(fd), "park-epoll")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			_ = f.Close()
+			return
+		}
+		poller = &parkPoller{epfd: fd, file: f, rc: rc, conns: map[uint64]*StreamConn{}}
 		go poller.run()
 	})
 	return poller
@@ -163,30 +180,46 @@ func (p *parkPoller) lookup(tok uint64) *StreamConn {
 
 func (p *parkPoller) run() {
 	events := make([]syscall.EpollEvent, 128)
-	nextIdle := time.Now().Add(pollIdleEvery)
+	var n int
+	var werr error
+	wait := func(fd uintptr) bool {
+		n, werr = syscall.EpollWait(int(fd), events, 0)
+		return n > 0 || werr != nil
+	}
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, int(pollIdleEvery/time.Millisecond))
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			// Nothing sensible is left to do; parked connections still
-			// wake by sends, and close by the flow table's timers.
+		now := time.Now()
+		next := now.Add(pollIdleEvery)
+		if err := p.file.SetReadDeadline(next); err != nil {
 			return
 		}
-		for i := 0; i < n; i++ {
-			tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
-			s := p.lookup(tok)
-			switch {
-			case s == nil:
-			case s.park.edge:
-				s.polledEdge()
-			default:
-				p.forget(s)
-				s.polledReady()
+		for time.Now().Before(next) {
+			err := p.rc.Read(wait)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err == nil && werr == syscall.EINTR {
+				continue
+			}
+			if err != nil || werr != nil {
+				// Nothing sensible is left to do; parked connections
+				// still wake by sends, and close by the flow table's
+				// timers.
+				return
+			}
+			for i := 0; i < n; i++ {
+				tok := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+				s := p.lookup(tok)
+				switch {
+				case s == nil:
+				case s.park.edge:
+					s.polledEdge()
+				default:
+					p.forget(s)
+					s.polledReady()
+				}
 			}
 		}
-		if now := time.Now(); !now.Before(nextIdle) {
-			nextIdle = now.Add(pollIdleEvery)
-			p.idleCheck(now)
-		}
+		p.idleCheck(time.Now())
 	}
 }
 
