@@ -65,11 +65,13 @@ func (s *Server) Flows(f flowtable.Filter, limit int) []FlowInfo {
 	return s.flowInfos(s.table.List(f, limit), true)
 }
 
-// BoundFlows lists every flow that carries a binding, as Flows does but
-// without the flow tokens (an HMAC each): for the diagnostics' keep-alive
-// check, which goes over all of them every few seconds and needs none.
-func (s *Server) BoundFlows() []FlowInfo {
-	return s.flowInfos(s.table.List(flowtable.Filter{Bound: true}, 0), false)
+// BoundFlows lists the flows that carry a binding and have been silent for
+// at least silentFor (0: all), as Flows does but without the flow tokens
+// (an HMAC each): for the diagnostics' keep-alive check, which goes over
+// them every few seconds and needs none. The table is scanned under its
+// lock, and only the flows that match are copied.
+func (s *Server) BoundFlows(silentFor time.Duration) []FlowInfo {
+	return s.flowInfos(s.table.List(flowtable.Filter{Bound: true, SilentFor: silentFor}, 0), false)
 }
 
 func (s *Server) flowInfos(flows []flowtable.Flow, token bool) []FlowInfo {

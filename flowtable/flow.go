@@ -25,6 +25,9 @@ const (
 
 var transports = [...]Transport{UDP, TCP, TLS, WS, WSS, DTLS}
 
+// AllTransports returns every transport the table knows.
+func AllTransports() []Transport { return transports[:] }
+
 // ParseTransport maps a transport name in any case ("UDP", "tls", …) to a
 // Transport.
 func ParseTransport(s string) (Transport, error) {

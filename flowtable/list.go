@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // CauseOperator: an operator closed the flow (the ops admin API).
@@ -21,11 +22,17 @@ type Filter struct {
 	RemotePort uint16
 	// Bound keeps only flows with at least one registration identity.
 	Bound bool
+	// SilentFor, when > 0, keeps only flows not seen for at least that
+	// long (nothing received, keep-alives included).
+	SilentFor time.Duration
 }
 
-func (f Filter) match(e *entry) bool {
+func (f Filter) match(e *entry, seenBy time.Time) bool {
 	k := e.flow.FlowKey
 	if f.Bound && len(e.idents) == 0 {
+		return false
+	}
+	if f.SilentFor > 0 && e.flow.LastSeen.After(seenBy) {
 		return false
 	}
 	if f.Transport != "" && k.Transport != f.Transport {
@@ -52,20 +59,24 @@ func (f Filter) match(e *entry) bool {
 // (lowest ID) first, for operators. It scans the table under its lock and
 // copies only the matching flows: an operator query, not a per-packet path.
 func (t *Table) List(f Filter, limit int) []Flow {
+	var seenBy time.Time
+	if f.SilentFor > 0 {
+		seenBy = t.now().Add(-f.SilentFor)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var hits []*entry
 	if f.AOR != "" {
 		seen := map[*entry]bool{}
 		for id, e := range t.byIdentity {
-			if id.AOR == f.AOR && !seen[e] && f.match(e) {
+			if id.AOR == f.AOR && !seen[e] && f.match(e, seenBy) {
 				seen[e] = true
 				hits = append(hits, e)
 			}
 		}
 	} else {
 		for _, e := range t.flows {
-			if f.match(e) {
+			if f.match(e, seenBy) {
 				hits = append(hits, e)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestListFilterByIDAndKeepalives(t *testing.T) {
@@ -59,5 +60,32 @@ func TestListFilterByIDAndKeepalives(t *testing.T) {
 	}
 	if f, _ := tb.Lookup(u1.FlowKey); f.Keepalives != 3 {
 		t.Errorf("keepalives = %d, want 3", f.Keepalives)
+	}
+}
+
+// TestListSilentFor: Filter.SilentFor keeps the flows nothing arrived on
+// for at least that long; a refresh (a keep-alive) takes a flow out.
+func TestListSilentFor(t *testing.T) {
+	tb, clk := newTable(t, Config{})
+	a := mustTouch(t, tb, tcpKey(1, 6001))
+	clk.advance(20 * time.Second)
+	b := mustTouch(t, tb, tcpKey(2, 6002))
+	clk.advance(40 * time.Second)
+	ids := func(f Filter) []uint64 {
+		var out []uint64
+		for _, fl := range tb.List(f, 0) {
+			out = append(out, fl.ID)
+		}
+		return out
+	}
+	if got := ids(Filter{SilentFor: 50 * time.Second}); !slices.Equal(got, []uint64{a.ID}) {
+		t.Errorf("silent 50 s: %v, want only the flow seen 60 s ago (%d)", got, a.ID)
+	}
+	if got := ids(Filter{SilentFor: 40 * time.Second}); !slices.Equal(got, []uint64{a.ID, b.ID}) {
+		t.Errorf("silent 40 s: %v, want both (silence of exactly 40 s counts)", got)
+	}
+	tb.Refresh(a.FlowKey)
+	if got := ids(Filter{SilentFor: 40 * time.Second}); !slices.Equal(got, []uint64{b.ID}) {
+		t.Errorf("after a keep-alive on the first: %v, want only %d", got, b.ID)
 	}
 }

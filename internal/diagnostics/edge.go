@@ -68,10 +68,22 @@ func (d *Detector) CheckFlows(flows []edge.FlowInfo, timer func(transport string
 	}
 }
 
-// RunFlowCheck calls CheckFlows with list's flows every
-// keepalive_check_interval until ctx ends.
-func (d *Detector) RunFlowCheck(ctx context.Context, list func() []edge.FlowInfo,
+// RunFlowCheck calls CheckFlows every keepalive_check_interval until ctx
+// ends, with the bound flows list returns: those silent for at least
+// twice the shortest Flow-Timer, since no other flow can be reported. An
+// edge with many idle flows therefore copies none of them while their
+// keep-alives come in.
+func (d *Detector) RunFlowCheck(ctx context.Context, list func(silentFor time.Duration) []edge.FlowInfo,
 	timer func(transport string) time.Duration) {
+	var shortest time.Duration
+	for _, tr := range flowtable.AllTransports() {
+		if n := timer(string(tr)); n > 0 && (shortest == 0 || n < shortest) {
+			shortest = n
+		}
+	}
+	if shortest == 0 {
+		return // no Flow-Timer given: nothing to check against
+	}
 	t := time.NewTicker(d.cfg.KeepaliveCheck)
 	defer t.Stop()
 	for {
@@ -79,7 +91,7 @@ func (d *Detector) RunFlowCheck(ctx context.Context, list func() []edge.FlowInfo
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.CheckFlows(list(), timer)
+			d.CheckFlows(list(2*shortest), timer)
 		}
 	}
 }
