@@ -326,19 +326,48 @@ func (s *StreamConn) rearm() {
 	}
 }
 
-// rawRead is one non-blocking read(2) of the socket, outside Go's poller
-// (which has no goroutine waiting on it, and so has nothing to wake).
-func (s *StreamConn) rawRead(b []byte) (int, error) {
-	var n int
-	var rerr error
-	err := s.park.rc.Control(func(fd uintptr) {
+// rawIO is the poller goroutine's read and write of a socket, outside
+// Go's poller (which has no goroutine waiting on the socket, and so has
+// nothing to wake). Its closures are made once: a keep-alive allocates
+// nothing here.
+type rawIO struct {
+	buf             []byte
+	n               int
+	err             error
+	readFn, writeFn func(fd uintptr)
+}
+
+func newRawIO() *rawIO {
+	r := &rawIO{}
+	r.readFn = func(fd uintptr) {
 		for {
-			n, rerr = syscall.Read(int(fd), b)
-			if rerr != syscall.EINTR {
+			r.n, r.err = syscall.Read(int(fd), r.buf)
+			if r.err != syscall.EINTR {
 				return
 			}
 		}
-	})
+	}
+	r.writeFn = func(fd uintptr) {
+		for {
+			r.n, r.err = syscall.Write(int(fd), r.buf)
+			if r.err != syscall.EINTR {
+				return
+			}
+		}
+	}
+	return r
+}
+
+// pollerIO is used by the poller's goroutine only.
+var pollerIO = newRawIO()
+
+// rawRead is one non-blocking read(2) of the socket (poller goroutine).
+func (s *StreamConn) rawRead(b []byte) (int, error) {
+	r := pollerIO
+	r.buf = b
+	err := s.park.rc.Control(r.readFn)
+	n, rerr := r.n, r.err
+	r.buf, r.err = nil, nil
 	if err != nil {
 		return 0, err
 	}
@@ -359,16 +388,11 @@ func (s *StreamConn) rawPong() error {
 		go s.writeLater(crlfPong)
 		return nil
 	}
-	var n int
-	var werr error
-	err := s.park.rc.Control(func(fd uintptr) {
-		for {
-			n, werr = syscall.Write(int(fd), crlfPong)
-			if werr != syscall.EINTR {
-				return
-			}
-		}
-	})
+	r := pollerIO
+	r.buf = crlfPong
+	err := s.park.rc.Control(r.writeFn)
+	n, werr := r.n, r.err
+	r.buf, r.err = nil, nil
 	if err == nil {
 		err = werr
 	}
