@@ -24,8 +24,8 @@ import (
 // A StreamConn with ParkAfter therefore ends sipgo's read loop once the
 // connection has been quiet long enough (no SIP message in either
 // direction for ParkAfter, nothing in flight on it) and watches it itself
-// instead: in an epoll set, or with a small waiter goroutine for TLS (see
-// below), reading what arrives through a 64-byte buffer:
+// instead: in an epoll set (or, where there is none, with a small waiter
+// goroutine; see below), reading what arrives through a 64-byte buffer:
 //
 //   - keep-alives are answered there, the connection stays parked;
 //   - the first byte of a SIP message (or the peer closing, or the idle
@@ -88,6 +88,7 @@ type parking struct {
 	// goroutine waiting (whoever clears it owns the read side).
 	rc         syscall.RawConn
 	edge       bool // plain TCP: edge-triggered, read on the poller's goroutine
+	tls        bool // crypto/tls in the chain: may hold a record read already
 	inline     bool // the poller's goroutine is answering a keep-alive (pong without blocking)
 	armed      bool
 	registered bool      // the socket is in the epoll set (next arm modifies)
@@ -135,6 +136,17 @@ func streamOf(c net.Conn) *StreamConn {
 		return x.StreamConn
 	}
 	return nil
+}
+
+// hasTLS reports whether crypto/tls reads c's bytes (TLS, WSS).
+func hasTLS(c net.Conn) bool {
+	switch x := c.(type) {
+	case *tls.Conn:
+		return true
+	case *WSConn:
+		return hasTLS(x.Conn)
+	}
+	return false
 }
 
 // parkable reports whether c can be parked: its reads survive a deadline
@@ -192,7 +204,7 @@ func (s *StreamConn) tryPark() bool {
 		s.park.buf = make([]byte, 64)
 		if p := thePoller(); p != nil {
 			if rc, edge, ok := pollable(s.Conn); ok {
-				s.park.rc, s.park.edge = rc, edge
+				s.park.rc, s.park.edge, s.park.tls = rc, edge, hasTLS(s.Conn)
 			}
 		}
 	}
@@ -215,13 +227,13 @@ func (s *StreamConn) isClosed() bool {
 
 // The waiter of a parked connection answers keep-alives and ends the
 // parking when a message starts, a sender wants the connection, the peer
-// closes or the idle timeout passes. Between reads a TCP or WebSocket-
-// over-TCP socket waits in the epoll set (park_poll_linux.go), with no
-// goroutine; a TLS one (or any, where epoll is unavailable) on a fresh
-// goroutine (waitParked) that does nothing but block in Read, so that its
-// stack stays as small as the read's frames allow. What follows a read
-// (framing, flow table, metrics, the pong) runs in parkedRead, which then
-// arms the next wait and ends. A keep-alive thus costs one goroutine start.
+// closes or the idle timeout passes. Between reads the socket waits in the
+// epoll set (park_poll_linux.go), with no goroutine. A plain TCP socket's
+// keep-alives are read and answered on the poller's goroutine; the other
+// kinds are read, once ready, by a fresh goroutine (waitParked), as is any
+// connection where epoll is unavailable (which then blocks in Read). What
+// follows a read (framing, flow table, metrics, the pong) runs in
+// parkedRead, which then arms the next wait and ends.
 
 // nextWait arms the next wait: the epoll set, or the idle deadline and a
 // fresh waiter goroutine.
@@ -229,6 +241,23 @@ func (s *StreamConn) nextWait() {
 	var deadline time.Time
 	if s.opt.IdleTimeout > 0 {
 		deadline = s.lastByte.Add(s.opt.IdleTimeout)
+	}
+	if s.park.rc != nil && s.park.tls {
+		// A record crypto/tls holds already would raise no event: read
+		// it now (a deadline already passed costs no system call).
+		if err := s.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
+			s.fail(fmt.Errorf("set read deadline: %w", err), true)
+			s.endPark()
+			return
+		}
+		n, err := s.Conn.Read(s.park.buf)
+		if n > 0 || (err != nil && !isTimeout(err)) {
+			if isTimeout(err) {
+				err = nil
+			}
+			go s.parkedRead(n, err) // a goroutine each: no recursion
+			return
+		}
 	}
 	if !s.park.edge {
 		// A goroutine will read: the idle deadline bounds it, and the

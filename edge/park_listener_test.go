@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -432,4 +433,97 @@ func TestParkedTCPUnderKeepaliveStorm(t *testing.T) {
 		t.Errorf("parks %d, wakes %v: the test did not test", e.parks, e.wakes)
 	}
 	t.Logf("%d pings, %d messages, %d parks, wakes %v", pings.Load(), sent.Load(), e.parks, e.wakes)
+}
+
+// heldConn holds what is written to it until flush, which sends it in one
+// write: two TLS records then reach the peer in one segment.
+type heldConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hold bool
+	buf  []byte
+}
+
+func (h *heldConn) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hold {
+		h.buf = append(h.buf, b...)
+		return len(b), nil
+	}
+	return h.Conn.Write(b)
+}
+
+func (h *heldConn) flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hold = false
+	_, err := h.Conn.Write(h.buf)
+	h.buf = nil
+	return err
+}
+
+// TestParkedTLSRecordBufferedByCryptoTLS: a parked TLS connection is
+// watched in the epoll set, but crypto/tls reads more from the socket than
+// the record it returns. A keep-alive and a message sent in one segment
+// (two records) leave the message's record inside crypto/tls after the
+// ping is answered, where no readiness event will announce it. It must
+// still reach sipgo at once (RFC 5626 §4.4.1 ping answered, then the
+// message), not with the next keep-alive.
+func TestParkedTLSRecordBufferedByCryptoTLS(t *testing.T) {
+	srvTLS, cliTLS := selfSignedTLS(t)
+	e := newParkEnvOpts(t, 4, ListenerOptions{TLSConfig: srvTLS, ParkAfter: 50 * time.Millisecond, IdleTimeout: time.Minute})
+	raw, err := net.Dial("tcp", e.l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	hc := &heldConn{Conn: raw}
+	c := tls.Client(hc, cliTLS)
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	sc := <-e.conns
+	if _, err := c.Write([]byte(parkTestMsg)); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-e.sipgo.out; got != parkTestMsg {
+		t.Fatalf("first message %q", got)
+	}
+	waitFor(t, "parked", sc.Parked)
+	time.Sleep(50 * time.Millisecond) // armed in the epoll set
+	for round := 0; round < 3; round++ {
+		hc.mu.Lock()
+		hc.hold = true
+		hc.mu.Unlock()
+		if _, err := c.Write([]byte("\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(parkTestMsg)); err != nil {
+			t.Fatal(err)
+		}
+		if err := hc.flush(); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pong := make([]byte, 2)
+		if _, err := io.ReadFull(c, pong); err != nil || string(pong) != "\r\n" {
+			t.Fatalf("round %d: pong %q, %v", round, pong, err)
+		}
+		select {
+		case got := <-e.sipgo.out:
+			if got != parkTestMsg {
+				t.Fatalf("round %d: sipgo read %q", round, got)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("round %d: the message held by crypto/tls did not reach sipgo", round)
+		}
+		waitFor(t, "parked again", sc.Parked)
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.wakes[WakeMessage] != 3 {
+		t.Errorf("wakes %v, want 3 by message", e.wakes)
+	}
 }

@@ -3,6 +3,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,13 +32,16 @@ import (
 //     goes to a goroutine (parkedRead), because waking a flow waits for
 //     sipgo. The registration is removed when the connection wakes, so an
 //     active connection's traffic never reaches the poller.
-//   - A WebSocket over TCP is registered EPOLLONESHOT: its frames are read
-//     through WSConn's blocking reader, so each readiness event hands the
-//     connection to a goroutine that reads it (waitParked) and arms it
-//     again if it stays parked.
+//   - A WebSocket, TLS or WebSocket over TLS is registered EPOLLONESHOT:
+//     it is read through a blocking reader (WSConn's, crypto/tls's), so
+//     each readiness event hands the connection to a goroutine that reads
+//     it (waitParked) and arms it again if it stays parked.
 //
-// TLS keeps the goroutine waiter: crypto/tls may hold a whole record
-// already read from the socket, which no readiness event would announce.
+// crypto/tls may hold a whole record already read from the socket, which
+// no readiness event would announce. Before a TLS connection is armed,
+// its reader is therefore asked once more with a deadline already passed:
+// that returns a buffered record, or times out without a system call
+// (park.go, nextWait).
 type parkPoller struct {
 	epfd int
 	file *os.File        // epfd, registered in Go's netpoller
@@ -101,6 +105,9 @@ func pollable(c net.Conn) (rc syscall.RawConn, edge bool, ok bool) {
 		return rc, true, err == nil
 	case *WSConn:
 		rc, _, ok := pollable(x.Conn)
+		return rc, false, ok
+	case *tls.Conn:
+		rc, _, ok := pollable(x.NetConn())
 		return rc, false, ok
 	}
 	return nil, false, false

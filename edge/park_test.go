@@ -263,10 +263,9 @@ func TestParkedTLSAndWSFlows(t *testing.T) {
 			if got := testutil.ToFloat64(env.edge.m.parked); got != 1 {
 				t.Fatalf("the keep-alive woke the connection: parked = %v", got)
 			}
-			// TLS waits on a goroutine (crypto/tls may hold a record
-			// no readiness event announces), WS over TCP on epoll.
+			// Both wait in the epoll set, with no goroutine.
 			waiters := 0
-			if tr == "tls" || runtime.GOOS != "linux" {
+			if runtime.GOOS != "linux" {
 				waiters = 1
 			}
 			// A goroutine waiter hands over to a fresh goroutine after
