@@ -26,6 +26,9 @@ type Registrar struct {
 	cfg          Config
 	store        Store
 	storeLocal   bool // store is InMemory: no store timeout
+	// ioFree: neither the store nor the Digest state does I/O, so a
+	// REGISTER needs no overall deadline (answerRegister).
+	ioFree bool
 	domains      map[string]bool
 	trustedEdges prefixlist.List
 	log          *slog.Logger
@@ -78,6 +81,7 @@ func New(cfg Config, store Store, opt Options) (*Registrar, error) {
 	if m, ok := store.(InMemory); ok && m.InMemory() {
 		r.storeLocal = true
 	}
+	r.ioFree = r.storeLocal && (r.auth == nil || r.auth.LocalState())
 	if r.log == nil {
 		r.log = slog.Default()
 	}

@@ -209,8 +209,16 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 // registrar and sends its answer with respond (a server transaction's, or
 // the stateless UDP path's, udpregister.go).
 func (s *Server) answerRegister(req *sip.Request, respond func(*sip.Response) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	// A deadline bounds a REGISTER whose store or Digest state waits on
+	// the network. Without I/O nothing can outlast it (the overload gate
+	// has its own bound), and its context and timer are a tenth of the
+	// REGISTER's allocations: none then.
+	ctx := context.Background()
+	if !s.reg.ioFree {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
 	release, shed, ok := s.reg.AdmitRegister(ctx, req)
 	if !ok {
 		_ = respond(shed)

@@ -161,6 +161,13 @@ func (v *Verifier) algorithms(userAgent string) []string {
 	return v.cfg.Algorithms
 }
 
+// LocalState reports whether the verifier's State does no I/O: it has an
+// InMemory method that says so (the memory store's state).
+func (v *Verifier) LocalState() bool {
+	m, ok := v.st.(interface{ InMemory() bool })
+	return ok && m.InMemory()
+}
+
 func (v *Verifier) trusted(ip netip.Addr) bool { return prefixlist.List(v.cfg.Trusted).Contains(ip) }
 
 // Authenticate checks r's credentials. The error is non-nil only when State

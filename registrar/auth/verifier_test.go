@@ -647,3 +647,17 @@ func TestNewNonceSecrets(t *testing.T) {
 		})
 	}
 }
+
+// networkState is a State that says nothing about I/O (as the Redis one).
+type networkState struct{ auth.State }
+
+// TestLocalState: the registrar drops its per-REGISTER deadline only when
+// the Digest state, like the store, does no I/O.
+func TestLocalState(t *testing.T) {
+	if h := newHarness(t, opts{}); !h.v.LocalState() {
+		t.Error("memory state not reported local")
+	}
+	if h := newHarness(t, opts{st: networkState{memstore.NewAuthState(nil)}}); h.v.LocalState() {
+		t.Error("a state without InMemory reported local")
+	}
+}

@@ -55,6 +55,9 @@ func NewAuthState(now func() time.Time) *AuthState {
 }
 
 // NonceCount implements auth.State.
+// InMemory reports that the state does no I/O (registrar.InMemory).
+func (s *AuthState) InMemory() bool { return true }
+
 func (s *AuthState) NonceCount(ctx context.Context, nonce string, nc uint64, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("nonce count: %w", err)
