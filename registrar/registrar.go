@@ -23,12 +23,12 @@ import (
 
 // Registrar holds REGISTER policy. It is safe for concurrent use.
 type Registrar struct {
-	cfg          Config
-	store        Store
-	storeLocal   bool // store is InMemory: no store timeout
+	cfg        Config
+	store      Store
+	storeLocal bool // store is InMemory: no store timeout
 	// ioFree: neither the store nor the Digest state does I/O, so a
 	// REGISTER needs no overall deadline (answerRegister).
-	ioFree bool
+	ioFree       bool
 	domains      map[string]bool
 	trustedEdges prefixlist.List
 	log          *slog.Logger
