@@ -318,35 +318,52 @@ func TestParkedWSUnderKeepaliveStorm(t *testing.T) {
 		if err := wsutil.WriteClientText(c, []byte(parkTestMsg)); err != nil {
 			t.Fatal(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Duration(k%7) * 10 * time.Millisecond):
-				}
-				if err := wsutil.WriteClientText(c, []byte("\r\n\r\n")); err != nil {
-					return
-				}
-				pings.Add(1)
+		storm(&wg, stop, func(k int) time.Duration { return time.Duration(k%7) * 10 * time.Millisecond }, func(int) error {
+			if err := wsutil.WriteClientText(c, []byte("\r\n\r\n")); err != nil {
+				return err
 			}
-		}()
+			pings.Add(1)
+			return nil
+		})
 	}
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	waitFor(t, "every ping answered", func() bool { return pongs.Load() == pings.Load() })
-	select {
-	case err := <-e.closes:
-		t.Fatalf("a connection closed under keep-alives: %v", err)
-	default:
-	}
+	e.noneClosed(t)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.parks == 0 {
 		t.Error("nothing parked: the test did not test")
+	}
+}
+
+// storm calls send(k) for k = 0, 1, ... on a goroutine of its own, after
+// pause(k) each time, until stop is closed or send fails.
+func storm(wg *sync.WaitGroup, stop <-chan struct{}, pause func(k int) time.Duration, send func(k int) error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(pause(k)):
+			}
+			if send(k) != nil {
+				return
+			}
+		}
+	}()
+}
+
+// noneClosed fails the test if any connection of e has closed.
+func (e *parkEnv) noneClosed(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-e.closes:
+		t.Fatalf("a connection closed under keep-alives: %v", err)
+	default:
 	}
 }
 
@@ -380,38 +397,27 @@ func TestParkedTCPUnderKeepaliveStorm(t *testing.T) {
 				}
 			}
 		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Duration(k%5) * 20 * time.Millisecond):
+		storm(&wg, stop, func(k int) time.Duration { return time.Duration(k%5) * 20 * time.Millisecond }, func(k int) error {
+			var err error
+			switch k % 9 {
+			case 3: // split ping
+				if _, err = c.Write([]byte("\r\n")); err == nil {
+					time.Sleep(5 * time.Millisecond)
+					_, err = c.Write([]byte("\r\n"))
 				}
-				var err error
-				switch k % 9 {
-				case 3: // split ping
-					if _, err = c.Write([]byte("\r\n")); err == nil {
-						time.Sleep(5 * time.Millisecond)
-						_, err = c.Write([]byte("\r\n"))
-					}
-					pings.Add(1)
-				case 6: // a burst longer than the poller's 64-byte read
-					_, err = c.Write([]byte(strings.Repeat("\r\n\r\n", 40)))
-					pings.Add(40)
-				case 8:
-					_, err = c.Write([]byte(parkTestMsg))
-					sent.Add(1)
-				default:
-					_, err = c.Write([]byte("\r\n\r\n"))
-					pings.Add(1)
-				}
-				if err != nil {
-					return
-				}
+				pings.Add(1)
+			case 6: // a burst longer than the poller's 64-byte read
+				_, err = c.Write([]byte(strings.Repeat("\r\n\r\n", 40)))
+				pings.Add(40)
+			case 8:
+				_, err = c.Write([]byte(parkTestMsg))
+				sent.Add(1)
+			default:
+				_, err = c.Write([]byte("\r\n\r\n"))
+				pings.Add(1)
 			}
-		}()
+			return err
+		})
 	}
 	time.Sleep(2 * time.Second)
 	close(stop)
@@ -422,11 +428,7 @@ func TestParkedTCPUnderKeepaliveStorm(t *testing.T) {
 	if got, want := pongBytes.Load(), 2*pings.Load(); got != want {
 		t.Errorf("pong bytes %d, want %d: a ping was answered twice", got, want)
 	}
-	select {
-	case err := <-e.closes:
-		t.Fatalf("a connection closed under keep-alives: %v", err)
-	default:
-	}
+	e.noneClosed(t)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.parks == 0 || e.wakes[WakeMessage] == 0 {
