@@ -271,10 +271,9 @@ func (s *StreamConn) nextWait() {
 	if s.park.rc != nil {
 		// Epoll mode: no goroutine until the socket is readable; the
 		// poller checks the idle deadline. wantBack and armed change
-		// together: a sender either claims the armed connection or has
-		// asked for it before this check.
-		// Registered under pmu too, so that whoever claims it finds
-		// the registration complete.
+		// together, and the registration is made under the same lock:
+		// a sender either claims the armed (and registered) connection
+		// or has asked for it before this check.
 		s.pmu.Lock()
 		if s.park.wantBack {
 			s.pmu.Unlock()

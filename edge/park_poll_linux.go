@@ -15,8 +15,8 @@ import (
 )
 
 // parkPoller watches the sockets of parked connections with one epoll
-// instance and one goroutine, so that a parked TCP or WebSocket-over-TCP
-// connection costs no goroutine at all (park.go). Idle timeouts of armed
+// instance and one goroutine, so that a parked connection (TCP, TLS, WS,
+// WSS) costs no goroutine at all (park.go). Idle timeouts of armed
 // connections are checked every pollIdleEvery, by a scan that runs only
 // when the earliest of them may have passed.
 //
@@ -96,8 +96,9 @@ func thePoller() *parkPoller {
 }
 
 // pollable returns c's socket when its readiness can be watched there:
-// plain TCP (edge: read on the poller's goroutine), or a WebSocket over
-// plain TCP (WSConn keeps no bytes of its own between frames).
+// plain TCP (edge: read on the poller's goroutine), a WebSocket (WSConn
+// keeps no bytes of its own between frames) or TLS over it (crypto/tls
+// may; see nextWait).
 func pollable(c net.Conn) (rc syscall.RawConn, edge bool, ok bool) {
 	switch x := c.(type) {
 	case *net.TCPConn:
