@@ -75,15 +75,6 @@ func (d *Detector) CheckFlows(flows []edge.FlowInfo, timer func(transport string
 // keep-alives come in.
 func (d *Detector) RunFlowCheck(ctx context.Context, list func(silentFor time.Duration) []edge.FlowInfo,
 	timer func(transport string) time.Duration) {
-	var shortest time.Duration
-	for _, tr := range flowtable.AllTransports() {
-		if n := timer(string(tr)); n > 0 && (shortest == 0 || n < shortest) {
-			shortest = n
-		}
-	}
-	if shortest == 0 {
-		return // no Flow-Timer given: nothing to check against
-	}
 	t := time.NewTicker(d.cfg.KeepaliveCheck)
 	defer t.Stop()
 	for {
@@ -91,7 +82,16 @@ func (d *Detector) RunFlowCheck(ctx context.Context, list func(silentFor time.Du
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.CheckFlows(list(2*shortest), timer)
+			// Asked each time: a reload may change the Flow-Timers.
+			var shortest time.Duration
+			for _, tr := range flowtable.AllTransports() {
+				if n := timer(string(tr)); n > 0 && (shortest == 0 || n < shortest) {
+					shortest = n
+				}
+			}
+			if shortest > 0 { // else no Flow-Timer given: nothing to check against
+				d.CheckFlows(list(2*shortest), timer)
+			}
 		}
 	}
 }
