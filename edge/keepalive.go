@@ -355,10 +355,19 @@ func (s *StreamConn) write(b []byte) (int, error) {
 	return s.writeLocked(b)
 }
 
-// writeLater writes b from a goroutine of its own (a pong the poller could
-// not write without blocking); a failure closes the connection.
+// writeLater writes a pong from a goroutine of its own (one the poller
+// could not write without blocking); a failure closes the connection.
 func (s *StreamConn) writeLater(b []byte) {
-	if _, err := s.write(b); err != nil {
+	s.wmu.Lock()
+	s.finishPong(b)
+}
+
+// finishPong writes the rest of a pong with wmu held by the caller,
+// releases it, and closes the connection if the write failed.
+func (s *StreamConn) finishPong(b []byte) {
+	_, err := s.writeLocked(b)
+	s.wmu.Unlock()
+	if err != nil {
 		s.recordErr(fmt.Errorf("write keep-alive pong: %w", err))
 		_ = s.Close()
 	}

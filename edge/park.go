@@ -245,9 +245,7 @@ func (s *StreamConn) nextWait() {
 	if s.park.rc != nil && s.park.tls {
 		// A record crypto/tls holds already would raise no event: read
 		// it now (a deadline already passed costs no system call).
-		if err := s.Conn.SetReadDeadline(time.Unix(1, 0)); err != nil {
-			s.fail(fmt.Errorf("set read deadline: %w", err), true)
-			s.endPark()
+		if !s.setWaitDeadline(time.Unix(1, 0)) {
 			return
 		}
 		n, err := s.Conn.Read(s.park.buf)
@@ -262,9 +260,7 @@ func (s *StreamConn) nextWait() {
 	if !s.park.edge {
 		// A goroutine will read: the idle deadline bounds it, and the
 		// one that parked the connection (passed) must not stay.
-		if err := s.Conn.SetReadDeadline(deadline); err != nil {
-			s.fail(fmt.Errorf("set read deadline: %w", err), true)
-			s.endPark()
+		if !s.setWaitDeadline(deadline) {
 			return
 		}
 	}
@@ -290,9 +286,7 @@ func (s *StreamConn) nextWait() {
 			return
 		}
 		if s.park.edge {
-			if err := s.Conn.SetReadDeadline(deadline); err != nil {
-				s.fail(fmt.Errorf("set read deadline: %w", err), true)
-				s.endPark()
+			if !s.setWaitDeadline(deadline) {
 				return
 			}
 		}
@@ -306,6 +300,17 @@ func (s *StreamConn) nextWait() {
 		return
 	}
 	go s.waitParked()
+}
+
+// setWaitDeadline sets a parked connection's read deadline; on failure it
+// closes the connection, ends the parking and reports false.
+func (s *StreamConn) setWaitDeadline(t time.Time) bool {
+	if err := s.Conn.SetReadDeadline(t); err != nil {
+		s.fail(fmt.Errorf("set read deadline: %w", err), true)
+		s.endPark()
+		return false
+	}
+	return true
 }
 
 // disarm claims the read side of an armed connection: true when it was

@@ -408,14 +408,7 @@ func (s *StreamConn) rawPong() error {
 		n = 0
 	}
 	if errors.Is(err, syscall.EAGAIN) || (err == nil && n < len(crlfPong)) {
-		rest := crlfPong[n:]
-		go func() {
-			defer s.wmu.Unlock()
-			if _, err := s.writeLocked(rest); err != nil {
-				s.recordErr(fmt.Errorf("write keep-alive pong: %w", err))
-				_ = s.Close()
-			}
-		}()
+		go s.finishPong(crlfPong[n:]) // wmu passes to it
 		return nil
 	}
 	s.wmu.Unlock()
